@@ -1,0 +1,58 @@
+"""Adapter overhead and model throughput: ``python benchmarks/bench_models.py``.
+
+Prints TorchClassifier.probs throughput against the bare module on the same
+batches (target ratio >= 0.95) for lenet_mnist, and EfficientNet-Lite0 images/s
+at 224 x 224.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+import foolbench as fb
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import best_of
+
+
+def compare(clf: fb.models.TorchClassifier, x: torch.Tensor, repeats: int) -> tuple[float, float]:
+    module = clf.module
+
+    def bare() -> None:
+        with torch.no_grad():
+            for chunk in torch.split(x, clf.batch_size):
+                torch.softmax(module(clf.preprocess(chunk)), 1)
+
+    t_bare = best_of(bare, repeats=repeats)
+    t_ours = best_of(lambda: clf.probs(x), repeats=repeats)
+    return x.shape[0] / t_bare, x.shape[0] / t_ours
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="small sizes, for CI smoke runs")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device cpu")
+    lenet = fb.models.lenet_mnist(batch_size=256)
+    n = 1024 if args.quick else 8192
+    bare, ours = compare(lenet, torch.rand(n, 1, 28, 28), repeats=3 if args.quick else 7)
+    print(
+        f"lenet_mnist  {n} images, chunks of 256: bare {bare:,.0f} img/s, probs {ours:,.0f} img/s, "
+        f"ratio {ours / bare:.3f} (target >= 0.95)"
+    )
+    eff = fb.models.efficientnet_lite0(batch_size=32)
+    n = 8 if args.quick else 64
+    bare, ours = compare(eff, torch.rand(n, 3, 224, 224), repeats=2 if args.quick else 3)
+    print(
+        f"efficientnet_lite0 224x224, {n} images: bare {bare:.1f} img/s, probs {ours:.1f} img/s, "
+        f"ratio {ours / bare:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""foolbench: find the images deep classifiers get confidently wrong.
+
+The package is organised in layers, each a subpackage: :mod:`foolbench.models`
+(classifier adapters and the model zoo), :mod:`foolbench.encodings` (genome to
+image), :mod:`foolbench.search` (evolution, gradient ascent and perturbation
+attacks), :mod:`foolbench.defenses` and :mod:`foolbench.bench`.
+"""
+
+from __future__ import annotations
+
+from foolbench import encodings, errors, models, search
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "encodings", "errors", "models", "search"]

@@ -1,0 +1,169 @@
+"""Argument checks shared by every layer (private).
+
+Each check raises a :mod:`foolbench.errors` exception whose message names the
+argument, what was expected and what was received.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from foolbench.errors import InvalidArgumentError, InvalidTypeError
+
+# Values this far outside the bounds still count as inside (float round-off).
+BOUNDS_TOLERANCE = 1e-5
+
+
+def positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int, or raise when it is not an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise InvalidArgumentError(f"{name} must be an int >= {minimum}, got {value}")
+    return int(value)
+
+
+def optional_positive_int(name: str, value: Any, *, minimum: int = 1) -> int | None:
+    """Like :func:`positive_int` but lets ``None`` through."""
+    return None if value is None else positive_int(name, value, minimum=minimum)
+
+
+def real(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as a finite float inside the given interval, or raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidTypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    number = float(value)
+    lo_txt = "-inf" if low is None else f"{low:g}"
+    hi_txt = "inf" if high is None else f"{high:g}"
+    interval = f"{'(' if low_open or low is None else '['}{lo_txt}, {hi_txt}{')' if high_open or high is None else ']'}"
+    bad = not math.isfinite(number)
+    if low is not None:
+        bad = bad or number < low or (low_open and number == low)
+    if high is not None:
+        bad = bad or number > high or (high_open and number == high)
+    if bad:
+        raise InvalidArgumentError(f"{name} must be a finite number in {interval}, got {number!r}")
+    return number
+
+
+def choice(name: str, value: Any, choices: Iterable[str]) -> str:
+    """Return ``value`` when it is one of ``choices``, or raise listing them."""
+    options = tuple(choices)
+    if value not in options:
+        raise InvalidArgumentError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
+    return str(value)
+
+
+def shape3(name: str, value: Any) -> tuple[int, int, int]:
+    """Return ``value`` as a (C, H, W) tuple of positive ints, or raise."""
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 3:
+        raise InvalidArgumentError(f"{name} must be a (channels, height, width) tuple, got {value!r}")
+    return (
+        positive_int(f"{name}[0]", value[0]),
+        positive_int(f"{name}[1]", value[1]),
+        positive_int(f"{name}[2]", value[2]),
+    )
+
+
+def images(
+    name: str,
+    x: Any,
+    *,
+    shape: tuple[int, int, int] | None = None,
+    bounds: tuple[float, float] | None = None,
+    allow_empty: bool = False,
+) -> torch.Tensor:
+    """Check a (B, C, H, W) floating batch: rank, shape, dtype, finiteness and bounds.
+
+    The finiteness and bounds check is one fused min/max pass over the batch.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise InvalidTypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise InvalidTypeError(
+            f"{name} must have a floating dtype (e.g. torch.float32), got {x.dtype}; "
+            "convert integer images with x.float() / 255"
+        )
+    if x.dim() != 4:
+        expected = "(B, " + ", ".join(map(str, shape)) + ")" if shape else "(B, C, H, W)"
+        raise InvalidArgumentError(f"{name} must have shape {expected} (4 dimensions), got {tuple(x.shape)}")
+    if shape is not None and tuple(x.shape[1:]) != tuple(shape):
+        raise InvalidArgumentError(
+            f"{name} must have shape (B, {shape[0]}, {shape[1]}, {shape[2]}), got {tuple(x.shape)}"
+        )
+    if x.shape[0] == 0:
+        if allow_empty:
+            return x
+        raise InvalidArgumentError(f"{name} must hold at least one image, got an empty batch {tuple(x.shape)}")
+    lo, hi = torch.aminmax(x.detach())
+    lo_v, hi_v = float(lo), float(hi)
+    if not (math.isfinite(lo_v) and math.isfinite(hi_v)):
+        raise InvalidArgumentError(f"{name} must be finite, got values containing NaN or inf")
+    if bounds is not None and (lo_v < bounds[0] - BOUNDS_TOLERANCE or hi_v > bounds[1] + BOUNDS_TOLERANCE):
+        raise InvalidArgumentError(
+            f"{name} must lie inside the classifier's bounds [{bounds[0]:g}, {bounds[1]:g}], "
+            f"got values in [{lo_v:g}, {hi_v:g}]"
+        )
+    return x
+
+
+def labels(name: str, y: Any, *, batch: int, num_classes: int, device: torch.device | None = None) -> torch.Tensor:
+    """Check a (B,) vector of class indices in [0, num_classes) and return it as int64."""
+    if isinstance(y, (list, tuple)):
+        y = torch.as_tensor(y)
+    if not isinstance(y, torch.Tensor):
+        raise InvalidTypeError(f"{name} must be a tensor of class indices, got {type(y).__name__}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise InvalidTypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if y.dim() != 1 or y.shape[0] != batch:
+        raise InvalidArgumentError(f"{name} must have shape ({batch},) to match the images, got {tuple(y.shape)}")
+    if batch and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise InvalidArgumentError(
+            f"{name} must be class indices in [0, {num_classes - 1}], got values in [{int(y.min())}, {int(y.max())}]"
+        )
+    return y.to(device=device, dtype=torch.long) if device is not None else y.long()
+
+
+def class_list(name: str, classes: Any, *, num_classes: int) -> list[int]:
+    """Check a non-empty list of distinct class indices in [0, num_classes)."""
+    if isinstance(classes, torch.Tensor):
+        classes = classes.tolist()
+    if isinstance(classes, int) and not isinstance(classes, bool):
+        classes = [classes]
+    if not isinstance(classes, Iterable) or isinstance(classes, str):
+        raise InvalidTypeError(f"{name} must be a sequence of class indices, got {type(classes).__name__}")
+    out = list(classes)
+    if not out:
+        raise InvalidArgumentError(f"{name} must name at least one class, got an empty sequence")
+    for c in out:
+        if isinstance(c, bool) or not isinstance(c, int):
+            raise InvalidTypeError(f"{name} must hold int class indices, got {type(c).__name__} {c!r}")
+        if not 0 <= c < num_classes:
+            raise InvalidArgumentError(f"{name} must hold class indices in [0, {num_classes - 1}], got {c}")
+    if len(set(out)) != len(out):
+        raise InvalidArgumentError(f"{name} must not repeat a class, got {out}")
+    return out
+
+
+def generator(name: str, seed: Any, device: torch.device | str = "cpu") -> torch.Generator:
+    """Make a :class:`torch.Generator` from an int seed, or pass a generator through."""
+    if isinstance(seed, torch.Generator):
+        return seed
+    gen = torch.Generator(device=device)
+    if seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(positive_int(name, seed, minimum=0))
+    return gen

@@ -1,0 +1,5 @@
+"""foolbench.encodings."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import foolbench as fb
+from foolbench.errors import CheckpointError, InvalidArgumentError
+
+
+def test_lenet_held_out_accuracy(
+    lenet: fb.models.TorchClassifier, digits_test: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    x, y = digits_test
+    acc = (lenet.predict(x) == y).float().mean().item()
+    assert acc >= 0.97, acc
+
+
+def test_digit_splits_are_disjoint_and_balanced() -> None:
+    xtr, _ytr = fb.models.mnist_digits("train")
+    xte, yte = fb.models.mnist_digits("test")
+    assert xtr.shape == (4000, 1, 28, 28) and xte.shape == (1000, 1, 28, 28)
+    assert torch.bincount(yte).tolist() == [100] * 10
+    assert float(xte.min()) >= 0 and float(xte.max()) <= 1
+    # no held-out image appears in the training split
+    train_keys = {hash(t.numpy().tobytes()) for t in xtr}
+    assert sum(hash(t.numpy().tobytes()) in train_keys for t in xte) == 0
+
+
+def test_digits_bad_split() -> None:
+    with pytest.raises(InvalidArgumentError, match="split must be one of"):
+        fb.models.mnist_digits("validation")
+
+
+def test_zoo_and_load_model() -> None:
+    assert set(fb.models.zoo()) == {"lenet-mnist", "efficientnet-lite0"}
+    with pytest.raises(InvalidArgumentError, match="model must be one of 'lenet-mnist'"):
+        fb.models.load_model("resnet")
+
+
+def test_efficientnet_lite0_real_photos(capsys: pytest.CaptureFixture[str]) -> None:
+    clf = fb.models.efficientnet_lite0(image_size=96)
+    x, y = fb.models.imagenet_photos(96)
+    assert clf.predict(x).tolist() == y.tolist()
+    assert clf.class_names[285] == "Egyptian cat"
+    assert capsys.readouterr().out == ""  # the third-party debug prints are silenced
+
+
+def test_foreign_weights_file_refused(tmp_path: object) -> None:
+    import pathlib
+
+    path = pathlib.Path(str(tmp_path)) / "bad.pt"
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError, match="could not load weights"):
+        fb.models.load_state_dict(path)

@@ -1,0 +1,51 @@
+"""Reproduce the shipped LeNet weights: ``python tools/train_lenet_mnist.py``.
+
+Trains :class:`foolbench.models.LeNet` on the 4,000 ``"train"`` digits of
+:func:`foolbench.models.mnist_digits` (seed 0), prints held-out accuracy on the
+1,000 ``"test"`` digits and writes ``foolbench/models/_assets/lenet_mnist.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+import foolbench as fb
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path(fb.models.__file__).parent / "_assets" / "lenet_mnist.pt")
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)  # weight initialisation only; this is a script, not library code
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    x, y = fb.models.mnist_digits("train")
+    net = fb.models.LeNet()
+    mean, std = fb.models.MNIST_MEAN, fb.models.MNIST_STD
+
+    class Normalise(torch.nn.Module):
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return (t - mean) / std
+
+    norm = Normalise()
+    fb.models.train_classifier(net, x, y, epochs=args.epochs, preprocess=norm, seed=args.seed)
+    net.eval()
+    clf = fb.models.TorchClassifier(net, input_shape=(1, 28, 28), num_classes=10, mean=mean, std=std)
+    xt, yt = fb.models.mnist_digits("test")
+    acc = (clf.predict(xt) == yt).float().mean().item()
+    print(f"held-out accuracy on {len(yt)} test digits: {acc:.4f}")
+    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    with tempfile.NamedTemporaryFile(dir=args.out.parent, delete=False, suffix=".tmp") as tmp:
+        torch.save(state, tmp.name)
+    Path(tmp.name).replace(args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")
+
+
+if __name__ == "__main__":
+    main()
