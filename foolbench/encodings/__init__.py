@@ -1,5 +1,12 @@
-"""foolbench.encodings."""
+"""Genome encodings: how a searched genome becomes an image.
+
+:class:`DirectEncoding` evolves the pixels themselves; every encoding follows
+the :class:`Encoding` protocol, so :class:`foolbench.search.MAPElites` runs any of them.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from foolbench.encodings._base import Encoding, Genomes
+from foolbench.encodings._direct import DirectEncoding, polynomial_mutation
+
+__all__ = ["DirectEncoding", "Encoding", "Genomes", "polynomial_mutation"]

@@ -1,0 +1,139 @@
+"""An archive of elites with one niche per target class, held as a struct of tensors."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+import torch
+
+from foolbench.encodings import Encoding, Genomes
+from foolbench.errors import CheckpointError, InvalidArgumentError
+
+__all__ = ["AddStatus", "ClassArchive"]
+
+
+class AddStatus(IntEnum):
+    """What :meth:`ClassArchive.add` did to a niche."""
+
+    NOT_ADDED = 0
+    IMPROVED = 1
+    NEW = 2
+
+
+class ClassArchive:
+    """One elite per target class: the genome the classifier is most confident belongs to it.
+
+    Every evaluated child competes for every niche at once: the batch's scores for
+    the archive's classes form a (B, M) matrix whose column-wise max is the
+    scatter-max of the children into the niches, so :meth:`add` has no Python loop
+    over children.
+
+    Args:
+        classes: (M,) target class of each niche.
+        encoding: how genomes are stored and checkpointed.
+
+    Attributes:
+        classes: (M,) int64 target classes.
+        fitness: (M,) float32 log-probability of the elite's class (-inf while empty).
+        occupied: (M,) bool.
+        found_at: (M,) int64 evaluation count when each elite was inserted.
+        genomes: the (M,) batch of elites (None before the first :meth:`add`).
+
+    Examples:
+        >>> import torch
+        >>> from foolbench.encodings import DirectEncoding
+        >>> arc = ClassArchive(torch.tensor([0, 1]), DirectEncoding((1, 2, 2)))
+        >>> g = torch.rand(3, 1, 2, 2)
+        >>> lp = torch.log_softmax(torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]]), 1)
+        >>> arc.add(g, lp, evaluations=3).tolist()  # both niches new
+        [2, 2]
+        >>> torch.equal(arc.genomes[0], g[2])
+        True
+    """
+
+    def __init__(self, classes: torch.Tensor, encoding: Encoding) -> None:
+        if classes.dim() != 1 or classes.numel() == 0:
+            raise InvalidArgumentError(f"classes must be a non-empty 1-D tensor, got shape {tuple(classes.shape)}")
+        self.encoding = encoding
+        self.classes = classes.long()
+        m = classes.shape[0]
+        self.fitness = torch.full((m,), -torch.inf, device=classes.device)
+        self.occupied = torch.zeros(m, dtype=torch.bool, device=classes.device)
+        self.found_at = torch.zeros(m, dtype=torch.long, device=classes.device)
+        self.genomes: Genomes | None = None
+
+    def __len__(self) -> int:
+        return int(self.classes.shape[0])
+
+    def __repr__(self) -> str:
+        return f"ClassArchive(niches={len(self)}, occupied={int(self.occupied.sum())})"
+
+    def add(self, genomes: Genomes, log_probs: torch.Tensor, *, evaluations: int) -> torch.Tensor:
+        """Insert a batch: each niche keeps the best of its elite and all children.
+
+        Args:
+            genomes: (B,) batch of genomes.
+            log_probs: (B, K) log-probabilities the classifier gave their images.
+            evaluations: the evaluation count to record for new elites.
+
+        Returns:
+            (M,) int64 :class:`AddStatus` per niche.
+
+        Shape:
+            - log_probs: (B, K)
+            - output: (M,)
+        """
+        scores = log_probs.index_select(1, self.classes.to(log_probs.device)).to(self.fitness.device)
+        best, arg = scores.max(dim=0)
+        improved = best > self.fitness
+        status = torch.where(improved, torch.where(self.occupied, AddStatus.IMPROVED, AddStatus.NEW),
+                             AddStatus.NOT_ADDED)
+        if self.genomes is None:
+            self.genomes = genomes[arg.to(_device_of(genomes))]
+        else:
+            idx = torch.nonzero(improved).flatten()
+            if idx.numel():
+                self.genomes[idx.to(_device_of(self.genomes))] = genomes[arg[idx].to(_device_of(genomes))]
+        self.fitness = torch.where(improved, best.to(self.fitness.dtype), self.fitness)
+        self.found_at = torch.where(improved, torch.full_like(self.found_at, evaluations), self.found_at)
+        self.occupied |= improved
+        return status.long()
+
+    def confidence(self) -> torch.Tensor:
+        """(M,) float64 probabilities of the elites (0 where empty)."""
+        return self.fitness.double().exp()
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"classes": self.classes.cpu(), "fitness": self.fitness.cpu(),
+                                 "occupied": self.occupied.cpu(), "found_at": self.found_at.cpu()}
+        if self.genomes is not None:
+            state["genomes"] = {k: v.cpu() for k, v in self.encoding.genomes_to_state(self.genomes).items()}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            classes, fitness = state["classes"], state["fitness"]
+            occupied, found_at = state["occupied"], state["found_at"]
+        except (KeyError, TypeError) as err:
+            raise CheckpointError(f"archive state is missing {err}") from err
+        if not torch.equal(classes.long(), self.classes.cpu()):
+            raise CheckpointError(f"archive classes {classes.tolist()} differ from {self.classes.tolist()}")
+        if fitness.shape != self.fitness.shape or occupied.shape != self.occupied.shape:
+            raise CheckpointError("archive tensors have the wrong shape")
+        device = self.fitness.device
+        self.fitness = fitness.to(device=device, dtype=self.fitness.dtype)
+        self.occupied = occupied.to(device=device, dtype=torch.bool)
+        self.found_at = found_at.to(device=device, dtype=torch.long)
+        genomes = state.get("genomes")
+        self.genomes = None
+        if genomes is not None:
+            loaded = self.encoding.genomes_from_state({k: v.to(device) for k, v in genomes.items()})
+            if len(loaded) != len(self):
+                raise CheckpointError(f"archive holds {len(loaded)} genomes for {len(self)} niches")
+            self.genomes = loaded
+
+
+def _device_of(genomes: Genomes) -> torch.device:
+    device = getattr(genomes, "device", None)
+    return device if isinstance(device, torch.device) else torch.device("cpu")

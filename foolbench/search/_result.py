@@ -1,0 +1,148 @@
+"""The result of a fooling-image search (evolution or gradient ascent)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from foolbench import _io
+
+__all__ = ["FoolingResult", "History"]
+
+
+@dataclass(frozen=True)
+class History:
+    """Per-generation (or per-step) record of a search.
+
+    Attributes:
+        evaluations: (G,) int64, evaluations used when each record was taken.
+        confidence: (G, K) float64, best confidence per target class at each record.
+    """
+
+    evaluations: torch.Tensor
+    confidence: torch.Tensor
+
+    @property
+    def best(self) -> torch.Tensor:
+        """(G,) highest confidence over the classes at each record."""
+        return self.confidence.max(dim=1).values
+
+    @property
+    def median(self) -> torch.Tensor:
+        """(G,) median confidence over the classes at each record."""
+        return self.confidence.median(dim=1).values
+
+    def __len__(self) -> int:
+        return int(self.evaluations.shape[0])
+
+
+@dataclass(frozen=True)
+class FoolingResult:
+    """Fooling images found by a search: one image per target class.
+
+    Attributes:
+        images: (K, C, H, W) best image per target class, inside the classifier's bounds.
+        confidence: (K,) float64 classifier confidence (softmax probability) of its class.
+        classes: (K,) int64 target class indices.
+        evaluations: images evaluated by the classifier during the search.
+        seconds: wall time of the search.
+        history: best confidence per class over the search.
+        class_names: names of the target classes.
+        method: name of the search that produced the result.
+        found_at: (K,) int64 evaluation count when each image was found.
+        settings: the search settings (for reports).
+
+    Examples:
+        >>> import torch
+        >>> r = FoolingResult(images=torch.zeros(2, 1, 4, 4), confidence=torch.tensor([0.99999, 0.5]).double(),
+        ...                   classes=torch.tensor([3, 7]), evaluations=10, seconds=0.1,
+        ...                   history=History(torch.tensor([10]), torch.tensor([[0.99999, 0.5]]).double()),
+        ...                   class_names=("3", "7"), method="demo", found_at=torch.tensor([10, 10]))
+        >>> r.fooled(0.9999).tolist()
+        [True, False]
+    """
+
+    images: torch.Tensor
+    confidence: torch.Tensor
+    classes: torch.Tensor
+    evaluations: int
+    seconds: float
+    history: History
+    class_names: tuple[str, ...]
+    method: str
+    found_at: torch.Tensor
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def fooled(self, threshold: float = 0.9999) -> torch.Tensor:
+        """(K,) bool: which classes reached ``threshold`` confidence."""
+        return self.confidence >= threshold
+
+    def evaluations_to(self, threshold: float = 0.9999) -> list[int | None]:
+        """Evaluations at the first record where each class reached ``threshold`` (None: never)."""
+        reached = self.history.confidence >= threshold
+        out: list[int | None] = []
+        for k in range(reached.shape[1]):
+            idx = torch.nonzero(reached[:, k])
+            out.append(int(self.history.evaluations[idx[0, 0]]) if idx.numel() else None)
+        return out
+
+    def summary(self, thresholds: tuple[float, ...] = (0.99, 0.9999)) -> dict[str, Any]:
+        """A JSON-ready summary: per-class confidence, evaluations to each threshold, totals."""
+        per_class = []
+        evals = {t: self.evaluations_to(t) for t in thresholds}
+        for i, c in enumerate(self.classes.tolist()):
+            per_class.append({
+                "class": c,
+                "name": self.class_names[i],
+                "confidence": float(self.confidence[i]),
+                **{f"evaluations_to_{t:g}": evals[t][i] for t in thresholds},
+            })
+        conf = self.confidence
+        return {
+            "method": self.method,
+            "evaluations": self.evaluations,
+            "seconds": round(self.seconds, 3),
+            "classes": len(per_class),
+            **{f"fooled_at_{t:g}": int(self.fooled(t).sum()) for t in thresholds},
+            "median_confidence": float(conf.median()) if conf.numel() else math.nan,
+            "min_confidence": float(conf.min()) if conf.numel() else math.nan,
+            "settings": self.settings,
+            "per_class": per_class,
+        }
+
+    def to_markdown(self, title: str = "Fooling images") -> str:
+        """A Markdown report: settings, totals and a per-class table."""
+        s = self.summary()
+        lines = [f"# {title}", "",
+                 f"Method: `{self.method}`; {self.evaluations:,} evaluations in {self.seconds:.1f} s; "
+                 f"{s['fooled_at_0.9999']}/{s['classes']} classes at >= 99.99% confidence, "
+                 f"{s['fooled_at_0.99']}/{s['classes']} at >= 99%; median confidence {s['median_confidence']:.6f}.",
+                 "", "| class | name | confidence | evaluations to 99% | evaluations to 99.99% |",
+                 "|---:|---|---:|---:|---:|"]
+        for row in s["per_class"]:
+            e1, e2 = row["evaluations_to_0.99"], row["evaluations_to_0.9999"]
+            lines.append(f"| {row['class']} | {row['name']} | {row['confidence']:.6f} | "
+                         f"{'-' if e1 is None else f'{e1:,}'} | {'-' if e2 is None else f'{e2:,}'} |")
+        return "\n".join(lines) + "\n"
+
+    def save_png(self, path: str | Path, *, columns: int | None = None) -> Path:
+        """Save the images as a PNG grid captioned with class name and confidence."""
+        captions = [f"{n}\n{100 * float(c):.4f}%" for n, c in zip(self.class_names, self.confidence, strict=True)]
+        return _io.save_grid(self.images, captions, path, columns=columns)
+
+    def save(self, out_dir: str | Path, *, prefix: str = "") -> dict[str, Path]:
+        """Write ``{prefix}images.png``, ``{prefix}summary.json``, ``{prefix}report.md`` and
+        ``{prefix}images.pt`` (the raw tensors) to ``out_dir``; returns the paths."""
+        out = Path(out_dir)
+        paths = {
+            "png": self.save_png(out / f"{prefix}images.png"),
+            "json": _io.write_json(out / f"{prefix}summary.json", self.summary()),
+            "markdown": _io.write_text(out / f"{prefix}report.md", self.to_markdown()),
+            "tensors": _io.save_torch(out / f"{prefix}images.pt", {
+                "images": self.images.cpu(), "confidence": self.confidence.cpu(), "classes": self.classes.cpu()}),
+        }
+        return paths
