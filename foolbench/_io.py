@@ -69,15 +69,23 @@ def load_torch(path: str | os.PathLike[str], *, what: str = "checkpoint") -> dic
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{what} {str(p)!r} is corrupt, truncated or not a safe torch file "
-                              f"(only tensors and plain data are loaded): {first}") from err
+        raise CheckpointError(
+            f"{what} {str(p)!r} is corrupt, truncated or not a safe torch file "
+            f"(only tensors and plain data are loaded): {first}"
+        ) from err
     if not isinstance(obj, dict):
         raise CheckpointError(f"{what} {str(p)!r} must hold a dict, got {type(obj).__name__}")
     return obj
 
 
-def save_grid(images: torch.Tensor, captions: Sequence[str], path: str | os.PathLike[str], *,
-              columns: int | None = None, cell: int = 112) -> Path:
+def save_grid(
+    images: torch.Tensor,
+    captions: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    columns: int | None = None,
+    cell: int = 112,
+) -> Path:
     """Save a (B, C, H, W) batch in [0, 1] as a PNG grid with a caption under each image.
 
     Small images are enlarged with nearest-neighbour sampling so pixels stay visible.

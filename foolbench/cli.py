@@ -38,13 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("models", help="list the model zoo")
     p.set_defaults(func=_cmd_models)
-    for register in _REGISTRY:
-        register(sub)
+    from foolbench import _cli_search
+
+    _cli_search.register(sub)
     return parser
-
-
-# Commands defined in other modules add themselves here (keeps this module small).
-_REGISTRY: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -61,5 +61,5 @@ def cnn_mnist(digits_train: tuple[torch.Tensor, torch.Tensor]) -> fb.models.Torc
         def forward(self, t: torch.Tensor) -> torch.Tensor:
             return (t - 0.5) / 0.5
 
-    fb.models.train_classifier(net, x, y, epochs=3, batch_size=128, lr=3e-3, max_shift=0, preprocess=Norm(), seed=2)
+    fb.models.train_classifier(net, x, y, epochs=8, batch_size=128, lr=3e-3, max_shift=0, preprocess=Norm(), seed=2)
     return fb.models.TorchClassifier(net.eval(), input_shape=(1, 28, 28), num_classes=10, mean=0.5, std=0.5)

@@ -74,8 +74,16 @@ class DirectEncoding:
         torch.Size([4, 1, 28, 28])
     """
 
-    def __init__(self, image_shape: Sequence[int], *, mutation_rate: float = 0.1, eta: float = 15.0,
-                 decay_every: int | None = None, decay_factor: float = 0.5, min_rate: float = 0.001) -> None:
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        *,
+        mutation_rate: float = 0.1,
+        eta: float = 15.0,
+        decay_every: int | None = None,
+        decay_factor: float = 0.5,
+        min_rate: float = 0.001,
+    ) -> None:
         self.image_shape = _checks.shape3("image_shape", image_shape)
         self.mutation_rate = _checks.real("mutation_rate", mutation_rate, low=0.0, high=1.0, low_open=True)
         self.eta = _checks.real("eta", eta, low=0.0, low_open=True)
@@ -84,9 +92,11 @@ class DirectEncoding:
         self.min_rate = _checks.real("min_rate", min_rate, low=0.0, high=1.0, low_open=True)
 
     def __repr__(self) -> str:
-        return (f"DirectEncoding(image_shape={self.image_shape}, mutation_rate={self.mutation_rate:g}, "
-                f"eta={self.eta:g}, decay_every={self.decay_every}, decay_factor={self.decay_factor:g}, "
-                f"min_rate={self.min_rate:g})")
+        return (
+            f"DirectEncoding(image_shape={self.image_shape}, mutation_rate={self.mutation_rate:g}, "
+            f"eta={self.eta:g}, decay_every={self.decay_every}, decay_factor={self.decay_factor:g}, "
+            f"min_rate={self.min_rate:g})"
+        )
 
     def rate(self, generation: int = 0) -> float:
         """The mutation rate in effect at ``generation``."""
@@ -101,11 +111,14 @@ class DirectEncoding:
 
     def _check(self, genomes: Any) -> torch.Tensor:
         if not isinstance(genomes, torch.Tensor) or not genomes.is_floating_point():
-            raise InvalidTypeError(f"genomes must be a floating tensor of shape (B, {', '.join(map(str, self.image_shape))}), "
-                                   f"got {type(genomes).__name__}")
+            raise InvalidTypeError(
+                f"genomes must be a floating tensor of shape (B, {', '.join(map(str, self.image_shape))}), "
+                f"got {type(genomes).__name__}"
+            )
         if genomes.dim() != 4 or tuple(genomes.shape[1:]) != self.image_shape:
             raise InvalidArgumentError(
-                f"genomes must have shape (B, {', '.join(map(str, self.image_shape))}), got {tuple(genomes.shape)}")
+                f"genomes must have shape (B, {', '.join(map(str, self.image_shape))}), got {tuple(genomes.shape)}"
+            )
         return genomes
 
     def mutate(self, genomes: torch.Tensor, generator: torch.Generator, *, generation: int = 0) -> torch.Tensor:
@@ -137,6 +150,8 @@ class DirectEncoding:
         pixels = state.get("pixels")
         if not isinstance(pixels, torch.Tensor) or pixels.dim() != 4 or tuple(pixels.shape[1:]) != self.image_shape:
             got = tuple(pixels.shape) if isinstance(pixels, torch.Tensor) else type(pixels).__name__
-            raise CheckpointError(f"stored genomes do not fit {self!r}: expected pixels of shape "
-                                  f"(B, {', '.join(map(str, self.image_shape))}), got {got}")
+            raise CheckpointError(
+                f"stored genomes do not fit {self!r}: expected pixels of shape "
+                f"(B, {', '.join(map(str, self.image_shape))}), got {got}"
+            )
         return pixels

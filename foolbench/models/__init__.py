@@ -7,7 +7,7 @@ are real pretrained models that work offline.
 
 from __future__ import annotations
 
-from foolbench.models._classifier import BaseClassifier, Bounds, Classifier, TorchClassifier
+from foolbench.models._classifier import BaseClassifier, Bounds, Classifier, TorchClassifier, check_classifier
 from foolbench.models._data import imagenet_photos, mnist_digits
 from foolbench.models._lenet import LeNet, train_classifier
 from foolbench.models._zoo import (
@@ -31,6 +31,7 @@ __all__ = [
     "LeNet",
     "ModelInfo",
     "TorchClassifier",
+    "check_classifier",
     "efficientnet_lite0",
     "imagenet_class_names",
     "imagenet_photos",

@@ -13,7 +13,7 @@ from torch import nn
 from foolbench import _checks
 from foolbench.errors import InvalidArgumentError, InvalidTypeError, ModelOutputError
 
-__all__ = ["BaseClassifier", "Bounds", "Classifier", "TorchClassifier"]
+__all__ = ["BaseClassifier", "Bounds", "Classifier", "TorchClassifier", "check_classifier"]
 
 
 class Bounds(NamedTuple):
@@ -58,6 +58,21 @@ class Classifier(Protocol):
     def log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """No-grad, chunked log-softmax, (B, C, H, W) -> (B, K); does not saturate near 1."""
         ...
+
+
+def check_classifier(classifier: Any, name: str = "classifier") -> Classifier:
+    """Return ``classifier`` when it follows the :class:`Classifier` protocol, else raise naming what is missing.
+
+    Raises:
+        InvalidTypeError: an attribute or method of the protocol is missing.
+    """
+    for attr in ("input_shape", "num_classes", "bounds", "log_probs", "probs"):
+        if not hasattr(classifier, attr):
+            raise InvalidTypeError(
+                f"{name} must follow foolbench.models.Classifier (missing {attr!r}); wrap an "
+                f"nn.Module with foolbench.models.TorchClassifier, got {type(classifier).__name__}"
+            )
+    return classifier  # type: ignore[no-any-return]
 
 
 class BaseClassifier(nn.Module):

@@ -87,8 +87,9 @@ class ClassArchive:
         scores = log_probs.index_select(1, self.classes.to(log_probs.device)).to(self.fitness.device)
         best, arg = scores.max(dim=0)
         improved = best > self.fitness
-        status = torch.where(improved, torch.where(self.occupied, AddStatus.IMPROVED, AddStatus.NEW),
-                             AddStatus.NOT_ADDED)
+        status = torch.where(
+            improved, torch.where(self.occupied, AddStatus.IMPROVED, AddStatus.NEW), AddStatus.NOT_ADDED
+        )
         if self.genomes is None:
             self.genomes = genomes[arg.to(_device_of(genomes))]
         else:
@@ -105,8 +106,12 @@ class ClassArchive:
         return self.fitness.double().exp()
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"classes": self.classes.cpu(), "fitness": self.fitness.cpu(),
-                                 "occupied": self.occupied.cpu(), "found_at": self.found_at.cpu()}
+        state: dict[str, Any] = {
+            "classes": self.classes.cpu(),
+            "fitness": self.fitness.cpu(),
+            "occupied": self.occupied.cpu(),
+            "found_at": self.found_at.cpu(),
+        }
         if self.genomes is not None:
             state["genomes"] = {k: v.cpu() for k, v in self.encoding.genomes_to_state(self.genomes).items()}
         return state

@@ -14,7 +14,7 @@ import torch
 from foolbench import _checks, _io
 from foolbench.encodings import Encoding, Genomes
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
-from foolbench.models import Classifier
+from foolbench.models import Classifier, check_classifier
 from foolbench.search._archive import ClassArchive
 from foolbench.search._result import FoolingResult, History
 
@@ -35,18 +35,18 @@ class _Evolution(ABC):
 
     method = "evolution"
 
-    def __init__(self, classifier: Classifier, encoding: Encoding, *, classes: list[int], batch_size: int,
-                 seed: int | None) -> None:
-        for attr in ("input_shape", "num_classes", "log_probs", "bounds"):
-            if not hasattr(classifier, attr):
-                raise InvalidTypeError(f"classifier must follow foolbench.models.Classifier (missing {attr!r}); "
-                                       "wrap an nn.Module with foolbench.models.TorchClassifier")
+    def __init__(
+        self, classifier: Classifier, encoding: Encoding, *, classes: list[int], batch_size: int, seed: int | None
+    ) -> None:
+        check_classifier(classifier)
         for attr in ("image_shape", "sample", "mutate", "render"):
             if not hasattr(encoding, attr):
                 raise InvalidTypeError(f"encoding must follow foolbench.encodings.Encoding (missing {attr!r})")
         if tuple(encoding.image_shape) != tuple(classifier.input_shape):
-            raise InvalidArgumentError(f"encoding.image_shape {tuple(encoding.image_shape)} must equal the "
-                                       f"classifier's input_shape {tuple(classifier.input_shape)}")
+            raise InvalidArgumentError(
+                f"encoding.image_shape {tuple(encoding.image_shape)} must equal the "
+                f"classifier's input_shape {tuple(classifier.input_shape)}"
+            )
         self.classifier = classifier
         self.encoding = encoding
         self.classes = classes
@@ -60,6 +60,8 @@ class _Evolution(ABC):
         self._asked: Genomes | None = None
         self._hist_evals: list[int] = []
         self._hist_conf: list[torch.Tensor] = []
+        # log of the target confidence while run() has one: parents come from classes below it
+        self.focus: float | None = None
 
     # -- subclass hooks ---------------------------------------------------------------
     @abstractmethod
@@ -83,9 +85,15 @@ class _Evolution(ABC):
     def _load_state(self, state: dict[str, Any]) -> None: ...
 
     def _config(self) -> dict[str, Any]:
-        return {"method": self.method, "classes": list(self.classes), "batch_size": self.batch_size,
-                "seed": self.seed, "encoding": self.encoding.config(),
-                "input_shape": list(self.classifier.input_shape), "num_classes": self.classifier.num_classes}
+        return {
+            "method": self.method,
+            "classes": list(self.classes),
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "encoding": self.encoding.config(),
+            "input_shape": list(self.classifier.input_shape),
+            "num_classes": self.classifier.num_classes,
+        }
 
     # -- ask / tell ---------------------------------------------------------------------
     def ask(self, n: int | None = None) -> Genomes:
@@ -126,13 +134,14 @@ class _Evolution(ABC):
         if not isinstance(log_probs, torch.Tensor) or tuple(log_probs.shape) != (b, self.classifier.num_classes):
             got = tuple(log_probs.shape) if isinstance(log_probs, torch.Tensor) else type(log_probs).__name__
             raise InvalidArgumentError(
-                f"log_probs must have shape ({b}, {self.classifier.num_classes}) for the asked batch, got {got}")
+                f"log_probs must have shape ({b}, {self.classifier.num_classes}) for the asked batch, got {got}"
+            )
         genomes, self._asked = self._asked, None
         self.evaluations += b
         improved = self._insert(genomes, log_probs)
         self.generation += 1
         self._hist_evals.append(self.evaluations)
-        self._hist_conf.append(self.best_log_probs().double().exp().cpu())
+        self._hist_conf.append(self.best_log_probs().detach().clone())
         return improved
 
     def step(self, n: int | None = None) -> int:
@@ -146,9 +155,16 @@ class _Evolution(ABC):
         return self.tell(log_probs)
 
     # -- run ----------------------------------------------------------------------------
-    def run(self, *, max_evaluations: int | None = None, generations: int | None = None,
-            target_confidence: float | None = None, progress: bool = True,
-            checkpoint: str | Path | None = None, checkpoint_every: int = 50) -> FoolingResult:
+    def run(
+        self,
+        *,
+        max_evaluations: int | None = None,
+        generations: int | None = None,
+        target_confidence: float | None = None,
+        progress: bool = True,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 50,
+    ) -> FoolingResult:
         """Run until a budget is spent or every target class reaches ``target_confidence``.
 
         Budgets count from the start of the search, so calling ``run`` again with a
@@ -182,6 +198,7 @@ class _Evolution(ABC):
             target_log = math.log(target_confidence)
         if checkpoint is not None and Path(checkpoint).exists():
             self.load_checkpoint(checkpoint)
+        self.focus = target_log
         total = max_evaluations if max_evaluations is not None else (generations or 0) * self.batch_size
         bar = _progress(total, progress, self.method)
         bar.update(min(self.evaluations, total))
@@ -192,8 +209,7 @@ class _Evolution(ABC):
                     break
                 if generations is not None and self.generation >= generations:
                     break
-                if (target_log is not None and self.generation > 0
-                        and bool((self.best_log_probs() >= target_log).all())):
+                if target_log is not None and self.generation > 0 and bool((self.best_log_probs() >= target_log).all()):
                     break
                 n = self.batch_size
                 if max_evaluations is not None:
@@ -201,8 +217,9 @@ class _Evolution(ABC):
                 t0 = time.perf_counter()
                 self.step(n)
                 self.seconds += time.perf_counter() - t0
-                bar.update(n)
-                bar.set_postfix(median=f"{float(self.best_log_probs().median().exp()):.6f}", refresh=False)
+                if progress:
+                    bar.update(n)
+                    bar.set_postfix(median=f"{float(self.best_log_probs().median().exp()):.6f}", refresh=False)
                 since_save += 1
                 if checkpoint is not None and since_save >= checkpoint_every:
                     self.save_checkpoint(checkpoint)
@@ -222,7 +239,7 @@ class _Evolution(ABC):
         if self.generation == 0:
             raise RuntimeError("no generation has been evaluated yet: call run() or step() first")
         names = getattr(self.classifier, "class_names", None) or [str(i) for i in range(self.classifier.num_classes)]
-        conf = torch.stack(self._hist_conf) if self._hist_conf else torch.zeros(0, len(self.classes))
+        conf = self._history_confidence()
         return FoolingResult(
             images=self.images(self.best_genomes()).detach(),
             confidence=self.best_log_probs().double().exp().cpu(),
@@ -236,6 +253,12 @@ class _Evolution(ABC):
             settings=self._config(),
         )
 
+    def _history_confidence(self) -> torch.Tensor:
+        """(G, M) float64 best confidence per class after each generation (kept as log-probs until asked)."""
+        if not self._hist_conf:
+            return torch.zeros(0, len(self.classes), dtype=torch.float64)
+        return torch.stack(self._hist_conf).double().exp().cpu()
+
     def _found_at(self) -> torch.Tensor:
         return torch.full((len(self.classes),), self.evaluations, dtype=torch.long)
 
@@ -243,12 +266,17 @@ class _Evolution(ABC):
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the search exactly: state, RNG, counters, history."""
         return {
-            "format": _FORMAT, "version": _VERSION, "config": self._config(),
-            "generation": self.generation, "evaluations": self.evaluations, "seconds": self.seconds,
+            "format": _FORMAT,
+            "version": _VERSION,
+            "config": self._config(),
+            "generation": self.generation,
+            "evaluations": self.evaluations,
+            "seconds": self.seconds,
             "rng_state": self._rng.get_state().cpu(),
             "history_evaluations": torch.tensor(self._hist_evals, dtype=torch.long),
-            "history_confidence": (torch.stack(self._hist_conf) if self._hist_conf
-                                   else torch.zeros(0, len(self.classes), dtype=torch.float64)),
+            "history_log_probs": (
+                torch.stack(self._hist_conf).cpu() if self._hist_conf else torch.zeros(0, len(self.classes))
+            ),
             "search": self._state(),
         }
 
@@ -256,8 +284,10 @@ class _Evolution(ABC):
         """Restore a :meth:`state_dict`; raises :class:`CheckpointError` when it does not fit."""
         _io.check_state(state, fmt=_FORMAT, version=_VERSION, path=source)
         if state.get("config") != self._config():
-            raise CheckpointError(f"{source!r} was written by another configuration:\n  saved:   "
-                                  f"{state.get('config')}\n  current: {self._config()}")
+            raise CheckpointError(
+                f"{source!r} was written by another configuration:\n  saved:   "
+                f"{state.get('config')}\n  current: {self._config()}"
+            )
         if self._asked is not None:
             raise RuntimeError("cannot load a checkpoint between ask() and tell()")
         try:
@@ -269,7 +299,7 @@ class _Evolution(ABC):
             self.evaluations = int(state["evaluations"])
             self.seconds = float(state["seconds"])
             self._hist_evals = [int(e) for e in state["history_evaluations"]]
-            self._hist_conf = list(state["history_confidence"].unbind(0))
+            self._hist_conf = list(state["history_log_probs"].to(self.device).unbind(0))
         except (KeyError, TypeError, RuntimeError) as err:
             raise CheckpointError(f"{source!r} is incomplete or damaged: {err}") from err
 
@@ -282,8 +312,10 @@ class _Evolution(ABC):
         self.load_state_dict(_io.load_torch(path), source=str(path))
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(classes={len(self.classes)}, batch_size={self.batch_size}, seed={self.seed}, "
-                f"encoding={self.encoding!r}, generation={self.generation}, evaluations={self.evaluations})")
+        return (
+            f"{type(self).__name__}(classes={len(self.classes)}, batch_size={self.batch_size}, seed={self.seed}, "
+            f"encoding={self.encoding!r}, generation={self.generation}, evaluations={self.evaluations})"
+        )
 
 
 class MAPElites(_Evolution):
@@ -317,15 +349,28 @@ class MAPElites(_Evolution):
 
     method = "map_elites"
 
-    def __init__(self, classifier: Classifier, encoding: Encoding, *, classes: list[int] | None = None,
-                 batch_size: int = 256, seed: int | None = None) -> None:
-        k = classifier.num_classes
+    def __init__(
+        self,
+        classifier: Classifier,
+        encoding: Encoding,
+        *,
+        classes: list[int] | None = None,
+        batch_size: int = 256,
+        seed: int | None = None,
+    ) -> None:
+        k = check_classifier(classifier).num_classes
         chosen = list(range(k)) if classes is None else _checks.class_list("classes", classes, num_classes=k)
         super().__init__(classifier, encoding, classes=chosen, batch_size=batch_size, seed=seed)
         self.archive = ClassArchive(torch.tensor(chosen, device=self.device), encoding)
 
     def _parents(self, n: int) -> Genomes:
-        occupied = torch.nonzero(self.archive.occupied).flatten()
+        pool = self.archive.occupied
+        if self.focus is not None:
+            # spend the budget on classes that have not reached the target yet
+            unmet = pool & (self.archive.fitness < self.focus)
+            if bool(unmet.any()):
+                pool = unmet
+        occupied = torch.nonzero(pool).flatten()
         pick = torch.randint(0, occupied.numel(), (n,), generator=self._rng, device=self.device)
         assert self.archive.genomes is not None
         return self.archive.genomes[occupied[pick]]
@@ -379,10 +424,20 @@ class SingleClassEvolution(_Evolution):
 
     method = "single_class"
 
-    def __init__(self, classifier: Classifier, encoding: Encoding, *, target: int, population: int | None = None,
-                 batch_size: int = 256, seed: int | None = None) -> None:
-        chosen = _checks.class_list("target", [target] if isinstance(target, int) else target,
-                                    num_classes=classifier.num_classes)
+    def __init__(
+        self,
+        classifier: Classifier,
+        encoding: Encoding,
+        *,
+        target: int,
+        population: int | None = None,
+        batch_size: int = 256,
+        seed: int | None = None,
+    ) -> None:
+        check_classifier(classifier)
+        chosen = _checks.class_list(
+            "target", [target] if isinstance(target, int) else target, num_classes=classifier.num_classes
+        )
         if len(chosen) != 1:
             raise InvalidArgumentError(f"target must be one class index, got {target!r}")
         super().__init__(classifier, encoding, classes=chosen, batch_size=batch_size, seed=seed)
@@ -443,5 +498,8 @@ class SingleClassEvolution(_Evolution):
     def _load_state(self, state: dict[str, Any]) -> None:
         self._fit = state["fitness"].to(self.device)
         genomes = state.get("genomes")
-        self._pop = None if genomes is None else self.encoding.genomes_from_state(
-            {k: v.to(self.device) for k, v in genomes.items()})
+        self._pop = (
+            None
+            if genomes is None
+            else self.encoding.genomes_from_state({k: v.to(self.device) for k, v in genomes.items()})
+        )

@@ -95,12 +95,14 @@ class FoolingResult:
         per_class = []
         evals = {t: self.evaluations_to(t) for t in thresholds}
         for i, c in enumerate(self.classes.tolist()):
-            per_class.append({
-                "class": c,
-                "name": self.class_names[i],
-                "confidence": float(self.confidence[i]),
-                **{f"evaluations_to_{t:g}": evals[t][i] for t in thresholds},
-            })
+            per_class.append(
+                {
+                    "class": c,
+                    "name": self.class_names[i],
+                    "confidence": float(self.confidence[i]),
+                    **{f"evaluations_to_{t:g}": evals[t][i] for t in thresholds},
+                }
+            )
         conf = self.confidence
         return {
             "method": self.method,
@@ -117,16 +119,24 @@ class FoolingResult:
     def to_markdown(self, title: str = "Fooling images") -> str:
         """A Markdown report: settings, totals and a per-class table."""
         s = self.summary()
-        lines = [f"# {title}", "",
-                 f"Method: `{self.method}`; {self.evaluations:,} evaluations in {self.seconds:.1f} s; "
-                 f"{s['fooled_at_0.9999']}/{s['classes']} classes at >= 99.99% confidence, "
-                 f"{s['fooled_at_0.99']}/{s['classes']} at >= 99%; median confidence {s['median_confidence']:.6f}.",
-                 "", "| class | name | confidence | evaluations to 99% | evaluations to 99.99% |",
-                 "|---:|---|---:|---:|---:|"]
+        lines = [
+            f"# {title}",
+            "",
+            (
+                f"Method: `{self.method}`; {self.evaluations:,} evaluations in {self.seconds:.1f} s; "
+                f"{s['fooled_at_0.9999']}/{s['classes']} classes at >= 99.99% confidence, "
+                f"{s['fooled_at_0.99']}/{s['classes']} at >= 99%; median confidence {s['median_confidence']:.6f}."
+            ),
+            "",
+            "| class | name | confidence | evaluations to 99% | evaluations to 99.99% |",
+            "|---:|---|---:|---:|---:|",
+        ]
         for row in s["per_class"]:
             e1, e2 = row["evaluations_to_0.99"], row["evaluations_to_0.9999"]
-            lines.append(f"| {row['class']} | {row['name']} | {row['confidence']:.6f} | "
-                         f"{'-' if e1 is None else f'{e1:,}'} | {'-' if e2 is None else f'{e2:,}'} |")
+            lines.append(
+                f"| {row['class']} | {row['name']} | {row['confidence']:.6f} | "
+                f"{'-' if e1 is None else f'{e1:,}'} | {'-' if e2 is None else f'{e2:,}'} |"
+            )
         return "\n".join(lines) + "\n"
 
     def save_png(self, path: str | Path, *, columns: int | None = None) -> Path:
@@ -142,7 +152,9 @@ class FoolingResult:
             "png": self.save_png(out / f"{prefix}images.png"),
             "json": _io.write_json(out / f"{prefix}summary.json", self.summary()),
             "markdown": _io.write_text(out / f"{prefix}report.md", self.to_markdown()),
-            "tensors": _io.save_torch(out / f"{prefix}images.pt", {
-                "images": self.images.cpu(), "confidence": self.confidence.cpu(), "classes": self.classes.cpu()}),
+            "tensors": _io.save_torch(
+                out / f"{prefix}images.pt",
+                {"images": self.images.cpu(), "confidence": self.confidence.cpu(), "classes": self.classes.cpu()},
+            ),
         }
         return paths

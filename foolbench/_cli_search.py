@@ -1,0 +1,98 @@
+"""``foolbench demo`` and ``foolbench evolve`` (private; registered by :mod:`foolbench.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from foolbench import _io
+from foolbench.errors import InvalidArgumentError
+
+# The tuned recipe for direct encoding on MNIST (see benchmarks/bench_evolution.py):
+# small generations, sparse but large pixel moves, parents focused on unmet classes.
+DEMO_RECIPE = {"batch_size": 64, "mutation_rate": 0.02, "eta": 1.0}
+
+
+def _classes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise InvalidArgumentError(f"--classes must be comma-separated class indices, got {text!r}") from None
+
+
+def _encoding(args: argparse.Namespace, shape: tuple[int, int, int]) -> Any:
+    from foolbench.encodings import DirectEncoding
+
+    if args.encoding == "direct":
+        return DirectEncoding(shape, mutation_rate=args.mutation_rate, eta=args.eta)
+    from foolbench.encodings import CPPNEncoding  # type: ignore[attr-defined]
+
+    return CPPNEncoding(shape)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from foolbench.models import load_model
+
+    kwargs: dict[str, Any] = {"device": args.device}
+    if args.model == "efficientnet-lite0" and args.image_size is not None:
+        kwargs["image_size"] = args.image_size
+    return load_model(args.model, **kwargs)
+
+
+def _evolve(args: argparse.Namespace, *, title: str) -> int:
+    from foolbench.search import MAPElites
+
+    out = Path(args.out)
+    clf = _load(args)
+    encoding = _encoding(args, clf.input_shape)
+    search = MAPElites(clf, encoding, classes=_classes(args.classes), batch_size=args.batch_size, seed=args.seed)
+    checkpoint = out / "checkpoint.pt" if args.checkpoint is None else Path(args.checkpoint)
+    result = search.run(
+        max_evaluations=args.max_evaluations,
+        generations=args.generations,
+        target_confidence=args.target_confidence,
+        progress=not args.no_progress,
+        checkpoint=checkpoint,
+        checkpoint_every=args.checkpoint_every,
+    )
+    paths = result.save(out)
+    _io.write_text(out / "report.md", result.to_markdown(title) + f"\n![fooling images]({paths['png'].name})\n")
+    fooled = int(result.fooled(args.target_confidence or 0.9999).sum())
+    print(
+        f"{fooled}/{len(result.classes)} classes at >= {100 * (args.target_confidence or 0.9999):g}% "
+        f"after {result.evaluations:,} evaluations in {result.seconds:.1f} s; "
+        f"median confidence {float(result.confidence.median()):.6f}"
+    )
+    print(f"wrote {paths['png']}, {paths['json']}, {out / 'report.md'}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, *, model: str, max_evaluations: int | None, out: str) -> None:
+    p.add_argument("--model", default=model, help=f"zoo model name (default {model}); see `foolbench models`")
+    p.add_argument("--encoding", choices=("direct", "cppn"), default="direct")
+    p.add_argument("--classes", default=None, help="comma-separated target classes (default: all)")
+    p.add_argument("--max-evaluations", type=int, default=max_evaluations)
+    p.add_argument("--generations", type=int, default=None)
+    p.add_argument("--target-confidence", type=float, default=0.9999)
+    p.add_argument("--batch-size", type=int, default=DEMO_RECIPE["batch_size"])
+    p.add_argument("--mutation-rate", type=float, default=DEMO_RECIPE["mutation_rate"])
+    p.add_argument("--eta", type=float, default=DEMO_RECIPE["eta"], help="polynomial mutation index")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=None, help="raw image side for ImageNet models")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
+    p.add_argument("--out", default=out, help=f"output folder (default {out})")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file (default OUT/checkpoint.pt); resumes if present")
+    p.add_argument("--checkpoint-every", type=int, default=25, help="generations between checkpoints")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("demo", help="fool the shipped MNIST LeNet on all 10 digits (about 3 s on a laptop CPU)")
+    _common(p, model="lenet-mnist", max_evaluations=100_000, out="out/demo")
+    p.set_defaults(func=lambda a: _evolve(a, title="foolbench demo: evolved fooling images for LeNet-MNIST"))
+    p = sub.add_parser("evolve", help="evolve fooling images with MAP-Elites")
+    _common(p, model="lenet-mnist", max_evaluations=30_000, out="out/evolve")
+    p.set_defaults(func=lambda a: _evolve(a, title=f"Evolved fooling images for {a.model} ({a.encoding} encoding)"))

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from foolbench.cli import main
+
+
+def test_demo_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--classes", "8,2", "--no-progress"]) == 0
+    assert "2/2 classes at >= 99.99%" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["fooled_at_0.9999"] == 2
+    assert (out / "images.png").is_file() and (out / "report.md").is_file()
+
+
+def test_evolve_resumes_from_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "evo"
+    args = ["evolve", "--out", str(out), "--no-progress", "--seed", "1"]
+    assert main([*args, "--generations", "3"]) == 0
+    assert main([*args, "--generations", "6"]) == 0
+    assert json.loads((out / "summary.json").read_text())["evaluations"] == 6 * 64
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["evolve", "--model", "resnet"], "model must be one of"),
+        (["evolve", "--classes", "3,x"], "--classes must be comma-separated"),
+        (["evolve", "--classes", "11"], "classes must hold class indices"),
+        (["evolve", "--max-evaluations", "0"], "max_evaluations must be an int >= 1"),
+        (["evolve", "--target-confidence", "2"], "target_confidence"),
+    ],
+)
+def test_bad_arguments_one_line(
+    argv: list[str], match: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*argv, "--out", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err and err.count("\n") == 1
