@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import foolbench as fb
+from foolbench.errors import InvalidArgumentError
+from foolbench.search import GradientAscent, gaussian_blur
+
+
+def test_all_digits_from_noise(lenet: fb.models.TorchClassifier) -> None:
+    res = GradientAscent(lenet, steps=300, seed=0).run()
+    assert bool(res.fooled(0.9999).all()), res.confidence
+    probs = lenet.probs(res.images)
+    assert bool((probs[torch.arange(10), res.classes] >= 0.9999).all())
+    assert float(res.images.min()) >= 0 and float(res.images.max()) <= 1
+
+
+def test_regularised_images_are_smoother(lenet: fb.models.TorchClassifier) -> None:
+    plain = GradientAscent(lenet, steps=200, seed=0).run(classes=[3, 5], target_confidence=0.99)
+    reg = GradientAscent(lenet, steps=200, seed=0, l2_decay=0.02, blur_every=2, blur_sigma=0.7, jitter=1).run(
+        classes=[3, 5], target_confidence=0.99
+    )
+
+    def roughness(x: torch.Tensor) -> float:
+        return float((x[..., 1:, :] - x[..., :-1, :]).abs().mean())
+
+    assert roughness(reg.images) < roughness(plain.images)
+    assert bool(reg.fooled(0.99).all())
+
+
+def test_visualize_unit(lenet: fb.models.TorchClassifier) -> None:
+    vis = GradientAscent(lenet, steps=30, seed=0).visualize("conv2", [0, 5])
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    captured = {}
+    h = lenet.module.conv2.register_forward_hook(lambda m, i, o: captured.__setitem__("o", o))
+    lenet(x)
+    h.remove()
+    random_act = captured["o"][:, [0, 5]].flatten(2).mean(2).diagonal()
+    assert bool((vis.activation > random_act).all())
+    with pytest.raises(InvalidArgumentError, match="layer must name a submodule"):
+        GradientAscent(lenet, steps=2).visualize("conv9", 0)
+    with pytest.raises(InvalidArgumentError, match="channels must be in"):
+        GradientAscent(lenet, steps=2).visualize("conv2", 99)
+
+
+def test_blur_keeps_shape_and_mean() -> None:
+    x = torch.rand(2, 3, 9, 9, dtype=torch.float64)
+    y = gaussian_blur(x, 1.0)
+    assert y.shape == x.shape and y.dtype == torch.float64
+    assert float(y.std()) < float(x.std())
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"steps": 0}, "steps"),
+        ({"lr": 0}, "lr"),
+        ({"l2_decay": 1.0}, "l2_decay"),
+        ({"start": "ones"}, "start must be one of"),
+        ({"start": torch.rand(2, 1, 14, 14)}, "start must have shape"),
+    ],
+)
+def test_bad_arguments(lenet: fb.models.TorchClassifier, kw: dict[str, object], match: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=match):
+        GradientAscent(lenet, **kw)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="classes must hold"):
+        GradientAscent(lenet, steps=1).run(classes=[12])
