@@ -96,3 +96,136 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("evolve", help="evolve fooling images with MAP-Elites")
     _common(p, model="lenet-mnist", max_evaluations=30_000, out="out/evolve")
     p.set_defaults(func=lambda a: _evolve(a, title=f"Evolved fooling images for {a.model} ({a.encoding} encoding)"))
+
+
+def _ascend(args: argparse.Namespace) -> int:
+    from foolbench.search import GradientAscent
+
+    out = Path(args.out)
+    clf = _load(args)
+    search = GradientAscent(
+        clf,
+        steps=args.steps,
+        lr=args.lr,
+        l2_decay=args.l2_decay,
+        blur_every=args.blur_every,
+        blur_sigma=args.blur_sigma,
+        jitter=args.jitter,
+        start=args.start,
+        seed=args.seed,
+    )
+    result = search.run(_classes(args.classes), target_confidence=args.target_confidence)
+    paths = result.save(out)
+    title = f"Gradient-ascent fooling images for {args.model}"
+    _io.write_text(out / "report.md", result.to_markdown(title) + f"\n![fooling images]({paths['png'].name})\n")
+    print(
+        f"{int(result.fooled(args.target_confidence).sum())}/{len(result.classes)} classes at >= "
+        f"{100 * args.target_confidence:g}% in {result.seconds:.1f} s; wrote {paths['png']}, {paths['json']}"
+    )
+    return 0
+
+
+def _uap(args: argparse.Namespace) -> int:
+    import torch
+
+    from foolbench.models import mnist_digits
+    from foolbench.search import UniversalPerturbation, fooling_rate
+
+    out = Path(args.out)
+    clf = _load(args)
+    if clf.input_shape != (1, 28, 28):
+        raise InvalidArgumentError(
+            f"foolbench uap fits on real MNIST digits; --model must take 1x28x28 inputs, "
+            f"got {args.model} with {clf.input_shape}"
+        )
+    fit = mnist_digits("train", limit=args.fit)[0]
+    held = mnist_digits("test", limit=args.held_out)[0]
+    uap = UniversalPerturbation(
+        eps=args.eps,
+        norm=args.norm,
+        method=args.method,
+        delta=args.delta,
+        max_passes=args.max_passes,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    ).fit(clf, fit)
+    held_rate = fooling_rate(clf, held, uap.perturbation)
+    v = uap.perturbation.cpu()
+    shown = (v - v.min()) / (v.max() - v.min()).clamp_min(1e-12)
+    perturbed = (held[:9] + v).clamp(0, 1)
+    preds = clf.predict(perturbed).tolist()
+    _io.save_grid(
+        torch.cat([shown[None], perturbed]), ["perturbation"] + [f"-> {p}" for p in preds], out / "images.png"
+    )
+    _io.save_torch(out / "perturbation.pt", {"perturbation": v, "eps": uap.eps, "norm": uap.norm})
+    summary = {
+        "model": args.model,
+        "method": uap.method,
+        "eps": uap.eps,
+        "norm": uap.norm,
+        "passes": uap.passes,
+        "seconds": round(uap.seconds, 3),
+        "fitting_images": int(fit.shape[0]),
+        "fitting_fooling_rate": uap.fooling_rate,
+        "held_out_images": int(held.shape[0]),
+        "held_out_fooling_rate": held_rate,
+        "history": list(uap.history),
+    }
+    _io.write_json(out / "summary.json", summary)
+    _io.write_text(
+        out / "report.md",
+        "\n".join(
+            [
+                f"# Universal perturbation for {args.model}",
+                "",
+                f"{uap.method}, L-{uap.norm} eps = {uap.eps:g}, {uap.passes} passes in {uap.seconds:.1f} s.",
+                "",
+                "| images | fooling rate |",
+                "|---|---:|",
+                f"| fitting ({fit.shape[0]} real digits) | {uap.fooling_rate:.3f} |",
+                f"| held out ({held.shape[0]} real digits) | {held_rate:.3f} |",
+                "",
+                "![perturbation and perturbed digits](images.png)",
+                "",
+            ]
+        ),
+    )
+    print(
+        f"held-out fooling rate {held_rate:.3f} on {held.shape[0]} digits (fitting {uap.fooling_rate:.3f}); "
+        f"wrote {out / 'summary.json'}"
+    )
+    return 0
+
+
+def register_gradient(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("ascend", help="gradient-ascent fooling images from noise (white box)")
+    p.add_argument("--model", default="lenet-mnist")
+    p.add_argument("--classes", default=None, help="comma-separated target classes (default: all)")
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--l2-decay", type=float, default=0.0)
+    p.add_argument("--blur-every", type=int, default=0)
+    p.add_argument("--blur-sigma", type=float, default=0.5)
+    p.add_argument("--jitter", type=int, default=0)
+    p.add_argument("--start", choices=("noise", "zeros"), default="noise")
+    p.add_argument("--target-confidence", type=float, default=0.9999)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", default="out/ascend")
+    p.set_defaults(func=_ascend)
+    p = sub.add_parser("uap", help="fit a universal adversarial perturbation on real MNIST digits")
+    p.add_argument("--model", default="lenet-mnist")
+    p.add_argument("--eps", type=float, default=0.3)
+    p.add_argument("--norm", choices=("inf", "2"), default="inf")
+    p.add_argument("--method", choices=("sgd", "deepfool"), default="sgd")
+    p.add_argument("--delta", type=float, default=0.2)
+    p.add_argument("--max-passes", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--fit", type=int, default=500, help="fitting digits (from the train split)")
+    p.add_argument("--held-out", type=int, default=1000, help="held-out digits (from the test split)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", default="out/uap")
+    p.set_defaults(func=_uap)

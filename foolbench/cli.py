@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     from foolbench import _cli_search
 
     _cli_search.register(sub)
+    _cli_search.register_gradient(sub)
     return parser
 
 

@@ -41,3 +41,19 @@ def test_bad_arguments_one_line(
     assert main([*argv, "--out", str(tmp_path), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert match in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_ascend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "asc"
+    assert main(["ascend", "--classes", "3,4", "--steps", "300", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["fooled_at_0.9999"] == 2 and summary["method"] == "gradient_ascent"
+
+
+def test_uap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "uap"
+    assert main(["uap", "--fit", "100", "--held-out", "200", "--max-passes", "3", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= summary["held_out_fooling_rate"] <= 1.0 and summary["held_out_images"] == 200
+    assert (out / "images.png").is_file() and (out / "perturbation.pt").is_file()
+    assert main(["uap", "--eps", "-1", "--out", str(out)]) == 2
