@@ -58,15 +58,14 @@ def _evolve(args: argparse.Namespace, *, title: str) -> int:
         checkpoint=checkpoint,
         checkpoint_every=args.checkpoint_every,
     )
-    paths = result.save(out)
-    _io.write_text(out / "report.md", result.to_markdown(title) + f"\n![fooling images]({paths['png'].name})\n")
+    paths = result.save(out, title=title)
     fooled = int(result.fooled(args.target_confidence or 0.9999).sum())
     print(
         f"{fooled}/{len(result.classes)} classes at >= {100 * (args.target_confidence or 0.9999):g}% "
         f"after {result.evaluations:,} evaluations in {result.seconds:.1f} s; "
         f"median confidence {float(result.confidence.median()):.6f}"
     )
-    print(f"wrote {paths['png']}, {paths['json']}, {out / 'report.md'}")
+    print(f"wrote {paths['png']}, {paths['json']}, {paths['markdown']}")
     return 0
 
 
@@ -115,9 +114,7 @@ def _ascend(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     result = search.run(_classes(args.classes), target_confidence=args.target_confidence)
-    paths = result.save(out)
-    title = f"Gradient-ascent fooling images for {args.model}"
-    _io.write_text(out / "report.md", result.to_markdown(title) + f"\n![fooling images]({paths['png'].name})\n")
+    paths = result.save(out, title=f"Gradient-ascent fooling images for {args.model}")
     print(
         f"{int(result.fooled(args.target_confidence).sum())}/{len(result.classes)} classes at >= "
         f"{100 * args.target_confidence:g}% in {result.seconds:.1f} s; wrote {paths['png']}, {paths['json']}"

@@ -144,14 +144,16 @@ class FoolingResult:
         captions = [f"{n}\n{100 * float(c):.4f}%" for n, c in zip(self.class_names, self.confidence, strict=True)]
         return _io.save_grid(self.images, captions, path, columns=columns)
 
-    def save(self, out_dir: str | Path, *, prefix: str = "") -> dict[str, Path]:
+    def save(self, out_dir: str | Path, *, prefix: str = "", title: str = "Fooling images") -> dict[str, Path]:
         """Write ``{prefix}images.png``, ``{prefix}summary.json``, ``{prefix}report.md`` and
         ``{prefix}images.pt`` (the raw tensors) to ``out_dir``; returns the paths."""
         out = Path(out_dir)
+        png = self.save_png(out / f"{prefix}images.png")
+        report = self.to_markdown(title) + f"\n![fooling images]({png.name})\n"
         paths = {
-            "png": self.save_png(out / f"{prefix}images.png"),
+            "png": png,
             "json": _io.write_json(out / f"{prefix}summary.json", self.summary()),
-            "markdown": _io.write_text(out / f"{prefix}report.md", self.to_markdown()),
+            "markdown": _io.write_text(out / f"{prefix}report.md", report),
             "tensors": _io.save_torch(
                 out / f"{prefix}images.pt",
                 {"images": self.images.cpu(), "confidence": self.confidence.cpu(), "classes": self.classes.cpu()},
