@@ -26,11 +26,7 @@ def _classes(text: str | None) -> list[int] | None:
 def _encoding(args: argparse.Namespace, shape: tuple[int, int, int]) -> Any:
     from foolbench.encodings import DirectEncoding
 
-    if args.encoding == "direct":
-        return DirectEncoding(shape, mutation_rate=args.mutation_rate, eta=args.eta)
-    from foolbench.encodings import CPPNEncoding  # type: ignore[attr-defined]
-
-    return CPPNEncoding(shape)
+    return DirectEncoding(shape, mutation_rate=args.mutation_rate, eta=args.eta)
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -71,7 +67,7 @@ def _evolve(args: argparse.Namespace, *, title: str) -> int:
 
 def _common(p: argparse.ArgumentParser, *, model: str, max_evaluations: int | None, out: str) -> None:
     p.add_argument("--model", default=model, help=f"zoo model name (default {model}); see `foolbench models`")
-    p.add_argument("--encoding", choices=("direct", "cppn"), default="direct")
+    p.add_argument("--encoding", choices=("direct",), default="direct", help="genome encoding (CPPN: planned)")
     p.add_argument("--classes", default=None, help="comma-separated target classes (default: all)")
     p.add_argument("--max-evaluations", type=int, default=max_evaluations)
     p.add_argument("--generations", type=int, default=None)
