@@ -25,6 +25,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import best_of
 
 
+class Bare(torch.nn.Module):
+    """The classifier's module with its preprocessing, for libraries that take a plain nn.Module."""
+
+    def __init__(self, clf: fb.models.TorchClassifier) -> None:
+        super().__init__()
+        self.clf = clf
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.clf.module(self.clf.preprocess(x))
+        return out
+
+
 def uap_table(clf: fb.models.TorchClassifier, fit: torch.Tensor, held: torch.Tensor, quick: bool) -> None:
     for method, kw in [("sgd", {"max_passes": 20, "batch_size": 32}), ("deepfool", {"max_passes": 3})]:
         for eps in (0.1, 0.2, 0.3):
@@ -48,12 +60,8 @@ def versus_art(clf: fb.models.TorchClassifier, fit: torch.Tensor, held: torch.Te
         print("ART not installed: pip install adversarial-robustness-toolbox (skipped)")
         return
 
-    class Wrapped(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return clf.module(clf.preprocess(x))
-
     art_clf = PyTorchClassifier(
-        model=Wrapped().eval(),
+        model=Bare(clf).eval(),
         loss=torch.nn.CrossEntropyLoss(),
         input_shape=(1, 28, 28),
         nb_classes=10,
@@ -92,11 +100,7 @@ def versus_torchattacks(clf: fb.models.TorchClassifier, x: torch.Tensor, y: torc
         print("torchattacks not installed: pip install --no-deps torchattacks (skipped)")
         return
 
-    class Wrapped(torch.nn.Module):
-        def forward(self, t: torch.Tensor) -> torch.Tensor:
-            return clf.module(clf.preprocess(t))
-
-    theirs = torchattacks.PGD(Wrapped().eval(), eps=0.3, alpha=0.01, steps=40, random_start=True)
+    theirs = torchattacks.PGD(Bare(clf).eval(), eps=0.3, alpha=0.01, steps=40, random_start=True)
     ours = fb.search.PGD(0.3, steps=40, step_size=0.01)
     t_theirs = best_of(lambda: theirs(x, y), repeats=3)
     t_ours = best_of(lambda: ours(clf, x, y), repeats=3)
