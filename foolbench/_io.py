@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -48,8 +49,6 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 
 def save_torch(path: str | os.PathLike[str], obj: Any) -> Path:
     """Atomically ``torch.save`` an object made of tensors, numbers, strings, lists and dicts."""
-    import io
-
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
@@ -113,8 +112,6 @@ def save_grid(
             draw.text((c * cw + 2, r * (ch + caption_h) + ch + 1 + 12 * j), line[: max(4, cw // 6)], fill="black")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    import io
-
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     return atomic_write_bytes(out, buffer.getvalue())

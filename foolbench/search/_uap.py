@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from foolbench import _checks
 from foolbench.errors import InvalidArgumentError
 from foolbench.models import Classifier, check_classifier
-from foolbench.search._attacks import DeepFool, lp_norm, project
+from foolbench.search._attacks import DeepFool, project
 
 __all__ = ["UAPResult", "UniversalPerturbation", "fooling_rate", "transfer_matrix"]
 
@@ -235,8 +235,3 @@ class UniversalPerturbation:
         else:
             step = self.step_size * g / g.norm().clamp_min(1e-12)
         return project((v + step).detach(), self.eps, self.norm)
-
-
-def perturbation_norm(perturbation: torch.Tensor, norm: str) -> float:
-    """Norm of one (C, H, W) perturbation."""
-    return float(lp_norm(perturbation[None], norm)[0])
