@@ -24,9 +24,18 @@ def _classes(text: str | None) -> list[int] | None:
 
 
 def _encoding(args: argparse.Namespace, shape: tuple[int, int, int]) -> Any:
-    from foolbench.encodings import DirectEncoding
+    from foolbench.encodings import CPPNEncoding, DirectEncoding
 
-    return DirectEncoding(shape, mutation_rate=args.mutation_rate, eta=args.eta)
+    if args.encoding == "cppn":
+        return CPPNEncoding(
+            shape,
+            max_nodes=args.max_nodes,
+            max_connections=args.max_connections,
+            eta=15.0 if args.eta is None else args.eta,
+        )
+    return DirectEncoding(
+        shape, mutation_rate=args.mutation_rate, eta=DEMO_RECIPE["eta"] if args.eta is None else args.eta
+    )
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -67,14 +76,21 @@ def _evolve(args: argparse.Namespace, *, title: str) -> int:
 
 def _common(p: argparse.ArgumentParser, *, model: str, max_evaluations: int | None, out: str) -> None:
     p.add_argument("--model", default=model, help=f"zoo model name (default {model}); see `foolbench models`")
-    p.add_argument("--encoding", choices=("direct",), default="direct", help="genome encoding (CPPN: planned)")
+    p.add_argument(
+        "--encoding",
+        choices=("direct", "cppn"),
+        default="direct",
+        help="genome encoding: direct pixels or CPPN networks (default direct)",
+    )
     p.add_argument("--classes", default=None, help="comma-separated target classes (default: all)")
     p.add_argument("--max-evaluations", type=int, default=max_evaluations)
     p.add_argument("--generations", type=int, default=None)
     p.add_argument("--target-confidence", type=float, default=0.9999)
     p.add_argument("--batch-size", type=int, default=DEMO_RECIPE["batch_size"])
-    p.add_argument("--mutation-rate", type=float, default=DEMO_RECIPE["mutation_rate"])
-    p.add_argument("--eta", type=float, default=DEMO_RECIPE["eta"], help="polynomial mutation index")
+    p.add_argument("--mutation-rate", type=float, default=DEMO_RECIPE["mutation_rate"], help="direct: share of pixels")
+    p.add_argument("--eta", type=float, default=None, help="polynomial mutation index (default: direct 1, cppn 15)")
+    p.add_argument("--max-nodes", type=int, default=32, help="cppn: node slots per genome")
+    p.add_argument("--max-connections", type=int, default=128, help="cppn: connections per genome")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=None, help="raw image side for ImageNet models")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
@@ -84,7 +100,7 @@ def _common(p: argparse.ArgumentParser, *, model: str, max_evaluations: int | No
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("demo", help="fool the shipped MNIST LeNet on all 10 digits (about 3 s on a laptop CPU)")
     _common(p, model="lenet-mnist", max_evaluations=100_000, out="out/demo")
     p.set_defaults(func=lambda a: _evolve(a, title="foolbench demo: evolved fooling images for LeNet-MNIST"))
@@ -190,7 +206,7 @@ def _uap(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_gradient(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register_gradient(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("ascend", help="gradient-ascent fooling images from noise (white box)")
     p.add_argument("--model", default="lenet-mnist")
     p.add_argument("--classes", default=None, help="comma-separated target classes (default: all)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import foolbench
 from foolbench.errors import FoolbenchError
@@ -16,6 +17,17 @@ from foolbench.errors import FoolbenchError
 __all__ = ["main"]
 
 Command = Callable[[argparse.Namespace], int]
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors become one line (and exit status 2) in :func:`main`."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -30,7 +42,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``foolbench`` command (used by the docs too)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="foolbench",
         description="Find the images deep classifiers get confidently wrong, and measure how defenses hold.",
     )
@@ -48,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as err:
+        print(f"foolbench: error: {err}", file=sys.stderr)
+        return 2
     func: Command | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()

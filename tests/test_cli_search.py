@@ -25,9 +25,22 @@ def test_evolve_resumes_from_checkpoint(tmp_path: Path, capsys: pytest.CaptureFi
     assert json.loads((out / "summary.json").read_text())["evaluations"] == 6 * 64
 
 
+def test_evolve_cppn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cppn"
+    args = ["evolve", "--encoding", "cppn", "--classes", "1,5", "--out", str(out), "--no-progress"]
+    assert main([*args, "--max-evaluations", "10000"]) == 0
+    assert "2/2 classes at >= 99.99%" in capsys.readouterr().out
+    assert "cppn encoding" in (out / "report.md").read_text()
+    # a direct-encoding run refuses the CPPN checkpoint instead of overwriting it
+    assert main(["evolve", "--classes", "1,5", "--out", str(out), "--no-progress", "--generations", "1"]) == 2
+    assert "checkpoint" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
+        (["evolve", "--encoding", "cppn", "--max-nodes", "3"], "max_nodes must be at least 6"),
+        (["evolve", "--encoding", "pixels"], "invalid choice"),
         (["evolve", "--model", "resnet"], "model must be one of"),
         (["evolve", "--classes", "3,x"], "--classes must be comma-separated"),
         (["evolve", "--classes", "11"], "classes must hold class indices"),

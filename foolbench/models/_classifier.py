@@ -43,9 +43,13 @@ class Classifier(Protocol):
     input_shape: tuple[int, int, int]
     num_classes: int
     bounds: Bounds
-    device: torch.device
     evaluations: int
     class_names: list[str]
+
+    @property
+    def device(self) -> torch.device:
+        """Where the classifier computes."""
+        ...
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable logits, (B, C, H, W) -> (B, K)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,7 +63,7 @@ def train_classifier(
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     max_shift: int = 2,
-    preprocess: nn.Module | None = None,
+    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
     seed: int = 0,
 ) -> nn.Module:
     """Train ``module`` with Adam on (images, labels); small, explicit and seeded.

@@ -11,33 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from foolbench import _checks
+from foolbench._filters import gaussian_blur
 from foolbench.errors import InvalidArgumentError
 from foolbench.models import Classifier, check_classifier
 from foolbench.search._result import FoolingResult, History
 
 __all__ = ["GradientAscent", "UnitVisualization", "gaussian_blur"]
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of a (B, C, H, W) batch (reflect padding); device and dtype follow ``x``.
-
-    Examples:
-        >>> gaussian_blur(torch.rand(2, 3, 16, 16), 1.0).shape
-        torch.Size([2, 3, 16, 16])
-    """
-    if sigma <= 0:
-        return x
-    radius = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    pad_h = min(radius, x.shape[2] - 1)
-    pad_w = min(radius, x.shape[3] - 1)
-    y = F.pad(x, (pad_w, pad_w, 0, 0), mode="reflect" if pad_w else "replicate")
-    y = F.conv2d(y, k[radius - pad_w : radius + pad_w + 1].view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    y = F.pad(y, (0, 0, pad_h, pad_h), mode="reflect" if pad_h else "replicate")
-    return F.conv2d(y, k[radius - pad_h : radius + pad_h + 1].view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ _FORMAT = "foolbench.evolution"
 _VERSION = 1
 
 
-def _progress(total: int, enabled: bool, desc: str) -> Any:
+def _progress(total: int | None, enabled: bool, desc: str) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, disable=not enabled, desc=desc, unit="eval", dynamic_ncols=True, leave=False)
@@ -161,6 +161,7 @@ class _Evolution(ABC):
         max_evaluations: int | None = None,
         generations: int | None = None,
         target_confidence: float | None = None,
+        max_seconds: float | None = None,
         progress: bool = True,
         checkpoint: str | Path | None = None,
         checkpoint_every: int = 50,
@@ -176,6 +177,7 @@ class _Evolution(ABC):
             max_evaluations: stop after this many classifier evaluations (the last batch is trimmed).
             generations: stop after this many generations (generation 0 is the random one).
             target_confidence: stop once every target class has an image at or above it, in (0, 1].
+            max_seconds: stop once the search has computed for this long (summed over resumed runs).
             progress: show a tqdm progress bar.
             checkpoint: file to resume from when it exists, and to save to atomically.
             checkpoint_every: generations between checkpoint saves (also saved at the end and on Ctrl-C).
@@ -187,8 +189,10 @@ class _Evolution(ABC):
             InvalidArgumentError: no budget, or a non-positive budget or a target outside (0, 1].
             CheckpointError: ``checkpoint`` is corrupt or from another configuration.
         """
-        if max_evaluations is None and generations is None:
-            raise InvalidArgumentError("run() needs a budget: give max_evaluations and/or generations")
+        if max_evaluations is None and generations is None and max_seconds is None:
+            raise InvalidArgumentError("run() needs a budget: give max_evaluations, generations and/or max_seconds")
+        if max_seconds is not None:
+            _checks.real("max_seconds", max_seconds, low=0.0, low_open=True)
         _checks.optional_positive_int("max_evaluations", max_evaluations)
         _checks.optional_positive_int("generations", generations)
         _checks.positive_int("checkpoint_every", checkpoint_every)
@@ -199,15 +203,19 @@ class _Evolution(ABC):
         if checkpoint is not None and Path(checkpoint).exists():
             self.load_checkpoint(checkpoint)
         self.focus = target_log
-        total = max_evaluations if max_evaluations is not None else (generations or 0) * self.batch_size
+        total = max_evaluations if max_evaluations is not None else None
+        if total is None and generations is not None:
+            total = generations * self.batch_size
         bar = _progress(total, progress, self.method)
-        bar.update(min(self.evaluations, total))
+        bar.update(self.evaluations if total is None else min(self.evaluations, total))
         since_save = 0
         try:
             while True:
                 if max_evaluations is not None and self.evaluations >= max_evaluations:
                     break
                 if generations is not None and self.generation >= generations:
+                    break
+                if max_seconds is not None and self.seconds >= max_seconds:
                     break
                 if target_log is not None and self.generation > 0 and bool((self.best_log_probs() >= target_log).all()):
                     break

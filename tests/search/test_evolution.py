@@ -184,11 +184,18 @@ def test_encoding_shape_must_match(lenet: fb.models.TorchClassifier) -> None:
         ({"generations": -3}, "generations must be an int >= 1"),
         ({"generations": 3, "target_confidence": 1.5}, r"target_confidence must be a finite number in \(0, 1\]"),
         ({"generations": 3, "target_confidence": 0.0}, "target_confidence"),
+        ({"max_seconds": 0.0}, "max_seconds"),
+        ({"max_seconds": float("nan")}, "max_seconds"),
     ],
 )
 def test_bad_budgets(lenet: fb.models.TorchClassifier, kw: dict[str, object], match: str) -> None:
     with pytest.raises(InvalidArgumentError, match=match):
         search(lenet).run(progress=False, **kw)  # type: ignore[arg-type]
+
+
+def test_time_budget(lenet: fb.models.TorchClassifier) -> None:
+    res = search(lenet).run(max_seconds=0.3, progress=False)
+    assert res.evaluations > 0 and 0.3 <= res.seconds < 5.0
 
 
 def test_single_class_baseline(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:

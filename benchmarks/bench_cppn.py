@@ -1,0 +1,133 @@
+"""CPPN encoding: ``python benchmarks/bench_cppn.py [--quick] [--part render|mnist|imagenet|all]``.
+
+Prints, measured side by side in one run:
+
+- render: 256 evolved genomes painted at 224x224 colour, batched vs one genome at a time in a Python loop
+  (same code), and the batched render time over EfficientNet-Lite0's forward time for the same 256 images
+  (targets: >= 100x and <= 0.25);
+- mnist: evaluations until all 10 lenet_mnist digits reach 99.99% with MAP-Elites + CPPN, for 3 seeds
+  (target: median <= 50,000);
+- imagenet: MAP-Elites + CPPN against EfficientNet-Lite0 at 224x224 colour for ``--minutes`` minutes
+  on 10 classes (aim: median >= 99%); per-class confidence, evaluations, throughput, and the time the
+  paper's budget (5,000 generations x 400 images) would take at that throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import foolbench as fb
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import best_of
+
+# Regular textures a pattern-producing network paints naturally (chosen before running).
+IMAGENET_CLASSES = [599, 489, 904, 646, 611, 741, 815, 539, 556, 794]
+PAPER_EVALUATIONS = 5_000 * 400
+
+
+def grown_genomes(enc: fb.encodings.CPPNEncoding, n: int, rounds: int) -> fb.encodings.CPPNGenomes:
+    g = enc.sample(n, torch.Generator().manual_seed(0))
+    rng = torch.Generator().manual_seed(1)
+    for _ in range(rounds):
+        g = enc.mutate(g, rng)
+    return g
+
+
+def bench_render(device: str, quick: bool) -> None:
+    enc = fb.encodings.CPPNEncoding((3, 224, 224))
+    n = 64 if quick else 256
+    g = grown_genomes(enc, n, 30).to(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def batched() -> None:
+        enc.render(g)
+        sync()
+
+    def loop() -> None:
+        for i in range(n):
+            enc.render(g[i : i + 1])
+        sync()
+
+    t_batch = best_of(batched, repeats=3)
+    t_loop = best_of(loop, repeats=1)
+    clf = fb.models.efficientnet_lite0(device=device, batch_size=n)
+    images = enc.render(g)
+    t_forward = best_of(lambda: (clf.log_probs(images), sync()), repeats=1)
+    print(
+        f"render {n} genomes at 224x224x3 on {device} (mean {float(g.num_nodes().float().mean()):.1f} nodes, "
+        f"{float(g.num_connections().float().mean()):.1f} connections): batched {t_batch:.3f} s, "
+        f"one by one {t_loop:.3f} s, speed-up {t_loop / t_batch:.1f}x (target >= 100x); "
+        f"EfficientNet-Lite0 forward {t_forward:.2f} s, render/forward {t_batch / t_forward:.3f} (target <= 0.25)"
+    )
+    enc28 = fb.encodings.CPPNEncoding((1, 28, 28))
+    g28 = grown_genomes(enc28, n, 30).to(device)
+    t_b = best_of(lambda: (enc28.render(g28), sync()), repeats=5)
+    t_l = best_of(lambda: ([enc28.render(g28[i : i + 1]) for i in range(n)], sync()), repeats=2)
+    print(f"render {n} genomes at 28x28x1: batched {t_b * 1e3:.1f} ms, one by one {t_l * 1e3:.1f} ms, {t_l / t_b:.1f}x")
+
+
+def bench_mnist(seeds: int) -> None:
+    clf = fb.models.lenet_mnist()
+    out: list[int | None] = []
+    t = time.perf_counter()
+    for seed in range(seeds):
+        enc = fb.encodings.CPPNEncoding((1, 28, 28))
+        res = fb.search.MAPElites(clf, enc, batch_size=64, seed=seed).run(
+            max_evaluations=100_000, target_confidence=0.9999, progress=False
+        )
+        out.append(res.evaluations if bool(res.fooled(0.9999).all()) else None)
+    med = statistics.median([e if e is not None else float("inf") for e in out])
+    print(
+        f"MNIST CPPN: evaluations to 10/10 digits at >= 99.99% per seed {out}; median {med:,.0f} "
+        f"(target <= 50,000); {time.perf_counter() - t:.1f} s"
+    )
+
+
+def bench_imagenet(minutes: float, device: str, out_dir: Path) -> None:
+    clf = fb.models.efficientnet_lite0(device=device, batch_size=64)
+    enc = fb.encodings.CPPNEncoding((3, 224, 224))
+    search = fb.search.MAPElites(clf, enc, classes=IMAGENET_CLASSES, batch_size=32, seed=0)
+    result = search.run(max_seconds=60 * minutes, target_confidence=0.99, progress=False)
+    seconds = result.seconds
+    names = clf.class_names or []
+    rate = result.evaluations / seconds
+    print(
+        f"ImageNet CPPN (EfficientNet-Lite0, 224x224x3, {device}): {result.evaluations:,} evaluations in "
+        f"{seconds:.0f} s ({rate:.1f} eval/s); median confidence {float(result.confidence.median()):.4f}; "
+        f">= 99%: {int(result.fooled(0.99).sum())}/10"
+    )
+    for c, p, e in zip(result.classes.tolist(), result.confidence.tolist(), result.evaluations_to(0.99), strict=True):
+        print(f"  {c:4d} {names[c] if names else '':<22} {p:.4f}  evaluations to 99%: {'-' if e is None else f'{e:,}'}")
+    hours = PAPER_EVALUATIONS / rate / 3600
+    print(f"the paper's budget ({PAPER_EVALUATIONS:,} evaluations) at {rate:.1f} eval/s: {hours:.1f} h on this machine")
+    result.save(out_dir, prefix="imagenet_cppn", title="CPPN fooling images for EfficientNet-Lite0")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--part", choices=("render", "mnist", "imagenet", "all"), default="all")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default="benchmarks/out")
+    args = parser.parse_args()
+    if args.device == "cpu":
+        torch.set_num_threads(2)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}")
+    if args.part in ("render", "all"):
+        bench_render(args.device, args.quick)
+    if args.part in ("mnist", "all"):
+        bench_mnist(1 if args.quick else 3)
+    if args.part in ("imagenet", "all"):
+        bench_imagenet(0.5 if args.quick else args.minutes, args.device, Path(args.out))
+
+
+if __name__ == "__main__":
+    main()

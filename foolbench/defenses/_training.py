@@ -1,0 +1,467 @@
+"""Defenses that retrain the model: an extra "fooling" class, and fine-tuning on universal perturbations."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from foolbench import _checks, _io
+from foolbench.encodings import DirectEncoding, Encoding
+from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
+from foolbench.models import TorchClassifier, train_classifier
+from foolbench.search import PGD, MAPElites, UniversalPerturbation, fooling_rate
+
+__all__ = ["AdversarialFineTuning", "FoolingClassRetraining", "RoundTable", "accuracy"]
+
+ModelFactory = Callable[[int], nn.Module]
+
+
+def accuracy(classifier: TorchClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of ``images`` classified as ``labels`` (a prediction of an extra class counts as wrong)."""
+    pred = classifier.predict(images).cpu()
+    return float((pred == labels.cpu()).float().mean())
+
+
+@dataclass
+class RoundTable:
+    """Per-round figures of a retraining defense.
+
+    Attributes:
+        title: what was measured.
+        rows: one dict per round (round 0 is the undefended model).
+    """
+
+    title: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_markdown(self) -> str:
+        """The rows as a Markdown table."""
+        if not self.rows:
+            return f"### {self.title}\n\n(no rounds)\n"
+        cols = list(self.rows[0])
+        lines = [f"### {self.title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for row in self.rows:
+            cells = ["-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+
+def _wrap(like: TorchClassifier, module: nn.Module, num_classes: int, names: list[str]) -> TorchClassifier:
+    """A classifier around ``module`` with ``like``'s preprocessing, bounds and device."""
+    module.eval()
+    return TorchClassifier(
+        module,
+        input_shape=like.input_shape,
+        num_classes=num_classes,
+        bounds=like.bounds,
+        mean=None if like.mean is None else like.mean.flatten().tolist(),
+        std=None if like.std is None else like.std.flatten().tolist(),
+        resize=like.resize,
+        device=like.device,
+        batch_size=like.batch_size,
+        class_names=names,
+    )
+
+
+def _data(name: str, images: torch.Tensor, labels: torch.Tensor, clf: TorchClassifier) -> tuple[torch.Tensor, ...]:
+    x = _checks.images(f"{name}_images", images, shape=clf.input_shape, bounds=clf.bounds)
+    if x.shape[0] == 0:
+        raise InvalidArgumentError(f"{name}_images must hold at least one image, got 0")
+    y = _checks.labels(f"{name}_labels", labels, batch=x.shape[0], num_classes=clf.num_classes)
+    return x.detach().cpu(), y.cpu()
+
+
+def _classifier(value: Any) -> TorchClassifier:
+    if not isinstance(value, TorchClassifier):
+        raise InvalidTypeError(
+            "classifier must be a foolbench.models.TorchClassifier (retraining needs its module), "
+            f"got {type(value).__name__}"
+        )
+    return value
+
+
+def _weights(clf: TorchClassifier) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in clf.module.state_dict().items()}
+
+
+def _report(row: dict[str, Any], progress: bool) -> None:
+    if progress:
+        cells = (f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+        print(", ".join(cells), flush=True)
+
+
+class _Rounds:
+    """Checkpointed rounds: the state after each finished round is saved atomically."""
+
+    fmt = "foolbench.defense"
+    version = 1
+
+    def _config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _save(self, path: Path | None, state: dict[str, Any]) -> None:
+        if path is not None:
+            _io.save_torch(path, {"format": self.fmt, "version": self.version, "config": self._config(), **state})
+
+    def _load(self, path: Path | None) -> dict[str, Any] | None:
+        if path is None or not path.exists():
+            return None
+        state = _io.load_torch(path)
+        _io.check_state(state, fmt=self.fmt, version=self.version, path=path)
+        if state.get("config") != self._config():
+            raise CheckpointError(
+                f"{str(path)!r} was written by another configuration: {state.get('config')!r}, "
+                f"this one is {self._config()!r}; use another checkpoint path"
+            )
+        return state
+
+
+class FoolingClassRetraining(_Rounds):
+    """The retraining defense of Nguyen, Yosinski & Clune (2015): fooling images become class K.
+
+    Round 0 evolves fooling images against the given model (``searches_per_round``
+    MAP-Elites runs with different seeds, one elite per real class each). Each later
+    round trains a model with K + 1 outputs on the real training data plus every
+    fooling image found so far (labelled K, oversampled to the size of a real class),
+    then measures it and evolves fresh fooling images against it: searches target the
+    K real classes only, so an image the model puts in class K counts as rejected.
+
+    Per round it records: clean accuracy on the held-out data, the share of round-0
+    fooling images now put in class K, and what a fresh search reaches (median best
+    confidence, share of (class, search) pairs at ``target_confidence``, evaluations).
+
+    Args:
+        classifier: the undefended model (its preprocessing, bounds and device are reused).
+        model_fn: ``model_fn(num_classes)`` returns a fresh ``nn.Module`` of the same architecture.
+        train_images, train_labels: real training data.
+        test_images, test_labels: held-out real data.
+        rounds: retraining rounds R >= 1 (R + 1 models are measured).
+        encoding: genome encoding of the searches (default: direct, MNIST-tuned recipe).
+        searches_per_round: MAP-Elites runs per round.
+        max_evaluations: budget of each run.
+        search_batch_size: children per generation.
+        target_confidence: the level counted as fooled (and each run's early stop).
+        fine_tune: start each model from the previous one's weights (layers whose shape
+            changed start fresh) instead of from scratch.
+        epochs, batch_size, lr: the training loop (Adam, one-cycle schedule, seeded).
+        seed: seeds training and searches.
+
+    Raises:
+        InvalidArgumentError: zero rounds or searches, empty data, labels outside the classes.
+        InvalidTypeError: ``classifier`` is not a TorchClassifier or ``model_fn`` is not callable.
+
+    Examples:
+        >>> import foolbench as fb
+        >>> clf = fb.models.lenet_mnist()
+        >>> xtr, ytr = fb.models.mnist_digits("train", limit=200)
+        >>> xte, yte = fb.models.mnist_digits("test", limit=100)
+        >>> defense = fb.defenses.FoolingClassRetraining(
+        ...     clf, fb.models.LeNet, xtr, ytr, xte, yte, rounds=1, searches_per_round=1,
+        ...     max_evaluations=640, epochs=1)
+        >>> table = defense.run(progress=False)
+        >>> [row["round"] for row in table.rows], defense.classifier.num_classes
+        ([0, 1], 11)
+    """
+
+    def __init__(
+        self,
+        classifier: TorchClassifier,
+        model_fn: ModelFactory,
+        train_images: torch.Tensor,
+        train_labels: torch.Tensor,
+        test_images: torch.Tensor,
+        test_labels: torch.Tensor,
+        *,
+        rounds: int = 3,
+        encoding: Encoding | None = None,
+        searches_per_round: int = 5,
+        max_evaluations: int = 30_000,
+        search_batch_size: int = 64,
+        target_confidence: float = 0.9999,
+        fine_tune: bool = False,
+        epochs: int = 8,
+        batch_size: int = 64,
+        lr: float = 2e-3,
+        seed: int = 0,
+    ) -> None:
+        self.original = _classifier(classifier)
+        if not callable(model_fn):
+            raise InvalidTypeError(f"model_fn must be callable as model_fn(num_classes), got {type(model_fn).__name__}")
+        self.model_fn = model_fn
+        self.train_x, self.train_y = _data("train", train_images, train_labels, self.original)
+        self.test_x, self.test_y = _data("test", test_images, test_labels, self.original)
+        self.rounds = _checks.positive_int("rounds", rounds)
+        self.encoding: Encoding = encoding or DirectEncoding(self.original.input_shape, mutation_rate=0.02, eta=1.0)
+        self.searches_per_round = _checks.positive_int("searches_per_round", searches_per_round)
+        self.max_evaluations = _checks.positive_int("max_evaluations", max_evaluations)
+        self.search_batch_size = _checks.positive_int("search_batch_size", search_batch_size)
+        self.target_confidence = _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
+        self.fine_tune = bool(fine_tune)
+        self.epochs = _checks.positive_int("epochs", epochs)
+        self.batch_size = _checks.positive_int("batch_size", batch_size)
+        self.lr = _checks.real("lr", lr, low=0.0, low_open=True)
+        self.seed = int(seed)
+        self.num_classes = self.original.num_classes
+        self.classifier: TorchClassifier = self.original
+        self.table = RoundTable("Fooling-class retraining (Nguyen et al. 2015)")
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "defense": "fooling_class_retraining",
+            "encoding": self.encoding.config(),
+            "searches_per_round": self.searches_per_round,
+            "max_evaluations": self.max_evaluations,
+            "fine_tune": self.fine_tune,
+            "epochs": self.epochs,
+            "seed": self.seed,
+            "train": int(self.train_x.shape[0]),
+        }
+
+    def _search(self, clf: TorchClassifier, round_: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        images, conf, evals = [], [], 0
+        for s in range(self.searches_per_round):
+            search = MAPElites(
+                clf,
+                self.encoding,
+                classes=list(range(self.num_classes)),
+                batch_size=self.search_batch_size,
+                seed=self.seed + 1000 * round_ + s,
+            )
+            res = search.run(
+                max_evaluations=self.max_evaluations, target_confidence=self.target_confidence, progress=False
+            )
+            images.append(res.images.cpu())
+            conf.append(res.confidence)
+            evals += res.evaluations
+        return torch.cat(images), torch.cat(conf), evals
+
+    def _train(self, fooling: torch.Tensor, previous: TorchClassifier, round_: int) -> TorchClassifier:
+        k = self.num_classes
+        torch_state = torch.random.get_rng_state()
+        try:
+            torch.manual_seed(self.seed + round_)  # the factory's initialisation; the global state is restored
+            module = self.model_fn(k + 1)
+        finally:
+            torch.random.set_rng_state(torch_state)
+        if not isinstance(module, nn.Module):
+            raise InvalidTypeError(f"model_fn({k + 1}) must return an nn.Module, got {type(module).__name__}")
+        if self.fine_tune:
+            own = module.state_dict()
+            old = previous.module.state_dict()
+            own.update({n: t for n, t in old.items() if n in own and own[n].shape == t.shape})
+            module.load_state_dict(own)
+        names = [*self.original.class_names, "fooling"]
+        clf = _wrap(self.original, module, k + 1, names)
+        per_class = max(1, self.train_x.shape[0] // k)
+        reps = -(-per_class // fooling.shape[0])
+        extra = fooling.repeat(reps, 1, 1, 1)[:per_class]
+        x = torch.cat([self.train_x, extra]).to(clf.device)
+        y = torch.cat([self.train_y, torch.full((extra.shape[0],), k, dtype=torch.long)]).to(clf.device)
+        out = clf(x[:1])  # checks the factory's output shape before training
+        del out
+        train_classifier(
+            module, x, y, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+            preprocess=clf.preprocess, seed=self.seed + round_,
+        )  # fmt: skip
+        module.eval()
+        return clf
+
+    def run(self, *, checkpoint: str | Path | None = None, progress: bool = True) -> RoundTable:
+        """Run (or resume) every round; returns the per-round table and sets :attr:`classifier`.
+
+        Args:
+            checkpoint: file holding the finished rounds; an interrupted run resumes
+                after the last finished round.
+            progress: print one line per finished round.
+        """
+        path = None if checkpoint is None else Path(checkpoint)
+        state = self._load(path)
+        clf, pool, round0 = self.original, torch.empty(0, *self.original.input_shape), torch.empty(0)
+        self.table.rows = []
+        if state is not None:  # resume after the last finished round, with the model it measured
+            self.table.rows = list(state["rows"])
+            pool, round0 = state["fooling"], state["round0"]
+            if len(self.table.rows) > 1:
+                module = self.model_fn(self.num_classes + 1)
+                module.load_state_dict(state["model"])
+                clf = _wrap(self.original, module, self.num_classes + 1, [*self.original.class_names, "fooling"])
+        for r in range(len(self.table.rows), self.rounds + 1):
+            t0 = time.perf_counter()
+            if r > 0:
+                clf = self._train(pool, clf, r)
+            images, conf, evals = self._search(clf, r)
+            if r == 0:
+                round0 = images
+            row = {
+                "round": r,
+                "classes": clf.num_classes,
+                "clean_accuracy": accuracy(clf, self.test_x, self.test_y),
+                "round0_caught": float((clf.predict(round0).cpu() == self.num_classes).float().mean()),
+                "fresh_median_confidence": float(statistics.median(conf.tolist())),
+                "fresh_fooled": float((conf >= self.target_confidence).float().mean()),
+                "search_evaluations": evals,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+            self.table.rows.append(row)
+            pool = torch.cat([pool, images])
+            state = {"rows": self.table.rows, "fooling": pool, "round0": round0, "model": _weights(clf)}
+            self._save(path, state)
+            _report(row, progress)
+        self.classifier = clf
+        return self.table
+
+
+class AdversarialFineTuning(_Rounds):
+    """The universal-perturbation defense of Moosavi-Dezfooli et al. (2017): fine-tune on perturbed inputs.
+
+    Round r fits a universal perturbation against the current model on the fitting
+    images and measures its fooling rate on the held-out images; then (if rounds
+    remain) fine-tunes a copy of the model on the training data where half the
+    images carry that perturbation (and optionally PGD examples), and the next
+    round recomputes a fresh perturbation against the fine-tuned model.
+
+    Per round it records: clean accuracy on the held-out data, the fooling rate of
+    the fresh perturbation, and that of the previous round's perturbation on the
+    current model (what fine-tuning fixed).
+
+    Args:
+        classifier: the undefended model (it is copied, never modified).
+        train_images, train_labels: data to fine-tune on.
+        test_images, test_labels: held-out data.
+        uap: how perturbations are computed (its ``eps`` and norm define the threat).
+        fit_images: number of training images the perturbation is fitted on.
+        rounds: fine-tuning rounds R >= 1.
+        pgd: when given, each fine-tuning batch also holds PGD examples from this attack.
+        epochs, batch_size, lr: the fine-tuning loop (Adam, one-cycle schedule, seeded).
+        seed: seeds the fine-tuning and the choice of fitting images.
+
+    Raises:
+        InvalidArgumentError: zero rounds, empty data, too few fitting images.
+
+    Examples:
+        >>> import foolbench as fb
+        >>> clf = fb.models.lenet_mnist()
+        >>> xtr, ytr = fb.models.mnist_digits("train", limit=200)
+        >>> xte, yte = fb.models.mnist_digits("test", limit=100)
+        >>> uap = fb.search.UniversalPerturbation(eps=0.2, method="sgd", max_passes=2)
+        >>> table = fb.defenses.AdversarialFineTuning(
+        ...     clf, xtr, ytr, xte, yte, uap=uap, fit_images=100, rounds=1, epochs=1).run(progress=False)
+        >>> len(table.rows)
+        2
+    """
+
+    def __init__(
+        self,
+        classifier: TorchClassifier,
+        train_images: torch.Tensor,
+        train_labels: torch.Tensor,
+        test_images: torch.Tensor,
+        test_labels: torch.Tensor,
+        *,
+        uap: UniversalPerturbation,
+        fit_images: int = 500,
+        rounds: int = 3,
+        pgd: PGD | None = None,
+        epochs: int = 2,
+        batch_size: int = 64,
+        lr: float = 5e-4,
+        seed: int = 0,
+    ) -> None:
+        self.original = _classifier(classifier)
+        self.train_x, self.train_y = _data("train", train_images, train_labels, self.original)
+        self.test_x, self.test_y = _data("test", test_images, test_labels, self.original)
+        if not isinstance(uap, UniversalPerturbation):
+            raise InvalidTypeError(f"uap must be a foolbench.search.UniversalPerturbation, got {type(uap).__name__}")
+        if pgd is not None and not isinstance(pgd, PGD):
+            raise InvalidTypeError(f"pgd must be a foolbench.search.PGD or None, got {type(pgd).__name__}")
+        self.uap, self.pgd = uap, pgd
+        self.fit_images = _checks.positive_int("fit_images", fit_images)
+        if self.fit_images > self.train_x.shape[0]:
+            raise InvalidArgumentError(
+                f"fit_images must be at most the {self.train_x.shape[0]} training images, got {fit_images}"
+            )
+        self.rounds = _checks.positive_int("rounds", rounds)
+        self.epochs = _checks.positive_int("epochs", epochs)
+        self.batch_size = _checks.positive_int("batch_size", batch_size)
+        self.lr = _checks.real("lr", lr, low=0.0, low_open=True)
+        self.seed = int(seed)
+        self.classifier: TorchClassifier = self.original
+        self.perturbations: list[torch.Tensor] = []
+        self.table = RoundTable("Fine-tuning on universal perturbations (Moosavi-Dezfooli et al. 2017)")
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "defense": "adversarial_fine_tuning",
+            "uap": repr(self.uap),
+            "pgd": repr(self.pgd),
+            "fit_images": self.fit_images,
+            "epochs": self.epochs,
+            "seed": self.seed,
+            "train": int(self.train_x.shape[0]),
+        }
+
+    def _fine_tune(self, clf: TorchClassifier, v: torch.Tensor, round_: int) -> TorchClassifier:
+        module = copy.deepcopy(clf.module)
+        new = _wrap(clf, module, clf.num_classes, clf.class_names)
+        lo, hi = clf.bounds
+        gen = torch.Generator().manual_seed(self.seed + round_)
+        half = torch.rand(self.train_x.shape[0], generator=gen) < 0.5
+        x = torch.where(half[:, None, None, None], (self.train_x + v.cpu()).clamp(lo, hi), self.train_x)
+        y = self.train_y
+        if self.pgd is not None:
+            attack = self.pgd(clf, self.train_x.to(clf.device), self.train_y.to(clf.device), seed=self.seed + round_)
+            adv = attack.adversarial.detach().cpu()
+            x, y = torch.cat([x, adv]), torch.cat([y, y])
+        train_classifier(
+            module, x.to(new.device), y.to(new.device), epochs=self.epochs, batch_size=self.batch_size,
+            lr=self.lr, max_shift=0, preprocess=new.preprocess, seed=self.seed + round_,
+        )  # fmt: skip
+        module.eval()
+        return new
+
+    def run(self, *, checkpoint: str | Path | None = None, progress: bool = True) -> RoundTable:
+        """Run (or resume) every round; returns the per-round table and sets :attr:`classifier`.
+
+        Args:
+            checkpoint: file holding the finished rounds; an interrupted run resumes after the last one.
+            progress: print one line per finished round.
+        """
+        path = None if checkpoint is None else Path(checkpoint)
+        state = self._load(path)
+        clf = self.original
+        self.table.rows, self.perturbations = [], []
+        if state is not None:  # resume after the last finished round, with the model it measured
+            self.table.rows = list(state["rows"])
+            self.perturbations = list(state["perturbations"])
+            module = copy.deepcopy(self.original.module)
+            module.load_state_dict(state["model"])
+            clf = _wrap(self.original, module, self.original.num_classes, self.original.class_names)
+        gen = torch.Generator().manual_seed(self.seed)
+        fit_idx = torch.randperm(self.train_x.shape[0], generator=gen)[: self.fit_images]
+        for r in range(len(self.table.rows), self.rounds + 1):
+            t0 = time.perf_counter()
+            if r > 0:
+                clf = self._fine_tune(clf, self.perturbations[-1], r)
+            v = self.uap.fit(clf, self.train_x[fit_idx].to(clf.device)).perturbation.detach().cpu()
+            previous = fooling_rate(clf, self.test_x, self.perturbations[-1]) if self.perturbations else None
+            row = {
+                "round": r,
+                "clean_accuracy": accuracy(clf, self.test_x, self.test_y),
+                "fooling_rate": fooling_rate(clf, self.test_x, v),
+                "previous_uap_fooling_rate": previous,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+            self.table.rows.append(row)
+            self.perturbations.append(v)
+            self._save(path, {"rows": self.table.rows, "perturbations": self.perturbations, "model": _weights(clf)})
+            _report(row, progress)
+        self.classifier = clf
+        return self.table

@@ -1,0 +1,598 @@
+"""CPPN encoding: NEAT-style networks that paint images, a whole batch at a time.
+
+A compositional pattern-producing network (Stanley 2007) maps every pixel's
+coordinates ``(x, y, d, bias)`` to its intensity, so the images it paints show
+symmetry, repetition and gradients: the regular fooling images of Nguyen et al. (2015).
+
+Layout of a batch (:class:`CPPNGenomes`): every genome has ``max_nodes`` node slots,
+
+* slots ``0..3`` are the inputs ``x``, ``y``, ``d`` (distance from the centre) and a bias of 1,
+* the next ``C`` slots are the outputs, one per image channel,
+* the remaining slots hold hidden nodes, used or free (``active``),
+
+and a dense adjacency: ``edge[b, j, i]`` says whether genome ``b`` has a connection
+from node ``i`` into node ``j`` and ``weight[b, j, i]`` is its weight. Every node
+carries an ``order`` key (inputs 0, outputs 1, hidden nodes strictly between);
+connections only go from a lower to a higher key, so every genome is acyclic by
+construction, and evaluating hidden nodes by increasing key is a topological order
+for the whole batch at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from foolbench import _checks
+from foolbench.encodings._direct import polynomial_mutation
+from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
+
+__all__ = ["ACTIVATIONS", "CPPNEncoding", "CPPNGenomes"]
+
+NUM_INPUTS = 4
+WEIGHT_LIMIT = 10.0
+_LINEAR_LIMIT = 10.0
+
+
+def _sine(x: torch.Tensor) -> torch.Tensor:
+    return torch.sin(x)
+
+
+def _sigmoid(x: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(0.5 * x)  # the bipolar sigmoid 2 / (1 + exp(-x)) - 1
+
+
+def _gaussian(x: torch.Tensor) -> torch.Tensor:
+    return 2.0 * torch.exp(-x * x) - 1.0
+
+
+def _linear(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp(-_LINEAR_LIMIT, _LINEAR_LIMIT)
+
+
+def _cosine(x: torch.Tensor) -> torch.Tensor:
+    return torch.cos(x)
+
+
+def _tanh(x: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(x)
+
+
+def _abs(x: torch.Tensor) -> torch.Tensor:
+    return x.abs().clamp(max=_LINEAR_LIMIT)
+
+
+#: Activation functions a node may use, by name. ``sigmoid`` and ``gaussian`` are the
+#: bipolar forms (range [-1, 1]) and ``linear``/``abs`` are clipped to [-10, 10], so every
+#: value stays finite whatever the weights.
+ACTIVATIONS = {
+    "sine": _sine,
+    "sigmoid": _sigmoid,
+    "gaussian": _gaussian,
+    "linear": _linear,
+    "cosine": _cosine,
+    "tanh": _tanh,
+    "abs": _abs,
+}
+
+
+@dataclass
+class CPPNGenomes:
+    """A batch of CPPN genomes held as padded tensors (see the module docstring for the layout).
+
+    Supports ``len(g)``, ``g[index]`` (a sub-batch; ``index`` an int tensor, bool mask or slice)
+    and ``g[index] = other`` (in place), which is all :class:`foolbench.search.MAPElites` needs.
+
+    Attributes:
+        weight: (B, N, N) float, ``weight[b, j, i]`` for the connection i -> j (0 where absent).
+        edge: (B, N, N) bool, which connections exist.
+        active: (B, N) bool, which node slots are in use (inputs and outputs always are).
+        activation: (B, N) int64, index into the encoding's ``activations`` per node.
+        order: (B, N) float64 topological key: inputs 0, outputs 1, hidden nodes in (0, 1).
+    """
+
+    weight: torch.Tensor
+    edge: torch.Tensor
+    active: torch.Tensor
+    activation: torch.Tensor
+    order: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.weight.shape[0])
+
+    def __getitem__(self, index: Any) -> CPPNGenomes:
+        return CPPNGenomes(
+            self.weight[index], self.edge[index], self.active[index], self.activation[index], self.order[index]
+        )
+
+    def __setitem__(self, index: Any, other: CPPNGenomes) -> None:
+        self.weight[index] = other.weight
+        self.edge[index] = other.edge
+        self.active[index] = other.active
+        self.activation[index] = other.activation
+        self.order[index] = other.order
+
+    @property
+    def device(self) -> torch.device:
+        return self.weight.device
+
+    def clone(self) -> CPPNGenomes:
+        """A deep copy."""
+        return CPPNGenomes(
+            self.weight.clone(), self.edge.clone(), self.active.clone(), self.activation.clone(), self.order.clone()
+        )
+
+    def to(self, device: torch.device | str) -> CPPNGenomes:
+        """The batch on ``device``."""
+        return CPPNGenomes(
+            self.weight.to(device),
+            self.edge.to(device),
+            self.active.to(device),
+            self.activation.to(device),
+            self.order.to(device),
+        )
+
+    def num_nodes(self) -> torch.Tensor:
+        """(B,) nodes in use per genome, inputs and outputs included."""
+        return self.active.sum(1)
+
+    def num_connections(self) -> torch.Tensor:
+        """(B,) connections per genome."""
+        return self.edge.flatten(1).sum(1)
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        """The five tensors by name (the checkpoint format)."""
+        return {
+            "weight": self.weight,
+            "edge": self.edge,
+            "active": self.active,
+            "activation": self.activation,
+            "order": self.order,
+        }
+
+
+def _default_budget(device: torch.device) -> int:
+    # values held per render chunk: small enough to stay in a CPU's cache, large enough to fill a GPU
+    return 1 << 28 if device.type == "cuda" else 1 << 20
+
+
+def _pick(mask: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One uniformly random True position per row of ``mask`` (B, K); ``ok`` is False for empty rows."""
+    u = torch.rand(mask.shape, generator=generator, device=generator.device).to(mask.device)
+    idx = torch.where(mask, u, torch.full_like(u, -1.0)).argmax(1)
+    return idx, mask.any(1)
+
+
+class CPPNEncoding:
+    """Genomes are compositional pattern-producing networks, rendered as one batch.
+
+    Each genome is a NEAT-style acyclic network over the pixel inputs ``x``, ``y``
+    (in [-1, 1] across the image), ``d = sqrt(x^2 + y^2)`` and a bias of 1, with one
+    output per image channel (1 for grayscale, 3 for colour). An output's activation
+    is clipped to [-1, 1] and mapped to a pixel in [0, 1]. Because coordinates are
+    relative, :meth:`render` can paint the same genome at any resolution: the same
+    pattern, with more pixels.
+
+    Initial genomes are minimal: every input wired to every output, weights uniform
+    in [-``init_weight``, ``init_weight``], activations random. Each call to
+    :meth:`mutate` applies, independently per genome and with the given probabilities
+    (defaults: the original's), in this order: delete a connection, delete a hidden node
+    (and its connections), add a node (splits a random connection i -> j into
+    i -> new (weight 1) and new -> j (the old weight)), add a connection (between
+    two nodes that keep the network acyclic), perturb weights (bounded polynomial
+    mutation in [-10, 10]), and change a node's activation.
+
+    Capacity: a genome never has more than ``max_nodes`` nodes (4 inputs and the
+    outputs included) nor more than ``max_connections`` connections; a mutation that
+    would exceed either is skipped for that genome.
+
+    Args:
+        image_shape: (C, H, W) of rendered images; C outputs.
+        max_nodes: node slots per genome, at least 4 + C + 1.
+        max_connections: connection budget per genome, at least 4 * C (the minimal network).
+        activations: names from :data:`ACTIVATIONS` that nodes may use.
+        add_connection, delete_connection, change_connection, add_node, delete_node,
+            change_activation: per-genome probabilities of each mutation, in [0, 1].
+        weight_rate: once a genome's weights are perturbed, the share of its connections
+            perturbed (at least one).
+        eta: polynomial mutation distribution index for the weights (> 0).
+        init_weight: initial weights are uniform in [-init_weight, init_weight], at most 10.
+        render_budget: node values (genomes x nodes x pixels) computed per render chunk; None picks
+            2**20 on CPU (a chunk stays in cache) and 2**28 on CUDA (a chunk fills the GPU).
+
+    Raises:
+        InvalidArgumentError: unknown activation names, too small capacities, bad rates.
+
+    Shape:
+        - genomes: a :class:`CPPNGenomes` batch of B genomes.
+        - render output: (B, C, H, W) in [0, 1].
+
+    Examples:
+        >>> import torch
+        >>> enc = CPPNEncoding((1, 28, 28))
+        >>> g = enc.sample(8, torch.Generator().manual_seed(0))
+        >>> for _ in range(20):
+        ...     g = enc.mutate(g, torch.Generator().manual_seed(_))
+        >>> img = enc.render(g)
+        >>> img.shape, bool(img.min() >= 0 and img.max() <= 1)
+        (torch.Size([8, 1, 28, 28]), True)
+        >>> enc.render(g, size=(84, 84)).shape  # the same patterns, three times larger
+        torch.Size([8, 1, 84, 84])
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        *,
+        max_nodes: int = 32,
+        max_connections: int = 128,
+        activations: Sequence[str] = ("sine", "sigmoid", "gaussian", "linear"),
+        add_connection: float = 0.5,
+        delete_connection: float = 0.3,
+        change_connection: float = 0.5,
+        add_node: float = 0.5,
+        delete_node: float = 0.2,
+        change_activation: float = 0.2,
+        weight_rate: float = 0.2,
+        eta: float = 15.0,
+        init_weight: float = 3.0,
+        render_budget: int | None = None,
+    ) -> None:
+        self.image_shape = _checks.shape3("image_shape", image_shape)
+        self.num_outputs = self.image_shape[0]
+        minimum_nodes = NUM_INPUTS + self.num_outputs + 1
+        self.max_nodes = _checks.positive_int("max_nodes", max_nodes)
+        if self.max_nodes < minimum_nodes:
+            raise InvalidArgumentError(
+                f"max_nodes must be at least {minimum_nodes} for {self.num_outputs} output(s) "
+                f"(4 inputs, the outputs and one hidden node), got {max_nodes}"
+            )
+        minimum_connections = NUM_INPUTS * self.num_outputs
+        self.max_connections = _checks.positive_int("max_connections", max_connections)
+        if self.max_connections < minimum_connections:
+            raise InvalidArgumentError(
+                f"max_connections must be at least {minimum_connections} (every input wired to each of "
+                f"{self.num_outputs} output(s)), got {max_connections}"
+            )
+        if isinstance(activations, str) or not isinstance(activations, Sequence) or not activations:
+            raise InvalidArgumentError(
+                f"activations must be a non-empty sequence of names from {sorted(ACTIVATIONS)}, got {activations!r}"
+            )
+        unknown = [a for a in activations if a not in ACTIVATIONS]
+        if unknown:
+            raise InvalidArgumentError(
+                f"activations has unknown name(s) {unknown}; expected names from {sorted(ACTIVATIONS)}"
+            )
+        if len(set(activations)) != len(activations):
+            raise InvalidArgumentError(f"activations must not repeat a name, got {list(activations)}")
+        self.activations = tuple(activations)
+        rates = {
+            "add_connection": add_connection,
+            "delete_connection": delete_connection,
+            "change_connection": change_connection,
+            "add_node": add_node,
+            "delete_node": delete_node,
+            "change_activation": change_activation,
+            "weight_rate": weight_rate,
+        }
+        self.rates = {k: _checks.real(k, v, low=0.0, high=1.0) for k, v in rates.items()}
+        self.eta = _checks.real("eta", eta, low=0.0, low_open=True)
+        self.init_weight = _checks.real("init_weight", init_weight, low=0.0, high=WEIGHT_LIMIT, low_open=True)
+        self.render_budget = _checks.optional_positive_int("render_budget", render_budget)
+        self._grids: dict[tuple[int, int, str, torch.dtype], torch.Tensor] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"CPPNEncoding(image_shape={self.image_shape}, max_nodes={self.max_nodes}, "
+            f"max_connections={self.max_connections}, activations={self.activations})"
+        )
+
+    # ------------------------------------------------------------------ genomes
+    @property
+    def _first_hidden(self) -> int:
+        return NUM_INPUTS + self.num_outputs
+
+    def sample(self, n: int, generator: torch.Generator) -> CPPNGenomes:
+        """``n`` minimal genomes (inputs wired to outputs, random weights and activations)."""
+        _checks.positive_int("n", n)
+        dev = generator.device
+        big_n, outs = self.max_nodes, self.num_outputs
+        weight = torch.zeros(n, big_n, big_n, device=dev)
+        edge = torch.zeros(n, big_n, big_n, dtype=torch.bool, device=dev)
+        edge[:, NUM_INPUTS : NUM_INPUTS + outs, :NUM_INPUTS] = True
+        w = (torch.rand(n, outs, NUM_INPUTS, generator=generator, device=dev) * 2 - 1) * self.init_weight
+        weight[:, NUM_INPUTS : NUM_INPUTS + outs, :NUM_INPUTS] = w
+        active = torch.zeros(n, big_n, dtype=torch.bool, device=dev)
+        active[:, : self._first_hidden] = True
+        activation = torch.randint(0, len(self.activations), (n, big_n), generator=generator, device=dev)
+        order = torch.full((n, big_n), 0.5, dtype=torch.float64, device=dev)
+        order[:, :NUM_INPUTS] = 0.0
+        order[:, NUM_INPUTS : self._first_hidden] = 1.0
+        return CPPNGenomes(weight, edge, active, activation, order)
+
+    def _check(self, genomes: Any) -> CPPNGenomes:
+        if not isinstance(genomes, CPPNGenomes):
+            raise InvalidTypeError(
+                f"genomes must be CPPNGenomes (from CPPNEncoding.sample), got {type(genomes).__name__}"
+            )
+        n = self.max_nodes
+        if genomes.weight.dim() != 3 or tuple(genomes.weight.shape[1:]) != (n, n):
+            raise InvalidArgumentError(
+                f"genomes do not fit {self!r}: expected weight of shape (B, {n}, {n}), "
+                f"got {tuple(genomes.weight.shape)}"
+            )
+        return genomes
+
+    def validate(self, genomes: CPPNGenomes) -> None:
+        """Check every invariant of a batch; raise :class:`InvalidArgumentError` naming the first broken one.
+
+        Checked: tensor shapes and dtypes, finite weights within [-10, 10], activation
+        ids in range, inputs/outputs active with keys 0/1, hidden keys in (0, 1),
+        connections only between active nodes and from lower to higher key (acyclic),
+        none into an input, and the node and connection capacities.
+        """
+        g = self._check(genomes)
+        b, n = len(g), self.max_nodes
+        expected = {
+            "weight": ((b, n, n), None),
+            "edge": ((b, n, n), torch.bool),
+            "active": ((b, n), torch.bool),
+            "activation": ((b, n), torch.int64),
+            "order": ((b, n), torch.float64),
+        }
+        for name, (shape, dtype) in expected.items():
+            t = getattr(g, name)
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape:
+                got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise InvalidArgumentError(f"genomes.{name} must have shape {shape}, got {got}")
+            if dtype is not None and t.dtype != dtype:
+                raise InvalidArgumentError(f"genomes.{name} must have dtype {dtype}, got {t.dtype}")
+        if not g.weight.is_floating_point():
+            raise InvalidArgumentError(f"genomes.weight must be floating point, got {g.weight.dtype}")
+        if not torch.isfinite(g.weight).all():
+            raise InvalidArgumentError("genomes.weight must be finite, got NaN or inf")
+        if g.weight.abs().max() > WEIGHT_LIMIT:
+            raise InvalidArgumentError(
+                f"genomes.weight must lie in [-{WEIGHT_LIMIT:g}, {WEIGHT_LIMIT:g}], "
+                f"got a weight of {float(g.weight.abs().max()):g}"
+            )
+        if g.activation.min() < 0 or g.activation.max() >= len(self.activations):
+            raise InvalidArgumentError(
+                f"genomes.activation must hold ids in [0, {len(self.activations) - 1}], "
+                f"got values in [{int(g.activation.min())}, {int(g.activation.max())}]"
+            )
+        fixed = self._first_hidden
+        if not g.active[:, :fixed].all():
+            raise InvalidArgumentError("genomes.active must be True for the input and output nodes")
+        if (g.order[:, :NUM_INPUTS] != 0).any() or (g.order[:, NUM_INPUTS:fixed] != 1).any():
+            raise InvalidArgumentError("genomes.order must be 0 for inputs and 1 for outputs")
+        hidden = g.order[:, fixed:][g.active[:, fixed:]]
+        if hidden.numel() and ((hidden <= 0).any() or (hidden >= 1).any() or not torch.isfinite(hidden).all()):
+            raise InvalidArgumentError("genomes.order of active hidden nodes must lie strictly in (0, 1)")
+        both_active = g.active[:, :, None] & g.active[:, None, :]
+        if (g.edge & ~both_active).any():
+            raise InvalidArgumentError("genomes.edge connects a node that is not active")
+        forward = g.order[:, None, :] < g.order[:, :, None]  # [b, j, i]: key(i) < key(j)
+        if (g.edge & ~forward).any():
+            raise InvalidArgumentError("genomes.edge has a connection against the topological order (a cycle)")
+        if (g.weight[~g.edge] != 0).any():
+            raise InvalidArgumentError("genomes.weight must be 0 where there is no connection")
+        if (g.num_connections() > self.max_connections).any():
+            raise InvalidArgumentError(
+                f"genomes exceed max_connections={self.max_connections}: "
+                f"up to {int(g.num_connections().max())} connections"
+            )
+
+    # ---------------------------------------------------------------- mutation
+    def mutate(self, genomes: CPPNGenomes, generator: torch.Generator, *, generation: int = 0) -> CPPNGenomes:
+        """Mutated copies of ``genomes`` (the input is not modified); see the class docstring.
+
+        Shape:
+            - genomes, output: B genomes.
+        """
+        del generation  # the CPPN rates do not decay
+        g = self._check(genomes).clone()
+        b, n = len(g), self.max_nodes
+        dev = g.device
+        gen_dev = generator.device
+
+        def chance(rate: float) -> torch.Tensor:
+            return (torch.rand(b, generator=generator, device=gen_dev) < rate).to(dev)
+
+        rows = torch.arange(b, device=dev)
+        hidden_slot = torch.zeros(n, dtype=torch.bool, device=dev)
+        hidden_slot[self._first_hidden :] = True
+
+        # delete a connection
+        idx, ok = _pick(g.edge.flatten(1), generator)
+        do = chance(self.rates["delete_connection"]) & ok
+        flat_edge, flat_weight = g.edge.view(b, -1), g.weight.view(b, -1)
+        flat_edge[rows[do], idx[do]] = False
+        flat_weight[rows[do], idx[do]] = 0.0
+
+        # delete a hidden node with its connections
+        node, ok = _pick(g.active & hidden_slot, generator)
+        do = chance(self.rates["delete_node"]) & ok
+        r, k = rows[do], node[do]
+        g.active[r, k] = False
+        g.edge[r, k, :] = False
+        g.edge[r, :, k] = False
+        g.weight[r, k, :] = 0.0
+        g.weight[r, :, k] = 0.0
+
+        # add a node by splitting a connection i -> j into i -> new -> j
+        idx, has_edge = _pick(g.edge.flatten(1), generator)
+        free, has_free = _pick(~g.active & hidden_slot, generator)
+        room = g.num_connections() < self.max_connections
+        do = chance(self.rates["add_node"]) & has_edge & has_free & room
+        j, i = idx // n, idx % n
+        u = 0.25 + 0.5 * torch.rand(b, generator=generator, device=gen_dev, dtype=torch.float64).to(dev)
+        key = g.order[rows, i] + u * (g.order[rows, j] - g.order[rows, i])
+        do &= (key > g.order[rows, i]) & (key < g.order[rows, j])
+        new_act = torch.randint(0, len(self.activations), (b,), generator=generator, device=gen_dev).to(dev)
+        r, i, j, s = rows[do], i[do], j[do], free[do]
+        old = g.weight[r, j, i]
+        g.edge[r, j, i] = False
+        g.weight[r, j, i] = 0.0
+        g.active[r, s] = True
+        g.order[r, s] = key[do]
+        g.activation[r, s] = new_act[do]
+        g.edge[r, s, i] = True
+        g.weight[r, s, i] = 1.0
+        g.edge[r, j, s] = True
+        g.weight[r, j, s] = old
+
+        # add a connection i -> j that keeps the network acyclic
+        candidates = g.active[:, :, None] & g.active[:, None, :] & (g.order[:, None, :] < g.order[:, :, None]) & ~g.edge
+        idx, ok = _pick(candidates.flatten(1), generator)
+        room = g.num_connections() < self.max_connections
+        w = (torch.rand(b, generator=generator, device=gen_dev) * 2 - 1).to(dev) * self.init_weight
+        do = chance(self.rates["add_connection"]) & ok & room
+        flat_edge, flat_weight = g.edge.view(b, -1), g.weight.view(b, -1)
+        flat_edge[rows[do], idx[do]] = True
+        flat_weight[rows[do], idx[do]] = w[do]
+
+        # perturb weights: a share of the connections of some genomes, at least one each
+        do = chance(self.rates["change_connection"])
+        u = torch.rand(g.edge.shape, generator=generator, device=gen_dev).to(dev)
+        hit = g.edge & (u < self.rates["weight_rate"]) & do[:, None, None]
+        one, ok = _pick(g.edge.flatten(1), generator)
+        hit.view(b, -1)[rows[do & ok], one[do & ok]] = True
+        if hit.any():
+            x = (g.weight[hit] + WEIGHT_LIMIT) / (2 * WEIGHT_LIMIT)
+            step = torch.rand(x.shape, generator=generator, device=gen_dev).to(x)
+            g.weight[hit] = polynomial_mutation(x, step, self.eta) * (2 * WEIGHT_LIMIT) - WEIGHT_LIMIT
+
+        # change the activation of one non-input node
+        node, ok = _pick(g.active & (torch.arange(n, device=dev) >= NUM_INPUTS), generator)
+        new_act = torch.randint(0, len(self.activations), (b,), generator=generator, device=gen_dev).to(dev)
+        do = chance(self.rates["change_activation"]) & ok
+        g.activation[rows[do], node[do]] = new_act[do]
+        return g
+
+    # --------------------------------------------------------------- rendering
+    def _grid(self, height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        key = (height, width, str(device), dtype)
+        grid = self._grids.get(key)
+        if grid is None:
+            # pixel centres, so a k-times larger render samples the same points at offset k // 2
+            ys = (torch.arange(height, device=device, dtype=torch.float64) * 2 + 1) / height - 1
+            xs = (torch.arange(width, device=device, dtype=torch.float64) * 2 + 1) / width - 1
+            y, x = torch.meshgrid(ys, xs, indexing="ij")
+            d = torch.sqrt(x * x + y * y)
+            grid = torch.stack([x, y, d, torch.ones_like(x)]).reshape(NUM_INPUTS, -1).to(dtype)
+            self._grids[key] = grid
+        return grid
+
+    def render(self, genomes: CPPNGenomes, *, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Paint the batch: hidden nodes are evaluated in topological order for all genomes at once.
+
+        Args:
+            genomes: a batch from this encoding.
+            size: (H, W) to render at instead of the encoding's; the pattern scales with it.
+
+        Returns:
+            Images in [0, 1], on the genomes' device.
+
+        Raises:
+            InvalidArgumentError: genomes of another configuration or NaN weights.
+
+        Shape:
+            - output: (B, C, H, W)
+        """
+        g = self._check(genomes)
+        if size is None:
+            height, width = self.image_shape[1:]
+        else:
+            if not isinstance(size, (tuple, list)) or len(size) != 2:
+                raise InvalidArgumentError(f"size must be (H, W), got {size!r}")
+            _, height, width = _checks.shape3("size", (1, *size))
+        if not torch.isfinite(g.weight).all():
+            raise InvalidArgumentError("genomes.weight must be finite, got NaN or inf")
+        b, outs = len(g), self.num_outputs
+        dtype = g.weight.dtype
+        grid = self._grid(height, width, g.device, dtype)
+        fixed = self._first_hidden
+        # hidden nodes of each genome sorted by key (free slots, key +inf, sort last): a topological
+        # order; then every genome's weights are gathered into that order once for the whole batch
+        keys = torch.where(g.active[:, fixed:], g.order[:, fixed:], torch.full_like(g.order[:, fixed:], math.inf))
+        sorted_keys, perm = keys.sort(dim=1, stable=True)
+        steps = int(torch.isfinite(sorted_keys).sum(1).max()) if b else 0
+        hidden = perm[:, :steps] + fixed  # (B, S) node slots in evaluation order
+        inputs = torch.arange(NUM_INPUTS, device=g.device).expand(b, -1)
+        outputs = torch.arange(NUM_INPUTS, fixed, device=g.device).expand(b, -1)
+        cols = torch.cat([inputs, hidden], 1)  # (B, R): the value rows, inputs first
+        targets = torch.cat([hidden, outputs], 1)  # (B, S + C): the nodes computed, in order
+        w = torch.gather(g.weight, 1, targets[:, :, None].expand(-1, -1, self.max_nodes))
+        w = torch.gather(w, 2, cols[:, None, :].expand(-1, steps + outs, -1))  # (B, S + C, R)
+        act = torch.gather(g.activation, 1, targets)  # (B, S + C)
+        valid = torch.cat([torch.isfinite(sorted_keys[:, :steps]), torch.ones_like(outputs, dtype=torch.bool)], 1)
+        w = w * valid[:, :, None]  # padded steps contribute nothing (their rows are zero anyway)
+        # chunks of genomes with similar sizes, so few padded steps are computed
+        sizes = torch.isfinite(sorted_keys).sum(1)
+        by_size = torch.argsort(sizes, stable=True)
+        sizes_sorted = sizes[by_size].tolist()
+        budget = self.render_budget if self.render_budget is not None else _default_budget(g.device)
+        image = torch.empty(b, outs, grid.shape[1], device=g.device, dtype=dtype)
+        lo = 0
+        while lo < b:
+            hi, chunk_steps = lo + 1, sizes_sorted[lo]
+            while hi < b and (hi + 1 - lo) * (NUM_INPUTS + sizes_sorted[hi]) * grid.shape[1] <= budget:
+                hi += 1
+            chunk_steps = sizes_sorted[hi - 1]
+            idx = by_size[lo:hi]
+            keep = torch.cat(
+                [torch.arange(chunk_steps, device=g.device), torch.arange(steps, steps + outs, device=g.device)]
+            )
+            w_chunk = w[idx][:, keep, : NUM_INPUTS + chunk_steps]
+            image[idx] = self._evaluate(grid, w_chunk, act[idx][:, keep], chunk_steps)
+            lo = hi
+        return image.view(b, outs, height, width)
+
+    def _evaluate(self, grid: torch.Tensor, w: torch.Tensor, act: torch.Tensor, steps: int) -> torch.Tensor:
+        """Values of the output nodes for a chunk whose weights are in evaluation order."""
+        b, pixels = w.shape[0], grid.shape[1]
+        values = torch.empty(b, NUM_INPUTS + steps, pixels, device=w.device, dtype=w.dtype)
+        values[:, :NUM_INPUTS] = grid
+        for s in range(steps):
+            pre = torch.bmm(w[:, s : s + 1, : NUM_INPUTS + s], values[:, : NUM_INPUTS + s])
+            values[:, NUM_INPUTS + s : NUM_INPUTS + s + 1] = self._activate(pre, act[:, s : s + 1])
+        out = self._activate(torch.bmm(w[:, steps:], values), act[:, steps:])
+        return (out.clamp_(-1.0, 1.0) + 1.0) * 0.5
+
+    def _activate(self, pre: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Each row of ``pre`` (B, K, P) through its own activation ``act`` (B, K)."""
+        present = torch.unique(act).tolist()
+        out = ACTIVATIONS[self.activations[present[0]]](pre)
+        for a in present[1:]:
+            out = torch.where((act == a)[..., None], ACTIVATIONS[self.activations[a]](pre), out)
+        return out
+
+    # ------------------------------------------------------------ checkpoints
+    def config(self) -> dict[str, Any]:
+        return {
+            "encoding": "cppn",
+            "image_shape": list(self.image_shape),
+            "max_nodes": self.max_nodes,
+            "max_connections": self.max_connections,
+            "activations": list(self.activations),
+        }
+
+    def genomes_to_state(self, genomes: CPPNGenomes) -> dict[str, torch.Tensor]:
+        return self._check(genomes).as_dict()
+
+    def genomes_from_state(self, state: dict[str, torch.Tensor]) -> CPPNGenomes:
+        names = ("weight", "edge", "active", "activation", "order")
+        missing = [k for k in names if not isinstance(state.get(k), torch.Tensor)]
+        if missing:
+            raise CheckpointError(f"stored genomes do not fit {self!r}: missing tensors {missing}")
+        genomes = CPPNGenomes(*(state[k] for k in names))
+        try:
+            self.validate(genomes)
+        except InvalidArgumentError as exc:
+            raise CheckpointError(f"stored genomes do not fit {self!r}: {exc}") from None
+        return genomes

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import foolbench as fb
+from foolbench.defenses import AdversarialFineTuning, FoolingClassRetraining
+from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
+
+Digits = tuple[torch.Tensor, torch.Tensor]
+
+
+def retraining(lenet: fb.models.TorchClassifier, train: Digits, test: Digits, **kw: object) -> FoolingClassRetraining:
+    options: dict[str, object] = {"rounds": 1, "searches_per_round": 1, "max_evaluations": 20_000, "epochs": 2}
+    options.update(kw)
+    return FoolingClassRetraining(lenet, fb.models.LeNet, *train, *test, **options)  # type: ignore[arg-type]
+
+
+def strip(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_fooling_class_retraining_rounds_and_resume(
+    lenet: fb.models.TorchClassifier, digits_train: Digits, digits_test: Digits, tmp_path: Path
+) -> None:
+    train = (digits_train[0][:2000], digits_train[1][:2000])
+    test = (digits_test[0][:500], digits_test[1][:500])
+    rng = torch.random.get_rng_state()
+    ckpt = tmp_path / "fcr.pt"
+    first = retraining(lenet, train, test)
+    table = first.run(checkpoint=ckpt, progress=False)
+    assert torch.equal(rng, torch.random.get_rng_state())  # global RNG untouched
+    assert [r["round"] for r in table.rows] == [0, 1]
+    r0, r1 = table.rows
+    assert r0["classes"] == 10 and r1["classes"] == 11
+    assert first.classifier.num_classes == 11 and first.classifier.class_names[-1] == "fooling"
+    assert float(r0["fresh_median_confidence"]) >= 0.99  # the undefended model is fooled
+    assert float(r1["round0_caught"]) >= 0.9  # the retrained model rejects the round-0 images
+    assert float(r1["clean_accuracy"]) >= 0.9  # and still reads real digits
+    # a longer run resumes after the finished rounds and equals an uninterrupted run
+    resumed = retraining(lenet, train, test, rounds=2).run(checkpoint=ckpt, progress=False)
+    assert strip(resumed.rows[:2]) == strip(table.rows)
+    full = retraining(lenet, train, test, rounds=2).run(progress=False)
+    assert strip(resumed.rows) == strip(full.rows)
+    with pytest.raises(CheckpointError, match="another configuration"):
+        retraining(lenet, train, test, epochs=3).run(checkpoint=ckpt, progress=False)
+
+
+def test_adversarial_fine_tuning(
+    lenet: fb.models.TorchClassifier, digits_train: Digits, digits_test: Digits, tmp_path: Path
+) -> None:
+    before = {k: v.clone() for k, v in lenet.module.state_dict().items()}
+    uap = fb.search.UniversalPerturbation(eps=0.3, method="sgd", max_passes=10, delta=0.0)
+    make = lambda rounds: AdversarialFineTuning(
+        lenet, *digits_train, *digits_test, uap=uap, fit_images=300, rounds=rounds, epochs=1
+    )
+    ckpt = tmp_path / "aft.pt"
+    table = make(1).run(checkpoint=ckpt, progress=False)
+    r0, r1 = table.rows
+    assert float(r0["fooling_rate"]) >= 0.3  # the UAP fools the undefended model on held-out digits
+    assert float(r1["previous_uap_fooling_rate"]) < float(r0["fooling_rate"]) / 2  # fine-tuning fixed that one
+    assert float(r1["clean_accuracy"]) >= 0.95
+    assert all(torch.equal(v, lenet.module.state_dict()[k]) for k, v in before.items())  # original untouched
+    resumed = make(2).run(checkpoint=ckpt, progress=False)
+    assert strip(resumed.rows) == strip(make(2).run(progress=False).rows)
+
+
+def test_bad_arguments(lenet: fb.models.TorchClassifier, digits_train: Digits, digits_test: Digits) -> None:
+    x, y = digits_train[0][:100], digits_train[1][:100]
+    with pytest.raises(InvalidArgumentError, match="rounds must be an int >= 1"):
+        FoolingClassRetraining(lenet, fb.models.LeNet, x, y, x, y, rounds=0)
+    with pytest.raises(InvalidArgumentError, match="train_images must hold at least one image"):
+        FoolingClassRetraining(lenet, fb.models.LeNet, x[:0], y[:0], x, y)
+    with pytest.raises(InvalidArgumentError, match="test_labels"):
+        FoolingClassRetraining(lenet, fb.models.LeNet, x, y, x, y + 20)
+    with pytest.raises(InvalidTypeError, match="model_fn must be callable"):
+        FoolingClassRetraining(lenet, "lenet", x, y, x, y)  # type: ignore[arg-type]
+    with pytest.raises(InvalidTypeError, match="TorchClassifier"):
+        FoolingClassRetraining(fb.defenses.MedianSmoothing(lenet, 3), fb.models.LeNet, x, y, x, y)  # type: ignore[arg-type]
+    with pytest.raises(InvalidTypeError, match="must return an nn.Module"):
+        FoolingClassRetraining(lenet, lambda k: None, x, y, x, y, searches_per_round=1, max_evaluations=64).run(  # type: ignore[arg-type,return-value]
+            progress=False
+        )
+    uap = fb.search.UniversalPerturbation(eps=0.1)
+    with pytest.raises(InvalidArgumentError, match="fit_images must be at most the 100"):
+        AdversarialFineTuning(lenet, x, y, x, y, uap=uap, fit_images=500)
+    with pytest.raises(InvalidArgumentError, match="rounds"):
+        AdversarialFineTuning(lenet, x, y, x, y, uap=uap, fit_images=50, rounds=0)
+    with pytest.raises(InvalidTypeError, match="uap must be"):
+        AdversarialFineTuning(lenet, x, y, x, y, uap=0.3, fit_images=50)  # type: ignore[arg-type]

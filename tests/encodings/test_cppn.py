@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import foolbench as fb
+from foolbench.encodings import ACTIVATIONS, CPPNEncoding, CPPNGenomes, Encoding
+from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def evolved(enc: CPPNEncoding, n: int = 16, rounds: int = 40, seed: int = 0) -> CPPNGenomes:
+    g = enc.sample(n, gen(seed))
+    rng = gen(seed + 1)
+    for _ in range(rounds):
+        g = enc.mutate(g, rng)
+    return g
+
+
+def test_protocol_and_minimal_initial_genomes() -> None:
+    enc = CPPNEncoding((3, 16, 16))
+    assert isinstance(enc, Encoding)
+    g = enc.sample(5, gen())
+    enc.validate(g)
+    assert g.num_nodes().tolist() == [7] * 5  # 4 inputs + 3 outputs, no hidden nodes
+    assert g.num_connections().tolist() == [12] * 5  # every input wired to every output
+    assert torch.equal(g.weight, enc.sample(5, gen()).weight)  # seeded
+    assert not torch.equal(g.weight, enc.sample(5, gen(1)).weight)
+    assert float(g.weight.abs().max()) <= enc.init_weight
+
+
+def test_mutations_grow_networks_and_leave_input_untouched() -> None:
+    enc = CPPNEncoding((1, 28, 28), max_nodes=16, max_connections=40)
+    g = enc.sample(32, gen())
+    before = g.clone()
+    child = enc.mutate(g, gen(1))
+    assert torch.equal(g.weight, before.weight) and torch.equal(g.edge, before.edge)
+    assert not torch.equal(child.weight, g.weight)
+    grown = evolved(enc, n=32, rounds=60)
+    enc.validate(grown)
+    assert float(grown.num_nodes().float().mean()) > 8  # hidden nodes were added
+    assert int(grown.num_nodes().max()) <= 16 and int(grown.num_connections().max()) <= 40  # capacities hold
+
+
+def test_render_shapes_range_and_variety() -> None:
+    for channels in (1, 3):
+        enc = CPPNEncoding((channels, 20, 24))
+        img = enc.render(evolved(enc))
+        assert img.shape == (16, channels, 20, 24)
+        assert torch.isfinite(img).all() and float(img.min()) >= 0 and float(img.max()) <= 1
+        assert float(img.std(dim=(1, 2, 3)).mean()) > 0.05  # patterns, not flat images
+
+
+def test_batched_render_equals_one_by_one() -> None:
+    enc = CPPNEncoding((3, 12, 12), render_budget=10_000)  # several chunks
+    g = evolved(enc, n=12, rounds=30)
+    batch = enc.render(g)
+    one_by_one = torch.cat([enc.render(g[i : i + 1]) for i in range(12)])
+    torch.testing.assert_close(batch, one_by_one, rtol=1e-5, atol=1e-6)
+
+
+def test_higher_resolution_paints_the_same_pattern() -> None:
+    enc = CPPNEncoding((1, 28, 28))
+    g = evolved(enc, n=8)
+    small = enc.render(g)
+    large = enc.render(g, size=(84, 84))
+    assert large.shape == (8, 1, 84, 84)
+    # pixel centres of the 28x28 image are every third pixel of the 84x84 one, from offset 1
+    torch.testing.assert_close(large[..., 1::3, 1::3], small, rtol=1e-5, atol=1e-5)
+
+
+def test_patterns_are_regular() -> None:
+    # the minimal network of x, y, d paints a pattern mirrored when w_x = 0 (d and y are even in x)
+    enc = CPPNEncoding((1, 16, 16))
+    g = enc.sample(4, gen())
+    g.weight[:, 4, 0] = 0.0
+    img = enc.render(g)
+    torch.testing.assert_close(img, img.flip(-1))
+
+
+def test_device_and_dtype_follow_the_genomes() -> None:
+    enc = CPPNEncoding((1, 8, 8))
+    g = enc.sample(3, gen())
+    g64 = CPPNGenomes(g.weight.double(), g.edge, g.active, g.activation, g.order)
+    assert enc.render(g64).dtype == torch.float64
+    assert enc.render(g).device == g.device
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_render_matches_cpu() -> None:
+    enc = CPPNEncoding((3, 32, 32))
+    g = evolved(enc)
+    torch.testing.assert_close(enc.render(g.to("cuda")).cpu(), enc.render(g), rtol=1e-4, atol=1e-4)
+    child = enc.mutate(g.to("cuda"), torch.Generator("cuda").manual_seed(0))
+    enc.validate(child)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"activations": ("sine", "softplus")}, "unknown name.*softplus"),
+        ({"activations": ()}, "non-empty"),
+        ({"activations": "sine"}, "non-empty sequence"),
+        ({"activations": ("sine", "sine")}, "repeat"),
+        ({"max_nodes": 5}, "max_nodes must be at least 6"),
+        ({"max_connections": 3}, "max_connections must be at least 4"),
+        ({"add_node": 1.5}, "add_node"),
+        ({"init_weight": 11.0}, "init_weight"),
+        ({"eta": 0.0}, "eta"),
+        ({"render_budget": 0}, "render_budget"),
+    ],
+)
+def test_bad_constructor(kw: dict[str, object], match: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=match):
+        CPPNEncoding((1, 28, 28), **kw)  # type: ignore[arg-type]
+
+
+def test_colour_capacity_needs_twelve_connections() -> None:
+    with pytest.raises(InvalidArgumentError, match="at least 12"):
+        CPPNEncoding((3, 8, 8), max_connections=11)
+
+
+def test_bad_genomes() -> None:
+    enc = CPPNEncoding((1, 8, 8))
+    with pytest.raises(InvalidTypeError, match="CPPNGenomes"):
+        enc.render(torch.rand(2, 1, 8, 8))
+    other = CPPNEncoding((1, 8, 8), max_nodes=12).sample(2, gen())
+    with pytest.raises(InvalidArgumentError, match=r"expected weight of shape \(B, 32, 32\)"):
+        enc.render(other)
+    g = enc.sample(2, gen())
+    g.weight[0, 4, 0] = float("nan")
+    with pytest.raises(InvalidArgumentError, match="finite"):
+        enc.render(g)
+    with pytest.raises(InvalidArgumentError, match=r"size must be \(H, W\)"):
+        enc.render(enc.sample(1, gen()), size=(8,))  # type: ignore[arg-type]
+
+
+def test_validate_catches_cycles_and_dangling_connections() -> None:
+    enc = CPPNEncoding((1, 8, 8))
+    g = enc.sample(1, gen())
+    g.edge[0, 0, 4] = True  # output -> input goes against the order
+    g.weight[0, 0, 4] = 1.0
+    with pytest.raises(InvalidArgumentError, match="cycle"):
+        enc.validate(g)
+    g = enc.sample(1, gen())
+    g.edge[0, 4, 10] = True  # from an unused slot
+    g.weight[0, 4, 10] = 1.0
+    with pytest.raises(InvalidArgumentError, match="not active"):
+        enc.validate(g)
+
+
+def test_checkpoint_state_round_trip_and_refusals() -> None:
+    enc = CPPNEncoding((1, 8, 8))
+    g = evolved(enc, n=4)
+    state = enc.genomes_to_state(g)
+    back = enc.genomes_from_state({k: v.clone() for k, v in state.items()})
+    assert torch.equal(enc.render(back), enc.render(g))
+    with pytest.raises(CheckpointError, match="missing tensors"):
+        enc.genomes_from_state({"weight": state["weight"]})
+    bad = {k: v.clone() for k, v in state.items()}
+    bad["weight"][0, 4, 0] = float("nan")
+    with pytest.raises(CheckpointError, match="finite"):
+        enc.genomes_from_state(bad)
+    with pytest.raises(CheckpointError, match="shape"):
+        CPPNEncoding((1, 8, 8), max_nodes=20).genomes_from_state(state)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    steps=st.integers(1, 60),
+    channels=st.sampled_from([1, 3]),
+    max_nodes=st.integers(8, 14),
+    extra_connections=st.integers(0, 20),
+    activations=st.lists(st.sampled_from(sorted(ACTIVATIONS)), min_size=1, max_size=7, unique=True),
+)
+def test_any_mutation_sequence_keeps_genomes_valid(
+    seed: int, steps: int, channels: int, max_nodes: int, extra_connections: int, activations: list[str]
+) -> None:
+    enc = CPPNEncoding(
+        (channels, 6, 6),
+        max_nodes=max_nodes,
+        max_connections=4 * channels + extra_connections,
+        activations=activations,
+        add_node=0.9,
+        add_connection=0.9,
+        init_weight=10.0,
+    )
+    g = enc.sample(8, gen(seed))
+    rng = gen(seed + 1)
+    for _ in range(steps):
+        g = enc.mutate(g, rng)
+    enc.validate(g)  # acyclic, within capacity, finite weights in [-10, 10]
+    img = enc.render(g)
+    assert torch.isfinite(img).all() and float(img.min()) >= 0 and float(img.max()) <= 1
+
+
+def test_map_elites_fools_lenet_with_cppn_and_resumes(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
+    enc = CPPNEncoding((1, 28, 28))
+    res = fb.search.MAPElites(lenet, enc, classes=[0, 3, 7], batch_size=64, seed=1).run(
+        max_evaluations=20_000, target_confidence=0.9999, progress=False
+    )
+    assert bool(res.fooled(0.9999).all()), res.confidence
+    probs = lenet.probs(res.images)
+    assert bool((probs[torch.arange(3), res.classes] >= 0.9999).all())
+    # checkpoints round-trip CPPN genomes: resumed == uninterrupted
+    ckpt = tmp_path / "cppn.pt"
+    full = fb.search.MAPElites(lenet, enc, batch_size=32, seed=5).run(generations=8, progress=False)
+    fb.search.MAPElites(lenet, enc, batch_size=32, seed=5).run(generations=3, progress=False, checkpoint=ckpt)
+    resumed = fb.search.MAPElites(lenet, enc, batch_size=32, seed=5).run(generations=8, progress=False, checkpoint=ckpt)
+    assert torch.equal(full.images, resumed.images)
+    other = CPPNEncoding((1, 28, 28), max_nodes=16)
+    with pytest.raises(CheckpointError):
+        fb.search.MAPElites(lenet, other, batch_size=32, seed=5).run(generations=9, progress=False, checkpoint=ckpt)
