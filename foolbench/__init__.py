@@ -8,8 +8,8 @@ attacks), :mod:`foolbench.defenses` and :mod:`foolbench.bench`.
 
 from __future__ import annotations
 
-from foolbench import defenses, encodings, errors, models, search
+from foolbench import bench, defenses, encodings, errors, models, search
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "defenses", "encodings", "errors", "models", "search"]
+__all__ = ["__version__", "bench", "defenses", "encodings", "errors", "models", "search"]

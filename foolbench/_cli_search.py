@@ -238,3 +238,27 @@ def register_gradient(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="out/uap")
     p.set_defaults(func=_uap)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from foolbench.bench import run_suite
+
+    if (args.suite is None) == (args.config is None):
+        raise InvalidArgumentError("bench needs exactly one of --suite NAME or --config FILE.toml")
+    results = run_suite(args.suite or args.config, out=args.out, device=args.device, progress=not args.no_progress)
+    out = Path(args.out)
+    print(f"suite {results['suite']}: {len(results['cells'])} cells in {results['seconds']:.0f} s")
+    for claim in results["claims"]:
+        print(f"- {claim['claim']}: published {claim['published']}; measured {claim['measured']}")
+    print(f"wrote {out / 'results.json'}, {out / 'report.md'}")
+    return 0
+
+
+def register_bench(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser("bench", help="run a scorecard suite: models x defenses x methods")
+    p.add_argument("--suite", default=None, help="a built-in suite: quick (MNIST, minutes) or paper")
+    p.add_argument("--config", default=None, help="a suite TOML file (see the docs for its keys)")
+    p.add_argument("--out", default="out/bench", help="output folder; finished cells there are reused")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_bench)

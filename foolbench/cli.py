@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _cli_search.register(sub)
     _cli_search.register_gradient(sub)
+    _cli_search.register_bench(sub)
     return parser
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointError",
+    "ConfigError",
     "FoolbenchError",
     "InvalidArgumentError",
     "InvalidTypeError",
@@ -45,3 +46,7 @@ class CheckpointError(FoolbenchError, ValueError):
 
 class MissingDependencyError(FoolbenchError, ImportError):
     """An optional dependency is needed; the message names the extra to install."""
+
+
+class ConfigError(InvalidArgumentError):
+    """A suite configuration (TOML) is malformed or names unknown models, defenses or methods."""

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import foolbench as fb
+from foolbench.bench import SCHEMA, load_config, parse_config, run_suite
+from foolbench.bench._suite import _Runner
+from foolbench.cli import main
+from foolbench.errors import ConfigError
+
+USER_MODULE = """
+import torch
+
+def tiny(num_classes):
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, num_classes))
+
+def wrong_shape(num_classes):
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, num_classes + 3))
+"""
+
+
+def small_suite(**models: Any) -> dict[str, Any]:
+    return {
+        "suite": {"name": "small", "seed": 0},
+        "data": {"dataset": "mnist", "train": 500, "test": 200},
+        "models": [
+            {"zoo": "lenet-mnist"},
+            {
+                "name": "user",
+                "factory": "user_models:tiny",
+                "input_shape": [1, 28, 28],
+                "num_classes": 10,
+                "train_epochs": 5,
+                **models,
+            },
+        ],
+        "defenses": [{"kind": "none"}, {"kind": "median", "size": 3}],
+        "methods": [
+            {"kind": "random", "n": 32},
+            {"kind": "map-elites", "encoding": "direct", "max_evaluations": 1500},
+            {"kind": "pgd", "eps": [0.1, 0.3], "n": 64, "steps": 10},
+            {"kind": "uap", "eps": 0.3, "fit": 100, "held_out": 200, "max_passes": 2},
+        ],
+    }
+
+
+@pytest.fixture
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "user_models.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(pkg))
+
+
+def test_suite_results_schema_reports_and_user_factory(user_module: None, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = run_suite(parse_config(small_suite()), out=out, progress=False)
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["schema"] == SCHEMA == res["schema"]
+    for key in (
+        "suite",
+        "foolbench",
+        "torch",
+        "python",
+        "device",
+        "seed",
+        "data",
+        "config",
+        "clean",
+        "cells",
+        "claims",
+    ):
+        assert key in on_disk, key
+    assert on_disk["foolbench"] == fb.__version__ and on_disk["torch"] == torch.__version__
+    assert len(on_disk["cells"]) == 2 * 2 * 4
+    by = {(c["model"], c["defense"], c["method_kind"]): c["metrics"] for c in on_disk["cells"]}
+    evo = by[("lenet-mnist", "none", "map-elites")]
+    assert 0 <= evo["fooled_0_99"] <= 1 and evo["evaluations"] == 1500 and (out / evo["grid"]).is_file()
+    assert set(by[("user", "median", "pgd")]["robust_accuracy"]) == {"0.1", "0.3"}
+    assert 0 <= by[("user", "none", "uap")]["fooling_rate"] <= 1
+    # the user's model was trained: it reads held-out digits far above chance
+    clean = {(c["model"], c["defense"]): c["clean_accuracy"] for c in on_disk["clean"]}
+    assert clean[("user", "none")] > 0.6
+    assert len(on_disk["transfer"]["uap"]["matrix"]) == 2 and len(on_disk["transfer"]["pgd"]["matrix"][0]) == 2
+    claims = {c["claim"]: c for c in on_disk["claims"]}
+    assert any("Direct-encoded" in c for c in claims)
+    report = (out / "report.md").read_text()
+    assert "## Published claims" in report and "| lenet-mnist | median |" in report
+    assert (out / "plots" / "robust_accuracy_vs_eps.png").is_file()
+
+
+def test_resume_skips_finished_cells(user_module: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = small_suite()
+    cfg["defenses"] = [{"kind": "none"}]
+    out = tmp_path / "out"
+    calls: list[str] = []
+    original = _Runner.run_method
+
+    def interrupted(self: _Runner, d: Any, spec: Any, key: str) -> Any:
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(key)
+        return original(self, d, spec, key)
+
+    monkeypatch.setattr(_Runner, "run_method", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(parse_config(cfg), out=out, progress=False)
+    finished = sorted(p.name for p in (out / "cells").glob("*.json"))
+    assert len(finished) == 5  # nothing finished is lost
+    calls.clear()
+    monkeypatch.setattr(
+        _Runner, "run_method", lambda self, d, spec, key: (calls.append(key), original(self, d, spec, key))[1]
+    )
+    resumed = run_suite(parse_config(cfg), out=out, progress=False)
+    assert len(calls) == 3  # only the three unfinished cells ran
+    fresh = run_suite(parse_config(cfg), out=tmp_path / "fresh", progress=False)
+
+    def strip(r: dict[str, Any]) -> list[tuple[str, str]]:
+        timeless = ({k: v for k, v in c["metrics"].items() if k != "seconds"} for c in r["cells"])
+        return sorted((c["key"], json.dumps(m, sort_keys=True)) for c, m in zip(r["cells"], timeless, strict=True))
+
+    assert strip(resumed) == strip(fresh)  # same seed: resumed equals uninterrupted
+    # a changed method is recomputed, not reused
+    cfg["methods"][0]["n"] = 16
+    calls.clear()
+    run_suite(parse_config(cfg), out=out, progress=False)
+    assert sorted(calls) == ["lenet-mnist__none__random-n=16-", "user__none__random-n=16-"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda c: c["methods"].append({"kind": "cw"}), r"unknown kind 'cw'; valid kinds: \['gradient-ascent'"),
+        (lambda c: c["defenses"].append({"kind": "jpeg"}), r"unknown kind 'jpeg'.*'bit-depth'"),
+        (lambda c: c["methods"][0].update(steps=3), r"unknown key\(s\) \['steps'\]"),
+        (lambda c: c.update(models=[]), r"\[\[models\]\] must be a non-empty array"),
+        (lambda c: c["models"].append({"zoo": "resnet"}), "model must be one of"),
+        (lambda c: c["models"][0].update(factory="x:y"), "exactly one of zoo"),
+        (lambda c: c["models"][1].pop("num_classes"), "needs num_classes"),
+        (lambda c: c["defenses"].append({"kind": "ensemble", "members": ["vgg"]}), "ensemble member 'vgg'"),
+        (lambda c: c["methods"][0].update(models=["nobody"]), "unknown model 'nobody'"),
+        (lambda c: c["methods"].append({"kind": "random", "n": 32}), "unique"),
+        (lambda c: c.update(data={"dataset": "cifar"}), "data.dataset 'cifar' is unknown"),
+        (lambda c: c.update(extra={}), r"unknown section\(s\) \['extra'\]"),
+    ],
+)
+def test_bad_configs(user_module: None, tmp_path: Path, mutate: Any, match: str) -> None:
+    cfg = small_suite()
+    mutate(cfg)
+    with pytest.raises(ConfigError, match=match):
+        run_suite(parse_config(cfg), out=tmp_path, progress=False)
+
+
+def test_bad_factories(user_module: None, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot import factory 'no_such_module:f'"):
+        run_suite(parse_config(small_suite(factory="no_such_module:f")), out=tmp_path, progress=False)
+    with pytest.raises(ConfigError, match=r"gives a bad model.*\(2, 10\), got \(2, 13\)"):
+        run_suite(parse_config(small_suite(factory="user_models:wrong_shape")), out=tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="must look like 'package.module:function'"):
+        run_suite(parse_config(small_suite(factory="user_models.tiny")), out=tmp_path, progress=False)
+
+
+def test_malformed_toml_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[suite]\nname = "x"\n[[models]]\nzoo = lenet\n')
+    with pytest.raises(ConfigError, match="line 4"):
+        load_config(bad)
+    assert main(["bench", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "line 4" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert main(["bench", "--suite", "nope", "--out", str(tmp_path / "o")]) == 2
+    assert "built-in suites" in capsys.readouterr().err
+    assert main(["bench", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_builtin_suites_parse() -> None:
+    quick = load_config("quick")
+    assert quick.data["dataset"] == "mnist" and {m.name for m in quick.models} >= {"lenet-mnist"}
+    paper = load_config("paper")
+    assert {s.kind for s in paper.defenses} >= {"fooling-class", "uap-fine-tuning"}
