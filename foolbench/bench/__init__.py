@@ -7,6 +7,7 @@ or your TOML file), resumes interrupted suites, and writes ``results.json``,
 
 from __future__ import annotations
 
+from foolbench.bench import factories
 from foolbench.bench._config import BUILTIN_SUITES, DEFENSES, METHODS, Spec, SuiteConfig, load_config, parse_config
 from foolbench.bench._suite import SCHEMA, run_suite
 
@@ -17,6 +18,7 @@ __all__ = [
     "SCHEMA",
     "Spec",
     "SuiteConfig",
+    "factories",
     "load_config",
     "parse_config",
     "run_suite",

@@ -195,8 +195,12 @@ class CPPNEncoding:
         max_nodes: node slots per genome, at least 4 + C + 1.
         max_connections: connection budget per genome, at least 4 * C (the minimal network).
         activations: names from :data:`ACTIVATIONS` that nodes may use.
-        add_connection, delete_connection, change_connection, add_node, delete_node,
-            change_activation: per-genome probabilities of each mutation, in [0, 1].
+        add_connection: probability that a genome gains a connection per mutation, in [0, 1].
+        delete_connection: probability that a genome loses a connection.
+        change_connection: probability that a genome's weights are perturbed.
+        add_node: probability that a genome gains a node (splitting a connection).
+        delete_node: probability that a genome loses a hidden node.
+        change_activation: probability that a node of the genome changes its activation.
         weight_rate: once a genome's weights are perturbed, the share of its connections
             perturbed (at least one).
         eta: polynomial mutation distribution index for the weights (> 0).

@@ -35,7 +35,6 @@ class Classifier(Protocol):
         input_shape: (C, H, W) of one raw input.
         num_classes: number of classes K.
         bounds: the raw input range.
-        device: where the classifier computes.
         evaluations: how many images have been through a forward pass.
         class_names: one name per class.
     """

@@ -1,0 +1,97 @@
+"""Regenerate the README's scorecard block from a suite's ``results.json``.
+
+    python tools/update_readme.py [--results out/quick/results.json] [--run]
+
+With ``--run`` (or when the results file is missing) the quick suite is run first
+(``foolbench bench --suite quick``). The block between ``<!-- scorecard:quick -->``
+and ``<!-- /scorecard:quick -->`` is replaced; nothing is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- scorecard:quick -->", "<!-- /scorecard:quick -->"
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def block(res: dict[str, Any]) -> str:
+    cells = res["cells"]
+    lines = [
+        START,
+        (
+            f"Measured by `foolbench bench --suite quick` (foolbench {res['foolbench']}, torch {res['torch']}, "
+            f"{res['device']}, seed {res['seed']}; {len(cells)} cells). Fooling images (share of the 10 digits at "
+            ">= 99.99%, and the evaluations used):"
+        ),
+        "",
+        "| model | defense | clean acc. | evolve, direct | evolve, CPPN | gradient ascent | PGD eps 0.3 robust acc. | UAP eps 0.3 fooling |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def find(model: str, defense: str, kind: str, encoding: str | None = None) -> dict[str, Any] | None:
+        for c in cells:
+            same = c["model"] == model and c["defense"] == defense and c["method_kind"] == kind
+            if same and (encoding is None or c["params"].get("encoding") == encoding):
+                return dict(c["metrics"])
+        return None
+
+    def evo(m: dict[str, Any] | None) -> str:
+        if m is None:
+            return "-"
+        det = f", {pct(m['detection_rate'])} detected" if "detection_rate" in m else ""
+        return f"{pct(m['fooled_0_9999'])} ({m['evaluations']:,}){det}"
+
+    for row in res["clean"]:
+        model, defense = row["model"], row["defense"]
+        pgd = find(model, defense, "pgd")
+        uap = find(model, defense, "uap")
+        robust = None if pgd is None else list(pgd["robust_accuracy"].values())[-1]
+        pgd_text = pct(robust) + (f", {pct(pgd['detection_rate'])} detected" if pgd and "detection_rate" in pgd else "")
+        lines.append(
+            f"| {model} | {defense} | {pct(row['clean_accuracy'])} | {evo(find(model, defense, 'map-elites', 'direct'))} "
+            f"| {evo(find(model, defense, 'map-elites', 'cppn'))} | {evo(find(model, defense, 'gradient-ascent'))} "
+            f"| {pgd_text} | {pct(None if uap is None else uap['fooling_rate'])} |"
+        )
+    lines += [
+        "",
+        "Published claims, as measured by this suite:",
+        "",
+        "| claim | published | measured |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {c['claim']} | {c['published']} | {c['measured']} |" for c in res["claims"]]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "out" / "quick" / "results.json"))
+    parser.add_argument("--run", action="store_true")
+    args = parser.parse_args()
+    path = Path(args.results)
+    if args.run or not path.is_file():
+        from foolbench.bench import run_suite
+
+        run_suite("quick", out=path.parent)
+    res = json.loads(path.read_text())
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
+    if not pattern.search(text):
+        raise SystemExit(f"README.md has no {START} ... {END} block")
+    readme.write_text(pattern.sub(lambda _: block(res), text))
+    print(f"updated the scorecard block of {readme} from {path}")
+
+
+if __name__ == "__main__":
+    main()
