@@ -62,6 +62,8 @@ def load_torch(path: str | os.PathLike[str], *, what: str = "checkpoint") -> dic
         CheckpointError: the file is corrupt, truncated, holds code, or is not a dict.
     """
     p = Path(path)
+    if p.exists() and not p.is_file():
+        raise CheckpointError(f"{what} path {str(p)!r} is not a regular file (a directory?); expected a file")
     if not p.is_file():
         raise FileNotFoundError(f"{what} file not found: {str(p)!r}")
     try:

@@ -1,0 +1,414 @@
+"""One table of bad inputs across the public API and the command line.
+
+Each row must raise a documented foolbench exception whose message names the argument, what was
+expected and what was received; the command line must print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import foolbench as fb
+from foolbench.cli import main
+from foolbench.errors import (
+    CheckpointError,
+    ConfigError,
+    FoolbenchError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    ModelOutputError,
+)
+
+LENET = fb.models.lenet_mnist()
+X = torch.rand(4, 1, 28, 28)
+Y = torch.tensor([0, 1, 2, 3])
+DIRECT = fb.encodings.DirectEncoding((1, 28, 28))
+CPPN = fb.encodings.CPPNEncoding((1, 28, 28))
+
+
+def linear(out: int = 10) -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, out)).eval()
+
+
+class NaNNet(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.shape[0], 10), float("nan"))
+
+
+def clf_of(module: torch.nn.Module) -> fb.models.TorchClassifier:
+    return fb.models.TorchClassifier(module, input_shape=(1, 28, 28), num_classes=10)
+
+
+def nan_cppn() -> Any:
+    g = CPPN.sample(2, torch.Generator().manual_seed(0))
+    g.weight[0, 4, 0] = float("nan")
+    return CPPN.render(g)
+
+
+CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
+    # models: construction
+    (
+        "module type",
+        lambda: fb.models.TorchClassifier("net", input_shape=(1, 28, 28), num_classes=10),
+        InvalidTypeError,
+        r"module must be a torch.nn.Module, got str",
+    ),  # type: ignore[arg-type]
+    (
+        "input_shape rank",
+        lambda: fb.models.TorchClassifier(linear(), input_shape=(28, 28), num_classes=10),
+        InvalidArgumentError,
+        r"input_shape must be a \(channels, height, width\) tuple, got \(28, 28\)",
+    ),
+    (
+        "num_classes < 2",
+        lambda: fb.models.TorchClassifier(linear(), input_shape=(1, 28, 28), num_classes=1),
+        InvalidArgumentError,
+        r"num_classes must be an int >= 2, got 1",
+    ),
+    (
+        "bounds order",
+        lambda: fb.models.TorchClassifier(linear(), input_shape=(1, 28, 28), num_classes=10, bounds=(1, 0)),
+        InvalidArgumentError,
+        r"bounds must satisfy lower < upper, got \(1, 0\)",
+    ),
+    (
+        "std zero",
+        lambda: fb.models.TorchClassifier(linear(), input_shape=(1, 28, 28), num_classes=10, std=0.0),
+        InvalidArgumentError,
+        r"std must be positive, got 0.0",
+    ),
+    (
+        "mean length",
+        lambda: fb.models.TorchClassifier(linear(), input_shape=(1, 28, 28), num_classes=10, mean=[0.1, 0.2]),
+        InvalidArgumentError,
+        r"mean must have 1 or 1 values .* got 2",
+    ),
+    (
+        "class_names length",
+        lambda: fb.models.TorchClassifier(linear(), input_shape=(1, 28, 28), num_classes=10, class_names=["a"]),
+        InvalidArgumentError,
+        r"class_names must hold num_classes=10 names, got 1",
+    ),
+    (
+        "zoo name",
+        lambda: fb.models.load_model("resnet50"),
+        InvalidArgumentError,
+        r"model must be one of 'lenet-mnist', 'efficientnet-lite0'; got 'resnet50'",
+    ),
+    (
+        "mnist split",
+        lambda: fb.models.mnist_digits("validation"),
+        InvalidArgumentError,
+        r"split must be one of 'train', 'test', 'all'; got 'validation'",
+    ),
+    # models: inputs and outputs
+    (
+        "image size",
+        lambda: LENET.probs(torch.rand(2, 1, 28, 27)),
+        InvalidArgumentError,
+        r"x must have shape \(B, 1, 28, 28\), got \(2, 1, 28, 27\)",
+    ),
+    (
+        "image rank",
+        lambda: LENET.probs(torch.rand(1, 28, 28)),
+        InvalidArgumentError,
+        r"x must have shape .* \(4 dimensions\), got \(1, 28, 28\)",
+    ),
+    (
+        "image NaN",
+        lambda: LENET.probs(torch.full((1, 1, 28, 28), float("nan"))),
+        InvalidArgumentError,
+        r"x must be finite, got values containing NaN",
+    ),
+    (
+        "image inf",
+        lambda: LENET.probs(torch.full((1, 1, 28, 28), float("inf"))),
+        InvalidArgumentError,
+        r"x must be finite",
+    ),
+    (
+        "image bounds",
+        lambda: LENET.probs(torch.full((1, 1, 28, 28), 2.0)),
+        InvalidArgumentError,
+        r"x must lie inside the classifier's bounds \[0, 1\], got values in \[2, 2\]",
+    ),
+    (
+        "image numpy",
+        lambda: LENET.probs(np.zeros((1, 1, 28, 28))),
+        InvalidTypeError,
+        r"x must be a torch.Tensor of shape \(B, C, H, W\), got ndarray",
+    ),
+    (
+        "image dtype",
+        lambda: LENET.probs(torch.zeros(1, 1, 28, 28, dtype=torch.uint8)),
+        InvalidTypeError,
+        r"x must have a floating dtype .* got torch.uint8",
+    ),
+    (
+        "empty batch",
+        lambda: LENET.probs(torch.zeros(0, 1, 28, 28)),
+        InvalidArgumentError,
+        r"x must hold at least one image, got an empty batch \(0, 1, 28, 28\)",
+    ),
+    (
+        "output shape",
+        lambda: clf_of(linear(7)).probs(X),
+        ModelOutputError,
+        r"logits of shape \(B, num_classes\) = \(4, 10\), got \(4, 7\)",
+    ),
+    ("output NaN", lambda: clf_of(NaNNet().eval()).probs(X), ModelOutputError, r"NaN or infinite logits"),
+    # encodings
+    (
+        "direct image_shape",
+        lambda: fb.encodings.DirectEncoding((1, 28)),
+        InvalidArgumentError,
+        r"image_shape must be a \(channels, height, width\) tuple, got \(1, 28\)",
+    ),
+    (
+        "mutation_rate",
+        lambda: fb.encodings.DirectEncoding((1, 28, 28), mutation_rate=0.0),
+        InvalidArgumentError,
+        r"mutation_rate must be a finite number in \(0, 1\], got 0.0",
+    ),
+    (
+        "eta",
+        lambda: fb.encodings.DirectEncoding((1, 28, 28), eta=float("nan")),
+        InvalidArgumentError,
+        r"eta must be a finite number in \(0, inf\), got nan",
+    ),
+    ("sample n", lambda: DIRECT.sample(0, torch.Generator()), InvalidArgumentError, r"n must be an int >= 1, got 0"),
+    (
+        "cppn activation",
+        lambda: fb.encodings.CPPNEncoding((1, 8, 8), activations=("sine", "relu6")),
+        InvalidArgumentError,
+        r"activations has unknown name\(s\) \['relu6'\]; expected names from",
+    ),
+    (
+        "cppn capacity",
+        lambda: fb.encodings.CPPNEncoding((3, 8, 8), max_nodes=7),
+        InvalidArgumentError,
+        r"max_nodes must be at least 8 for 3 output\(s\) .* got 7",
+    ),
+    ("cppn NaN weights", nan_cppn, InvalidArgumentError, r"genomes.weight must be finite, got NaN or inf"),
+    ("cppn foreign genomes", lambda: CPPN.render(X), InvalidTypeError, r"genomes must be CPPNGenomes .* got Tensor"),
+    # search
+    (
+        "classes range",
+        lambda: fb.search.MAPElites(LENET, DIRECT, classes=[10]),
+        InvalidArgumentError,
+        r"classes must hold class indices in \[0, 9\], got 10",
+    ),
+    (
+        "classes empty",
+        lambda: fb.search.MAPElites(LENET, DIRECT, classes=[]),
+        InvalidArgumentError,
+        r"classes must name at least one class, got an empty sequence",
+    ),
+    (
+        "classes repeated",
+        lambda: fb.search.MAPElites(LENET, DIRECT, classes=[1, 1]),
+        InvalidArgumentError,
+        r"classes must not repeat a class, got \[1, 1\]",
+    ),
+    (
+        "batch_size",
+        lambda: fb.search.MAPElites(LENET, DIRECT, batch_size=0),
+        InvalidArgumentError,
+        r"batch_size must be an int >= 1, got 0",
+    ),
+    (
+        "encoding shape",
+        lambda: fb.search.MAPElites(LENET, fb.encodings.DirectEncoding((3, 28, 28))),
+        InvalidArgumentError,
+        r"image_shape.*\(3, 28, 28\).*\(1, 28, 28\)",
+    ),
+    (
+        "not a classifier",
+        lambda: fb.search.MAPElites(torch.nn.Linear(2, 2), DIRECT),
+        InvalidTypeError,
+        r"classifier must follow foolbench.models.Classifier \(missing 'input_shape'\)",
+    ),  # type: ignore[arg-type]
+    (
+        "no budget",
+        lambda: fb.search.MAPElites(LENET, DIRECT).run(progress=False),
+        InvalidArgumentError,
+        r"run\(\) needs a budget",
+    ),
+    (
+        "target_confidence",
+        lambda: fb.search.MAPElites(LENET, DIRECT).run(generations=1, target_confidence=1.5, progress=False),
+        InvalidArgumentError,
+        r"target_confidence must be a finite number in \(0, 1\], got 1.5",
+    ),
+    (
+        "max_seconds",
+        lambda: fb.search.MAPElites(LENET, DIRECT).run(max_seconds=-1.0, progress=False),
+        InvalidArgumentError,
+        r"max_seconds must be a finite number in \(0, inf\), got -1.0",
+    ),
+    (
+        "pgd eps",
+        lambda: fb.search.PGD(eps=-0.1),
+        InvalidArgumentError,
+        r"eps must be a finite number in \[0, inf\), got -0.1",
+    ),
+    (
+        "pgd norm",
+        lambda: fb.search.PGD(eps=0.1, norm="1"),
+        InvalidArgumentError,
+        r"norm must be one of 'inf', '2'; got '1'",
+    ),
+    (
+        "attack labels",
+        lambda: fb.search.PGD(eps=0.1)(LENET, X, torch.tensor([0, 1, 2, 11])),
+        InvalidArgumentError,
+        r"labels must be class indices in \[0, 9\], got values in \[0, 11\]",
+    ),
+    (
+        "attack label count",
+        lambda: fb.search.FGSM(eps=0.1)(LENET, X, torch.tensor([0, 1])),
+        InvalidArgumentError,
+        r"labels must have shape \(4,\) to match the images, got \(2,\)",
+    ),
+    ("attack target", lambda: fb.search.PGD(eps=0.1)(LENET, X, Y, target=Y), InvalidArgumentError, r"target"),
+    (
+        "fgsm eps NaN",
+        lambda: fb.search.FGSM(eps=float("nan")),
+        InvalidArgumentError,
+        r"eps must be a finite number in \[0, inf\), got nan",
+    ),
+    ("deepfool steps", lambda: fb.search.DeepFool(steps=0), InvalidArgumentError, r"steps must be an int >= 1, got 0"),
+    (
+        "uap method",
+        lambda: fb.search.UniversalPerturbation(eps=0.3, method="adam"),
+        InvalidArgumentError,
+        r"method must be one of 'deepfool', 'sgd'; got 'adam'",
+    ),
+    (
+        "perturbation shape",
+        lambda: fb.search.fooling_rate(LENET, X, torch.zeros(3, 28, 28)),
+        InvalidArgumentError,
+        r"perturbation",
+    ),
+    (
+        "ascent steps",
+        lambda: fb.search.GradientAscent(LENET, steps=0),
+        InvalidArgumentError,
+        r"steps must be an int >= 1, got 0",
+    ),
+    (
+        "ascent classes",
+        lambda: fb.search.GradientAscent(LENET, steps=1).run(classes=[12]),
+        InvalidArgumentError,
+        r"classes must hold class indices in \[0, 9\], got 12",
+    ),
+    # defenses
+    (
+        "ensemble members",
+        lambda: (
+            fb.defenses.Ensemble([LENET, clf_of(linear())]).members
+            and fb.defenses.Ensemble(
+                [LENET, fb.models.TorchClassifier(linear(5), input_shape=(1, 28, 28), num_classes=5)]
+            )
+        ),
+        InvalidArgumentError,
+        r"classifiers\[1\] has num_classes=5, but classifiers\[0\] has num_classes=10",
+    ),
+    (
+        "gaussian sigma",
+        lambda: fb.defenses.GaussianSmoothing(LENET, 0.0),
+        InvalidArgumentError,
+        r"sigma must be a finite number in \(0, inf\), got 0.0",
+    ),
+    (
+        "median size even",
+        lambda: fb.defenses.MedianSmoothing(LENET, 4),
+        InvalidArgumentError,
+        r"size must be odd .* got 4",
+    ),
+    (
+        "bit depth",
+        lambda: fb.defenses.BitDepthReduction(LENET, 9),
+        InvalidArgumentError,
+        r"bits must be an int in 1..8, got 9",
+    ),
+    (
+        "detector threshold",
+        lambda: fb.defenses.FeatureSqueezingDetector(LENET, [fb.defenses.median(3)], threshold=2.5),
+        InvalidArgumentError,
+        r"threshold must be a finite number in \[0, 2\], got 2.5",
+    ),
+    (
+        "retraining rounds",
+        lambda: fb.defenses.FoolingClassRetraining(LENET, fb.models.LeNet, X, Y, X, Y, rounds=0),
+        InvalidArgumentError,
+        r"rounds must be an int >= 1, got 0",
+    ),
+    (
+        "retraining data",
+        lambda: fb.defenses.FoolingClassRetraining(LENET, fb.models.LeNet, X[:0], Y[:0], X, Y),
+        InvalidArgumentError,
+        r"train_images must hold at least one image",
+    ),
+    # files and configs
+    (
+        "suite file",
+        lambda: fb.bench.load_config("no/such/suite.toml"),
+        FileNotFoundError,
+        r"suite config not found: 'no/such/suite.toml' \(built-in suites: \['quick', 'paper'\]\)",
+    ),
+    (
+        "suite kind",
+        lambda: fb.bench.parse_config({"models": [{"zoo": "lenet-mnist"}], "methods": [{"kind": "cw"}]}),
+        ConfigError,
+        r"methods\[0\] has unknown kind 'cw'; valid kinds",
+    ),
+]
+
+
+def test_table_is_large_enough() -> None:
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize(("call", "exc", "match"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input(call: Callable[[], Any], exc: type[Exception], match: str) -> None:
+    with pytest.raises(exc, match=match) as info:
+        call()
+    if exc is not FileNotFoundError:
+        assert isinstance(info.value, FoolbenchError)
+
+
+def test_checkpoint_that_is_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "ckpt.pt").mkdir()
+    with pytest.raises(CheckpointError, match=r"ckpt.pt' is not a regular file .* expected a file"):
+        fb.search.MAPElites(LENET, DIRECT).run(generations=1, progress=False, checkpoint=tmp_path / "ckpt.pt")
+
+
+CLI_CASES = [
+    (["evolve", "--classes", "3,x"], "--classes must be comma-separated class indices, got '3,x'"),
+    (["evolve", "--max-evaluations", "-5"], "max_evaluations must be an int >= 1, got -5"),
+    (["evolve", "--encoding", "cppn", "--max-connections", "2"], "max_connections must be at least 4"),
+    (["evolve", "--batch-size", "0"], "batch_size must be an int >= 1, got 0"),
+    (["evolve", "--model", "vgg"], "model must be one of"),
+    (["ascend", "--steps", "0"], "steps must be an int >= 1, got 0"),
+    (["uap", "--eps", "-1"], "eps must be a finite number"),
+    (["uap", "--norm", "1"], "invalid choice: '1'"),
+    (["bench", "--config", "missing.toml"], "suite config not found"),
+    (["evolve", "--max-evaluations", "ten"], "invalid int value: 'ten'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "match"), CLI_CASES, ids=[" ".join(a) for a, _ in CLI_CASES])
+def test_cli_bad_input_prints_one_line(
+    argv: list[str], match: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("foolbench: error: ") and err.count("\n") == 1, err
+    assert match in err and "Traceback" not in err
