@@ -182,6 +182,11 @@ def parse_config(raw: dict[str, Any], *, source: str = "<config>") -> SuiteConfi
 
     Raises:
         ConfigError: unknown kinds or keys (the message lists the valid ones), missing sections.
+
+    Examples:
+        >>> cfg = parse_config({"models": [{"zoo": "lenet-mnist"}], "methods": [{"kind": "pgd", "eps": [0.1]}]})
+        >>> [(m.name, m.kind) for m in cfg.methods], cfg.defenses[0].kind
+        ([('pgd(eps=[0.1])', 'pgd')], 'none')
     """
     unknown = set(raw) - {"suite", "data", "models", "defenses", "methods"}
     if unknown:
@@ -219,6 +224,11 @@ def load_config(config: str | Path) -> SuiteConfig:
     Raises:
         ConfigError: malformed TOML (with its line and column) or an invalid suite.
         FileNotFoundError: no such file.
+
+    Examples:
+        >>> cfg = load_config("quick")
+        >>> cfg.name, cfg.data["dataset"]
+        ('quick', 'mnist')
     """
     if str(config) in BUILTIN_SUITES:
         text = resources.files("foolbench.bench").joinpath(f"suites/{config}.toml").read_text()

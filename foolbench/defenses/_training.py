@@ -25,7 +25,14 @@ ModelFactory = Callable[[int], nn.Module]
 
 
 def accuracy(classifier: TorchClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Share of ``images`` classified as ``labels`` (a prediction of an extra class counts as wrong)."""
+    """Share of ``images`` classified as ``labels`` (a prediction of an extra class counts as wrong).
+
+    Examples:
+        >>> import foolbench as fb
+        >>> x, y = fb.models.mnist_digits("test", limit=100)
+        >>> accuracy(fb.models.lenet_mnist(), x, y) > 0.9
+        True
+    """
     pred = classifier.predict(images).cpu()
     return float((pred == labels.cpu()).float().mean())
 

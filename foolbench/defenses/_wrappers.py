@@ -64,6 +64,11 @@ def gaussian(sigma: float) -> Squeezer:
 
     Raises:
         InvalidArgumentError: ``sigma`` is not > 0.
+
+    Examples:
+        >>> import torch
+        >>> gaussian(1.0)(torch.rand(2, 1, 8, 8)).shape
+        torch.Size([2, 1, 8, 8])
     """
     s = _checks.real("sigma", sigma, low=0.0, low_open=True)
     return Squeezer(f"gaussian sigma={s:g}", lambda x: gaussian_blur(x, s), straight_through=False)
@@ -74,6 +79,11 @@ def median(size: int) -> Squeezer:
 
     Raises:
         InvalidArgumentError: ``size`` is not an odd int >= 3.
+
+    Examples:
+        >>> import torch
+        >>> median(3).name
+        'median 3x3'
     """
     k = _checks.positive_int("size", size, minimum=3)
     if k % 2 == 0:
@@ -86,6 +96,11 @@ def bit_depth(bits: int, bounds: Sequence[float] = (0.0, 1.0)) -> Squeezer:
 
     Raises:
         InvalidArgumentError: ``bits`` outside 1..8.
+
+    Examples:
+        >>> import torch
+        >>> bit_depth(1)(torch.tensor([[[[0.2, 0.8]]]])).tolist()
+        [[[[0.0, 1.0]]]]
     """
     b = _checks.positive_int("bits", bits)
     if not 1 <= b <= 8:

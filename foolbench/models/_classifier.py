@@ -68,6 +68,15 @@ def check_classifier(classifier: Any, name: str = "classifier") -> Classifier:
 
     Raises:
         InvalidTypeError: an attribute or method of the protocol is missing.
+
+    Examples:
+        >>> import torch, foolbench as fb
+        >>> check_classifier(fb.models.lenet_mnist()).num_classes
+        10
+        >>> check_classifier(torch.nn.Linear(2, 2))
+        Traceback (most recent call last):
+        ...
+        foolbench.errors.InvalidTypeError: classifier must follow foolbench.models.Classifier (missing 'input_shape'); wrap an nn.Module with foolbench.models.TorchClassifier, got Linear
     """
     for attr in ("input_shape", "num_classes", "bounds", "log_probs", "probs"):
         if not hasattr(classifier, attr):

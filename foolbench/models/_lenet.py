@@ -86,6 +86,13 @@ def train_classifier(
 
     Returns:
         The trained module.
+
+    Examples:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+        >>> x, y = torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
+        >>> train_classifier(net, x, y, epochs=1, batch_size=16) is net
+        True
     """
     _checks.positive_int("epochs", epochs)
     _checks.positive_int("batch_size", batch_size)

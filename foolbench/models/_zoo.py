@@ -201,6 +201,11 @@ def load_model(name: str, **kwargs: object) -> TorchClassifier:
 
     Raises:
         InvalidArgumentError: unknown name (the message lists the valid ones).
+
+    Examples:
+        >>> import foolbench as fb
+        >>> fb.models.load_model("lenet-mnist").num_classes
+        10
     """
     models = zoo()
     _checks.choice("model", name, models)

@@ -19,13 +19,25 @@ __all__ = ["FGSM", "PGD", "Attack", "AttackResult", "DeepFool", "deepfool_step",
 
 
 def lp_norm(x: torch.Tensor, norm: str) -> torch.Tensor:
-    """Per-sample norm of a (B, ...) batch: ``"inf"`` or ``"2"`` -> (B,)."""
+    """Per-sample norm of a (B, ...) batch: ``"inf"`` or ``"2"`` -> (B,).
+
+    Examples:
+        >>> import torch
+        >>> lp_norm(torch.ones(2, 1, 2, 2), "2").tolist()
+        [2.0, 2.0]
+    """
     flat = x.flatten(1)
     return flat.abs().amax(1) if norm == "inf" else flat.norm(dim=1)
 
 
 def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
-    """Project each perturbation of a (B, ...) batch (or a single one) onto the ``norm`` ball of radius ``eps``."""
+    """Project each perturbation of a (B, ...) batch (or a single one) onto the ``norm`` ball of radius ``eps``.
+
+    Examples:
+        >>> import torch
+        >>> round(float(project(torch.full((1, 1, 2, 2), 0.5), 0.1, "inf").max()), 6)
+        0.1
+    """
     if norm == "inf":
         return delta.clamp(-eps, eps)
     batch = delta if delta.dim() == 4 else delta[None]

@@ -78,6 +78,14 @@ def transfer_matrix(
 
     Returns:
         ``(names, rates)`` with ``rates[i, j]`` the fooling rate of model i's perturbation on model j.
+
+    Examples:
+        >>> import torch, foolbench as fb
+        >>> clf = fb.models.lenet_mnist()
+        >>> x, _ = fb.models.mnist_digits("test", limit=20)
+        >>> names, rates = transfer_matrix({"a": clf, "b": clf}, {"a": torch.zeros(1, 28, 28), "b": torch.zeros(1, 28, 28)}, x)
+        >>> names, rates.tolist()
+        (['a', 'b'], [[0.0, 0.0], [0.0, 0.0]])
     """
     names = list(classifiers)
     missing = [n for n in names if n not in perturbations]
