@@ -268,6 +268,7 @@ class _Runner:
             metrics.update(
                 classes=len(classes),
                 fooled_0_99=float((conf >= 0.99).double().mean()),
+                fooled_0_996=float((conf >= 0.996).double().mean()),
                 fooled_0_9999=float((conf >= 0.9999).double().mean()),
                 median_confidence=float(conf.median()),
                 evaluations=res.evaluations,
