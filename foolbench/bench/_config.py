@@ -78,6 +78,10 @@ class Spec:
         kind: the registry key (``"median"``, ``"pgd"``, ...; models: ``"zoo"`` or ``"factory"``).
         params: the parameters, defaults filled in.
         only: for defenses and methods, the model names it applies to (None: all).
+
+    Examples:
+        >>> load_config("quick").defenses[1]
+        Spec(name='median', kind='median', params={'size': 3}, only=None)
     """
 
     name: str
@@ -96,6 +100,11 @@ class SuiteConfig:
         data: ``{"dataset": "mnist", "train": N, "test": M}`` or ``{"dataset": "imagenet-photos"}``.
         models, defenses, methods: the cells are their product (restricted by each spec's ``only``).
         raw: the parsed TOML (stored in ``results.json``).
+
+    Examples:
+        >>> cfg = load_config("quick")
+        >>> [m.name for m in cfg.models], len(cfg.methods)
+        (['lenet-mnist', 'cnn'], 6)
     """
 
     name: str

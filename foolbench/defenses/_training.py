@@ -44,6 +44,11 @@ class RoundTable:
     Attributes:
         title: what was measured.
         rows: one dict per round (round 0 is the undefended model).
+
+    Examples:
+        >>> t = RoundTable("demo", [{"round": 0, "accuracy": 0.5}])
+        >>> print(t.to_markdown().splitlines()[2])
+        | round | accuracy |
     """
 
     title: str

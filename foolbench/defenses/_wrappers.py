@@ -39,6 +39,13 @@ class Squeezer(nn.Module):
         name: short description used in reports (``"median 3x3"``).
         fn: the batched transformation, (B, C, H, W) -> (B, C, H, W).
         straight_through: use BPDA for the gradient.
+
+    Examples:
+        >>> import torch
+        >>> sq = Squeezer("clip", lambda x: x.clamp(0.2, 0.8), straight_through=True)
+        >>> x = torch.rand(1, 1, 4, 4, requires_grad=True)
+        >>> torch.autograd.grad(sq(x).sum(), x)[0].unique().tolist()  # BPDA: identity gradient
+        [1.0]
     """
 
     def __init__(self, name: str, fn: Any, *, straight_through: bool) -> None:

@@ -19,6 +19,11 @@ class Encoding(Protocol):
 
     Attributes:
         image_shape: (C, H, W) of a rendered image.
+
+    Examples:
+        >>> import foolbench as fb
+        >>> isinstance(fb.encodings.CPPNEncoding((1, 8, 8)), Encoding)
+        True
     """
 
     image_shape: tuple[int, int, int]

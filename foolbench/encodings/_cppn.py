@@ -93,6 +93,13 @@ class CPPNGenomes:
         active: (B, N) bool, which node slots are in use (inputs and outputs always are).
         activation: (B, N) int64, index into the encoding's ``activations`` per node.
         order: (B, N) float64 topological key: inputs 0, outputs 1, hidden nodes in (0, 1).
+
+    Examples:
+        >>> import torch
+        >>> from foolbench.encodings import CPPNEncoding
+        >>> g = CPPNEncoding((3, 8, 8)).sample(4, torch.Generator().manual_seed(0))
+        >>> len(g), g[torch.tensor([0, 2])].weight.shape, g.num_connections().tolist()
+        (4, torch.Size([2, 32, 32]), [12, 12, 12, 12])
     """
 
     weight: torch.Tensor

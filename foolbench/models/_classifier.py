@@ -17,7 +17,12 @@ __all__ = ["BaseClassifier", "Bounds", "Classifier", "TorchClassifier", "check_c
 
 
 class Bounds(NamedTuple):
-    """The raw input range of a classifier: every pixel lies in ``[lower, upper]``."""
+    """The raw input range of a classifier: every pixel lies in ``[lower, upper]``.
+
+    Examples:
+        >>> Bounds(0.0, 1.0).upper
+        1.0
+    """
 
     lower: float
     upper: float
@@ -37,6 +42,12 @@ class Classifier(Protocol):
         bounds: the raw input range.
         evaluations: how many images have been through a forward pass.
         class_names: one name per class.
+
+    Examples:
+        >>> import foolbench as fb
+        >>> clf: Classifier = fb.models.lenet_mnist()
+        >>> clf.input_shape, clf.num_classes, tuple(clf.bounds)
+        ((1, 28, 28), 10, (0.0, 1.0))
     """
 
     input_shape: tuple[int, int, int]
@@ -100,6 +111,15 @@ class BaseClassifier(nn.Module):
         batch_size: largest chunk :meth:`probs` sends through the model at once.
         class_names: names of the K classes (default ``"0"``, ``"1"``, ...).
         check_inputs: check shape, finiteness and bounds of every input batch.
+
+    Examples:
+        >>> import torch
+        >>> class Constant(BaseClassifier):
+        ...     device = torch.device("cpu")
+        ...     def logits(self, x):
+        ...         return torch.zeros(x.shape[0], self.num_classes)
+        >>> [round(p, 4) for p in Constant(input_shape=(1, 4, 4), num_classes=3).probs(torch.rand(2, 1, 4, 4))[0].tolist()]
+        [0.3333, 0.3333, 0.3333]
     """
 
     def __init__(

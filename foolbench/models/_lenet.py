@@ -22,6 +22,11 @@ class LeNet(nn.Module):
     Shape:
         - input: (B, 1, 28, 28)
         - output: (B, 10) logits
+
+    Examples:
+        >>> import torch
+        >>> LeNet(11)(torch.rand(2, 1, 28, 28)).shape
+        torch.Size([2, 11])
     """
 
     def __init__(self, num_classes: int = 10) -> None:

@@ -37,7 +37,15 @@ def _asset(name: str) -> Path:
 
 
 def load_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
-    """Load a state dict safely (``weights_only=True``), with a clear error for bad files."""
+    """Load a state dict safely (``weights_only=True``), with a clear error for bad files.
+
+    Examples:
+        >>> import foolbench as fb
+        >>> from importlib import resources
+        >>> path = resources.files("foolbench.models").joinpath("_assets/lenet_mnist.pt")
+        >>> sorted(load_state_dict(path))[:2]
+        ['conv1.bias', 'conv1.weight']
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -155,7 +163,13 @@ def efficientnet_lite0(
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """One entry of the model zoo."""
+    """One entry of the model zoo.
+
+    Examples:
+        >>> import foolbench as fb
+        >>> fb.models.zoo()["lenet-mnist"].input_shape
+        (1, 28, 28)
+    """
 
     name: str
     factory: Callable[..., TorchClassifier]

@@ -14,7 +14,12 @@ __all__ = ["AddStatus", "ClassArchive"]
 
 
 class AddStatus(IntEnum):
-    """What :meth:`ClassArchive.add` did to a niche."""
+    """What :meth:`ClassArchive.add` did to a niche.
+
+    Examples:
+        >>> int(AddStatus.NEW), int(AddStatus.IMPROVED)
+        (2, 1)
+    """
 
     NOT_ADDED = 0
     IMPROVED = 1

@@ -28,6 +28,12 @@ class UnitVisualization:
         activation: (U,) mean activation of each unit's channel on its image.
         layer: the module name.
         channels: (U,) channel indices.
+
+    Examples:
+        >>> import foolbench as fb
+        >>> vis = fb.search.GradientAscent(fb.models.lenet_mnist(), steps=3).visualize("conv1", [0, 1])
+        >>> vis.images.shape, vis.layer
+        (torch.Size([2, 1, 28, 28]), 'conv1')
     """
 
     images: torch.Tensor

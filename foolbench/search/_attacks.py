@@ -59,6 +59,13 @@ class AttackResult:
         target: (B,) target classes, or None for an untargeted attack.
         eps: the budget used (None for minimal-perturbation attacks such as DeepFool).
         norm: ``"inf"`` or ``"2"``.
+
+    Examples:
+        >>> import foolbench as fb
+        >>> x, y = fb.models.mnist_digits("test", limit=8)
+        >>> res = fb.search.FGSM(eps=0.3)(fb.models.lenet_mnist(), x, y)
+        >>> res.adversarial.shape, res.success.dtype, res.norm
+        (torch.Size([8, 1, 28, 28]), torch.bool, 'inf')
     """
 
     adversarial: torch.Tensor
@@ -80,6 +87,11 @@ class Attack(ABC):
     """Base of perturbation attacks: checks inputs, runs :meth:`_run`, clips, re-checks success.
 
     Call as ``attack(classifier, images, labels, target=None)``.
+
+    Examples:
+        >>> import foolbench as fb
+        >>> isinstance(fb.search.PGD(eps=0.1), fb.search.Attack)
+        True
     """
 
     norm: str = "inf"

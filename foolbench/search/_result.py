@@ -21,6 +21,12 @@ class History:
     Attributes:
         evaluations: (G,) int64, evaluations used when each record was taken.
         confidence: (G, K) float64, best confidence per target class at each record.
+
+    Examples:
+        >>> import foolbench as fb
+        >>> res = fb.search.MAPElites(fb.models.lenet_mnist(), fb.encodings.DirectEncoding((1, 28, 28)), batch_size=16, seed=0).run(generations=3, progress=False)
+        >>> res.history.evaluations.tolist(), tuple(res.history.confidence.shape)
+        ([16, 32, 48], (3, 10))
     """
 
     evaluations: torch.Tensor

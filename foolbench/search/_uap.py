@@ -109,6 +109,13 @@ class UAPResult:
         passes: passes over the data used.
         seconds: wall time of the fit.
         eps, norm, method: the settings.
+
+    Examples:
+        >>> import foolbench as fb
+        >>> x, _ = fb.models.mnist_digits("train", limit=32)
+        >>> fit = fb.search.UniversalPerturbation(eps=0.2, method="sgd", max_passes=1).fit(fb.models.lenet_mnist(), x)
+        >>> fit.perturbation.shape, 0.0 <= fit.fooling_rate <= 1.0
+        (torch.Size([1, 28, 28]), True)
     """
 
     perturbation: torch.Tensor
