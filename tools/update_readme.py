@@ -4,7 +4,8 @@
 
 With ``--run`` (or when the results file is missing) the quick suite is run first
 (``foolbench bench --suite quick``). The block between ``<!-- scorecard:quick -->``
-and ``<!-- /scorecard:quick -->`` is replaced; nothing is typed in by hand.
+and ``<!-- /scorecard:quick -->`` is replaced, and the ``scorecard:paper`` block from
+``benchmarks/out/paper/results.json`` when it exists; nothing is typed in by hand.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- scorecard:quick -->", "<!-- /scorecard:quick -->"
+PAPER_START, PAPER_END = "<!-- scorecard:paper -->", "<!-- /scorecard:paper -->"
 
 
 def pct(x: float | None) -> str:
@@ -73,6 +75,30 @@ def block(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def paper_block(res: dict[str, Any]) -> str:
+    lines = [
+        PAPER_START,
+        (
+            "The `paper` suite (`foolbench bench --suite paper`: MNIST LeNet and CNN, EfficientNet-Lite0 on real "
+            f"photos; foolbench {res['foolbench']}, torch {res['torch']}, {res['device']}, seed {res['seed']}, "
+            f"{len(res['cells'])} cells) measured:"
+        ),
+        "",
+        "| claim | published | measured |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {c['claim']} | {c['published']} | {c['measured']} |" for c in res["claims"]]
+    lines.append(PAPER_END)
+    return "\n".join(lines)
+
+
+def replace(text: str, start: str, end: str, new: str) -> str:
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"README.md has no {start} ... {end} block")
+    return pattern.sub(lambda _: new, text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "out" / "quick" / "results.json"))
@@ -85,11 +111,11 @@ def main() -> None:
         run_suite("quick", out=path.parent)
     res = json.loads(path.read_text())
     readme = ROOT / "README.md"
-    text = readme.read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
-    if not pattern.search(text):
-        raise SystemExit(f"README.md has no {START} ... {END} block")
-    readme.write_text(pattern.sub(lambda _: block(res), text))
+    text = replace(readme.read_text(), START, END, block(res))
+    paper = path.parent.parent / "paper" / "results.json"
+    if paper.is_file():
+        text = replace(text, PAPER_START, PAPER_END, paper_block(json.loads(paper.read_text())))
+    readme.write_text(text)
     print(f"updated the scorecard block of {readme} from {path}")
 
 
