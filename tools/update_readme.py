@@ -93,7 +93,7 @@ def paper_block(res: dict[str, Any]) -> str:
 
 
 def replace(text: str, start: str, end: str, new: str) -> str:
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
     if not pattern.search(text):
         raise SystemExit(f"README.md has no {start} ... {end} block")
     return pattern.sub(lambda _: new, text)
