@@ -25,6 +25,11 @@ def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
+def claims_table(res: dict[str, Any]) -> list[str]:
+    rows = [f"| {c['claim']} | {c['published']} | {c['measured']} |" for c in res["claims"]]
+    return ["| claim | published | measured |", "|---|---|---|", *rows]
+
+
 def block(res: dict[str, Any]) -> str:
     cells = res["cells"]
     lines = [
@@ -84,11 +89,9 @@ def paper_block(res: dict[str, Any]) -> str:
             f"{len(res['cells'])} cells) measured:"
         ),
         "",
-        "| claim | published | measured |",
-        "|---|---|---|",
+        *claims_table(res),
+        PAPER_END,
     ]
-    lines += [f"| {c['claim']} | {c['published']} | {c['measured']} |" for c in res["claims"]]
-    lines.append(PAPER_END)
     return "\n".join(lines)
 
 

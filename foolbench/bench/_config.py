@@ -121,13 +121,27 @@ def _label(kind: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:
     return kind if not changed else f"{kind}({','.join(changed)})"
 
 
-def _specs(raw: Any, where: str, registry: dict[str, dict[str, Any]], source: str) -> list[Spec]:
+def _tables(raw: Any, where: str, source: str) -> list[dict[str, Any]]:
+    """``raw`` as a non-empty array of TOML tables, or raise naming the section."""
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{source}: [[{where}]] must be a non-empty array of tables")
-    out: list[Spec] = []
     for i, entry in enumerate(raw):
         if not isinstance(entry, dict):
             raise ConfigError(f"{source}: {where}[{i}] must be a table, got {entry!r}")
+    return raw
+
+
+def _unique(specs: list[Spec], where: str, source: str) -> list[Spec]:
+    names = [s.name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"{source}: {where} names must be unique, repeated: {dup} (give each a name =)")
+    return specs
+
+
+def _specs(raw: Any, where: str, registry: dict[str, dict[str, Any]], source: str) -> list[Spec]:
+    out: list[Spec] = []
+    for i, entry in enumerate(_tables(raw, where, source)):
         kind = entry.get("kind")
         if kind not in registry:
             raise ConfigError(f"{source}: {where}[{i}] has unknown kind {kind!r}; valid kinds: {sorted(registry)}")
@@ -144,20 +158,12 @@ def _specs(raw: Any, where: str, registry: dict[str, dict[str, Any]], source: st
             raise ConfigError(f"{source}: {where}[{i}].models must be a list of model names, got {only!r}")
         name = str(entry.get("name") or _label(kind, params, defaults))
         out.append(Spec(name, kind, params, None if only is None else tuple(only)))
-    names = [s.name for s in out]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ConfigError(f"{source}: {where} names must be unique, repeated: {dup} (give each a name =)")
-    return out
+    return _unique(out, where, source)
 
 
 def _models(raw: Any, source: str) -> list[Spec]:
-    if not isinstance(raw, list) or not raw:
-        raise ConfigError(f"{source}: [[models]] must be a non-empty array of tables")
     out: list[Spec] = []
-    for i, entry in enumerate(raw):
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{source}: models[{i}] must be a table, got {entry!r}")
+    for i, entry in enumerate(_tables(raw, "models", source)):
         extra = set(entry) - MODEL_KEYS
         if extra:
             raise ConfigError(f"{source}: models[{i}] has unknown key(s) {sorted(extra)}; valid: {sorted(MODEL_KEYS)}")
@@ -179,11 +185,7 @@ def _models(raw: Any, source: str) -> list[Spec]:
             kind = "zoo"
         name = str(entry.get("name") or entry.get("zoo") or entry["factory"].split(":")[-1])
         out.append(Spec(name, kind, dict(entry)))
-    names = [s.name for s in out]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ConfigError(f"{source}: model names must be unique, repeated: {dup}")
-    return out
+    return _unique(out, "models", source)
 
 
 def parse_config(raw: dict[str, Any], *, source: str = "<config>") -> SuiteConfig:
