@@ -90,16 +90,16 @@ def bench_mnist(seeds: int) -> None:
     )
 
 
-def bench_imagenet(minutes: float, device: str, out_dir: Path) -> None:
+def bench_imagenet(minutes: float, device: str, out_dir: Path, batch_size: int) -> None:
     clf = fb.models.efficientnet_lite0(device=device, batch_size=64)
     enc = fb.encodings.CPPNEncoding((3, 224, 224))
-    search = fb.search.MAPElites(clf, enc, classes=IMAGENET_CLASSES, batch_size=32, seed=0)
+    search = fb.search.MAPElites(clf, enc, classes=IMAGENET_CLASSES, batch_size=batch_size, seed=0)
     result = search.run(max_seconds=60 * minutes, target_confidence=0.99, progress=False)
     seconds = result.seconds
     names = clf.class_names or []
     rate = result.evaluations / seconds
     print(
-        f"ImageNet CPPN (EfficientNet-Lite0, 224x224x3, {device}): {result.evaluations:,} evaluations in "
+        f"ImageNet CPPN (EfficientNet-Lite0, 224x224x3, {device}, batch {batch_size}): {result.evaluations:,} evaluations in "
         f"{seconds:.0f} s ({rate:.1f} eval/s); median confidence {float(result.confidence.median()):.4f}; "
         f">= 99%: {int(result.fooled(0.99).sum())}/10"
     )
@@ -107,7 +107,7 @@ def bench_imagenet(minutes: float, device: str, out_dir: Path) -> None:
         print(f"  {c:4d} {names[c] if names else '':<22} {p:.4f}  evaluations to 99%: {'-' if e is None else f'{e:,}'}")
     hours = PAPER_EVALUATIONS / rate / 3600
     print(f"the paper's budget ({PAPER_EVALUATIONS:,} evaluations) at {rate:.1f} eval/s: {hours:.1f} h on this machine")
-    result.save(out_dir, prefix="imagenet_cppn", title="CPPN fooling images for EfficientNet-Lite0")
+    result.save(out_dir, prefix=f"imagenet_cppn_b{batch_size}_", title="CPPN fooling images for EfficientNet-Lite0")
 
 
 def main() -> None:
@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="benchmarks/out")
+    parser.add_argument("--batch-size", type=int, default=32, help="children per generation (imagenet part)")
     args = parser.parse_args()
     if args.device == "cpu":
         torch.set_num_threads(2)
@@ -126,7 +127,7 @@ def main() -> None:
     if args.part in ("mnist", "all"):
         bench_mnist(1 if args.quick else 3)
     if args.part in ("imagenet", "all"):
-        bench_imagenet(0.5 if args.quick else args.minutes, args.device, Path(args.out))
+        bench_imagenet(0.5 if args.quick else args.minutes, args.device, Path(args.out), args.batch_size)
 
 
 if __name__ == "__main__":
