@@ -84,9 +84,7 @@ def _wrap(like: TorchClassifier, module: nn.Module, num_classes: int, names: lis
 
 
 def _data(name: str, images: torch.Tensor, labels: torch.Tensor, clf: TorchClassifier) -> tuple[torch.Tensor, ...]:
-    x = _checks.images(f"{name}_images", images, shape=clf.input_shape, bounds=clf.bounds)
-    if x.shape[0] == 0:
-        raise InvalidArgumentError(f"{name}_images must hold at least one image, got 0")
+    x = _checks.images(f"{name}_images", images, shape=clf.input_shape, bounds=clf.bounds)  # refuses empty batches
     y = _checks.labels(f"{name}_labels", labels, batch=x.shape[0], num_classes=clf.num_classes)
     return x.detach().cpu(), y.cpu()
 
@@ -222,6 +220,7 @@ class FoolingClassRetraining(_Rounds):
         self.lr = _checks.real("lr", lr, low=0.0, low_open=True)
         self.seed = int(seed)
         self.num_classes = self.original.num_classes
+        self.class_names = [*self.original.class_names, "fooling"]  # of the retrained models
         self.classifier: TorchClassifier = self.original
         self.table = RoundTable("Fooling-class retraining (Nguyen et al. 2015)")
 
@@ -270,8 +269,7 @@ class FoolingClassRetraining(_Rounds):
             old = previous.module.state_dict()
             own.update({n: t for n, t in old.items() if n in own and own[n].shape == t.shape})
             module.load_state_dict(own)
-        names = [*self.original.class_names, "fooling"]
-        clf = _wrap(self.original, module, k + 1, names)
+        clf = _wrap(self.original, module, k + 1, self.class_names)
         per_class = max(1, self.train_x.shape[0] // k)
         reps = -(-per_class // fooling.shape[0])
         extra = fooling.repeat(reps, 1, 1, 1)[:per_class]
@@ -304,7 +302,7 @@ class FoolingClassRetraining(_Rounds):
             if len(self.table.rows) > 1:
                 module = self.model_fn(self.num_classes + 1)
                 module.load_state_dict(state["model"])
-                clf = _wrap(self.original, module, self.num_classes + 1, [*self.original.class_names, "fooling"])
+                clf = _wrap(self.original, module, self.num_classes + 1, self.class_names)
         for r in range(len(self.table.rows), self.rounds + 1):
             t0 = time.perf_counter()
             if r > 0:

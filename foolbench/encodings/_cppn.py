@@ -532,7 +532,8 @@ class CPPNEncoding:
         # order; then every genome's weights are gathered into that order once for the whole batch
         keys = torch.where(g.active[:, fixed:], g.order[:, fixed:], torch.full_like(g.order[:, fixed:], math.inf))
         sorted_keys, perm = keys.sort(dim=1, stable=True)
-        steps = int(torch.isfinite(sorted_keys).sum(1).max()) if b else 0
+        sizes = torch.isfinite(sorted_keys).sum(1)  # hidden nodes per genome
+        steps = int(sizes.max()) if b else 0
         hidden = perm[:, :steps] + fixed  # (B, S) node slots in evaluation order
         inputs = torch.arange(NUM_INPUTS, device=g.device).expand(b, -1)
         outputs = torch.arange(NUM_INPUTS, fixed, device=g.device).expand(b, -1)
@@ -544,14 +545,13 @@ class CPPNEncoding:
         valid = torch.cat([torch.isfinite(sorted_keys[:, :steps]), torch.ones_like(outputs, dtype=torch.bool)], 1)
         w = w * valid[:, :, None]  # padded steps contribute nothing (their rows are zero anyway)
         # chunks of genomes with similar sizes, so few padded steps are computed
-        sizes = torch.isfinite(sorted_keys).sum(1)
         by_size = torch.argsort(sizes, stable=True)
         sizes_sorted = sizes[by_size].tolist()
         budget = self.render_budget if self.render_budget is not None else _default_budget(g.device)
         image = torch.empty(b, outs, grid.shape[1], device=g.device, dtype=dtype)
         lo = 0
         while lo < b:
-            hi, chunk_steps = lo + 1, sizes_sorted[lo]
+            hi = lo + 1
             while hi < b and (hi + 1 - lo) * (NUM_INPUTS + sizes_sorted[hi]) * grid.shape[1] <= budget:
                 hi += 1
             chunk_steps = sizes_sorted[hi - 1]
