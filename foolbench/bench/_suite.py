@@ -82,8 +82,8 @@ def _import_factory(path: str, model: str) -> Callable[..., Any]:
 
 
 class _Runner:
-    def __init__(self, cfg: SuiteConfig, out: Path, device: str | None, progress: bool) -> None:
-        self.cfg, self.out, self.device, self.progress = cfg, out, device, progress
+    def __init__(self, cfg: SuiteConfig, out: Path, device: str | None) -> None:
+        self.cfg, self.out, self.device = cfg, out, device
         self.seed = cfg.seed
         self.datasets: dict[str, tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = {}
         self.train, self.test = self.load_data(cfg.data["dataset"])
@@ -316,11 +316,11 @@ class _Runner:
         return metrics, tensors
 
     # -- the loop -------------------------------------------------------------------
-    def cell(self, model: _Model, d: _Defended, spec: Any, bar: Any) -> None:
+    def cell(self, model: _Model, d: _Defended, dspec: Any, spec: Any, bar: Any) -> None:
         key = _key(model.name, d.name, spec.name)
         config = {
             "model": self.cfg_model(model.name),
-            "defense": d.name,
+            "defense": [dspec.kind, dspec.params],
             "method": [spec.kind, spec.params],
             "seed": self.seed,
             "data": self.cfg.data,
@@ -421,7 +421,7 @@ def run_suite(
     cfg = config if isinstance(config, SuiteConfig) else load_config(config)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runner = _Runner(cfg, out_dir, device, progress)
+    runner = _Runner(cfg, out_dir, device)
     t0 = time.perf_counter()
     for spec in cfg.models:
         runner.models[spec.name] = runner.build_model(spec)
@@ -450,7 +450,7 @@ def run_suite(
                     }
                 for sspec in cfg.methods:
                     if _applies(sspec, model.name):
-                        runner.cell(model, d, sspec, bar)
+                        runner.cell(model, d, dspec, sspec, bar)
     from foolbench.bench._report import claims, transfer, write_reports
 
     results: dict[str, Any] = {

@@ -183,3 +183,23 @@ def test_builtin_suites_parse() -> None:
     assert quick.data["dataset"] == "mnist" and {m.name for m in quick.models} >= {"lenet-mnist"}
     paper = load_config("paper")
     assert {s.kind for s in paper.defenses} >= {"fooling-class", "uap-fine-tuning"}
+
+
+def test_changed_defense_parameters_are_recomputed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = {
+        "data": {"dataset": "mnist", "train": 100, "test": 100},
+        "models": [{"zoo": "lenet-mnist"}],
+        "defenses": [{"kind": "median", "name": "smooth", "size": 3}],
+        "methods": [{"kind": "random", "n": 16}],
+    }
+    calls: list[str] = []
+    original = _Runner.run_method
+    monkeypatch.setattr(
+        _Runner, "run_method", lambda self, d, spec, key: (calls.append(key), original(self, d, spec, key))[1]
+    )
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 1  # unchanged: reused
+    cfg["defenses"][0]["size"] = 5  # same name, other parameters: not the same cell
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 2
