@@ -32,7 +32,7 @@ class Encoding(Protocol):
         """``n`` random initial genomes on the generator's device."""
         ...
 
-    def mutate(self, genomes: Genomes, generator: torch.Generator, *, generation: int = 0) -> Genomes:
+    def mutate(self, genomes: Genomes, generator: torch.Generator, *, strength: float = 1.0) -> Genomes:
         """Mutated copies of ``genomes`` (the input is left unchanged)."""
         ...
 

@@ -399,13 +399,13 @@ class CPPNEncoding:
             )
 
     # ---------------------------------------------------------------- mutation
-    def mutate(self, genomes: CPPNGenomes, generator: torch.Generator, *, generation: int = 0) -> CPPNGenomes:
+    def mutate(self, genomes: CPPNGenomes, generator: torch.Generator, *, strength: float = 1.0) -> CPPNGenomes:
         """Mutated copies of ``genomes`` (the input is not modified); see the class docstring.
 
         Shape:
             - genomes, output: B genomes.
         """
-        del generation  # the CPPN rates do not decay
+        del strength  # placeholder until the CPPN strength lands
         g = self._check(genomes).clone()
         b, n = len(g), self.max_nodes
         dev = g.device

@@ -121,7 +121,7 @@ class DirectEncoding:
             )
         return genomes
 
-    def mutate(self, genomes: torch.Tensor, generator: torch.Generator, *, generation: int = 0) -> torch.Tensor:
+    def mutate(self, genomes: torch.Tensor, generator: torch.Generator, *, strength: float = 1.0) -> torch.Tensor:
         """Mutated copies of ``genomes``; the input is not modified.
 
         Shape:
@@ -130,7 +130,7 @@ class DirectEncoding:
         parents = self._check(genomes)
         child = parents.clone()
         flat = child.view(-1)
-        k = max(1, round(self.rate(generation) * flat.numel()))
+        k = max(1, round(min(1.0, self.mutation_rate * strength) * flat.numel()))
         pos = torch.randint(0, flat.numel(), (k,), generator=generator, device=generator.device).to(flat.device)
         u = torch.rand(k, generator=generator, device=generator.device).to(flat)
         flat[pos] = polynomial_mutation(flat[pos], u, self.eta)

@@ -1,6 +1,8 @@
 """Searches for fooling images and adversarial perturbations.
 
-- Black-box evolution: :class:`MAPElites`, :class:`SingleClassEvolution` (ask/tell, ``run(...)``).
+- Black-box evolution: :class:`MAPElites`, :class:`SingleClassEvolution` (ask/tell, ``run(...)``), built
+  from an :class:`Evaluator` (:class:`LocalEvaluator` by default), a :class:`ParentSelector`, a
+  :class:`MutationSchedule` and :class:`Callback` objects (budgets, progress, checkpoints, loggers).
 - White-box fooling images: :class:`GradientAscent` (also visualises internal units).
 - Perturbation attacks, called as ``attack(classifier, images, labels, target=None)``:
   :class:`FGSM`, :class:`PGD`, :class:`DeepFool`.
@@ -12,7 +14,27 @@ from __future__ import annotations
 from foolbench.search._archive import AddStatus, ClassArchive
 from foolbench.search._ascent import GradientAscent, UnitVisualization, gaussian_blur
 from foolbench.search._attacks import FGSM, PGD, Attack, AttackResult, DeepFool, lp_norm, project
-from foolbench.search._evolution import MAPElites, SingleClassEvolution
+from foolbench.search._callbacks import (
+    Budget,
+    Callback,
+    Checkpointer,
+    CSVLogger,
+    JSONLLogger,
+    ProgressBar,
+    StopAtTarget,
+    TensorBoardLogger,
+)
+from foolbench.search._evaluator import Evaluator, LocalEvaluator
+from foolbench.search._evolution import Evolution, MAPElites, SingleClassEvolution
+from foolbench.search._operators import (
+    ConstantStrength,
+    MutationSchedule,
+    ParentSelector,
+    StepDecay,
+    Uniform,
+    UnmetFirst,
+    weighted_draw,
+)
 from foolbench.search._result import FoolingResult, History
 from foolbench.search._uap import UAPResult, UniversalPerturbation, fooling_rate, transfer_matrix
 
@@ -22,19 +44,37 @@ __all__ = [
     "AddStatus",
     "Attack",
     "AttackResult",
+    "Budget",
+    "CSVLogger",
+    "Callback",
+    "Checkpointer",
     "ClassArchive",
+    "ConstantStrength",
     "DeepFool",
+    "Evaluator",
+    "Evolution",
     "FoolingResult",
     "GradientAscent",
     "History",
+    "JSONLLogger",
+    "LocalEvaluator",
     "MAPElites",
+    "MutationSchedule",
+    "ParentSelector",
+    "ProgressBar",
     "SingleClassEvolution",
+    "StepDecay",
+    "StopAtTarget",
+    "TensorBoardLogger",
     "UAPResult",
+    "Uniform",
     "UnitVisualization",
     "UniversalPerturbation",
+    "UnmetFirst",
     "fooling_rate",
     "gaussian_blur",
     "lp_norm",
     "project",
     "transfer_matrix",
+    "weighted_draw",
 ]

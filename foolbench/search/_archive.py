@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from foolbench import _checkpoint
 from foolbench.encodings import Encoding, Genomes
 from foolbench.errors import CheckpointError, InvalidArgumentError
 
@@ -89,7 +90,21 @@ class ClassArchive:
             - log_probs: (B, K)
             - output: (M,)
         """
-        scores = log_probs.index_select(1, self.classes.to(log_probs.device)).to(self.fitness.device)
+        return self.add_scores(
+            genomes, log_probs.index_select(1, self.classes.to(log_probs.device)), evaluations=evaluations
+        )
+
+    def add_scores(self, genomes: Genomes, scores: torch.Tensor, *, evaluations: int) -> torch.Tensor:
+        """Like :meth:`add` with the (B, M) scores of the archive's classes only.
+
+        On CUDA the update reads nothing back to the host (a masked select over
+        all niches); on the CPU only the improved niches are copied.
+
+        Shape:
+            - scores: (B, M)
+            - output: (M,)
+        """
+        scores = scores.to(self.fitness.device)
         best, arg = scores.max(dim=0)
         improved = best > self.fitness
         status = torch.where(
@@ -97,6 +112,11 @@ class ClassArchive:
         )
         if self.genomes is None:
             self.genomes = genomes[arg.to(_device_of(genomes))]
+        elif self.fitness.is_cuda and isinstance(self.genomes, torch.Tensor):
+            mask = improved.view(-1, *([1] * (self.genomes.dim() - 1)))
+            self.genomes = torch.where(mask, genomes[arg], self.genomes)
+        elif self.fitness.is_cuda and hasattr(self.genomes, "where"):
+            self.genomes = self.genomes.where(improved, genomes[arg])
         else:
             idx = torch.nonzero(improved).flatten()
             if idx.numel():
@@ -121,27 +141,30 @@ class ClassArchive:
             state["genomes"] = {k: v.cpu() for k, v in self.encoding.genomes_to_state(self.genomes).items()}
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        try:
-            classes, fitness = state["classes"], state["fitness"]
-            occupied, found_at = state["occupied"], state["found_at"]
-        except (KeyError, TypeError) as err:
-            raise CheckpointError(f"archive state is missing {err}") from err
-        if not torch.equal(classes.long(), self.classes.cpu()):
-            raise CheckpointError(f"archive classes {classes.tolist()} differ from {self.classes.tolist()}")
-        if fitness.shape != self.fitness.shape or occupied.shape != self.occupied.shape:
-            raise CheckpointError("archive tensors have the wrong shape")
-        device = self.fitness.device
-        self.fitness = fitness.to(device=device, dtype=self.fitness.dtype)
-        self.occupied = occupied.to(device=device, dtype=torch.bool)
-        self.found_at = found_at.to(device=device, dtype=torch.long)
+    def load_state_dict(self, state: dict[str, Any], *, source: str = "archive state") -> None:
+        """Restore :meth:`state_dict`, checking every field (dtype, shape, range, finiteness).
+
+        Raises:
+            CheckpointError: a field is missing, of the wrong type or shape, or out of range.
+        """
+        m = len(self)
+        classes = _checkpoint.field(state, "classes", source=source, shape=(m,), dtype=torch.long)
+        if not torch.equal(classes, self.classes.cpu()):
+            raise CheckpointError(f"{source!r} archive classes {classes.tolist()} differ from {self.classes.tolist()}")
+        fitness = _checkpoint.field(state, "fitness", source=source, shape=(m,), dtype=torch.float32, high=0.0)
+        occupied = _checkpoint.field(state, "occupied", source=source, shape=(m,), dtype=torch.bool)
+        found_at = _checkpoint.field(state, "found_at", source=source, shape=(m,), dtype=torch.long, low=0)
+        if bool((occupied != torch.isfinite(fitness)).any()):
+            raise CheckpointError(f"{source!r} archive fitness must be finite exactly where a niche is occupied")
         genomes = state.get("genomes")
-        self.genomes = None
-        if genomes is not None:
-            loaded = self.encoding.genomes_from_state({k: v.to(device) for k, v in genomes.items()})
-            if len(loaded) != len(self):
-                raise CheckpointError(f"archive holds {len(loaded)} genomes for {len(self)} niches")
-            self.genomes = loaded
+        device = self.fitness.device
+        loaded = None
+        if genomes is not None or bool(occupied.any()):
+            loaded = _checkpoint.genomes(self.encoding, genomes, device=device, count=m, source=source)
+        self.fitness = fitness.to(device)
+        self.occupied = occupied.to(device)
+        self.found_at = found_at.to(device)
+        self.genomes = loaded
 
 
 def _device_of(genomes: Genomes) -> torch.device:

@@ -1,74 +1,122 @@
-"""Black-box evolution of fooling images: MAP-Elites and a single-class baseline."""
+"""Black-box evolution of fooling images: MAP-Elites and a single-class baseline.
+
+A search is split into roles: an :class:`~foolbench.search.Evaluator` scores
+genomes (the search never calls the classifier), a
+:class:`~foolbench.search.ParentSelector` picks parents, a
+:class:`~foolbench.search.MutationSchedule` sets the mutation strength per
+generation, and :class:`~foolbench.search.Callback` objects (budgets, targets,
+progress, checkpoints, loggers) subscribe to the short ``run()`` loop.
+"""
 
 from __future__ import annotations
 
-import math
 import secrets
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from foolbench import _checks, _io
+from foolbench import _checkpoint, _checks
 from foolbench.encodings import Encoding, Genomes
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 from foolbench.models import Classifier, check_classifier
 from foolbench.search._archive import ClassArchive
+from foolbench.search._callbacks import Budget, Callback, Checkpointer, ProgressBar, StopAtTarget
+from foolbench.search._evaluator import (
+    Evaluator,
+    LocalEvaluator,
+    _bounds,
+    check_encoding,
+    check_shapes,
+    render_in_bounds,
+)
+from foolbench.search._operators import MutationSchedule, ParentSelector, parent_selector
+from foolbench.search._operators import mutation_schedule as _schedule
 from foolbench.search._result import FoolingResult, History
 
-__all__ = ["MAPElites", "SingleClassEvolution"]
+__all__ = ["Evolution", "MAPElites", "SingleClassEvolution", "search_device"]
 
 _FORMAT = "foolbench.evolution"
-_VERSION = 1
+_VERSION = 2
+_MAX_SEED = 2**63 - 1
 
 
-def _progress(total: int | None, enabled: bool, desc: str) -> Any:
-    from tqdm.auto import tqdm
+def search_device(device: str | torch.device | None, default: str | torch.device) -> torch.device:
+    """Resolve a search's ``device`` argument (None: ``default``), refusing devices this build lacks.
 
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="eval", dynamic_ncols=True, leave=False)
+    Raises:
+        InvalidArgumentError: an unknown device string, or CUDA/MPS where this build has none.
+    """
+    try:
+        dev = torch.device(default if device is None else device)
+    except (RuntimeError, TypeError) as err:
+        raise InvalidArgumentError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgumentError(f"device {str(dev)!r} asked for, but this torch build sees no CUDA device")
+    if dev.type not in ("cpu", "cuda"):
+        raise InvalidArgumentError(f"device must be 'cpu' or 'cuda[:N]', got {str(dev)!r}")
+    return dev
 
 
-class _Evolution(ABC):
-    """The ask/tell loop, budgets, history and checkpoints shared by evolutionary searches."""
+class Evolution(ABC):
+    """The ask/tell protocol, run loop, history and checkpoints shared by evolutionary searches.
+
+    Subclasses say how parents are drawn and how an evaluated batch is inserted;
+    everything else (evaluation through the evaluator, RNG, counters, history,
+    checkpoints, callbacks) lives here.
+    """
 
     method = "evolution"
 
     def __init__(
-        self, classifier: Classifier, encoding: Encoding, *, classes: list[int], batch_size: int, seed: int | None
+        self,
+        classifier: Classifier,
+        encoding: Encoding,
+        *,
+        classes: list[int],
+        batch_size: int,
+        seed: int | None,
+        evaluator: Evaluator | None,
+        device: str | torch.device | None,
+        mutation_schedule: float | MutationSchedule | None,
     ) -> None:
-        check_classifier(classifier)
-        for attr in ("image_shape", "sample", "mutate", "render"):
-            if not hasattr(encoding, attr):
-                raise InvalidTypeError(f"encoding must follow foolbench.encodings.Encoding (missing {attr!r})")
-        if tuple(encoding.image_shape) != tuple(classifier.input_shape):
-            raise InvalidArgumentError(
-                f"encoding.image_shape {tuple(encoding.image_shape)} must equal the "
-                f"classifier's input_shape {tuple(classifier.input_shape)}"
+        self.classifier = check_classifier(classifier)
+        check_encoding(encoding)
+        check_shapes(encoding, self.classifier)
+        if evaluator is not None and not isinstance(evaluator, Evaluator):
+            raise InvalidTypeError(
+                f"evaluator must be callable as evaluator(genomes, columns=...), got {type(evaluator).__name__}"
             )
-        self.classifier = classifier
         self.encoding = encoding
+        self.evaluator: Evaluator = LocalEvaluator(self.classifier, encoding) if evaluator is None else evaluator
         self.classes = classes
         self.batch_size = _checks.positive_int("batch_size", batch_size)
         self.seed = secrets.randbits(62) if seed is None else _checks.positive_int("seed", seed, minimum=0)
-        self.device = torch.device(getattr(classifier, "device", "cpu"))
+        if self.seed > _MAX_SEED:
+            raise InvalidArgumentError(f"seed must be an int in [0, 2**63), got {self.seed}")
+        self.device = search_device(device, self.classifier.device)
+        self.schedule = _schedule(mutation_schedule)
         self._rng = torch.Generator(device=self.device).manual_seed(self.seed)
+        num = self.classifier.num_classes
+        self._columns = None if classes == list(range(num)) else torch.tensor(classes, device=self.device)
         self.generation = 0
         self.evaluations = 0
         self.seconds = 0.0
         self._asked: Genomes | None = None
+        self._rng_before_ask: torch.Tensor | None = None
         self._hist_evals: list[int] = []
         self._hist_conf: list[torch.Tensor] = []
-        # log of the target confidence while run() has one: parents come from classes below it
-        self.focus: float | None = None
 
     # -- subclass hooks ---------------------------------------------------------------
     @abstractmethod
     def _parents(self, n: int) -> Genomes: ...
 
     @abstractmethod
-    def _insert(self, genomes: Genomes, log_probs: torch.Tensor) -> int: ...
+    def _insert(self, genomes: Genomes, scores: torch.Tensor) -> torch.Tensor:
+        """Insert a batch with its (B, M) scores for the target classes; (,) count of improved classes."""
 
     @abstractmethod
     def best_log_probs(self) -> torch.Tensor:
@@ -82,7 +130,7 @@ class _Evolution(ABC):
     def _state(self) -> dict[str, Any]: ...
 
     @abstractmethod
-    def _load_state(self, state: dict[str, Any]) -> None: ...
+    def _load_state(self, state: dict[str, Any], *, source: str) -> None: ...
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -93,11 +141,17 @@ class _Evolution(ABC):
             "encoding": self.encoding.config(),
             "input_shape": list(self.classifier.input_shape),
             "num_classes": self.classifier.num_classes,
+            "mutation_schedule": self.schedule.config(),
+            "rng_device": self.device.type,
         }
 
     # -- ask / tell ---------------------------------------------------------------------
     def ask(self, n: int | None = None) -> Genomes:
         """Propose ``n`` (default ``batch_size``) new genomes: random ones in generation 0, mutants after.
+
+        If anything fails before the batch is told, the search's RNG is rolled
+        back: a checkpoint never holds the random draws of a batch that was not
+        evaluated.
 
         Raises:
             RuntimeError: the previous batch was not passed to :meth:`tell` yet.
@@ -105,54 +159,87 @@ class _Evolution(ABC):
         if self._asked is not None:
             raise RuntimeError("ask() called twice: pass the log-probabilities of the last batch to tell() first")
         n = self.batch_size if n is None else _checks.positive_int("n", n)
-        if self.generation == 0:
-            genomes = self.encoding.sample(n, self._rng)
-        else:
-            genomes = self.encoding.mutate(self._parents(n), self._rng, generation=self.generation)
-        self._asked = genomes
+        before = self._rng.get_state()
+        try:
+            if self.generation == 0:
+                genomes = self.encoding.sample(n, self._rng)
+            else:
+                genomes = self.encoding.mutate(
+                    self._parents(n), self._rng, strength=float(self.schedule(self.generation))
+                )
+        except BaseException:
+            self._rng.set_state(before)
+            raise
+        self._asked, self._rng_before_ask = genomes, before
         return genomes
+
+    def cancel(self) -> None:
+        """Drop the batch handed out by :meth:`ask` and roll the RNG back to before it."""
+        if self._rng_before_ask is not None:
+            self._rng.set_state(self._rng_before_ask)
+        self._asked = self._rng_before_ask = None
 
     def images(self, genomes: Genomes) -> torch.Tensor:
         """Render genomes into the classifier's raw input range (its ``bounds``)."""
-        img = self.encoding.render(genomes)
-        lower, upper = self.classifier.bounds
-        return img if (lower, upper) == (0.0, 1.0) else lower + (upper - lower) * img
+        return render_in_bounds(self.encoding, genomes, _bounds(self.classifier))
 
     def tell(self, log_probs: torch.Tensor) -> int:
-        """Insert the last asked batch with the (B, K) log-probabilities the classifier gave it.
+        """Insert the last asked batch with the log-probabilities the classifier gave it.
+
+        Args:
+            log_probs: (B, K) for all classes, or (B, M) for the search's M target classes.
 
         Returns:
             How many target classes improved.
 
         Raises:
             RuntimeError: :meth:`ask` was not called first.
-            InvalidArgumentError: ``log_probs`` does not have shape (B, K).
+            InvalidArgumentError: ``log_probs`` has neither shape.
         """
+        return int(self._tell(log_probs))
+
+    def _tell(self, log_probs: torch.Tensor) -> torch.Tensor:
+        return self._commit(self._scores(log_probs))
+
+    def _scores(self, log_probs: torch.Tensor) -> torch.Tensor:
+        """Check the told log-probabilities and keep the target classes' columns, (B, M) on the search device."""
         if self._asked is None:
             raise RuntimeError("tell() called without a preceding ask()")
-        b = len(self._asked)
-        if not isinstance(log_probs, torch.Tensor) or tuple(log_probs.shape) != (b, self.classifier.num_classes):
-            got = tuple(log_probs.shape) if isinstance(log_probs, torch.Tensor) else type(log_probs).__name__
+        b, k, m = len(self._asked), self.classifier.num_classes, len(self.classes)
+        shape = tuple(log_probs.shape) if isinstance(log_probs, torch.Tensor) else None
+        if shape not in ((b, k), (b, m)) or not log_probs.is_floating_point():
+            got = shape if shape is not None else type(log_probs).__name__
+            want = f"({b}, {k})" if k == m else f"({b}, {k}) or ({b}, {m})"
             raise InvalidArgumentError(
-                f"log_probs must have shape ({b}, {self.classifier.num_classes}) for the asked batch, got {got}"
+                f"log_probs must be a float tensor of shape {want} for the asked batch, got {got}"
             )
-        genomes, self._asked = self._asked, None
-        self.evaluations += b
-        improved = self._insert(genomes, log_probs)
+        scores = log_probs.to(self.device)
+        if shape == (b, k) and self._columns is not None:
+            scores = scores.index_select(1, self._columns)
+        return scores.float()
+
+    def _commit(self, scores: torch.Tensor) -> torch.Tensor:
+        genomes = self._asked
+        self._asked = self._rng_before_ask = None
+        self.evaluations += len(genomes)
+        improved = self._insert(genomes, scores)
         self.generation += 1
         self._hist_evals.append(self.evaluations)
         self._hist_conf.append(self.best_log_probs().detach().clone())
         return improved
 
-    def step(self, n: int | None = None) -> int:
-        """One generation: ask, render, evaluate with ``classifier.log_probs``, tell."""
+    def _step(self, n: int | None = None) -> torch.Tensor:
         genomes = self.ask(n)
         try:
-            log_probs = self.classifier.log_probs(self.images(genomes))
+            scores = self._scores(self.evaluator(genomes, columns=self._columns))
         except BaseException:
-            self._asked = None
+            self.cancel()
             raise
-        return self.tell(log_probs)
+        return self._commit(scores)
+
+    def step(self, n: int | None = None) -> int:
+        """One generation: ask, score with the evaluator, tell. Returns how many classes improved."""
+        return int(self._step(n))
 
     # -- run ----------------------------------------------------------------------------
     def run(
@@ -165,96 +252,91 @@ class _Evolution(ABC):
         progress: bool = True,
         checkpoint: str | Path | None = None,
         checkpoint_every: int = 50,
+        callbacks: Sequence[Callback] = (),
+        sync_every: int | None = None,
     ) -> FoolingResult:
-        """Run until a budget is spent or every target class reaches ``target_confidence``.
+        """Run generations until a callback stops the search; the budgets below are callbacks too.
 
         Budgets count from the start of the search, so calling ``run`` again with a
         larger budget (or with the same ``checkpoint`` after an interruption)
-        continues where the search stopped; a resumed run is bit-for-bit equal to an
-        uninterrupted one with the same seed.
+        continues where the search stopped: a run extended or resumed this way is
+        bit-for-bit equal to one uninterrupted run with the same seed. A generation
+        is never cut short, so the search may pass ``max_evaluations`` by less than
+        one batch.
 
         Args:
-            max_evaluations: stop after this many classifier evaluations (the last batch is trimmed).
+            max_evaluations: stop at the first generation boundary at or past this many evaluations.
             generations: stop after this many generations (generation 0 is the random one).
             target_confidence: stop once every target class has an image at or above it, in (0, 1].
             max_seconds: stop once the search has computed for this long (summed over resumed runs).
             progress: show a tqdm progress bar.
             checkpoint: file to resume from when it exists, and to save to atomically.
             checkpoint_every: generations between checkpoint saves (also saved at the end and on Ctrl-C).
+            callbacks: more :class:`~foolbench.search.Callback` objects (loggers, own stop rules).
+            sync_every: generations between the target check and progress updates, the only reads
+                from the device (default 1 on CPU, 16 on CUDA).
 
         Returns:
             The best image per target class.
 
         Raises:
             InvalidArgumentError: no budget, or a non-positive budget or a target outside (0, 1].
-            CheckpointError: ``checkpoint`` is corrupt or from another configuration.
+            CheckpointError: ``checkpoint`` is corrupt, edited or from another configuration.
         """
         if max_evaluations is None and generations is None and max_seconds is None:
             raise InvalidArgumentError("run() needs a budget: give max_evaluations, generations and/or max_seconds")
-        if max_seconds is not None:
-            _checks.real("max_seconds", max_seconds, low=0.0, low_open=True)
-        _checks.optional_positive_int("max_evaluations", max_evaluations)
-        _checks.optional_positive_int("generations", generations)
-        _checks.positive_int("checkpoint_every", checkpoint_every)
-        target_log = None
+        if sync_every is None:
+            sync_every = 16 if self.device.type == "cuda" else 1
+        every = _checks.positive_int("sync_every", sync_every)
+        chain: list[Callback] = [
+            Budget(max_evaluations=max_evaluations, generations=generations, max_seconds=max_seconds)
+        ]
         if target_confidence is not None:
             _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
-            target_log = math.log(target_confidence)
-        if checkpoint is not None and Path(checkpoint).exists():
-            self.load_checkpoint(checkpoint)
-        self.focus = target_log
-        total = max_evaluations if max_evaluations is not None else None
-        if total is None and generations is not None:
-            total = generations * self.batch_size
-        bar = _progress(total, progress, self.method)
-        bar.update(self.evaluations if total is None else min(self.evaluations, total))
-        since_save = 0
+            chain.append(StopAtTarget(target_confidence, every=every))
+        if checkpoint is not None:
+            chain.append(Checkpointer(checkpoint, every=_checks.positive_int("checkpoint_every", checkpoint_every)))
+            if Path(checkpoint).exists():
+                self.load_checkpoint(checkpoint)
+        if progress:
+            total = max_evaluations if max_evaluations is not None else None
+            if total is None and generations is not None:
+                total = generations * self.batch_size
+            chain.append(ProgressBar(total=total, every=every, desc=self.method))
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise InvalidTypeError(f"callbacks must be foolbench.search.Callback objects, got {type(cb).__name__}")
+        return self._loop([*chain, *callbacks])
+
+    def _loop(self, callbacks: list[Callback]) -> FoolingResult:
+        for cb in callbacks:
+            cb.on_start(self)
+        interrupted = True
         try:
-            while True:
-                if max_evaluations is not None and self.evaluations >= max_evaluations:
-                    break
-                if generations is not None and self.generation >= generations:
-                    break
-                if max_seconds is not None and self.seconds >= max_seconds:
-                    break
-                if target_log is not None and self.generation > 0 and bool((self.best_log_probs() >= target_log).all()):
-                    break
-                n = self.batch_size
-                if max_evaluations is not None:
-                    n = min(n, max_evaluations - self.evaluations)
+            while not any(cb.should_stop(self) for cb in callbacks):
                 t0 = time.perf_counter()
-                self.step(n)
+                self._step()
                 self.seconds += time.perf_counter() - t0
-                if progress:
-                    bar.update(n)
-                    bar.set_postfix(median=f"{float(self.best_log_probs().median().exp()):.6f}", refresh=False)
-                since_save += 1
-                if checkpoint is not None and since_save >= checkpoint_every:
-                    self.save_checkpoint(checkpoint)
-                    since_save = 0
-        except KeyboardInterrupt:
-            if checkpoint is not None:
-                self.save_checkpoint(checkpoint)
-            raise
+                for cb in callbacks:
+                    cb.on_generation(self)
+            interrupted = False
         finally:
-            bar.close()
-        if checkpoint is not None and since_save:
-            self.save_checkpoint(checkpoint)
+            for cb in callbacks:
+                cb.on_end(self, interrupted=interrupted)
         return self.result()
 
     def result(self) -> FoolingResult:
         """The current best image per target class as a :class:`FoolingResult`."""
         if self.generation == 0:
             raise RuntimeError("no generation has been evaluated yet: call run() or step() first")
-        names = getattr(self.classifier, "class_names", None) or [str(i) for i in range(self.classifier.num_classes)]
-        conf = self._history_confidence()
+        names = self.classifier.class_names
         return FoolingResult(
             images=self.images(self.best_genomes()).detach(),
             confidence=self.best_log_probs().double().exp().cpu(),
             classes=torch.tensor(self.classes),
             evaluations=self.evaluations,
             seconds=self.seconds,
-            history=History(torch.tensor(self._hist_evals, dtype=torch.long), conf),
+            history=History(torch.tensor(self._hist_evals, dtype=torch.long), self._history_confidence()),
             class_names=tuple(names[c] for c in self.classes),
             method=self.method,
             found_at=self._found_at().cpu(),
@@ -271,16 +353,13 @@ class _Evolution(ABC):
         return torch.full((len(self.classes),), self.evaluations, dtype=torch.long)
 
     # -- checkpoints ----------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue the search exactly: state, RNG, counters, history."""
+    def _payload(self) -> dict[str, Any]:
+        rng = self._rng_before_ask if self._rng_before_ask is not None else self._rng.get_state()
         return {
-            "format": _FORMAT,
-            "version": _VERSION,
-            "config": self._config(),
             "generation": self.generation,
             "evaluations": self.evaluations,
             "seconds": self.seconds,
-            "rng_state": self._rng.get_state().cpu(),
+            "rng_state": rng.cpu(),
             "history_evaluations": torch.tensor(self._hist_evals, dtype=torch.long),
             "history_log_probs": (
                 torch.stack(self._hist_conf).cpu() if self._hist_conf else torch.zeros(0, len(self.classes))
@@ -288,63 +367,94 @@ class _Evolution(ABC):
             "search": self._state(),
         }
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the search exactly: state, RNG, counters, history.
+
+        Between :meth:`ask` and :meth:`tell` the state is the one before the ask:
+        the outstanding batch is not part of it.
+        """
+        return _checkpoint.wrap(fmt=_FORMAT, version=_VERSION, config=self._config(), payload=self._payload())
+
     def load_state_dict(self, state: dict[str, Any], *, source: str = "state") -> None:
         """Restore a :meth:`state_dict`; raises :class:`CheckpointError` when it does not fit."""
-        _io.check_state(state, fmt=_FORMAT, version=_VERSION, path=source)
-        if state.get("config") != self._config():
-            raise CheckpointError(
-                f"{source!r} was written by another configuration:\n  saved:   "
-                f"{state.get('config')}\n  current: {self._config()}"
-            )
         if self._asked is not None:
-            raise RuntimeError("cannot load a checkpoint between ask() and tell()")
+            raise RuntimeError("cannot load a checkpoint between ask() and tell(): call cancel() first")
+        payload = _checkpoint.check(state, fmt=_FORMAT, version=_VERSION, config=self._config(), source=source)
+        self._restore(payload, source=source)
+
+    def _restore(self, p: dict[str, Any], *, source: str) -> None:
+        generation = _checkpoint.number(p, "generation", source=source, kind=int)
+        evaluations = _checkpoint.number(p, "evaluations", source=source, kind=int)
+        seconds = _checkpoint.number(p, "seconds", source=source, kind=float)
+        hist_e = _checkpoint.field(
+            p, "history_evaluations", source=source, shape=(generation,), dtype=torch.long, low=1, high=evaluations
+        )
+        hist_lp = _checkpoint.field(
+            p, "history_log_probs", source=source, shape=(generation, len(self.classes)), high=0.0
+        )
+        if generation and (int(hist_e[-1]) != evaluations or bool((hist_e.diff() <= 0).any())):
+            raise CheckpointError(f"{source!r} history_evaluations do not rise to evaluations={evaluations}")
+        rng_state = _checkpoint.field(p, "rng_state", source=source, dtype=torch.uint8)
+        search = p.get("search")
+        if not isinstance(search, dict):
+            raise CheckpointError(f"{source!r} lacks the search state")
+        self._load_state(search, source=source)
+        rng = torch.Generator(device=self.device)
         try:
-            self._load_state(state["search"])
-            rng = torch.Generator(device=self.device)
-            rng.set_state(state["rng_state"])
-            self._rng = rng
-            self.generation = int(state["generation"])
-            self.evaluations = int(state["evaluations"])
-            self.seconds = float(state["seconds"])
-            self._hist_evals = [int(e) for e in state["history_evaluations"]]
-            self._hist_conf = list(state["history_log_probs"].to(self.device).unbind(0))
-        except (KeyError, TypeError, RuntimeError) as err:
-            raise CheckpointError(f"{source!r} is incomplete or damaged: {err}") from err
+            rng.set_state(rng_state)
+        except RuntimeError as err:
+            raise CheckpointError(f"{source!r} field 'rng_state' does not fit a {self.device.type} generator") from err
+        self._rng = rng
+        self.generation, self.evaluations, self.seconds = generation, evaluations, seconds
+        self._hist_evals = [int(e) for e in hist_e]
+        self._hist_conf = list(hist_lp.float().to(self.device).unbind(0))
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """Atomically write :meth:`state_dict` to ``path`` (a failed write keeps the old file)."""
-        return _io.save_torch(path, self.state_dict())
+        return _checkpoint.save(path, self.state_dict())
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Resume from a file written by :meth:`save_checkpoint` (loaded with ``weights_only=True``)."""
-        self.load_state_dict(_io.load_torch(path), source=str(path))
+        self.load_state_dict(_checkpoint.load(path), source=str(path))
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(classes={len(self.classes)}, batch_size={self.batch_size}, seed={self.seed}, "
-            f"encoding={self.encoding!r}, generation={self.generation}, evaluations={self.evaluations})"
+            f"encoding={self.encoding!r}, device={str(self.device)!r}, generation={self.generation}, "
+            f"evaluations={self.evaluations})"
         )
 
 
-class MAPElites(_Evolution):
+class MAPElites(Evolution):
     """MAP-Elites over target classes (Nguyen, Yosinski & Clune, CVPR 2015).
 
     The archive keeps one elite per target class: the image the classifier is most
-    confident belongs to that class. Each generation picks ``batch_size`` parents
-    uniformly among the elites, mutates them, and lets every child compete for
-    every class at once. Only the classifier's output scores are used (black box).
+    confident belongs to that class. Each generation draws ``batch_size`` parents
+    among the elites (``parents``), mutates them, and lets every child compete for
+    every class at once. Only the output scores are used (black box), and they
+    come from ``evaluator`` (default: render and score here with ``classifier``).
     Fitness is the log-probability, which ranks images the same way as the
     probability but does not saturate in float32 near 100%.
 
     Args:
-        classifier: the model to fool (any :class:`~foolbench.models.Classifier`).
+        classifier: the model to fool; gives the classes, input shape and bounds.
         encoding: how genomes become images; its ``image_shape`` must equal the classifier's input shape.
         classes: target classes (default: all).
         batch_size: children per generation.
         seed: seeds the search's own generator; the global RNG is never touched.
+        parents: ``"unmet-first"`` (default: parents from classes still below 99.99%), ``"uniform"``
+            (the paper), or a :class:`~foolbench.search.ParentSelector`.
+        mutation_schedule: mutation strength per generation: a number, a
+            :class:`~foolbench.search.MutationSchedule` such as :class:`~foolbench.search.StepDecay`,
+            or None (strength 1: the encoding's own rates).
+        evaluator: scores genomes (default :class:`~foolbench.search.LocalEvaluator`); any
+            :class:`~foolbench.search.Evaluator` (another process, other GPUs) gives the same result.
+        device: where genomes, archive and RNG live (default: the classifier's device). Fix it to keep
+            the random stream when the model moves.
 
     Raises:
-        InvalidArgumentError: unknown or repeated classes, empty class list, shape mismatch, bad batch size.
+        InvalidArgumentError: unknown or repeated classes, empty class list, shape mismatch, bad batch
+            size, seed or device.
 
     Examples:
         >>> import foolbench as fb
@@ -365,27 +475,37 @@ class MAPElites(_Evolution):
         classes: list[int] | None = None,
         batch_size: int = 256,
         seed: int | None = None,
+        parents: str | ParentSelector = "unmet-first",
+        mutation_schedule: float | MutationSchedule | None = None,
+        evaluator: Evaluator | None = None,
+        device: str | torch.device | None = None,
     ) -> None:
         k = check_classifier(classifier).num_classes
         chosen = list(range(k)) if classes is None else _checks.class_list("classes", classes, num_classes=k)
-        super().__init__(classifier, encoding, classes=chosen, batch_size=batch_size, seed=seed)
+        super().__init__(
+            classifier,
+            encoding,
+            classes=chosen,
+            batch_size=batch_size,
+            seed=seed,
+            evaluator=evaluator,
+            device=device,
+            mutation_schedule=mutation_schedule,
+        )
+        self.parents = parent_selector(parents)
         self.archive = ClassArchive(torch.tensor(chosen, device=self.device), encoding)
 
-    def _parents(self, n: int) -> Genomes:
-        pool = self.archive.occupied
-        if self.focus is not None:
-            # spend the budget on classes that have not reached the target yet
-            unmet = pool & (self.archive.fitness < self.focus)
-            if bool(unmet.any()):
-                pool = unmet
-        occupied = torch.nonzero(pool).flatten()
-        pick = torch.randint(0, occupied.numel(), (n,), generator=self._rng, device=self.device)
-        assert self.archive.genomes is not None
-        return self.archive.genomes[occupied[pick]]
+    def _config(self) -> dict[str, Any]:
+        return {**super()._config(), "parents": self.parents.config()}
 
-    def _insert(self, genomes: Genomes, log_probs: torch.Tensor) -> int:
-        status = self.archive.add(genomes, log_probs, evaluations=self.evaluations)
-        return int((status > 0).sum())
+    def _parents(self, n: int) -> Genomes:
+        pick = self.parents(self.archive.fitness, self.archive.occupied, n, self._rng)
+        assert self.archive.genomes is not None
+        return self.archive.genomes[pick]
+
+    def _insert(self, genomes: Genomes, scores: torch.Tensor) -> torch.Tensor:
+        status = self.archive.add_scores(genomes, scores, evaluations=self.evaluations)
+        return (status > 0).sum()
 
     def best_log_probs(self) -> torch.Tensor:
         return self.archive.fitness
@@ -401,11 +521,11 @@ class MAPElites(_Evolution):
     def _state(self) -> dict[str, Any]:
         return self.archive.state_dict()
 
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self.archive.load_state_dict(state)
+    def _load_state(self, state: dict[str, Any], *, source: str) -> None:
+        self.archive.load_state_dict(state, source=source)
 
 
-class SingleClassEvolution(_Evolution):
+class SingleClassEvolution(Evolution):
     """The paper's baseline: a plain (mu + lambda) evolutionary algorithm for one target class.
 
     A population of ``population`` genomes; each generation, ``batch_size``
@@ -420,6 +540,9 @@ class SingleClassEvolution(_Evolution):
         population: survivors per generation (default ``batch_size``).
         batch_size: children per generation.
         seed: seeds the search's own generator.
+        mutation_schedule: mutation strength per generation (see :class:`MAPElites`).
+        evaluator: scores genomes (see :class:`MAPElites`).
+        device: where genomes and RNG live (default: the classifier's device).
 
     Examples:
         >>> import foolbench as fb
@@ -441,14 +564,26 @@ class SingleClassEvolution(_Evolution):
         population: int | None = None,
         batch_size: int = 256,
         seed: int | None = None,
+        mutation_schedule: float | MutationSchedule | None = None,
+        evaluator: Evaluator | None = None,
+        device: str | torch.device | None = None,
     ) -> None:
-        check_classifier(classifier)
+        clf = check_classifier(classifier)
         chosen = _checks.class_list(
-            "target", [target] if isinstance(target, int) else target, num_classes=classifier.num_classes
+            "target", [target] if isinstance(target, int) else target, num_classes=clf.num_classes
         )
         if len(chosen) != 1:
             raise InvalidArgumentError(f"target must be one class index, got {target!r}")
-        super().__init__(classifier, encoding, classes=chosen, batch_size=batch_size, seed=seed)
+        super().__init__(
+            clf,
+            encoding,
+            classes=chosen,
+            batch_size=batch_size,
+            seed=seed,
+            evaluator=evaluator,
+            device=device,
+            mutation_schedule=mutation_schedule,
+        )
         self.population = _checks.positive_int("population", population if population is not None else batch_size)
         self._pop: Genomes | None = None
         self._fit = torch.empty(0, device=self.device)
@@ -470,15 +605,15 @@ class SingleClassEvolution(_Evolution):
         winner = torch.where(self._fit[a] >= self._fit[b], a, b)
         return self._pop[winner]
 
-    def _insert(self, genomes: Genomes, log_probs: torch.Tensor) -> int:
-        scores = log_probs[:, self.classes[0]].to(self.device).float()
+    def _insert(self, genomes: Genomes, scores: torch.Tensor) -> torch.Tensor:
+        fresh = scores[:, 0]
         old_best = self._fit.max() if self._fit.numel() else torch.tensor(-torch.inf, device=self.device)
         if self._pop is None:
-            keep = torch.argsort(scores, descending=True, stable=True)[: self.population]
-            self._pop, self._fit = genomes[keep], scores[keep]
+            keep = torch.argsort(fresh, descending=True, stable=True)[: self.population]
+            self._pop, self._fit = genomes[keep], fresh[keep]
         else:
             size = self._fit.shape[0]
-            both = torch.cat([self._fit, scores])
+            both = torch.cat([self._fit, fresh])
             top = torch.topk(both, size, sorted=False).indices
             survivors = torch.zeros(both.shape[0], dtype=torch.bool, device=self.device)
             survivors[top] = True
@@ -486,8 +621,8 @@ class SingleClassEvolution(_Evolution):
             winners = torch.nonzero(survivors[size:]).flatten()
             if losers.numel():
                 self._pop[losers] = genomes[winners]
-                self._fit[losers] = scores[winners]
-        return int(bool(self._fit.max() > old_best))
+                self._fit[losers] = fresh[winners]
+        return (self._fit.max() > old_best).long()
 
     def best_log_probs(self) -> torch.Tensor:
         return self._fit.max().reshape(1)
@@ -503,11 +638,14 @@ class SingleClassEvolution(_Evolution):
             state["genomes"] = {k: v.cpu() for k, v in self.encoding.genomes_to_state(self._pop).items()}
         return state
 
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self._fit = state["fitness"].to(self.device)
+    def _load_state(self, state: dict[str, Any], *, source: str) -> None:
+        fit = _checkpoint.field(state, "fitness", source=source, shape=(-1,), dtype=torch.float32, high=0.0)
         genomes = state.get("genomes")
-        self._pop = (
+        if fit.numel() and not isinstance(genomes, dict):
+            raise CheckpointError(f"{source!r} lacks the population's genomes")
+        pop = (
             None
             if genomes is None
-            else self.encoding.genomes_from_state({k: v.to(self.device) for k, v in genomes.items()})
+            else _checkpoint.genomes(self.encoding, genomes, device=self.device, count=fit.shape[0], source=source)
         )
+        self._fit, self._pop = fit.to(self.device), pop

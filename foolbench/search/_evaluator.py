@@ -1,0 +1,134 @@
+"""Evaluators: how a search turns genomes into scores, wherever the model runs."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from foolbench.encodings import Encoding, Genomes
+from foolbench.errors import InvalidArgumentError, InvalidTypeError
+from foolbench.models import Classifier, check_classifier
+
+__all__ = ["Evaluator", "LocalEvaluator", "render_in_bounds"]
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Scores a batch of genomes: the one seam between a search and the model.
+
+    A search never calls the classifier itself: it asks its evaluator for the
+    log-probabilities of the genomes it proposed. :class:`LocalEvaluator` renders
+    and scores in this process (the default); an evaluator may as well send the
+    genomes to other processes, GPUs or machines (see ``foolbench.distributed``),
+    as long as equal genomes get equal scores.
+
+    Shape:
+        - genomes: a batch of B genomes.
+        - columns: (M,) int64 class indices, or None for all K classes.
+        - output: (B, M) or (B, K) float log-probabilities, any device.
+
+    Examples:
+        >>> import torch, foolbench as fb
+        >>> class Constant:
+        ...     def __call__(self, genomes, *, columns=None):
+        ...         k = 10 if columns is None else len(columns)
+        ...         return torch.full((len(genomes), k), -2.302585)
+        >>> isinstance(Constant(), fb.search.Evaluator)
+        True
+    """
+
+    def __call__(self, genomes: Genomes, *, columns: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, K) log-probabilities of the genomes' images, or (B, M) for the given ``columns``."""
+        ...
+
+
+def render_in_bounds(encoding: Encoding, genomes: Genomes, bounds: tuple[float, float]) -> torch.Tensor:
+    """Render ``genomes`` and map the images from [0, 1] into the classifier's raw range ``bounds``.
+
+    Shape:
+        - output: (B, C, H, W) in ``bounds``.
+
+    Examples:
+        >>> import torch, foolbench as fb
+        >>> enc = fb.encodings.DirectEncoding((1, 2, 2))
+        >>> render_in_bounds(enc, torch.ones(1, 1, 2, 2), (0.0, 255.0)).max().item()
+        255.0
+    """
+    img = encoding.render(genomes)
+    lower, upper = bounds
+    return img if (lower, upper) == (0.0, 1.0) else lower + (upper - lower) * img
+
+
+class LocalEvaluator:
+    """Render genomes and score them with a classifier in this process.
+
+    Genomes are moved to the classifier's device before rendering (a CPPN genome
+    is far smaller than its image), and the scores come back on that device.
+
+    Args:
+        classifier: the model that scores the images.
+        encoding: turns genomes into images in [0, 1]; mapped to the classifier's ``bounds``.
+
+    Raises:
+        InvalidTypeError: ``classifier`` or ``encoding`` does not follow its protocol.
+        InvalidArgumentError: the encoding's image shape differs from the classifier's input shape.
+
+    Shape:
+        - genomes: a batch of B genomes.
+        - output: (B, K) log-probabilities, or (B, M) for ``columns`` of length M.
+
+    Examples:
+        >>> import torch, foolbench as fb
+        >>> clf = fb.models.lenet_mnist()
+        >>> enc = fb.encodings.DirectEncoding((1, 28, 28))
+        >>> ev = fb.search.LocalEvaluator(clf, enc)
+        >>> g = enc.sample(4, torch.Generator().manual_seed(0))
+        >>> ev(g).shape, ev(g, columns=torch.tensor([3, 5])).shape
+        (torch.Size([4, 10]), torch.Size([4, 2]))
+    """
+
+    def __init__(self, classifier: Classifier, encoding: Encoding) -> None:
+        self.classifier = check_classifier(classifier)
+        check_encoding(encoding)
+        check_shapes(encoding, self.classifier)
+        self.encoding = encoding
+
+    def __repr__(self) -> str:
+        return f"LocalEvaluator(classifier={type(self.classifier).__name__}, encoding={self.encoding!r})"
+
+    def images(self, genomes: Genomes) -> torch.Tensor:
+        """Render genomes into the classifier's raw input range, on the classifier's device."""
+        device = torch.device(self.classifier.device)
+        moved = genomes.to(device) if _device_of(genomes) != device else genomes
+        return render_in_bounds(self.encoding, moved, _bounds(self.classifier))
+
+    def __call__(self, genomes: Genomes, *, columns: torch.Tensor | None = None) -> torch.Tensor:
+        log_probs = self.classifier.log_probs(self.images(genomes))
+        return log_probs if columns is None else log_probs.index_select(1, columns.to(log_probs.device))
+
+
+def check_encoding(encoding: object) -> None:
+    """Raise :class:`InvalidTypeError` unless ``encoding`` has the Encoding members a search uses."""
+    for attr in ("image_shape", "sample", "mutate", "render"):
+        if not hasattr(encoding, attr):
+            raise InvalidTypeError(f"encoding must follow foolbench.encodings.Encoding (missing {attr!r})")
+
+
+def check_shapes(encoding: Encoding, classifier: Classifier) -> None:
+    """Raise :class:`InvalidArgumentError` when the encoding paints images the classifier cannot take."""
+    if tuple(encoding.image_shape) != tuple(classifier.input_shape):
+        raise InvalidArgumentError(
+            f"encoding.image_shape {tuple(encoding.image_shape)} must equal the "
+            f"classifier's input_shape {tuple(classifier.input_shape)}"
+        )
+
+
+def _bounds(classifier: Classifier) -> tuple[float, float]:
+    lower, upper = classifier.bounds
+    return float(lower), float(upper)
+
+
+def _device_of(genomes: Genomes) -> torch.device:
+    device = getattr(genomes, "device", None)
+    return device if isinstance(device, torch.device) else torch.device("cpu")

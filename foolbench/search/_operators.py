@@ -1,0 +1,224 @@
+"""Parent selection and mutation schedules: the small strategies a search is built from."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from foolbench import _checks
+from foolbench.errors import InvalidArgumentError, InvalidTypeError
+
+__all__ = [
+    "ConstantStrength",
+    "MutationSchedule",
+    "ParentSelector",
+    "StepDecay",
+    "Uniform",
+    "UnmetFirst",
+    "parent_selector",
+    "weighted_draw",
+]
+
+
+def weighted_draw(weights: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Draw ``n`` indices with probability proportional to ``weights``, without a host synchronisation.
+
+    An inverse-CDF draw (cumulative sum, then ``searchsorted``) instead of
+    ``torch.multinomial`` or ``nonzero``: nothing is read back to the host, so it
+    can run inside a CUDA generation step. All-zero weights draw uniformly.
+
+    Shape:
+        - weights: (M,) non-negative.
+        - output: (n,) int64 in [0, M).
+
+    Examples:
+        >>> import torch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> set(weighted_draw(torch.tensor([0.0, 1.0, 0.0, 1.0]), 100, g).tolist())
+        {1, 3}
+    """
+    w = weights.float()
+    w = torch.where(w.sum() > 0, w, torch.ones_like(w))
+    cdf = torch.cumsum(w, 0)
+    u = torch.rand(n, generator=generator, device=w.device) * cdf[-1]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=w.shape[0] - 1)
+
+
+@runtime_checkable
+class ParentSelector(Protocol):
+    """Chooses which elites of an archive become parents.
+
+    Shape:
+        - fitness: (M,) log-probability of each niche's elite (-inf while empty).
+        - occupied: (M,) bool.
+        - output: (n,) int64 niche indices.
+    """
+
+    def __call__(
+        self, fitness: torch.Tensor, occupied: torch.Tensor, n: int, generator: torch.Generator
+    ) -> torch.Tensor: ...
+
+    def config(self) -> dict[str, Any]:
+        """Settings recorded in checkpoints and results."""
+        ...
+
+
+class Uniform:
+    """Every occupied niche is equally likely to give a parent (the paper's MAP-Elites).
+
+    Examples:
+        >>> import torch
+        >>> sel = Uniform()
+        >>> sel(torch.tensor([-1.0, -torch.inf]), torch.tensor([True, False]), 3, torch.Generator()).tolist()
+        [0, 0, 0]
+    """
+
+    def __call__(
+        self, fitness: torch.Tensor, occupied: torch.Tensor, n: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        return weighted_draw(occupied, n, generator)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "uniform"}
+
+    def __repr__(self) -> str:
+        return "Uniform()"
+
+
+class UnmetFirst:
+    """Parents come from niches whose elite is still below ``confidence``; uniform once all reach it.
+
+    Spends the budget where it is still needed: on MNIST it halves the
+    evaluations to reach 99.99% on every digit.
+
+    Args:
+        confidence: the target probability, in (0, 1].
+
+    Examples:
+        >>> import math, torch
+        >>> sel = UnmetFirst(confidence=0.9)
+        >>> fit = torch.tensor([math.log(0.95), math.log(0.5)])
+        >>> sel(fit, torch.tensor([True, True]), 4, torch.Generator()).tolist()
+        [1, 1, 1, 1]
+    """
+
+    def __init__(self, *, confidence: float = 0.9999) -> None:
+        self.confidence = _checks.real("confidence", confidence, low=0.0, high=1.0, low_open=True)
+        self._log = math.log(self.confidence)
+
+    def __call__(
+        self, fitness: torch.Tensor, occupied: torch.Tensor, n: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        unmet = occupied & (fitness < self._log)
+        return weighted_draw(torch.where(unmet.any(), unmet, occupied), n, generator)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "unmet-first", "confidence": self.confidence}
+
+    def __repr__(self) -> str:
+        return f"UnmetFirst(confidence={self.confidence:g})"
+
+
+_SELECTORS: dict[str, type[Uniform | UnmetFirst]] = {"uniform": Uniform, "unmet-first": UnmetFirst}
+
+
+def parent_selector(spec: str | ParentSelector) -> ParentSelector:
+    """Turn ``"uniform"`` / ``"unmet-first"`` or a selector object into a :class:`ParentSelector`.
+
+    Raises:
+        InvalidArgumentError: an unknown name.
+        InvalidTypeError: neither a name nor a callable with ``config()``.
+
+    Examples:
+        >>> parent_selector("unmet-first")
+        UnmetFirst(confidence=0.9999)
+    """
+    if isinstance(spec, str):
+        if spec not in _SELECTORS:
+            raise InvalidArgumentError(f"parents must be one of {sorted(_SELECTORS)} or a selector, got {spec!r}")
+        return _SELECTORS[spec]()
+    if not isinstance(spec, ParentSelector):
+        raise InvalidTypeError(
+            f"parents must be a name or a ParentSelector (callable with config()), got {type(spec).__name__}"
+        )
+    return spec
+
+
+@runtime_checkable
+class MutationSchedule(Protocol):
+    """Maps a generation number to the mutation strength passed to ``Encoding.mutate``."""
+
+    def __call__(self, generation: int) -> float: ...
+
+    def config(self) -> dict[str, Any]:
+        """Settings recorded in checkpoints and results."""
+        ...
+
+
+class ConstantStrength:
+    """The same mutation strength in every generation (the default: 1, the encoding's own rates).
+
+    Examples:
+        >>> ConstantStrength(0.5)(1000)
+        0.5
+    """
+
+    def __init__(self, strength: float = 1.0) -> None:
+        self.strength = _checks.real("strength", strength, low=0.0, low_open=True)
+
+    def __call__(self, generation: int) -> float:
+        return self.strength
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "constant", "strength": self.strength}
+
+    def __repr__(self) -> str:
+        return f"ConstantStrength({self.strength:g})"
+
+
+class StepDecay:
+    """Multiply the mutation strength by ``factor`` every ``every`` generations, down to ``minimum``.
+
+    The decaying mutation rate of Nguyen et al. (2015) for direct encodings:
+    ``StepDecay(factor=0.5, every=1000, minimum=0.01)`` halves the encoding's rate
+    every 1,000 generations.
+
+    Args:
+        factor: multiplier per step, in (0, 1].
+        every: generations per step.
+        minimum: the strength never goes below this, in (0, 1].
+
+    Examples:
+        >>> sched = StepDecay(factor=0.5, every=10, minimum=0.2)
+        >>> [sched(g) for g in (0, 10, 20, 30)]
+        [1.0, 0.5, 0.25, 0.2]
+    """
+
+    def __init__(self, *, factor: float = 0.5, every: int = 1000, minimum: float = 0.01) -> None:
+        self.factor = _checks.real("factor", factor, low=0.0, high=1.0, low_open=True)
+        self.every = _checks.positive_int("every", every)
+        self.minimum = _checks.real("minimum", minimum, low=0.0, high=1.0, low_open=True)
+
+    def __call__(self, generation: int) -> float:
+        return max(self.minimum, self.factor ** (generation // self.every))
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "step-decay", "factor": self.factor, "every": self.every, "minimum": self.minimum}
+
+    def __repr__(self) -> str:
+        return f"StepDecay(factor={self.factor:g}, every={self.every}, minimum={self.minimum:g})"
+
+
+def mutation_schedule(spec: float | MutationSchedule | None) -> MutationSchedule:
+    """None -> strength 1, a number -> constant strength, or a schedule object as it is."""
+    if spec is None:
+        return ConstantStrength()
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return ConstantStrength(float(spec))
+    if not isinstance(spec, MutationSchedule):
+        raise InvalidTypeError(
+            f"mutation_schedule must be a number, None or a MutationSchedule, got {type(spec).__name__}"
+        )
+    return spec

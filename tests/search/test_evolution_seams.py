@@ -1,0 +1,321 @@
+"""The search's seams: evaluators, parent selectors, schedules, callbacks, resume after failures."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import foolbench as fb
+from foolbench import _checkpoint
+from foolbench.encodings import DirectEncoding
+from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
+from foolbench.search import MAPElites
+
+ENC = DirectEncoding((1, 28, 28), mutation_rate=0.02, eta=1.0)
+
+
+def search(clf: fb.models.TorchClassifier, seed: int = 0, **kw: Any) -> MAPElites:
+    return MAPElites(clf, ENC, batch_size=32, seed=seed, **kw)
+
+
+class CountingEvaluator:
+    """A user evaluator: renders and scores itself, and counts the genomes it saw."""
+
+    def __init__(self, clf: fb.models.TorchClassifier) -> None:
+        self.clf = clf
+        self.seen = 0
+        self.columns: list[list[int] | None] = []
+
+    def __call__(self, genomes: torch.Tensor, *, columns: torch.Tensor | None = None) -> torch.Tensor:
+        self.seen += len(genomes)
+        self.columns.append(None if columns is None else columns.tolist())
+        lp = torch.log_softmax(self.clf(genomes).float(), dim=1)
+        return lp if columns is None else lp[:, columns]
+
+
+def test_user_evaluator_gives_the_local_result(lenet: fb.models.TorchClassifier) -> None:
+    mine = CountingEvaluator(lenet)
+    a = search(lenet, seed=2, evaluator=mine, classes=[1, 4, 7]).run(generations=6, progress=False)
+    b = search(lenet, seed=2, classes=[1, 4, 7]).run(generations=6, progress=False)
+    assert mine.seen == a.evaluations == 6 * 32
+    assert mine.columns[0] == [1, 4, 7]  # only the archive's columns are asked for
+    assert torch.allclose(a.confidence, b.confidence, rtol=1e-5)
+    assert torch.equal(a.images, b.images)
+
+
+def test_evaluator_must_be_callable(lenet: fb.models.TorchClassifier) -> None:
+    with pytest.raises(InvalidTypeError, match="evaluator must be callable"):
+        search(lenet, evaluator=42)
+
+
+def test_evaluator_with_wrong_shape_is_refused(lenet: fb.models.TorchClassifier) -> None:
+    def bad(genomes: torch.Tensor, *, columns: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.zeros(len(genomes), 3)
+
+    s = search(lenet, evaluator=bad)
+    with pytest.raises(InvalidArgumentError, match=r"log_probs must be a float tensor of shape \(32, 10\)"):
+        s.step()
+    assert s._asked is None and s.generation == 0  # the batch was dropped, the search can go on
+
+
+def test_parent_selectors(lenet: fb.models.TorchClassifier) -> None:
+    fit = torch.log(torch.tensor([0.99999, 0.5, 0.99999, 0.2]))
+    occ = torch.ones(4, dtype=torch.bool)
+    g = torch.Generator().manual_seed(0)
+    picks = fb.search.UnmetFirst(confidence=0.9999)(fit, occ, 400, g)
+    assert set(picks.tolist()) == {1, 3}
+    picks = fb.search.Uniform()(fit, occ, 400, g)
+    assert set(picks.tolist()) == {0, 1, 2, 3}
+    counts = torch.bincount(picks, minlength=4).float()
+    assert float(counts.min()) > 60  # roughly uniform over 4 niches
+    with pytest.raises(InvalidArgumentError, match="parents must be one of"):
+        search(lenet, parents="best")
+    with pytest.raises(InvalidTypeError, match="parents must be a name or a ParentSelector"):
+        search(lenet, parents=3)
+
+
+def test_parent_selector_changes_the_search(lenet: fb.models.TorchClassifier) -> None:
+    class OnlyFirst:
+        def __call__(self, fitness: torch.Tensor, occupied: torch.Tensor, n: int, g: torch.Generator) -> torch.Tensor:
+            return torch.zeros(n, dtype=torch.long, device=fitness.device)
+
+        def config(self) -> dict[str, Any]:
+            return {"name": "only-first"}
+
+    s = search(lenet, parents=OnlyFirst())
+    res = s.run(generations=4, progress=False)
+    assert res.settings["parents"] == {"name": "only-first"}
+    u = search(lenet, parents="uniform").run(generations=4, progress=False)
+    assert not torch.equal(res.images, u.images)
+
+
+def test_mutation_schedule_reaches_the_encoding(lenet: fb.models.TorchClassifier) -> None:
+    seen: list[float] = []
+
+    class Spy(DirectEncoding):
+        def mutate(self, genomes: torch.Tensor, generator: torch.Generator, *, strength: float = 1.0) -> torch.Tensor:
+            seen.append(strength)
+            return super().mutate(genomes, generator, strength=strength)
+
+    enc = Spy((1, 28, 28), mutation_rate=0.02, eta=1.0)
+    sched = fb.search.StepDecay(factor=0.5, every=2, minimum=0.2)
+    res = MAPElites(lenet, enc, batch_size=16, seed=0, mutation_schedule=sched).run(generations=7, progress=False)
+    assert seen == [1.0, 0.5, 0.5, 0.25, 0.25, 0.2]  # generations 1..6
+    assert res.settings["mutation_schedule"]["name"] == "step-decay"
+    with pytest.raises(InvalidTypeError, match="mutation_schedule"):
+        search(lenet, mutation_schedule="fast")
+
+
+def test_extending_a_run_equals_one_run(lenet: fb.models.TorchClassifier) -> None:
+    s = search(lenet, seed=4)
+    s.run(max_evaluations=500, progress=False)
+    extended = s.run(max_evaluations=1000, progress=False)
+    once = search(lenet, seed=4).run(max_evaluations=1000, progress=False)
+    assert extended.evaluations == once.evaluations == 1024
+    assert torch.equal(extended.images, once.images)
+    assert torch.equal(extended.history.confidence, once.history.confidence)
+
+
+def test_ctrl_c_during_evaluation_then_resume_is_bit_for_bit(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
+    ckpt = tmp_path / "run.pt"
+    local = fb.search.LocalEvaluator(lenet, ENC)
+    calls = {"n": 0}
+
+    def interrupted_once(genomes: torch.Tensor, *, columns: torch.Tensor | None = None) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return local(genomes, columns=columns)
+
+    with pytest.raises(KeyboardInterrupt):
+        search(lenet, seed=9, evaluator=interrupted_once).run(generations=9, progress=False, checkpoint=ckpt)
+    resumed = search(lenet, seed=9).run(generations=9, progress=False, checkpoint=ckpt)
+    once = search(lenet, seed=9).run(generations=9, progress=False)
+    assert torch.equal(resumed.images, once.images)
+    assert torch.equal(resumed.history.confidence, once.history.confidence)
+
+
+def test_transient_error_then_run_again_is_bit_for_bit(lenet: fb.models.TorchClassifier) -> None:
+    local = fb.search.LocalEvaluator(lenet, ENC)
+    calls = {"n": 0}
+
+    def flaky(genomes: torch.Tensor, *, columns: torch.Tensor | None = None) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise ConnectionError("worker went away")
+        return local(genomes, columns=columns)
+
+    s = search(lenet, seed=5, evaluator=flaky)
+    with pytest.raises(ConnectionError):
+        s.run(generations=6, progress=False)
+    again = s.run(generations=6, progress=False)
+    once = search(lenet, seed=5).run(generations=6, progress=False)
+    assert torch.equal(again.images, once.images)
+
+
+def test_error_inside_mutate_rolls_the_rng_back(lenet: fb.models.TorchClassifier) -> None:
+    fail = {"left": 1}
+
+    class Fragile(DirectEncoding):
+        def mutate(self, genomes: torch.Tensor, generator: torch.Generator, *, strength: float = 1.0) -> torch.Tensor:
+            out = super().mutate(genomes, generator, strength=strength)  # draws random numbers first
+            if fail["left"]:
+                fail["left"] -= 1
+                raise RuntimeError("boom")
+            return out
+
+    s = MAPElites(lenet, Fragile((1, 28, 28), mutation_rate=0.02, eta=1.0), batch_size=32, seed=6)
+    s.step()
+    with pytest.raises(RuntimeError, match="boom"):
+        s.step()
+    s.run(generations=5, progress=False)
+    once = search(lenet, seed=6).run(generations=5, progress=False)
+    assert torch.equal(s.result().images, once.images)
+
+
+def test_checkpoint_between_ask_and_tell_holds_the_state_before_ask(
+    lenet: fb.models.TorchClassifier, tmp_path: Path
+) -> None:
+    s = search(lenet, seed=8)
+    s.run(generations=3, progress=False)
+    s.ask()
+    s.save_checkpoint(tmp_path / "mid.pt")
+    resumed = search(lenet, seed=8).run(generations=6, progress=False, checkpoint=tmp_path / "mid.pt")
+    once = search(lenet, seed=8).run(generations=6, progress=False)
+    assert torch.equal(resumed.images, once.images)
+
+
+def _edit(path: Path, edit: Any) -> None:
+    """Apply ``edit`` to a checkpoint's payload and re-sign it, as a careful hand-editor would."""
+    state = _checkpoint.load(path)
+    edit(state["payload"])
+    state["checksum"] = _checkpoint.digest([state["config"], state["payload"]])
+    _checkpoint.save(path, state)
+
+
+def _set_fitness(value: float) -> Any:
+    def edit(p: dict[str, Any]) -> None:
+        p["search"]["fitness"][0] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (_set_fitness(float("nan")), "'fitness' holds NaN"),
+        (_set_fitness(float("inf")), "'fitness' holds values above 0"),
+        (_set_fitness(0.5), "'fitness' holds values above 0"),
+        (lambda p: p.update(generation=-1), "'generation' must be a int >= 0"),
+        (lambda p: p.update(generation=True), "'generation' must be a int"),
+        (lambda p: p.update(evaluations=10**18), "history_evaluations"),
+        (
+            lambda p: p["search"].update(found_at=torch.zeros(3, dtype=torch.long)),
+            r"'found_at' must have shape \(10,\)",
+        ),
+        (lambda p: p.update(history_log_probs=torch.zeros(2, 10)), "'history_log_probs' must have shape"),
+        (lambda p: p["search"].pop("genomes"), "genomes must be a dict"),
+        (lambda p: p["search"].update(genomes={"pixels": torch.full((10, 1, 28, 28), 2.0)}), r"outside \[0, 1\]"),
+        (lambda p: p.update(rng_state=torch.zeros(3, dtype=torch.uint8)), "rng_state"),
+        (lambda p: p.pop("seconds"), "lacks the field 'seconds'"),
+    ],
+)
+def test_edited_checkpoint_fields_are_refused(
+    lenet: fb.models.TorchClassifier, tmp_path: Path, edit: Any, match: str
+) -> None:
+    ckpt = tmp_path / "run.pt"
+    search(lenet, seed=3).run(generations=3, progress=False, checkpoint=ckpt)
+    _edit(ckpt, edit)
+    with pytest.raises(CheckpointError, match=match):
+        search(lenet, seed=3).load_checkpoint(ckpt)
+
+
+def test_bit_flips_never_load_silently(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
+    ckpt = tmp_path / "run.pt"
+    s = search(lenet, seed=3)
+    s.run(generations=3, progress=False, checkpoint=ckpt)
+    original = ckpt.read_bytes()
+    want = s.state_dict()
+    rnd = random.Random(0)
+    refused = 0
+    for _ in range(60):
+        data = bytearray(original)
+        pos = rnd.randrange(len(data))
+        data[pos] ^= 1 << rnd.randrange(8)
+        ckpt.write_bytes(bytes(data))
+        other = search(lenet, seed=3)
+        try:
+            other.load_checkpoint(ckpt)
+        except CheckpointError:
+            refused += 1
+            continue
+        # a flip that loads must have hit bytes that carry no state (e.g. zip metadata)
+        assert _checkpoint.digest(other.state_dict()) == _checkpoint.digest(want)
+    assert refused > 30
+
+
+def test_seed_out_of_range_names_seed(lenet: fb.models.TorchClassifier) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"seed must be an int in \[0, 2\*\*63\)"):
+        search(lenet, seed=2**64)
+
+
+@pytest.mark.parametrize("device", ["tpu9", "cuda:7" if not torch.cuda.is_available() else "cuda:99"])
+def test_bad_search_device(lenet: fb.models.TorchClassifier, device: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="device"):
+        search(lenet, device=device)
+
+
+def test_search_device_is_independent_of_the_model(lenet: fb.models.TorchClassifier) -> None:
+    s = search(lenet, device="cpu")
+    assert s.device == torch.device("cpu") and "device='cpu'" in repr(s)
+
+
+def test_loggers_write_one_line_per_generation_and_survive_resume(
+    lenet: fb.models.TorchClassifier, tmp_path: Path
+) -> None:
+    ckpt, log, table = tmp_path / "run.pt", tmp_path / "log.jsonl", tmp_path / "log.csv"
+    cbs = [fb.search.JSONLLogger(log), fb.search.CSVLogger(table, every=2)]
+    search(lenet, seed=1).run(generations=4, progress=False, checkpoint=ckpt, callbacks=cbs)
+    # an interrupted run logged generations 5 and 6 that the checkpoint does not hold
+    with log.open("a") as f:
+        f.write(json.dumps({"generation": 5}) + "\n" + json.dumps({"generation": 6}) + "\n")
+    cbs = [fb.search.JSONLLogger(log), fb.search.CSVLogger(table, every=2)]
+    res = search(lenet, seed=1).run(generations=7, progress=False, checkpoint=ckpt, callbacks=cbs)
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["generation"] for r in rows] == [1, 2, 3, 4, 5, 6, 7]
+    assert rows[-1]["evaluations"] == res.evaluations
+    assert rows[-1]["median_confidence"] == pytest.approx(float(res.confidence.median()))
+    csv_rows = table.read_text().splitlines()
+    assert csv_rows[0].startswith("generation,evaluations") and len(csv_rows) == 1 + 3  # generations 2, 4, 6
+
+
+def test_user_callback_can_stop_the_run(lenet: fb.models.TorchClassifier) -> None:
+    class StopAfterImprovement(fb.search.Callback):
+        def should_stop(self, search: fb.search.Evolution) -> bool:
+            return search.generation > 0 and float(search.best_log_probs().min()) > math.log(0.2)
+
+    res = search(lenet, seed=0).run(generations=500, progress=False, callbacks=[StopAfterImprovement()])
+    assert float(res.confidence.min()) > 0.2 and res.evaluations < 500 * 32
+    with pytest.raises(InvalidTypeError, match="callbacks must be"):
+        search(lenet).run(generations=2, progress=False, callbacks=[print])  # type: ignore[list-item]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_generation_step_has_no_host_sync() -> None:
+    clf = fb.models.lenet_mnist(device="cuda")
+    s = MAPElites(clf, ENC, batch_size=256, seed=0)
+    s.step()  # generation 0 allocates
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            s._step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert s.generation == 4
