@@ -220,6 +220,7 @@ class Evolution(ABC):
 
     def _commit(self, scores: torch.Tensor) -> torch.Tensor:
         genomes = self._asked
+        assert genomes is not None
         self._asked = self._rng_before_ask = None
         self.evaluations += len(genomes)
         improved = self._insert(genomes, scores)
