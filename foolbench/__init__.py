@@ -3,14 +3,15 @@
 The package is organised in layers, each a subpackage: :mod:`foolbench.models`
 (classifier adapters and the model zoo), :mod:`foolbench.encodings` (genome to
 image), :mod:`foolbench.search` (evolution, gradient ascent and perturbation
-attacks), :mod:`foolbench.defenses` and :mod:`foolbench.bench`.
+attacks), :mod:`foolbench.defenses`, :mod:`foolbench.bench` and
+:mod:`foolbench.distributed` (Ray, optional).
 """
 
 from __future__ import annotations
 
-from foolbench import bench, defenses, encodings, errors, models, search
+from foolbench import bench, defenses, distributed, encodings, errors, models, search
 from foolbench._io import save_grid
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "bench", "defenses", "encodings", "errors", "models", "save_grid", "search"]
+__all__ = ["__version__", "bench", "defenses", "distributed", "encodings", "errors", "models", "save_grid", "search"]

@@ -1,0 +1,14 @@
+"""Past one process: work spread over a Ray cluster (optional extra: ``pip install 'foolbench[ray]'``).
+
+- :class:`RayEvaluator`: one population scored by model replicas on several workers (GPUs, machines);
+  plugs into any search as ``evaluator=``.
+- :func:`connect`: join or start a cluster; :func:`require_ray`: one clear error when Ray is missing.
+
+Nothing here imports Ray until it is used: without the extra, every other API works as before.
+"""
+
+from __future__ import annotations
+
+from foolbench.distributed._ray import RayEvaluator, WorkerError, connect, require_ray
+
+__all__ = ["RayEvaluator", "WorkerError", "connect", "require_ray"]

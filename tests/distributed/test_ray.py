@@ -1,0 +1,88 @@
+"""RayEvaluator: same result as LocalEvaluator, worker death, bad input (needs the ``ray`` extra)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import foolbench as fb
+from foolbench.distributed import RayEvaluator, WorkerError, require_ray
+from foolbench.errors import InvalidArgumentError, MissingDependencyError
+
+FACTORY = "foolbench.models:lenet_mnist"
+
+
+def test_missing_ray_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'foolbench\[ray\]'"):
+        require_ray()
+
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the replicas run one thread each: score the local reference the same way
+    fb.distributed.connect("local", num_cpus=2)
+    yield ray
+    ray.shutdown()
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(
+    "encoding",
+    [
+        fb.encodings.DirectEncoding((1, 28, 28), mutation_rate=0.02, eta=1.0),
+        fb.encodings.CPPNEncoding((1, 28, 28)),
+    ],
+    ids=["direct", "cppn"],
+)
+def test_ray_run_equals_local_run(cluster: Any, lenet: fb.models.TorchClassifier, encoding: Any) -> None:
+    with RayEvaluator(FACTORY, encoding, num_workers=2, threads=1) as remote:
+        a = fb.search.MAPElites(lenet, encoding, batch_size=64, seed=3, evaluator=remote, classes=[0, 2, 5, 7])
+        res = a.run(generations=6, progress=False)
+        assert remote.batches == 6 and remote.bytes_received == 6 * 64 * 4 * 4  # only the 4 archive columns
+    local = fb.search.MAPElites(lenet, encoding, batch_size=64, seed=3, classes=[0, 2, 5, 7]).run(
+        generations=6, progress=False
+    )
+    assert torch.equal(res.images, local.images)
+    assert torch.equal(res.confidence, local.confidence)
+
+
+def test_a_killed_worker_is_restarted_and_its_slice_retried(
+    cluster: Any, lenet: fb.models.TorchClassifier, tmp_path: Path
+) -> None:
+    enc = fb.encodings.DirectEncoding((1, 28, 28), mutation_rate=0.02, eta=1.0)
+    ckpt = tmp_path / "run.pt"
+    with RayEvaluator(FACTORY, enc, num_workers=2, threads=1) as remote:
+        s = fb.search.MAPElites(lenet, enc, batch_size=32, seed=1, evaluator=remote)
+        s.run(generations=3, progress=False, checkpoint=ckpt)
+        os.kill(remote.worker_pids()[0], signal.SIGKILL)
+        res = s.run(generations=6, progress=False, checkpoint=ckpt)  # restarted once, slice retried
+        os.kill(remote.worker_pids()[0], signal.SIGKILL)  # no restart left: the retry fails too
+        with pytest.raises(WorkerError, match="died"):
+            s.run(generations=8, progress=False, checkpoint=ckpt)
+    once = fb.search.MAPElites(lenet, enc, batch_size=32, seed=1).run(generations=6, progress=False)
+    assert torch.equal(res.images, once.images)
+    resumed = fb.search.MAPElites(lenet, enc, batch_size=32, seed=1)
+    resumed.load_checkpoint(ckpt)  # the checkpoint on disk is still valid
+    assert resumed.generation == 6  # the failed generation left no trace
+
+
+def test_bad_factory_and_resources(cluster: Any) -> None:
+    enc = fb.encodings.DirectEncoding((1, 28, 28))
+    with pytest.raises(InvalidArgumentError, match="could not build a model on the Ray workers"):
+        RayEvaluator("no_such_module_xyz:make", enc, num_workers=1)
+    with pytest.raises(InvalidArgumentError, match="more than the cluster has"):
+        RayEvaluator(FACTORY, enc, num_workers=8, num_cpus=1)
+    with pytest.raises(InvalidArgumentError, match="num_workers"):
+        RayEvaluator(FACTORY, enc, num_workers=0)
