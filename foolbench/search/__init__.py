@@ -28,6 +28,7 @@ from foolbench.search._evaluator import Evaluator, LocalEvaluator
 from foolbench.search._evolution import Evolution, MAPElites, SingleClassEvolution
 from foolbench.search._operators import (
     ConstantStrength,
+    Curiosity,
     MutationSchedule,
     ParentSelector,
     StepDecay,
@@ -50,6 +51,7 @@ __all__ = [
     "Checkpointer",
     "ClassArchive",
     "ConstantStrength",
+    "Curiosity",
     "DeepFool",
     "Evaluator",
     "Evolution",

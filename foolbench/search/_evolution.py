@@ -444,7 +444,8 @@ class MAPElites(Evolution):
         batch_size: children per generation.
         seed: seeds the search's own generator; the global RNG is never touched.
         parents: ``"unmet-first"`` (default: parents from classes still below 99.99%), ``"uniform"``
-            (the paper), or a :class:`~foolbench.search.ParentSelector`.
+            (the paper), ``"curiosity"`` (elites whose children recently entered the archive), or a
+            :class:`~foolbench.search.ParentSelector`.
         mutation_schedule: mutation strength per generation: a number, a
             :class:`~foolbench.search.MutationSchedule` such as :class:`~foolbench.search.StepDecay`,
             or None (strength 1: the encoding's own rates).
@@ -452,10 +453,12 @@ class MAPElites(Evolution):
             :class:`~foolbench.search.Evaluator` (another process, other GPUs) gives the same result.
         device: where genomes, archive and RNG live (default: the classifier's device). Fix it to keep
             the random stream when the model moves.
+        initial: genomes that generation 0 evaluates instead of random ones (e.g. another search's
+            elites: a short all-class warm-up, then a focused search); recorded by digest.
 
     Raises:
         InvalidArgumentError: unknown or repeated classes, empty class list, shape mismatch, bad batch
-            size, seed or device.
+            size, seed or device, empty ``initial``.
 
     Examples:
         >>> import foolbench as fb
@@ -480,6 +483,7 @@ class MAPElites(Evolution):
         mutation_schedule: float | MutationSchedule | None = None,
         evaluator: Evaluator | None = None,
         device: str | torch.device | None = None,
+        initial: Genomes | None = None,
     ) -> None:
         k = check_classifier(classifier).num_classes
         chosen = list(range(k)) if classes is None else _checks.class_list("classes", classes, num_classes=k)
@@ -495,17 +499,39 @@ class MAPElites(Evolution):
         )
         self.parents = parent_selector(parents)
         self.archive = ClassArchive(torch.tensor(chosen, device=self.device), encoding)
+        self._picked: torch.Tensor | None = None
+        self.initial = initial
+        if initial is not None and (len(initial) == 0 or not hasattr(initial, "__getitem__")):
+            raise InvalidArgumentError("initial must be a non-empty batch of genomes (e.g. another search's elites)")
+
+    def ask(self, n: int | None = None) -> Genomes:
+        """Like :meth:`Evolution.ask`; generation 0 evaluates ``initial`` when the search was given one."""
+        if self.generation == 0 and self.initial is not None and self._asked is None:
+            self._asked, self._rng_before_ask = self.initial, self._rng.get_state()
+            return self.initial
+        return super().ask(n)
 
     def _config(self) -> dict[str, Any]:
-        return {**super()._config(), "parents": self.parents.config()}
+        config = {**super()._config(), "parents": self.parents.config()}
+        if self.initial is not None:
+            config["initial"] = _checkpoint.digest(self.encoding.genomes_to_state(self.initial))[:16]
+        return config
 
     def _parents(self, n: int) -> Genomes:
         pick = self.parents(self.archive.fitness, self.archive.occupied, n, self._rng)
+        self._picked = pick
         assert self.archive.genomes is not None
         return self.archive.genomes[pick]
 
     def _insert(self, genomes: Genomes, scores: torch.Tensor) -> torch.Tensor:
         status = self.archive.add_scores(genomes, scores, evaluations=self.evaluations)
+        feedback = getattr(self.parents, "feedback", None)
+        if callable(feedback) and self._picked is not None and self._picked.shape[0] == scores.shape[0]:
+            # a child succeeded when it won at least one niche it improved
+            won = torch.zeros(scores.shape[0], device=scores.device)
+            won.scatter_add_(0, scores.argmax(dim=0), (status > 0).float().to(scores.device))
+            feedback(self._picked, won > 0, num_niches=len(self.classes))
+        self._picked = None
         return (status > 0).sum()
 
     def best_log_probs(self) -> torch.Tensor:
@@ -520,10 +546,20 @@ class MAPElites(Evolution):
         return self.archive.found_at
 
     def _state(self) -> dict[str, Any]:
-        return self.archive.state_dict()
+        state = self.archive.state_dict()
+        selector_state = getattr(self.parents, "state_dict", None)
+        if callable(selector_state):
+            state["selector"] = selector_state()
+        return state
 
     def _load_state(self, state: dict[str, Any], *, source: str) -> None:
         self.archive.load_state_dict(state, source=source)
+        load = getattr(self.parents, "load_state_dict", None)
+        if callable(load):
+            selector = state.get("selector", {})
+            if not isinstance(selector, dict):
+                raise CheckpointError(f"{source!r} selector state must be a dict")
+            load(selector, self.device)
 
 
 class SingleClassEvolution(Evolution):

@@ -12,6 +12,7 @@ from foolbench.errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = [
     "ConstantStrength",
+    "Curiosity",
     "MutationSchedule",
     "ParentSelector",
     "StepDecay",
@@ -121,7 +122,80 @@ class UnmetFirst:
         return f"UnmetFirst(confidence={self.confidence:g})"
 
 
-_SELECTORS: dict[str, type[Uniform | UnmetFirst]] = {"uniform": Uniform, "unmet-first": UnmetFirst}
+class Curiosity:
+    """Prefer elites whose children recently improved some niche (curiosity score, Cully & Demiris 2018).
+
+    Each niche keeps a score: every child of its elite that enters the archive
+    adds ``reward``, every child that does not subtracts ``penalty``. Parents are
+    drawn with weight ``floor + softplus(score)``, among niches still below
+    ``confidence`` while there are any (like :class:`UnmetFirst`). The scores are
+    part of the search's checkpoint.
+
+    Args:
+        confidence: classes at or above it stop giving parents while others are below (1: never).
+        reward: score added per successful child.
+        penalty: score removed per unsuccessful child.
+        floor: minimum weight, so no occupied niche is starved.
+
+    Examples:
+        >>> import torch
+        >>> sel = Curiosity(confidence=1.0)
+        >>> sel.feedback(torch.tensor([0, 0, 1]), torch.tensor([True, True, False]), num_niches=2)
+        >>> sel.score.tolist()
+        [2.0, -0.5]
+    """
+
+    def __init__(
+        self, *, confidence: float = 0.9999, reward: float = 1.0, penalty: float = 0.5, floor: float = 0.05
+    ) -> None:
+        self.confidence = _checks.real("confidence", confidence, low=0.0, high=1.0, low_open=True)
+        self.reward = _checks.real("reward", reward, low=0.0)
+        self.penalty = _checks.real("penalty", penalty, low=0.0)
+        self.floor = _checks.real("floor", floor, low=0.0, low_open=True)
+        self._log = math.log(self.confidence)
+        self.score: torch.Tensor | None = None
+
+    def __call__(
+        self, fitness: torch.Tensor, occupied: torch.Tensor, n: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        score = self.score if self.score is not None else torch.zeros_like(fitness)
+        pool = occupied & (fitness < self._log)
+        pool = torch.where(pool.any(), pool, occupied)
+        weights = pool.float() * (self.floor + torch.nn.functional.softplus(score.to(fitness.device)))
+        return weighted_draw(weights, n, generator)
+
+    def feedback(self, parents: torch.Tensor, success: torch.Tensor, *, num_niches: int) -> None:
+        """Update the scores: ``parents`` (B,) niche of each child's parent, ``success`` (B,) bool."""
+        if self.score is None:
+            self.score = torch.zeros(num_niches, device=parents.device)
+        delta = torch.where(success, self.reward, -self.penalty).to(self.score)
+        self.score = self.score.index_add(0, parents.to(self.score.device), delta)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {} if self.score is None else {"score": self.score.cpu()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], device: torch.device) -> None:
+        score = state.get("score")
+        self.score = None if score is None else score.float().to(device)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "name": "curiosity",
+            "confidence": self.confidence,
+            "reward": self.reward,
+            "penalty": self.penalty,
+            "floor": self.floor,
+        }
+
+    def __repr__(self) -> str:
+        return f"Curiosity(confidence={self.confidence:g}, reward={self.reward:g}, penalty={self.penalty:g})"
+
+
+_SELECTORS: dict[str, type[Uniform | UnmetFirst | Curiosity]] = {
+    "uniform": Uniform,
+    "unmet-first": UnmetFirst,
+    "curiosity": Curiosity,
+}
 
 
 def parent_selector(spec: str | ParentSelector) -> ParentSelector:

@@ -319,3 +319,29 @@ def test_cuda_generation_step_has_no_host_sync() -> None:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert s.generation == 4
+
+
+def test_curiosity_scores_follow_successful_parents_and_resume(
+    lenet: fb.models.TorchClassifier, tmp_path: Path
+) -> None:
+    ckpt = tmp_path / "c.pt"
+    full = search(lenet, seed=2, parents="curiosity").run(generations=8, progress=False)
+    s = search(lenet, seed=2, parents="curiosity")
+    s.run(generations=4, progress=False, checkpoint=ckpt)
+    score = s.parents.score
+    assert score is not None and score.shape == (10,) and float(score.abs().sum()) > 0
+    resumed = search(lenet, seed=2, parents="curiosity").run(generations=8, progress=False, checkpoint=ckpt)
+    assert torch.equal(full.images, resumed.images)
+    assert full.settings["parents"]["name"] == "curiosity"
+
+
+def test_warm_start_from_another_search(lenet: fb.models.TorchClassifier) -> None:
+    wide = search(lenet, seed=0).run(generations=5, progress=False)
+    elites = wide.images  # direct genomes are the images themselves
+    focused = search(lenet, seed=1, classes=[3, 8], initial=elites)
+    focused.step()
+    assert focused.evaluations == 10  # generation 0 scored the 10 given elites
+    assert torch.allclose(focused.result().confidence, wide.confidence[[3, 8]], rtol=1e-5)
+    assert "initial" in focused.result().settings
+    with pytest.raises(InvalidArgumentError, match="initial must be a non-empty batch"):
+        search(lenet, initial=torch.zeros(0, 1, 28, 28))
