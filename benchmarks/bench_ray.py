@@ -44,7 +44,7 @@ def evaluators(quick: bool) -> None:
         ("cppn", fb.encodings.CPPNEncoding((1, 28, 28)), 1024),
     ]:
         torch.set_num_threads(2)
-        local_rate, local_res = search_rate(clf, enc, None, batch=batch, generations=gens)
+        local_rate, _ = search_rate(clf, enc, None, batch=batch, generations=gens)
         print(f"{name} batch {batch}: LocalEvaluator (2 threads) {local_rate:,.0f} eval/s")
         for workers in (1, 2):
             with RayEvaluator("foolbench.models:lenet_mnist", enc, num_workers=workers, threads=1) as remote:
