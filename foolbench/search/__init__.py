@@ -29,6 +29,7 @@ from foolbench.search._evolution import Evolution, MAPElites, SingleClassEvoluti
 from foolbench.search._operators import (
     ConstantStrength,
     Curiosity,
+    CycleStrength,
     MutationSchedule,
     ParentSelector,
     StepDecay,
@@ -52,6 +53,7 @@ __all__ = [
     "ClassArchive",
     "ConstantStrength",
     "Curiosity",
+    "CycleStrength",
     "DeepFool",
     "Evaluator",
     "Evolution",

@@ -13,6 +13,7 @@ from foolbench.errors import InvalidArgumentError, InvalidTypeError
 __all__ = [
     "ConstantStrength",
     "Curiosity",
+    "CycleStrength",
     "MutationSchedule",
     "ParentSelector",
     "StepDecay",
@@ -283,6 +284,33 @@ class StepDecay:
 
     def __repr__(self) -> str:
         return f"StepDecay(factor={self.factor:g}, every={self.every}, minimum={self.minimum:g})"
+
+
+class CycleStrength:
+    """Take the strengths in turn, one per generation: several emitters of different strengths in one search.
+
+    Args:
+        strengths: the mutation strengths to cycle through, each > 0.
+
+    Examples:
+        >>> sched = CycleStrength((0.5, 1.0, 2.0))
+        >>> [sched(g) for g in range(1, 7)]
+        [0.5, 1.0, 2.0, 0.5, 1.0, 2.0]
+    """
+
+    def __init__(self, strengths: tuple[float, ...] = (0.5, 1.0, 2.0)) -> None:
+        if not isinstance(strengths, (tuple, list)) or not strengths:
+            raise InvalidArgumentError(f"strengths must be a non-empty tuple of numbers, got {strengths!r}")
+        self.strengths = tuple(_checks.real("strengths", s, low=0.0, low_open=True) for s in strengths)
+
+    def __call__(self, generation: int) -> float:
+        return self.strengths[(generation - 1) % len(self.strengths)]
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "cycle", "strengths": list(self.strengths)}
+
+    def __repr__(self) -> str:
+        return f"CycleStrength({self.strengths})"
 
 
 def mutation_schedule(spec: float | MutationSchedule | None) -> MutationSchedule:
