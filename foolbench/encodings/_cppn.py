@@ -20,7 +20,11 @@ for the whole batch at once.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +33,7 @@ import torch
 
 from foolbench import _checks
 from foolbench.encodings._direct import polynomial_mutation
-from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
+from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError, MissingDependencyError
 
 __all__ = ["ACTIVATIONS", "CPPNEncoding", "CPPNGenomes"]
 
@@ -162,6 +166,15 @@ class CPPNGenomes:
         }
 
 
+BACKENDS = ("auto", "torch", "triton")
+
+
+@functools.cache
+def _triton_available() -> bool:
+    """Whether Triton can be imported (checked without importing it)."""
+    return importlib.util.find_spec("triton") is not None
+
+
 def _default_budget(device: torch.device) -> int:
     # values held per render chunk: small enough to stay in a CPU's cache, large enough to fill a GPU
     return 1 << 28 if device.type == "cuda" else 1 << 20
@@ -212,11 +225,20 @@ class CPPNEncoding:
             perturbed (at least one).
         eta: polynomial mutation distribution index for the weights (> 0).
         init_weight: initial weights are uniform in [-init_weight, init_weight], at most 10.
-        render_budget: node values (genomes x nodes x pixels) computed per render chunk; None picks
-            2**20 on CPU (a chunk stays in cache) and 2**28 on CUDA (a chunk fills the GPU).
+        render_budget: node values (genomes x nodes x pixels) computed per render chunk of the tensor
+            path; None picks 2**20 on CPU (a chunk stays in cache) and 2**28 on CUDA (a chunk fills the GPU).
+        backend: how :meth:`render` paints. ``"torch"``: the batched tensor path (any device, the
+            reference). ``"triton"``: the fused Triton kernel (one program paints a block of pixels
+            of one genome, node values kept in registers); needs Triton, and CUDA tensors unless
+            ``TRITON_INTERPRET=1`` was set before Triton was imported. ``"auto"`` (default): the kernel
+            for genomes on CUDA when Triton is installed, the tensor path otherwise. If the kernel
+            fails at run time, the encoding warns once (``RuntimeWarning``) and uses the tensor path
+            from then on; it never returns a partial image. The kernel computes in float32 (float64
+            genomes in float64) and matches the tensor path within 1e-5.
 
     Raises:
-        InvalidArgumentError: unknown activation names, too small capacities, bad rates.
+        InvalidArgumentError: unknown activation names, too small capacities, bad rates, unknown backend.
+        MissingDependencyError: ``backend="triton"`` without Triton installed.
 
     Shape:
         - genomes: a :class:`CPPNGenomes` batch of B genomes.
@@ -252,6 +274,7 @@ class CPPNEncoding:
         eta: float = 15.0,
         init_weight: float = 3.0,
         render_budget: int | None = None,
+        backend: str = "auto",
     ) -> None:
         self.image_shape = _checks.shape3("image_shape", image_shape)
         self.num_outputs = self.image_shape[0]
@@ -294,12 +317,21 @@ class CPPNEncoding:
         self.eta = _checks.real("eta", eta, low=0.0, low_open=True)
         self.init_weight = _checks.real("init_weight", init_weight, low=0.0, high=WEIGHT_LIMIT, low_open=True)
         self.render_budget = _checks.optional_positive_int("render_budget", render_budget)
+        if backend not in BACKENDS:
+            raise InvalidArgumentError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+        if backend == "triton" and not _triton_available():
+            raise MissingDependencyError(
+                "backend='triton' needs Triton, which is not installed: pip install triton "
+                "(CUDA builds of PyTorch ship it); backend='auto' uses it only where present"
+            )
+        self.backend = backend
+        self._triton_failed = False
         self._grids: dict[tuple[int, int, str, torch.dtype], torch.Tensor] = {}
 
     def __repr__(self) -> str:
         return (
             f"CPPNEncoding(image_shape={self.image_shape}, max_nodes={self.max_nodes}, "
-            f"max_connections={self.max_connections}, activations={self.activations})"
+            f"max_connections={self.max_connections}, activations={self.activations}, backend={self.backend!r})"
         )
 
     # ------------------------------------------------------------------ genomes
@@ -524,12 +556,25 @@ class CPPNEncoding:
             _, height, width = _checks.shape3("size", (1, *size))
         if not torch.isfinite(g.weight).all():
             raise InvalidArgumentError("genomes.weight must be finite, got NaN or inf")
-        b, outs = len(g), self.num_outputs
-        dtype = g.weight.dtype
-        grid = self._grid(height, width, g.device, dtype)
-        fixed = self._first_hidden
-        # hidden nodes of each genome sorted by key (free slots, key +inf, sort last): a topological
-        # order; then every genome's weights are gathered into that order once for the whole batch
+        grid = self._grid(height, width, g.device, g.weight.dtype)
+        w, act, sizes = self._ordered(g)
+        image = None
+        if self._uses_triton(g):
+            image = self._render_triton(grid, w, act, sizes)
+        if image is None:
+            image = self._render_torch(grid, w, act, sizes)
+        return image.view(len(g), self.num_outputs, height, width)
+
+    def _ordered(self, g: CPPNGenomes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every genome's weights gathered into evaluation order, once for the whole batch.
+
+        Returns ``w`` (B, S + C, 4 + S): row ``s < S`` computes the genome's ``s``-th hidden
+        node from the inputs and the hidden nodes before it, row ``S + c`` output ``c``;
+        ``act`` (B, S + C) the activation ids of those rows; ``sizes`` (B,) hidden nodes per
+        genome (rows past a genome's size are zero).
+        """
+        b, outs, fixed = len(g), self.num_outputs, self._first_hidden
+        # hidden nodes of each genome sorted by key (free slots, key +inf, sort last): a topological order
         keys = torch.where(g.active[:, fixed:], g.order[:, fixed:], torch.full_like(g.order[:, fixed:], math.inf))
         sorted_keys, perm = keys.sort(dim=1, stable=True)
         sizes = torch.isfinite(sorted_keys).sum(1)  # hidden nodes per genome
@@ -543,12 +588,18 @@ class CPPNEncoding:
         w = torch.gather(w, 2, cols[:, None, :].expand(-1, steps + outs, -1))  # (B, S + C, R)
         act = torch.gather(g.activation, 1, targets)  # (B, S + C)
         valid = torch.cat([torch.isfinite(sorted_keys[:, :steps]), torch.ones_like(outputs, dtype=torch.bool)], 1)
-        w = w * valid[:, :, None]  # padded steps contribute nothing (their rows are zero anyway)
-        # chunks of genomes with similar sizes, so few padded steps are computed
+        return w * valid[:, :, None], act, sizes  # padded steps contribute nothing
+
+    def _render_torch(
+        self, grid: torch.Tensor, w: torch.Tensor, act: torch.Tensor, sizes: torch.Tensor
+    ) -> torch.Tensor:
+        """The tensor path (the reference): chunks of genomes with similar sizes, few padded steps."""
+        b, outs = w.shape[0], self.num_outputs
+        steps = w.shape[1] - outs
         by_size = torch.argsort(sizes, stable=True)
         sizes_sorted = sizes[by_size].tolist()
-        budget = self.render_budget if self.render_budget is not None else _default_budget(g.device)
-        image = torch.empty(b, outs, grid.shape[1], device=g.device, dtype=dtype)
+        budget = self.render_budget if self.render_budget is not None else _default_budget(w.device)
+        image = torch.empty(b, outs, grid.shape[1], device=w.device, dtype=w.dtype)
         lo = 0
         while lo < b:
             hi = lo + 1
@@ -557,12 +608,38 @@ class CPPNEncoding:
             chunk_steps = sizes_sorted[hi - 1]
             idx = by_size[lo:hi]
             keep = torch.cat(
-                [torch.arange(chunk_steps, device=g.device), torch.arange(steps, steps + outs, device=g.device)]
+                [torch.arange(chunk_steps, device=w.device), torch.arange(steps, steps + outs, device=w.device)]
             )
             w_chunk = w[idx][:, keep, : NUM_INPUTS + chunk_steps]
             image[idx] = self._evaluate(grid, w_chunk, act[idx][:, keep], chunk_steps)
             lo = hi
-        return image.view(b, outs, height, width)
+        return image
+
+    def _uses_triton(self, g: CPPNGenomes) -> bool:
+        if self.backend == "torch" or self._triton_failed:
+            return False
+        if self.backend == "triton":
+            return True
+        return g.device.type == "cuda" and _triton_available()
+
+    def _render_triton(
+        self, grid: torch.Tensor, w: torch.Tensor, act: torch.Tensor, sizes: torch.Tensor
+    ) -> torch.Tensor | None:
+        """The fused kernel's images, or None (after one warning) when Triton fails at run time."""
+        try:
+            _cppn_triton = importlib.import_module("foolbench.encodings._cppn_triton")  # optional: on first use
+            table = torch.tensor([_cppn_triton.ACTIVATION_CODES[a] for a in self.activations], device=act.device)
+            image: torch.Tensor = _cppn_triton.render(grid, w, table[act], sizes, self.num_outputs)
+            return image
+        except Exception as exc:  # noqa: BLE001 - any kernel failure falls back to the reference path
+            self._triton_failed = True
+            warnings.warn(
+                f"CPPNEncoding: the Triton render failed ({type(exc).__name__}: {exc}); "
+                "this encoding uses the tensor path from now on",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
 
     def _evaluate(self, grid: torch.Tensor, w: torch.Tensor, act: torch.Tensor, steps: int) -> torch.Tensor:
         """Values of the output nodes for a chunk whose weights are in evaluation order."""
