@@ -6,8 +6,17 @@ the :class:`Encoding` protocol, so :class:`foolbench.search.MAPElites` runs any 
 
 from __future__ import annotations
 
-from foolbench.encodings._base import Encoding, Genomes
+from foolbench.encodings._base import Encoding, Genomes, TensorBatch
 from foolbench.encodings._cppn import ACTIVATIONS, CPPNEncoding, CPPNGenomes
 from foolbench.encodings._direct import DirectEncoding, polynomial_mutation
 
-__all__ = ["ACTIVATIONS", "CPPNEncoding", "CPPNGenomes", "DirectEncoding", "Encoding", "Genomes", "polynomial_mutation"]
+__all__ = [
+    "ACTIVATIONS",
+    "CPPNEncoding",
+    "CPPNGenomes",
+    "DirectEncoding",
+    "Encoding",
+    "Genomes",
+    "TensorBatch",
+    "polynomial_mutation",
+]

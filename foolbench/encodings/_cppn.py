@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from foolbench import _checks
+from foolbench.encodings._base import TensorBatch
 from foolbench.encodings._direct import polynomial_mutation
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError, MissingDependencyError
 
@@ -85,11 +86,12 @@ ACTIVATIONS = {
 
 
 @dataclass
-class CPPNGenomes:
+class CPPNGenomes(TensorBatch):
     """A batch of CPPN genomes held as padded tensors (see the module docstring for the layout).
 
-    Supports ``len(g)``, ``g[index]`` (a sub-batch; ``index`` an int tensor, bool mask or slice)
-    and ``g[index] = other`` (in place), which is all :class:`foolbench.search.MAPElites` needs.
+    Supports ``len(g)``, ``g[index]`` (a sub-batch; ``index`` an int tensor, bool mask or slice),
+    ``g[index] = other`` (in place), ``clone()``, ``to(device)`` and ``as_dict()``, all from
+    :class:`foolbench.encodings.TensorBatch`: a :class:`foolbench.encodings.Genomes` batch.
 
     Attributes:
         weight: (B, N, N) float, ``weight[b, j, i]`` for the connection i -> j (0 where absent).
@@ -106,46 +108,13 @@ class CPPNGenomes:
         (4, torch.Size([2, 32, 32]), [12, 12, 12, 12])
     """
 
+    fields = ("weight", "edge", "active", "activation", "order")
+
     weight: torch.Tensor
     edge: torch.Tensor
     active: torch.Tensor
     activation: torch.Tensor
     order: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.weight.shape[0])
-
-    def __getitem__(self, index: Any) -> CPPNGenomes:
-        return CPPNGenomes(
-            self.weight[index], self.edge[index], self.active[index], self.activation[index], self.order[index]
-        )
-
-    def __setitem__(self, index: Any, other: CPPNGenomes) -> None:
-        self.weight[index] = other.weight
-        self.edge[index] = other.edge
-        self.active[index] = other.active
-        self.activation[index] = other.activation
-        self.order[index] = other.order
-
-    @property
-    def device(self) -> torch.device:
-        return self.weight.device
-
-    def clone(self) -> CPPNGenomes:
-        """A deep copy."""
-        return CPPNGenomes(
-            self.weight.clone(), self.edge.clone(), self.active.clone(), self.activation.clone(), self.order.clone()
-        )
-
-    def to(self, device: torch.device | str) -> CPPNGenomes:
-        """The batch on ``device``."""
-        return CPPNGenomes(
-            self.weight.to(device),
-            self.edge.to(device),
-            self.active.to(device),
-            self.activation.to(device),
-            self.order.to(device),
-        )
 
     def num_nodes(self) -> torch.Tensor:
         """(B,) nodes in use per genome, inputs and outputs included."""
@@ -154,16 +123,6 @@ class CPPNGenomes:
     def num_connections(self) -> torch.Tensor:
         """(B,) connections per genome."""
         return self.edge.flatten(1).sum(1)
-
-    def as_dict(self) -> dict[str, torch.Tensor]:
-        """The five tensors by name (the checkpoint format)."""
-        return {
-            "weight": self.weight,
-            "edge": self.edge,
-            "active": self.active,
-            "activation": self.activation,
-            "order": self.order,
-        }
 
 
 BACKENDS = ("auto", "torch", "triton")
@@ -187,6 +146,127 @@ def _pick(mask: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor,
     return idx, mask.any(1)
 
 
+def _chance(g: CPPNGenomes, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """(B,) bool: which genomes an operator applies to."""
+    return (torch.rand(len(g), generator=generator, device=generator.device) < probability).to(g.device)
+
+
+def _uniform(g: CPPNGenomes, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(B,) uniform numbers in [0, 1) on the genomes' device."""
+    return torch.rand(len(g), generator=generator, device=generator.device, dtype=dtype).to(g.device)
+
+
+def _new_activations(g: CPPNGenomes, generator: torch.Generator, count: int) -> torch.Tensor:
+    """(B,) random activation ids on the genomes' device."""
+    return torch.randint(0, count, (len(g),), generator=generator, device=generator.device).to(g.device)
+
+
+def _hidden_slots(g: CPPNGenomes, first_hidden: int) -> torch.Tensor:
+    slots = torch.zeros(g.active.shape[1], dtype=torch.bool, device=g.device)
+    slots[first_hidden:] = True
+    return slots
+
+
+# Mutation operators: each changes the batch ``g`` in place, for the genomes its coin flip picks.
+def _delete_connection(g: CPPNGenomes, generator: torch.Generator, probability: float) -> None:
+    """Remove one random connection."""
+    idx, ok = _pick(g.edge.flatten(1), generator)
+    rows = torch.nonzero(_chance(g, probability, generator) & ok).flatten()
+    g.edge.view(len(g), -1)[rows, idx[rows]] = False  # a view: clone() made the batch contiguous
+    g.weight.view(len(g), -1)[rows, idx[rows]] = 0.0
+
+
+def _delete_node(g: CPPNGenomes, generator: torch.Generator, probability: float, first_hidden: int) -> None:
+    """Remove one random hidden node with its connections."""
+    node, ok = _pick(g.active & _hidden_slots(g, first_hidden), generator)
+    rows = torch.nonzero(_chance(g, probability, generator) & ok).flatten()
+    k = node[rows]
+    g.active[rows, k] = False
+    g.edge[rows, k, :] = False
+    g.edge[rows, :, k] = False
+    g.weight[rows, k, :] = 0.0
+    g.weight[rows, :, k] = 0.0
+
+
+def _add_node(
+    g: CPPNGenomes,
+    generator: torch.Generator,
+    probability: float,
+    first_hidden: int,
+    max_connections: int,
+    num_activations: int,
+) -> None:
+    """Split a random connection i -> j into i -> new (weight 1) and new -> j (the old weight)."""
+    n = g.active.shape[1]
+    idx, has_edge = _pick(g.edge.flatten(1), generator)
+    free, has_free = _pick(~g.active & _hidden_slots(g, first_hidden), generator)
+    room = g.num_connections() < max_connections
+    do = _chance(g, probability, generator) & has_edge & has_free & room
+    j, i = idx // n, idx % n
+    rows = torch.arange(len(g), device=g.device)
+    low, high = g.order[rows, i], g.order[rows, j]
+    key = low + (0.25 + 0.5 * _uniform(g, generator, torch.float64)) * (high - low)
+    do &= (key > low) & (key < high)  # a key strictly between its ends (round-off could tie)
+    new_act = _new_activations(g, generator, num_activations)
+    r = torch.nonzero(do).flatten()
+    i, j, s = i[r], j[r], free[r]
+    old = g.weight[r, j, i]
+    g.edge[r, j, i] = False
+    g.weight[r, j, i] = 0.0
+    g.active[r, s] = True
+    g.order[r, s] = key[r]
+    g.activation[r, s] = new_act[r]
+    g.edge[r, s, i] = True
+    g.weight[r, s, i] = 1.0
+    g.edge[r, j, s] = True
+    g.weight[r, j, s] = old
+
+
+def _add_connection(
+    g: CPPNGenomes, generator: torch.Generator, probability: float, max_connections: int, init_weight: float
+) -> None:
+    """Add one random connection i -> j from a lower to a higher key (the network stays acyclic)."""
+    forward = g.order[:, None, :] < g.order[:, :, None]
+    candidates = g.active[:, :, None] & g.active[:, None, :] & forward & ~g.edge
+    idx, ok = _pick(candidates.flatten(1), generator)
+    room = g.num_connections() < max_connections
+    w = (_uniform(g, generator) * 2 - 1) * init_weight
+    rows = torch.nonzero(_chance(g, probability, generator) & ok & room).flatten()
+    g.edge.view(len(g), -1)[rows, idx[rows]] = True
+    g.weight.view(len(g), -1)[rows, idx[rows]] = w[rows].to(g.weight.dtype)
+
+
+def _change_weights(
+    g: CPPNGenomes, generator: torch.Generator, probability: float, share: float, eta: float, scale: float
+) -> None:
+    """Perturb ``share`` of a genome's connections (at least one) by bounded polynomial mutation.
+
+    Each step is ``scale`` times the polynomial-mutation step, clipped to [-10, 10].
+    """
+    do = _chance(g, probability, generator)
+    u = torch.rand(g.edge.shape, generator=generator, device=generator.device).to(g.device)
+    hit = g.edge & (u < share) & do[:, None, None]
+    one, ok = _pick(g.edge.flatten(1), generator)
+    rows = torch.nonzero(do & ok).flatten()
+    hit.view(len(g), -1)[rows, one[rows]] = True
+    if hit.any():
+        x = (g.weight[hit] + WEIGHT_LIMIT) / (2 * WEIGHT_LIMIT)
+        step = torch.rand(x.shape, generator=generator, device=generator.device).to(x)
+        moved = polynomial_mutation(x, step, eta)
+        if scale != 1.0:
+            moved = (x + scale * (moved - x)).clamp_(0.0, 1.0)
+        g.weight[hit] = moved * (2 * WEIGHT_LIMIT) - WEIGHT_LIMIT
+
+
+def _change_activation(g: CPPNGenomes, generator: torch.Generator, probability: float, num_activations: int) -> None:
+    """Give one random non-input node a random activation."""
+    non_input = torch.arange(g.active.shape[1], device=g.device) >= NUM_INPUTS
+    node, ok = _pick(g.active & non_input, generator)
+    new_act = _new_activations(g, generator, num_activations)
+    rows = torch.nonzero(_chance(g, probability, generator) & ok).flatten()
+    g.activation[rows, node[rows]] = new_act[rows]
+
+
 class CPPNEncoding:
     """Genomes are compositional pattern-producing networks, rendered as one batch.
 
@@ -200,7 +280,7 @@ class CPPNEncoding:
     Initial genomes are minimal: every input wired to every output, weights uniform
     in [-``init_weight``, ``init_weight``], activations random. Each call to
     :meth:`mutate` applies, independently per genome and with the given probabilities
-    (defaults: the original's), in this order: delete a connection, delete a hidden node
+    (defaults: the original's; ``strength`` scales them), in this order: delete a connection, delete a hidden node
     (and its connections), add a node (splits a random connection i -> j into
     i -> new (weight 1) and new -> j (the old weight)), add a connection (between
     two nodes that keep the network acyclic), perturb weights (bounded polynomial
@@ -431,90 +511,41 @@ class CPPNEncoding:
             )
 
     # ---------------------------------------------------------------- mutation
-    def mutate(self, genomes: CPPNGenomes, generator: torch.Generator, *, generation: int = 0) -> CPPNGenomes:
+    def mutate(self, genomes: CPPNGenomes, generator: torch.Generator, *, strength: float = 1.0) -> CPPNGenomes:
         """Mutated copies of ``genomes`` (the input is not modified); see the class docstring.
+
+        The six operators run in a fixed order (delete connection, delete node, add node, add
+        connection, change weights, change activation), each on its own random draws, so the same
+        generator state gives the same children.
+
+        Args:
+            genomes: a batch from this encoding.
+            generator: the source of every random draw.
+            strength: multiplies the mutation: each operator's probability becomes
+                ``min(1, probability * strength)``, and each perturbed weight moves ``strength`` times
+                the polynomial-mutation step (in the normalised [0, 1] range, clipped to it, so weights
+                stay in [-10, 10]). ``weight_rate`` (the share of a genome's connections perturbed) is
+                not scaled. 1 is the encoding's own rates; the search's schedule lowers it over time.
+
+        Returns:
+            B mutated genomes.
+
+        Raises:
+            InvalidArgumentError: ``strength`` not a finite number > 0; genomes of another configuration.
 
         Shape:
             - genomes, output: B genomes.
         """
-        del generation  # the CPPN rates do not decay
+        strength = _checks.real("strength", strength, low=0.0, low_open=True)
         g = self._check(genomes).clone()
-        b, n = len(g), self.max_nodes
-        dev = g.device
-        gen_dev = generator.device
-
-        def chance(rate: float) -> torch.Tensor:
-            return (torch.rand(b, generator=generator, device=gen_dev) < rate).to(dev)
-
-        rows = torch.arange(b, device=dev)
-        hidden_slot = torch.zeros(n, dtype=torch.bool, device=dev)
-        hidden_slot[self._first_hidden :] = True
-
-        # delete a connection
-        idx, ok = _pick(g.edge.flatten(1), generator)
-        do = chance(self.rates["delete_connection"]) & ok
-        flat_edge, flat_weight = g.edge.view(b, -1), g.weight.view(b, -1)
-        flat_edge[rows[do], idx[do]] = False
-        flat_weight[rows[do], idx[do]] = 0.0
-
-        # delete a hidden node with its connections
-        node, ok = _pick(g.active & hidden_slot, generator)
-        do = chance(self.rates["delete_node"]) & ok
-        r, k = rows[do], node[do]
-        g.active[r, k] = False
-        g.edge[r, k, :] = False
-        g.edge[r, :, k] = False
-        g.weight[r, k, :] = 0.0
-        g.weight[r, :, k] = 0.0
-
-        # add a node by splitting a connection i -> j into i -> new -> j
-        idx, has_edge = _pick(g.edge.flatten(1), generator)
-        free, has_free = _pick(~g.active & hidden_slot, generator)
-        room = g.num_connections() < self.max_connections
-        do = chance(self.rates["add_node"]) & has_edge & has_free & room
-        j, i = idx // n, idx % n
-        u = 0.25 + 0.5 * torch.rand(b, generator=generator, device=gen_dev, dtype=torch.float64).to(dev)
-        key = g.order[rows, i] + u * (g.order[rows, j] - g.order[rows, i])
-        do &= (key > g.order[rows, i]) & (key < g.order[rows, j])
-        new_act = torch.randint(0, len(self.activations), (b,), generator=generator, device=gen_dev).to(dev)
-        r, i, j, s = rows[do], i[do], j[do], free[do]
-        old = g.weight[r, j, i]
-        g.edge[r, j, i] = False
-        g.weight[r, j, i] = 0.0
-        g.active[r, s] = True
-        g.order[r, s] = key[do]
-        g.activation[r, s] = new_act[do]
-        g.edge[r, s, i] = True
-        g.weight[r, s, i] = 1.0
-        g.edge[r, j, s] = True
-        g.weight[r, j, s] = old
-
-        # add a connection i -> j that keeps the network acyclic
-        candidates = g.active[:, :, None] & g.active[:, None, :] & (g.order[:, None, :] < g.order[:, :, None]) & ~g.edge
-        idx, ok = _pick(candidates.flatten(1), generator)
-        room = g.num_connections() < self.max_connections
-        w = (torch.rand(b, generator=generator, device=gen_dev) * 2 - 1).to(dev) * self.init_weight
-        do = chance(self.rates["add_connection"]) & ok & room
-        flat_edge, flat_weight = g.edge.view(b, -1), g.weight.view(b, -1)
-        flat_edge[rows[do], idx[do]] = True
-        flat_weight[rows[do], idx[do]] = w[do]
-
-        # perturb weights: a share of the connections of some genomes, at least one each
-        do = chance(self.rates["change_connection"])
-        u = torch.rand(g.edge.shape, generator=generator, device=gen_dev).to(dev)
-        hit = g.edge & (u < self.rates["weight_rate"]) & do[:, None, None]
-        one, ok = _pick(g.edge.flatten(1), generator)
-        hit.view(b, -1)[rows[do & ok], one[do & ok]] = True
-        if hit.any():
-            x = (g.weight[hit] + WEIGHT_LIMIT) / (2 * WEIGHT_LIMIT)
-            step = torch.rand(x.shape, generator=generator, device=gen_dev).to(x)
-            g.weight[hit] = polynomial_mutation(x, step, self.eta) * (2 * WEIGHT_LIMIT) - WEIGHT_LIMIT
-
-        # change the activation of one non-input node
-        node, ok = _pick(g.active & (torch.arange(n, device=dev) >= NUM_INPUTS), generator)
-        new_act = torch.randint(0, len(self.activations), (b,), generator=generator, device=gen_dev).to(dev)
-        do = chance(self.rates["change_activation"]) & ok
-        g.activation[rows[do], node[do]] = new_act[do]
+        p = {k: min(1.0, v * strength) for k, v in self.rates.items() if k != "weight_rate"}
+        hidden = self._first_hidden
+        _delete_connection(g, generator, p["delete_connection"])
+        _delete_node(g, generator, p["delete_node"], hidden)
+        _add_node(g, generator, p["add_node"], hidden, self.max_connections, len(self.activations))
+        _add_connection(g, generator, p["add_connection"], self.max_connections, self.init_weight)
+        _change_weights(g, generator, p["change_connection"], self.rates["weight_rate"], self.eta, strength)
+        _change_activation(g, generator, p["change_activation"], len(self.activations))
         return g
 
     # --------------------------------------------------------------- rendering
@@ -674,7 +705,7 @@ class CPPNEncoding:
         return self._check(genomes).as_dict()
 
     def genomes_from_state(self, state: dict[str, torch.Tensor]) -> CPPNGenomes:
-        names = ("weight", "edge", "active", "activation", "order")
+        names = CPPNGenomes.fields
         missing = [k for k in names if not isinstance(state.get(k), torch.Tensor)]
         if missing:
             raise CheckpointError(f"stored genomes do not fit {self!r}: missing tensors {missing}")
