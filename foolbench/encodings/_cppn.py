@@ -588,28 +588,26 @@ class CPPNEncoding:
         if not torch.isfinite(g.weight).all():
             raise InvalidArgumentError("genomes.weight must be finite, got NaN or inf")
         grid = self._grid(height, width, g.device, g.weight.dtype)
-        w, act, sizes = self._ordered(g)
-        image = None
-        if self._uses_triton(g):
-            image = self._render_triton(grid, w, act, sizes)
+        image = self._render_triton(grid, g) if self._uses_triton(g) else None
         if image is None:
-            image = self._render_torch(grid, w, act, sizes)
+            image = self._render_torch(grid, *self._ordered(g))
         return image.view(len(g), self.num_outputs, height, width)
 
-    def _ordered(self, g: CPPNGenomes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _ordered(self, g: CPPNGenomes, *, all_slots: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every genome's weights gathered into evaluation order, once for the whole batch.
 
         Returns ``w`` (B, S + C, 4 + S): row ``s < S`` computes the genome's ``s``-th hidden
         node from the inputs and the hidden nodes before it, row ``S + c`` output ``c``;
         ``act`` (B, S + C) the activation ids of those rows; ``sizes`` (B,) hidden nodes per
-        genome (rows past a genome's size are zero).
+        genome (rows past a genome's size are zero). S is the largest genome's hidden nodes, or
+        with ``all_slots`` every hidden slot (a shape known without reading the device: no sync).
         """
         b, outs, fixed = len(g), self.num_outputs, self._first_hidden
         # hidden nodes of each genome sorted by key (free slots, key +inf, sort last): a topological order
         keys = torch.where(g.active[:, fixed:], g.order[:, fixed:], torch.full_like(g.order[:, fixed:], math.inf))
         sorted_keys, perm = keys.sort(dim=1, stable=True)
         sizes = torch.isfinite(sorted_keys).sum(1)  # hidden nodes per genome
-        steps = int(sizes.max()) if b else 0
+        steps = self.max_nodes - fixed if all_slots else (int(sizes.max()) if b else 0)
         hidden = perm[:, :steps] + fixed  # (B, S) node slots in evaluation order
         inputs = torch.arange(NUM_INPUTS, device=g.device).expand(b, -1)
         outputs = torch.arange(NUM_INPUTS, fixed, device=g.device).expand(b, -1)
@@ -653,11 +651,10 @@ class CPPNEncoding:
             return True
         return g.device.type == "cuda" and _triton_available()
 
-    def _render_triton(
-        self, grid: torch.Tensor, w: torch.Tensor, act: torch.Tensor, sizes: torch.Tensor
-    ) -> torch.Tensor | None:
+    def _render_triton(self, grid: torch.Tensor, g: CPPNGenomes) -> torch.Tensor | None:
         """The fused kernel's images, or None (after one warning) when Triton fails at run time."""
         try:
+            w, act, sizes = self._ordered(g, all_slots=True)  # each program stops at its genome's size
             _cppn_triton = importlib.import_module("foolbench.encodings._cppn_triton")  # optional: on first use
             table = torch.tensor([_cppn_triton.ACTIVATION_CODES[a] for a in self.activations], device=act.device)
             image: torch.Tensor = _cppn_triton.render(grid, w, table[act], sizes, self.num_outputs)

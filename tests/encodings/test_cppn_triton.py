@@ -45,6 +45,7 @@ for shape, size, extreme in [((1, 12, 12), None, False), ((3, 9, 14), None, Fals
         g = ref.mutate(g, rng)
     ref.validate(g)
     used = g.activation[:, 4:][g.active[:, 4:]].unique().tolist()
+    g[torch.tensor([0, 3])] = ref.sample(2, torch.Generator().manual_seed(5))  # minimal ones: sizes differ
     if extreme:
         g = CPPNGenomes(g.weight.double(), g.edge, g.active, g.activation, g.order)
     g = g.to(device)
@@ -72,7 +73,8 @@ def check_report(report: list[dict[str, object]]) -> None:
     for r in report:
         assert r["same_dtype"], r
         assert sorted(r["activations"]) == list(range(len(ACTIVATIONS))), r  # type: ignore[call-overload]
-        assert max(r["nodes"]) > 12, r  # type: ignore[call-overload]  # grown: hidden nodes were added
+        channels = r["shape"][1]  # type: ignore[index]
+        assert min(r["nodes"]) == 4 + channels < 12 < max(r["nodes"]), r  # type: ignore[call-overload]
         limit = 1e-5 if r["dtype"] == "torch.float32" else 1e-10
         assert r["diff"] <= limit, r  # type: ignore[operator]
 
