@@ -80,14 +80,19 @@ test = 200
 name = "lenet"
 zoo = "lenet-mnist"
 
-{"".join(f'''
+{
+        "".join(
+            f'''
 [[methods]]
 name = "evolve-{i}"
 kind = "map-elites"
 encoding = "direct"
 max_evaluations = {2_000 if quick else 12_000}
 batch_size = 64
-''' for i in range(cells))}
+'''
+            for i in range(cells)
+        )
+    }
 """
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "suite.toml"

@@ -82,7 +82,7 @@ class CheckpointError(FoolbenchError, ValueError):
         >>> fb.encodings.DirectEncoding((1, 28, 28)).genomes_from_state({})
         Traceback (most recent call last):
         ...
-        foolbench.errors.CheckpointError: stored genomes do not fit DirectEncoding(image_shape=(1, 28, 28), mutation_rate=0.1, eta=15, decay_every=None, decay_factor=0.5, min_rate=0.001): expected pixels of shape (B, 1, 28, 28), got NoneType
+        foolbench.errors.CheckpointError: stored genomes do not fit DirectEncoding(image_shape=(1, 28, 28), mutation_rate=0.1, eta=15): expected pixels of shape (B, 1, 28, 28), got NoneType
     """
 
 

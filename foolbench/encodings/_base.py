@@ -1,21 +1,134 @@
-"""The Encoding protocol: how a genome becomes an image."""
+"""The Encoding protocol (how a genome becomes an image) and what a batch of genomes must support."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
+from typing_extensions import Self, TypeVar
 
-__all__ = ["Encoding", "Genomes"]
-
-# A batch of genomes: a tensor for direct encodings, or any object that supports
-# ``len(g)``, ``g[index_tensor]`` (a sub-batch) and ``g[index_tensor] = other`` (in place).
-Genomes = Any
+__all__ = ["Encoding", "Genomes", "TensorBatch", "select_rows"]
 
 
 @runtime_checkable
-class Encoding(Protocol):
+class Genomes(Protocol):
+    """A batch of genomes: all a search needs to select, copy and replace them.
+
+    ``torch.Tensor`` (the direct encoding's genomes) and :class:`TensorBatch` subclasses
+    (such as :class:`foolbench.encodings.CPPNGenomes`) satisfy it.
+
+    Examples:
+        >>> import torch
+        >>> isinstance(torch.zeros(2, 1, 4, 4), Genomes)
+        True
+    """
+
+    @property
+    def device(self) -> torch.device:
+        """Where the batch lives."""
+        ...
+
+    def __len__(self) -> int:
+        """B, the number of genomes."""
+        ...
+
+    def __getitem__(self, index: Any) -> Self:
+        """A sub-batch (``index`` an int tensor, a bool mask or a slice)."""
+        ...
+
+    def __setitem__(self, index: Any, value: Self) -> None:
+        """Replace the genomes at ``index`` by ``value``, in place."""
+        ...
+
+    def to(self, device: torch.device | str) -> Self:
+        """The batch on ``device``."""
+        ...
+
+
+def select_rows(mask: torch.Tensor, new: Any, old: Any) -> Any:
+    """Genome ``i`` of ``new`` where ``mask[i]``, else of ``old``; no host synchronisation.
+
+    Works on tensors and :class:`TensorBatch` batches of the same length.
+
+    Shape:
+        - mask: (B,) bool.
+
+    Examples:
+        >>> import torch
+        >>> select_rows(torch.tensor([True, False]), torch.ones(2, 3), torch.zeros(2, 3)).sum(1).tolist()
+        [3.0, 0.0]
+    """
+
+    def pick(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.where(mask.view(-1, *([1] * (a.dim() - 1))), a, b)
+
+    if isinstance(new, torch.Tensor):
+        return pick(new, old)
+    return type(old)(*(pick(getattr(new, f), getattr(old, f)) for f in old.fields))
+
+
+class TensorBatch:
+    """Base of a batch held as named tensors that share their first dimension (B).
+
+    A subclass lists its tensor attributes in ``fields`` and takes them, in that order, as
+    constructor arguments (a dataclass does); indexing, assignment, copies, moves and the
+    checkpoint dictionary are then defined once, over every field.
+
+    Examples:
+        >>> import torch
+        >>> class Pair(TensorBatch):
+        ...     fields = ("a", "b")
+        ...     def __init__(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        ...         self.a, self.b = a, b
+        >>> p = Pair(torch.arange(4), torch.zeros(4, 2))
+        >>> len(p), p[torch.tensor([1, 3])].a.tolist(), sorted(p.as_dict())
+        (4, [1, 3], ['a', 'b'])
+    """
+
+    fields: ClassVar[tuple[str, ...]] = ()
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors by field name (the checkpoint format)."""
+        return {name: getattr(self, name) for name in self.fields}
+
+    def _map(self, fn: Any) -> Self:
+        return type(self)(*(fn(getattr(self, name)) for name in self.fields))
+
+    def __len__(self) -> int:
+        return int(getattr(self, self.fields[0]).shape[0])
+
+    def __getitem__(self, index: Any) -> Self:
+        return self._map(lambda t: t[index])
+
+    def __setitem__(self, index: Any, value: Self) -> None:
+        for name in self.fields:
+            getattr(self, name)[index] = getattr(value, name)
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the first field."""
+        device: torch.device = getattr(self, self.fields[0]).device
+        return device
+
+    def clone(self) -> Self:
+        """A deep copy, contiguous."""
+        return self._map(lambda t: t.clone(memory_format=torch.contiguous_format))
+
+    def to(self, device: torch.device | str) -> Self:
+        """The batch on ``device``."""
+        return self._map(lambda t: t.to(device))
+
+
+#: The genome type of an encoding (``Encoding[torch.Tensor]``, ``Encoding[CPPNGenomes]``);
+#: a bare ``Encoding`` accepts any.
+G = TypeVar("G", bound=Genomes, default=Any)
+
+
+@runtime_checkable
+class Encoding(Protocol[G]):
     """Maps genomes to images; all operations work on whole batches.
+
+    Generic in its genome type ``G`` (a :class:`Genomes` batch).
 
     Attributes:
         image_shape: (C, H, W) of a rendered image.
@@ -28,15 +141,19 @@ class Encoding(Protocol):
 
     image_shape: tuple[int, int, int]
 
-    def sample(self, n: int, generator: torch.Generator) -> Genomes:
+    def sample(self, n: int, generator: torch.Generator) -> G:
         """``n`` random initial genomes on the generator's device."""
         ...
 
-    def mutate(self, genomes: Genomes, generator: torch.Generator, *, strength: float = 1.0) -> Genomes:
-        """Mutated copies of ``genomes`` (the input is left unchanged)."""
+    def mutate(self, genomes: G, generator: torch.Generator, *, strength: float = 1.0) -> G:
+        """Mutated copies of ``genomes`` (the input is left unchanged).
+
+        ``strength`` (finite, > 0) multiplies the encoding's mutation rates; 1 is the encoding's own
+        rates. Each encoding documents exactly what it scales.
+        """
         ...
 
-    def render(self, genomes: Genomes) -> torch.Tensor:
+    def render(self, genomes: G) -> torch.Tensor:
         """Images (B, C, H, W) in [0, 1]; one tensor program for the whole batch."""
         ...
 
@@ -44,10 +161,10 @@ class Encoding(Protocol):
         """The settings that define the genome space (used to validate checkpoints)."""
         ...
 
-    def genomes_to_state(self, genomes: Genomes) -> dict[str, torch.Tensor]:
+    def genomes_to_state(self, genomes: G) -> dict[str, torch.Tensor]:
         """Tensors that hold ``genomes`` (for checkpoints loaded with ``weights_only=True``)."""
         ...
 
-    def genomes_from_state(self, state: dict[str, torch.Tensor]) -> Genomes:
+    def genomes_from_state(self, state: dict[str, torch.Tensor]) -> G:
         """Inverse of :meth:`genomes_to_state`; raises on tensors from another configuration."""
         ...

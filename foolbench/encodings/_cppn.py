@@ -20,7 +20,11 @@ for the whole batch at once.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +32,9 @@ from typing import Any
 import torch
 
 from foolbench import _checks
+from foolbench.encodings._base import TensorBatch
 from foolbench.encodings._direct import polynomial_mutation
-from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
+from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError, MissingDependencyError
 
 __all__ = ["ACTIVATIONS", "CPPNEncoding", "CPPNGenomes"]
 
@@ -81,11 +86,12 @@ ACTIVATIONS = {
 
 
 @dataclass
-class CPPNGenomes:
+class CPPNGenomes(TensorBatch):
     """A batch of CPPN genomes held as padded tensors (see the module docstring for the layout).
 
-    Supports ``len(g)``, ``g[index]`` (a sub-batch; ``index`` an int tensor, bool mask or slice)
-    and ``g[index] = other`` (in place), which is all :class:`foolbench.search.MAPElites` needs.
+    Supports ``len(g)``, ``g[index]`` (a sub-batch; ``index`` an int tensor, bool mask or slice),
+    ``g[index] = other`` (in place), ``clone()``, ``to(device)`` and ``as_dict()``, all from
+    :class:`foolbench.encodings.TensorBatch`: a :class:`foolbench.encodings.Genomes` batch.
 
     Attributes:
         weight: (B, N, N) float, ``weight[b, j, i]`` for the connection i -> j (0 where absent).
@@ -102,46 +108,13 @@ class CPPNGenomes:
         (4, torch.Size([2, 32, 32]), [12, 12, 12, 12])
     """
 
+    fields = ("weight", "edge", "active", "activation", "order")
+
     weight: torch.Tensor
     edge: torch.Tensor
     active: torch.Tensor
     activation: torch.Tensor
     order: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.weight.shape[0])
-
-    def __getitem__(self, index: Any) -> CPPNGenomes:
-        return CPPNGenomes(
-            self.weight[index], self.edge[index], self.active[index], self.activation[index], self.order[index]
-        )
-
-    def __setitem__(self, index: Any, other: CPPNGenomes) -> None:
-        self.weight[index] = other.weight
-        self.edge[index] = other.edge
-        self.active[index] = other.active
-        self.activation[index] = other.activation
-        self.order[index] = other.order
-
-    @property
-    def device(self) -> torch.device:
-        return self.weight.device
-
-    def clone(self) -> CPPNGenomes:
-        """A deep copy."""
-        return CPPNGenomes(
-            self.weight.clone(), self.edge.clone(), self.active.clone(), self.activation.clone(), self.order.clone()
-        )
-
-    def to(self, device: torch.device | str) -> CPPNGenomes:
-        """The batch on ``device``."""
-        return CPPNGenomes(
-            self.weight.to(device),
-            self.edge.to(device),
-            self.active.to(device),
-            self.activation.to(device),
-            self.order.to(device),
-        )
 
     def num_nodes(self) -> torch.Tensor:
         """(B,) nodes in use per genome, inputs and outputs included."""
@@ -151,15 +124,14 @@ class CPPNGenomes:
         """(B,) connections per genome."""
         return self.edge.flatten(1).sum(1)
 
-    def as_dict(self) -> dict[str, torch.Tensor]:
-        """The five tensors by name (the checkpoint format)."""
-        return {
-            "weight": self.weight,
-            "edge": self.edge,
-            "active": self.active,
-            "activation": self.activation,
-            "order": self.order,
-        }
+
+BACKENDS = ("auto", "torch", "triton")
+
+
+@functools.cache
+def _triton_available() -> bool:
+    """Whether Triton can be imported (checked without importing it)."""
+    return importlib.util.find_spec("triton") is not None
 
 
 def _default_budget(device: torch.device) -> int:
@@ -172,6 +144,127 @@ def _pick(mask: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor,
     u = torch.rand(mask.shape, generator=generator, device=generator.device).to(mask.device)
     idx = torch.where(mask, u, torch.full_like(u, -1.0)).argmax(1)
     return idx, mask.any(1)
+
+
+def _chance(g: CPPNGenomes, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """(B,) bool: which genomes an operator applies to."""
+    return (torch.rand(len(g), generator=generator, device=generator.device) < probability).to(g.device)
+
+
+def _uniform(g: CPPNGenomes, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(B,) uniform numbers in [0, 1) on the genomes' device."""
+    return torch.rand(len(g), generator=generator, device=generator.device, dtype=dtype).to(g.device)
+
+
+def _new_activations(g: CPPNGenomes, generator: torch.Generator, count: int) -> torch.Tensor:
+    """(B,) random activation ids on the genomes' device."""
+    return torch.randint(0, count, (len(g),), generator=generator, device=generator.device).to(g.device)
+
+
+def _hidden_slots(g: CPPNGenomes, first_hidden: int) -> torch.Tensor:
+    slots = torch.zeros(g.active.shape[1], dtype=torch.bool, device=g.device)
+    slots[first_hidden:] = True
+    return slots
+
+
+# Mutation operators: each changes the batch ``g`` in place, for the genomes its coin flip picks.
+def _delete_connection(g: CPPNGenomes, generator: torch.Generator, probability: float) -> None:
+    """Remove one random connection."""
+    idx, ok = _pick(g.edge.flatten(1), generator)
+    rows = torch.nonzero(_chance(g, probability, generator) & ok).flatten()
+    g.edge.view(len(g), -1)[rows, idx[rows]] = False  # a view: clone() made the batch contiguous
+    g.weight.view(len(g), -1)[rows, idx[rows]] = 0.0
+
+
+def _delete_node(g: CPPNGenomes, generator: torch.Generator, probability: float, first_hidden: int) -> None:
+    """Remove one random hidden node with its connections."""
+    node, ok = _pick(g.active & _hidden_slots(g, first_hidden), generator)
+    rows = torch.nonzero(_chance(g, probability, generator) & ok).flatten()
+    k = node[rows]
+    g.active[rows, k] = False
+    g.edge[rows, k, :] = False
+    g.edge[rows, :, k] = False
+    g.weight[rows, k, :] = 0.0
+    g.weight[rows, :, k] = 0.0
+
+
+def _add_node(
+    g: CPPNGenomes,
+    generator: torch.Generator,
+    probability: float,
+    first_hidden: int,
+    max_connections: int,
+    num_activations: int,
+) -> None:
+    """Split a random connection i -> j into i -> new (weight 1) and new -> j (the old weight)."""
+    n = g.active.shape[1]
+    idx, has_edge = _pick(g.edge.flatten(1), generator)
+    free, has_free = _pick(~g.active & _hidden_slots(g, first_hidden), generator)
+    room = g.num_connections() < max_connections
+    do = _chance(g, probability, generator) & has_edge & has_free & room
+    j, i = idx // n, idx % n
+    rows = torch.arange(len(g), device=g.device)
+    low, high = g.order[rows, i], g.order[rows, j]
+    key = low + (0.25 + 0.5 * _uniform(g, generator, torch.float64)) * (high - low)
+    do &= (key > low) & (key < high)  # a key strictly between its ends (round-off could tie)
+    new_act = _new_activations(g, generator, num_activations)
+    r = torch.nonzero(do).flatten()
+    i, j, s = i[r], j[r], free[r]
+    old = g.weight[r, j, i]
+    g.edge[r, j, i] = False
+    g.weight[r, j, i] = 0.0
+    g.active[r, s] = True
+    g.order[r, s] = key[r]
+    g.activation[r, s] = new_act[r]
+    g.edge[r, s, i] = True
+    g.weight[r, s, i] = 1.0
+    g.edge[r, j, s] = True
+    g.weight[r, j, s] = old
+
+
+def _add_connection(
+    g: CPPNGenomes, generator: torch.Generator, probability: float, max_connections: int, init_weight: float
+) -> None:
+    """Add one random connection i -> j from a lower to a higher key (the network stays acyclic)."""
+    forward = g.order[:, None, :] < g.order[:, :, None]
+    candidates = g.active[:, :, None] & g.active[:, None, :] & forward & ~g.edge
+    idx, ok = _pick(candidates.flatten(1), generator)
+    room = g.num_connections() < max_connections
+    w = (_uniform(g, generator) * 2 - 1) * init_weight
+    rows = torch.nonzero(_chance(g, probability, generator) & ok & room).flatten()
+    g.edge.view(len(g), -1)[rows, idx[rows]] = True
+    g.weight.view(len(g), -1)[rows, idx[rows]] = w[rows].to(g.weight.dtype)
+
+
+def _change_weights(
+    g: CPPNGenomes, generator: torch.Generator, probability: float, share: float, eta: float, scale: float
+) -> None:
+    """Perturb ``share`` of a genome's connections (at least one) by bounded polynomial mutation.
+
+    Each step is ``scale`` times the polynomial-mutation step, clipped to [-10, 10].
+    """
+    do = _chance(g, probability, generator)
+    u = torch.rand(g.edge.shape, generator=generator, device=generator.device).to(g.device)
+    hit = g.edge & (u < share) & do[:, None, None]
+    one, ok = _pick(g.edge.flatten(1), generator)
+    rows = torch.nonzero(do & ok).flatten()
+    hit.view(len(g), -1)[rows, one[rows]] = True
+    if hit.any():
+        x = (g.weight[hit] + WEIGHT_LIMIT) / (2 * WEIGHT_LIMIT)
+        step = torch.rand(x.shape, generator=generator, device=generator.device).to(x)
+        moved = polynomial_mutation(x, step, eta)
+        if scale != 1.0:
+            moved = (x + scale * (moved - x)).clamp_(0.0, 1.0)
+        g.weight[hit] = moved * (2 * WEIGHT_LIMIT) - WEIGHT_LIMIT
+
+
+def _change_activation(g: CPPNGenomes, generator: torch.Generator, probability: float, num_activations: int) -> None:
+    """Give one random non-input node a random activation."""
+    non_input = torch.arange(g.active.shape[1], device=g.device) >= NUM_INPUTS
+    node, ok = _pick(g.active & non_input, generator)
+    new_act = _new_activations(g, generator, num_activations)
+    rows = torch.nonzero(_chance(g, probability, generator) & ok).flatten()
+    g.activation[rows, node[rows]] = new_act[rows]
 
 
 class CPPNEncoding:
@@ -187,7 +280,7 @@ class CPPNEncoding:
     Initial genomes are minimal: every input wired to every output, weights uniform
     in [-``init_weight``, ``init_weight``], activations random. Each call to
     :meth:`mutate` applies, independently per genome and with the given probabilities
-    (defaults: the original's), in this order: delete a connection, delete a hidden node
+    (defaults: the original's; ``strength`` scales them), in this order: delete a connection, delete a hidden node
     (and its connections), add a node (splits a random connection i -> j into
     i -> new (weight 1) and new -> j (the old weight)), add a connection (between
     two nodes that keep the network acyclic), perturb weights (bounded polynomial
@@ -212,11 +305,20 @@ class CPPNEncoding:
             perturbed (at least one).
         eta: polynomial mutation distribution index for the weights (> 0).
         init_weight: initial weights are uniform in [-init_weight, init_weight], at most 10.
-        render_budget: node values (genomes x nodes x pixels) computed per render chunk; None picks
-            2**20 on CPU (a chunk stays in cache) and 2**28 on CUDA (a chunk fills the GPU).
+        render_budget: node values (genomes x nodes x pixels) computed per render chunk of the tensor
+            path; None picks 2**20 on CPU (a chunk stays in cache) and 2**28 on CUDA (a chunk fills the GPU).
+        backend: how :meth:`render` paints. ``"torch"``: the batched tensor path (any device, the
+            reference). ``"triton"``: the fused Triton kernel (one program paints a block of pixels
+            of one genome, node values kept in registers); needs Triton, and CUDA tensors unless
+            ``TRITON_INTERPRET=1`` was set before Triton was imported. ``"auto"`` (default): the kernel
+            for genomes on CUDA when Triton is installed, the tensor path otherwise. If the kernel
+            fails at run time, the encoding warns once (``RuntimeWarning``) and uses the tensor path
+            from then on; it never returns a partial image. The kernel computes in float32 (float64
+            genomes in float64) and matches the tensor path within 1e-5.
 
     Raises:
-        InvalidArgumentError: unknown activation names, too small capacities, bad rates.
+        InvalidArgumentError: unknown activation names, too small capacities, bad rates, unknown backend.
+        MissingDependencyError: ``backend="triton"`` without Triton installed.
 
     Shape:
         - genomes: a :class:`CPPNGenomes` batch of B genomes.
@@ -252,6 +354,7 @@ class CPPNEncoding:
         eta: float = 15.0,
         init_weight: float = 3.0,
         render_budget: int | None = None,
+        backend: str = "auto",
     ) -> None:
         self.image_shape = _checks.shape3("image_shape", image_shape)
         self.num_outputs = self.image_shape[0]
@@ -294,12 +397,21 @@ class CPPNEncoding:
         self.eta = _checks.real("eta", eta, low=0.0, low_open=True)
         self.init_weight = _checks.real("init_weight", init_weight, low=0.0, high=WEIGHT_LIMIT, low_open=True)
         self.render_budget = _checks.optional_positive_int("render_budget", render_budget)
+        if backend not in BACKENDS:
+            raise InvalidArgumentError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+        if backend == "triton" and not _triton_available():
+            raise MissingDependencyError(
+                "backend='triton' needs Triton, which is not installed: pip install triton "
+                "(CUDA builds of PyTorch ship it); backend='auto' uses it only where present"
+            )
+        self.backend = backend
+        self._triton_failed = False
         self._grids: dict[tuple[int, int, str, torch.dtype], torch.Tensor] = {}
 
     def __repr__(self) -> str:
         return (
             f"CPPNEncoding(image_shape={self.image_shape}, max_nodes={self.max_nodes}, "
-            f"max_connections={self.max_connections}, activations={self.activations})"
+            f"max_connections={self.max_connections}, activations={self.activations}, backend={self.backend!r})"
         )
 
     # ------------------------------------------------------------------ genomes
@@ -402,87 +514,38 @@ class CPPNEncoding:
     def mutate(self, genomes: CPPNGenomes, generator: torch.Generator, *, strength: float = 1.0) -> CPPNGenomes:
         """Mutated copies of ``genomes`` (the input is not modified); see the class docstring.
 
+        The six operators run in a fixed order (delete connection, delete node, add node, add
+        connection, change weights, change activation), each on its own random draws, so the same
+        generator state gives the same children.
+
+        Args:
+            genomes: a batch from this encoding.
+            generator: the source of every random draw.
+            strength: multiplies the mutation: each operator's probability becomes
+                ``min(1, probability * strength)``, and each perturbed weight moves ``strength`` times
+                the polynomial-mutation step (in the normalised [0, 1] range, clipped to it, so weights
+                stay in [-10, 10]). ``weight_rate`` (the share of a genome's connections perturbed) is
+                not scaled. 1 is the encoding's own rates; the search's schedule lowers it over time.
+
+        Returns:
+            B mutated genomes.
+
+        Raises:
+            InvalidArgumentError: ``strength`` not a finite number > 0; genomes of another configuration.
+
         Shape:
             - genomes, output: B genomes.
         """
-        del strength  # placeholder until the CPPN strength lands
+        strength = _checks.real("strength", strength, low=0.0, low_open=True)
         g = self._check(genomes).clone()
-        b, n = len(g), self.max_nodes
-        dev = g.device
-        gen_dev = generator.device
-
-        def chance(rate: float) -> torch.Tensor:
-            return (torch.rand(b, generator=generator, device=gen_dev) < rate).to(dev)
-
-        rows = torch.arange(b, device=dev)
-        hidden_slot = torch.zeros(n, dtype=torch.bool, device=dev)
-        hidden_slot[self._first_hidden :] = True
-
-        # delete a connection
-        idx, ok = _pick(g.edge.flatten(1), generator)
-        do = chance(self.rates["delete_connection"]) & ok
-        flat_edge, flat_weight = g.edge.view(b, -1), g.weight.view(b, -1)
-        flat_edge[rows[do], idx[do]] = False
-        flat_weight[rows[do], idx[do]] = 0.0
-
-        # delete a hidden node with its connections
-        node, ok = _pick(g.active & hidden_slot, generator)
-        do = chance(self.rates["delete_node"]) & ok
-        r, k = rows[do], node[do]
-        g.active[r, k] = False
-        g.edge[r, k, :] = False
-        g.edge[r, :, k] = False
-        g.weight[r, k, :] = 0.0
-        g.weight[r, :, k] = 0.0
-
-        # add a node by splitting a connection i -> j into i -> new -> j
-        idx, has_edge = _pick(g.edge.flatten(1), generator)
-        free, has_free = _pick(~g.active & hidden_slot, generator)
-        room = g.num_connections() < self.max_connections
-        do = chance(self.rates["add_node"]) & has_edge & has_free & room
-        j, i = idx // n, idx % n
-        u = 0.25 + 0.5 * torch.rand(b, generator=generator, device=gen_dev, dtype=torch.float64).to(dev)
-        key = g.order[rows, i] + u * (g.order[rows, j] - g.order[rows, i])
-        do &= (key > g.order[rows, i]) & (key < g.order[rows, j])
-        new_act = torch.randint(0, len(self.activations), (b,), generator=generator, device=gen_dev).to(dev)
-        r, i, j, s = rows[do], i[do], j[do], free[do]
-        old = g.weight[r, j, i]
-        g.edge[r, j, i] = False
-        g.weight[r, j, i] = 0.0
-        g.active[r, s] = True
-        g.order[r, s] = key[do]
-        g.activation[r, s] = new_act[do]
-        g.edge[r, s, i] = True
-        g.weight[r, s, i] = 1.0
-        g.edge[r, j, s] = True
-        g.weight[r, j, s] = old
-
-        # add a connection i -> j that keeps the network acyclic
-        candidates = g.active[:, :, None] & g.active[:, None, :] & (g.order[:, None, :] < g.order[:, :, None]) & ~g.edge
-        idx, ok = _pick(candidates.flatten(1), generator)
-        room = g.num_connections() < self.max_connections
-        w = (torch.rand(b, generator=generator, device=gen_dev) * 2 - 1).to(dev) * self.init_weight
-        do = chance(self.rates["add_connection"]) & ok & room
-        flat_edge, flat_weight = g.edge.view(b, -1), g.weight.view(b, -1)
-        flat_edge[rows[do], idx[do]] = True
-        flat_weight[rows[do], idx[do]] = w[do]
-
-        # perturb weights: a share of the connections of some genomes, at least one each
-        do = chance(self.rates["change_connection"])
-        u = torch.rand(g.edge.shape, generator=generator, device=gen_dev).to(dev)
-        hit = g.edge & (u < self.rates["weight_rate"]) & do[:, None, None]
-        one, ok = _pick(g.edge.flatten(1), generator)
-        hit.view(b, -1)[rows[do & ok], one[do & ok]] = True
-        if hit.any():
-            x = (g.weight[hit] + WEIGHT_LIMIT) / (2 * WEIGHT_LIMIT)
-            step = torch.rand(x.shape, generator=generator, device=gen_dev).to(x)
-            g.weight[hit] = polynomial_mutation(x, step, self.eta) * (2 * WEIGHT_LIMIT) - WEIGHT_LIMIT
-
-        # change the activation of one non-input node
-        node, ok = _pick(g.active & (torch.arange(n, device=dev) >= NUM_INPUTS), generator)
-        new_act = torch.randint(0, len(self.activations), (b,), generator=generator, device=gen_dev).to(dev)
-        do = chance(self.rates["change_activation"]) & ok
-        g.activation[rows[do], node[do]] = new_act[do]
+        p = {k: min(1.0, v * strength) for k, v in self.rates.items() if k != "weight_rate"}
+        hidden = self._first_hidden
+        _delete_connection(g, generator, p["delete_connection"])
+        _delete_node(g, generator, p["delete_node"], hidden)
+        _add_node(g, generator, p["add_node"], hidden, self.max_connections, len(self.activations))
+        _add_connection(g, generator, p["add_connection"], self.max_connections, self.init_weight)
+        _change_weights(g, generator, p["change_connection"], self.rates["weight_rate"], self.eta, strength)
+        _change_activation(g, generator, p["change_activation"], len(self.activations))
         return g
 
     # --------------------------------------------------------------- rendering
@@ -524,16 +587,27 @@ class CPPNEncoding:
             _, height, width = _checks.shape3("size", (1, *size))
         if not torch.isfinite(g.weight).all():
             raise InvalidArgumentError("genomes.weight must be finite, got NaN or inf")
-        b, outs = len(g), self.num_outputs
-        dtype = g.weight.dtype
-        grid = self._grid(height, width, g.device, dtype)
-        fixed = self._first_hidden
-        # hidden nodes of each genome sorted by key (free slots, key +inf, sort last): a topological
-        # order; then every genome's weights are gathered into that order once for the whole batch
+        grid = self._grid(height, width, g.device, g.weight.dtype)
+        image = self._render_triton(grid, g) if self._uses_triton(g) else None
+        if image is None:
+            image = self._render_torch(grid, *self._ordered(g))
+        return image.view(len(g), self.num_outputs, height, width)
+
+    def _ordered(self, g: CPPNGenomes, *, all_slots: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every genome's weights gathered into evaluation order, once for the whole batch.
+
+        Returns ``w`` (B, S + C, 4 + S): row ``s < S`` computes the genome's ``s``-th hidden
+        node from the inputs and the hidden nodes before it, row ``S + c`` output ``c``;
+        ``act`` (B, S + C) the activation ids of those rows; ``sizes`` (B,) hidden nodes per
+        genome (rows past a genome's size are zero). S is the largest genome's hidden nodes, or
+        with ``all_slots`` every hidden slot (a shape known without reading the device: no sync).
+        """
+        b, outs, fixed = len(g), self.num_outputs, self._first_hidden
+        # hidden nodes of each genome sorted by key (free slots, key +inf, sort last): a topological order
         keys = torch.where(g.active[:, fixed:], g.order[:, fixed:], torch.full_like(g.order[:, fixed:], math.inf))
         sorted_keys, perm = keys.sort(dim=1, stable=True)
         sizes = torch.isfinite(sorted_keys).sum(1)  # hidden nodes per genome
-        steps = int(sizes.max()) if b else 0
+        steps = self.max_nodes - fixed if all_slots else (int(sizes.max()) if b else 0)
         hidden = perm[:, :steps] + fixed  # (B, S) node slots in evaluation order
         inputs = torch.arange(NUM_INPUTS, device=g.device).expand(b, -1)
         outputs = torch.arange(NUM_INPUTS, fixed, device=g.device).expand(b, -1)
@@ -543,12 +617,18 @@ class CPPNEncoding:
         w = torch.gather(w, 2, cols[:, None, :].expand(-1, steps + outs, -1))  # (B, S + C, R)
         act = torch.gather(g.activation, 1, targets)  # (B, S + C)
         valid = torch.cat([torch.isfinite(sorted_keys[:, :steps]), torch.ones_like(outputs, dtype=torch.bool)], 1)
-        w = w * valid[:, :, None]  # padded steps contribute nothing (their rows are zero anyway)
-        # chunks of genomes with similar sizes, so few padded steps are computed
+        return w * valid[:, :, None], act, sizes  # padded steps contribute nothing
+
+    def _render_torch(
+        self, grid: torch.Tensor, w: torch.Tensor, act: torch.Tensor, sizes: torch.Tensor
+    ) -> torch.Tensor:
+        """The tensor path (the reference): chunks of genomes with similar sizes, few padded steps."""
+        b, outs = w.shape[0], self.num_outputs
+        steps = w.shape[1] - outs
         by_size = torch.argsort(sizes, stable=True)
         sizes_sorted = sizes[by_size].tolist()
-        budget = self.render_budget if self.render_budget is not None else _default_budget(g.device)
-        image = torch.empty(b, outs, grid.shape[1], device=g.device, dtype=dtype)
+        budget = self.render_budget if self.render_budget is not None else _default_budget(w.device)
+        image = torch.empty(b, outs, grid.shape[1], device=w.device, dtype=w.dtype)
         lo = 0
         while lo < b:
             hi = lo + 1
@@ -557,12 +637,37 @@ class CPPNEncoding:
             chunk_steps = sizes_sorted[hi - 1]
             idx = by_size[lo:hi]
             keep = torch.cat(
-                [torch.arange(chunk_steps, device=g.device), torch.arange(steps, steps + outs, device=g.device)]
+                [torch.arange(chunk_steps, device=w.device), torch.arange(steps, steps + outs, device=w.device)]
             )
             w_chunk = w[idx][:, keep, : NUM_INPUTS + chunk_steps]
             image[idx] = self._evaluate(grid, w_chunk, act[idx][:, keep], chunk_steps)
             lo = hi
-        return image.view(b, outs, height, width)
+        return image
+
+    def _uses_triton(self, g: CPPNGenomes) -> bool:
+        if self.backend == "torch" or self._triton_failed:
+            return False
+        if self.backend == "triton":
+            return True
+        return g.device.type == "cuda" and _triton_available()
+
+    def _render_triton(self, grid: torch.Tensor, g: CPPNGenomes) -> torch.Tensor | None:
+        """The fused kernel's images, or None (after one warning) when Triton fails at run time."""
+        try:
+            w, act, sizes = self._ordered(g, all_slots=True)  # each program stops at its genome's size
+            _cppn_triton = importlib.import_module("foolbench.encodings._cppn_triton")  # optional: on first use
+            table = torch.tensor([_cppn_triton.ACTIVATION_CODES[a] for a in self.activations], device=act.device)
+            image: torch.Tensor = _cppn_triton.render(grid, w, table[act], sizes, self.num_outputs)
+            return image
+        except Exception as exc:  # noqa: BLE001 - any kernel failure falls back to the reference path
+            self._triton_failed = True
+            warnings.warn(
+                f"CPPNEncoding: the Triton render failed ({type(exc).__name__}: {exc}); "
+                "this encoding uses the tensor path from now on",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
 
     def _evaluate(self, grid: torch.Tensor, w: torch.Tensor, act: torch.Tensor, steps: int) -> torch.Tensor:
         """Values of the output nodes for a chunk whose weights are in evaluation order."""
@@ -597,7 +702,7 @@ class CPPNEncoding:
         return self._check(genomes).as_dict()
 
     def genomes_from_state(self, state: dict[str, torch.Tensor]) -> CPPNGenomes:
-        names = ("weight", "edge", "active", "activation", "order")
+        names = CPPNGenomes.fields
         missing = [k for k in names if not isinstance(state.get(k), torch.Tensor)]
         if missing:
             raise CheckpointError(f"stored genomes do not fit {self!r}: missing tensors {missing}")

@@ -48,17 +48,13 @@ class DirectEncoding:
     Initial genomes are uniform random noise. Mutation picks ``mutation_rate`` of
     all genes of the batch (positions drawn uniformly, so each gene is hit with
     probability close to the rate) and applies bounded polynomial mutation with
-    distribution index ``eta``. As in Nguyen et al. (2015) the rate can decay:
-    it is multiplied by ``decay_factor`` every ``decay_every`` generations, down
-    to ``min_rate``.
+    distribution index ``eta``. A schedule (the rate decay of Nguyen et al. 2015)
+    belongs to the search, which passes ``strength`` to :meth:`mutate`.
 
     Args:
         image_shape: (C, H, W) of the images.
         mutation_rate: share of genes mutated per generation, in (0, 1].
         eta: polynomial mutation distribution index (> 0; the paper's 15).
-        decay_every: generations between rate decays (None: constant rate).
-        decay_factor: multiplier applied at each decay, in (0, 1].
-        min_rate: the rate never decays below this.
 
     Raises:
         InvalidArgumentError: bad shape or rates.
@@ -80,29 +76,13 @@ class DirectEncoding:
         *,
         mutation_rate: float = 0.1,
         eta: float = 15.0,
-        decay_every: int | None = None,
-        decay_factor: float = 0.5,
-        min_rate: float = 0.001,
     ) -> None:
         self.image_shape = _checks.shape3("image_shape", image_shape)
         self.mutation_rate = _checks.real("mutation_rate", mutation_rate, low=0.0, high=1.0, low_open=True)
         self.eta = _checks.real("eta", eta, low=0.0, low_open=True)
-        self.decay_every = _checks.optional_positive_int("decay_every", decay_every)
-        self.decay_factor = _checks.real("decay_factor", decay_factor, low=0.0, high=1.0, low_open=True)
-        self.min_rate = _checks.real("min_rate", min_rate, low=0.0, high=1.0, low_open=True)
 
     def __repr__(self) -> str:
-        return (
-            f"DirectEncoding(image_shape={self.image_shape}, mutation_rate={self.mutation_rate:g}, "
-            f"eta={self.eta:g}, decay_every={self.decay_every}, decay_factor={self.decay_factor:g}, "
-            f"min_rate={self.min_rate:g})"
-        )
-
-    def rate(self, generation: int = 0) -> float:
-        """The mutation rate in effect at ``generation``."""
-        if self.decay_every is None:
-            return self.mutation_rate
-        return max(self.min_rate, self.mutation_rate * self.decay_factor ** (generation // self.decay_every))
+        return f"DirectEncoding(image_shape={self.image_shape}, mutation_rate={self.mutation_rate:g}, eta={self.eta:g})"
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` uniform-noise genomes, (n, C, H, W), on the generator's device."""
@@ -124,11 +104,25 @@ class DirectEncoding:
     def mutate(self, genomes: torch.Tensor, generator: torch.Generator, *, strength: float = 1.0) -> torch.Tensor:
         """Mutated copies of ``genomes``; the input is not modified.
 
+        Args:
+            genomes: a batch of images in [0, 1].
+            generator: the source of every random draw.
+            strength: multiplies the rate: ``max(1, round(min(1, mutation_rate * strength) * genes))``
+                positions of the batch are drawn (with replacement) and mutated. 1 is the encoding's
+                own rate; the search's schedule lowers it over time.
+
+        Returns:
+            The mutated batch, same dtype and device.
+
+        Raises:
+            InvalidArgumentError: ``strength`` not a finite number > 0; genomes of the wrong shape.
+
         Shape:
             - genomes, output: (B, C, H, W)
         """
+        strength = _checks.real("strength", strength, low=0.0, low_open=True)
         parents = self._check(genomes)
-        child = parents.clone()
+        child = parents.clone(memory_format=torch.contiguous_format)
         flat = child.view(-1)
         k = max(1, round(min(1.0, self.mutation_rate * strength) * flat.numel()))
         pos = torch.randint(0, flat.numel(), (k,), generator=generator, device=generator.device).to(flat.device)

@@ -9,6 +9,7 @@ import torch
 
 from foolbench import _checkpoint
 from foolbench.encodings import Encoding, Genomes
+from foolbench.encodings._base import select_rows
 from foolbench.errors import CheckpointError, InvalidArgumentError
 
 __all__ = ["AddStatus", "ClassArchive"]
@@ -112,11 +113,8 @@ class ClassArchive:
         )
         if self.genomes is None:
             self.genomes = genomes[arg.to(_device_of(genomes))]
-        elif self.fitness.is_cuda and isinstance(self.genomes, torch.Tensor):
-            mask = improved.view(-1, *([1] * (self.genomes.dim() - 1)))
-            self.genomes = torch.where(mask, genomes[arg], self.genomes)
-        elif self.fitness.is_cuda and hasattr(self.genomes, "where"):
-            self.genomes = self.genomes.where(improved, genomes[arg])
+        elif self.fitness.is_cuda:
+            self.genomes = select_rows(improved, genomes[arg], self.genomes)
         else:
             idx = torch.nonzero(improved).flatten()
             if idx.numel():

@@ -160,6 +160,7 @@ class Evolution(ABC):
             raise RuntimeError("ask() called twice: pass the log-probabilities of the last batch to tell() first")
         n = self.batch_size if n is None else _checks.positive_int("n", n)
         before = self._rng.get_state()
+        genomes: Genomes
         try:
             if self.generation == 0:
                 genomes = self.encoding.sample(n, self._rng)

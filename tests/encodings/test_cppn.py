@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import foolbench as fb
-from foolbench.encodings import ACTIVATIONS, CPPNEncoding, CPPNGenomes, Encoding
+from foolbench.encodings import ACTIVATIONS, CPPNEncoding, CPPNGenomes, Encoding, Genomes
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 
 
@@ -47,6 +47,56 @@ def test_mutations_grow_networks_and_leave_input_untouched() -> None:
     enc.validate(grown)
     assert float(grown.num_nodes().float().mean()) > 8  # hidden nodes were added
     assert int(grown.num_nodes().max()) <= 16 and int(grown.num_connections().max()) <= 40  # capacities hold
+
+
+def test_strength_scales_operator_probabilities() -> None:
+    enc = CPPNEncoding((1, 8, 8))  # add_node 0.5
+    g = enc.sample(32, gen())
+    assert torch.equal(enc.mutate(g, gen(1)).weight, enc.mutate(g, gen(1), strength=1.0).weight)
+    doubled = enc.mutate(g, gen(1), strength=2.0)  # add_node 0.5 * 2 = 1: every genome gains a node
+    assert doubled.num_nodes().tolist() == [6] * 32
+    once = enc.mutate(g, gen(1))
+    assert 0 < int((once.num_nodes() == 6).sum()) < 32  # at probability 0.5 some do, some do not
+    enc.validate(doubled)
+
+
+def test_strength_scales_the_weight_step() -> None:
+    only_weights = dict.fromkeys(("add_connection", "delete_connection", "add_node", "delete_node"), 0.0)
+    enc = CPPNEncoding((3, 8, 8), change_connection=1.0, change_activation=0.0, weight_rate=0.5, **only_weights)
+    g = enc.sample(16, gen())
+    full = enc.mutate(g, gen(1)).weight - g.weight
+    double = enc.mutate(g, gen(1), strength=2.0).weight - g.weight  # probability min(1, 2) = 1 still
+    assert bool((full != 0).flatten(1).any(1).all())  # every genome perturbed
+    # the same draws: each weight moves twice the step, clipped to [-10, 10]
+    inside = (g.weight + 2 * full).abs() < 10
+    torch.testing.assert_close(double[inside], 2 * full[inside], rtol=0, atol=1e-5)
+    assert bool((g.weight + double)[~inside].abs().eq(10).all())
+    strong = enc.mutate(g, gen(1), strength=1e6)
+    enc.validate(strong)  # clipped to [-10, 10]
+    assert torch.equal(strong.edge, g.edge)
+
+
+@pytest.mark.parametrize(("strength", "err"), [(0.0, InvalidArgumentError), (float("inf"), InvalidArgumentError)])
+def test_bad_strength(strength: float, err: type[Exception]) -> None:
+    enc = CPPNEncoding((1, 8, 8))
+    with pytest.raises(err, match=r"strength must be a finite number in \(0, inf\)"):
+        enc.mutate(enc.sample(2, gen()), gen(), strength=strength)
+
+
+def test_genomes_batch_protocol() -> None:
+    enc = CPPNEncoding((1, 8, 8))
+    g = evolved(enc, n=6, rounds=10)
+    assert isinstance(g, Genomes) and isinstance(torch.zeros(2, 1, 8, 8), Genomes)
+    assert not isinstance(object(), Genomes)
+    sub = g[torch.tensor([4, 1])]
+    assert len(sub) == 2 and torch.equal(sub.order, g.order[[4, 1]]) and torch.equal(sub.weight, g.weight[[4, 1]])
+    copy = g.clone()
+    copy[torch.tensor([0, 2])] = sub
+    assert torch.equal(copy.weight[2], g.weight[1]) and torch.equal(copy.activation[0], g.activation[4])
+    assert torch.equal(g.weight[0], evolved(enc, n=6, rounds=10).weight[0])  # the original is untouched
+    assert list(g.as_dict()) == list(CPPNGenomes.fields) and g.to("cpu").device == torch.device("cpu")
+    strided = CPPNGenomes(g.weight.transpose(1, 2), g.edge.transpose(1, 2), g.active, g.activation, g.order)
+    assert strided.clone().weight.is_contiguous()  # mutation writes through flat views
 
 
 def test_render_shapes_range_and_variety() -> None:

@@ -46,10 +46,32 @@ def test_polynomial_mutation_stays_in_bounds_at_edges() -> None:
         assert float(y.min()) >= 0 and float(y.max()) <= 1 and bool(torch.isfinite(y).all())
 
 
-def test_rate_decay_schedule() -> None:
-    enc = DirectEncoding((1, 4, 4), mutation_rate=0.1, decay_every=1000, decay_factor=0.5, min_rate=0.02)
-    assert enc.rate(0) == 0.1 and enc.rate(999) == 0.1
-    assert enc.rate(1000) == 0.05 and enc.rate(5000) == 0.02
+def test_strength_scales_the_share_of_genes_mutated() -> None:
+    enc = DirectEncoding((1, 28, 28), mutation_rate=0.1)
+    g = enc.sample(64, gen())
+    assert torch.equal(enc.mutate(g, gen(1)), enc.mutate(g, gen(1), strength=1.0))  # 1 is the default
+    half = (enc.mutate(g, gen(1), strength=0.5) != g).float().mean().item()
+    assert 0.035 < half < 0.055  # ~5% of genes
+    every = (enc.mutate(g, gen(1), strength=50.0) != g).float().mean().item()
+    assert 0.55 < every < 0.7  # rate clamped to 1: as many draws as genes, with replacement (1 - 1/e)
+    tiny = enc.mutate(g, gen(1), strength=1e-9)
+    assert int((tiny != g).sum()) == 1  # at least one gene
+
+
+@pytest.mark.parametrize(
+    ("strength", "err"),
+    [
+        (0.0, InvalidArgumentError),
+        (-1.0, InvalidArgumentError),
+        (float("nan"), InvalidArgumentError),
+        (float("inf"), InvalidArgumentError),
+        ("2", InvalidTypeError),
+    ],
+)
+def test_bad_strength(strength: object, err: type[Exception]) -> None:
+    enc = DirectEncoding((1, 4, 4))
+    with pytest.raises(err, match="strength must be"):
+        enc.mutate(enc.sample(2, gen()), gen(), strength=strength)  # type: ignore[arg-type]
 
 
 def test_dtype_follows_input() -> None:
@@ -64,7 +86,6 @@ def test_dtype_follows_input() -> None:
         ({"mutation_rate": 0.0}, InvalidArgumentError, r"mutation_rate must be a finite number in \(0, 1\]"),
         ({"mutation_rate": 1.5}, InvalidArgumentError, "mutation_rate"),
         ({"eta": -1.0}, InvalidArgumentError, "eta"),
-        ({"decay_every": 0}, InvalidArgumentError, "decay_every must be an int >= 1"),
         ({"eta": "15"}, InvalidTypeError, "eta must be a real number"),
     ],
 )
