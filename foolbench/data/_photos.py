@@ -32,7 +32,7 @@ def imagenet_photos(size: int = 224, *, device: torch.device | str | None = None
 
     Examples:
         >>> import foolbench as fb
-        >>> x, y = fb.models.imagenet_photos(64)
+        >>> x, y = fb.data.imagenet_photos(64)
         >>> x.shape, y.tolist()
         (torch.Size([3, 3, 64, 64]), [285, 967, 665])
     """
