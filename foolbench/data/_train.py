@@ -28,6 +28,12 @@ def _shift(x: torch.Tensor, gen: torch.Generator, max_shift: int) -> torch.Tenso
     return pad[bi, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
+def _noise(n: int, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+    """``n`` uniform-noise images, each at a random contrast: U(0, 1) pixels times one U(0, 1) factor per image."""
+    pixels = torch.rand((n, *shape), generator=gen)
+    return pixels * torch.rand((n, 1, 1, 1), generator=gen)
+
+
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
     """Run the block with torch on one CPU thread, then restore the caller's thread count.
@@ -65,6 +71,8 @@ def train_classifier(
     weight_decay: float = 0.0,
     max_shift: int = 2,
     preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    noise_share: float = 0.0,
+    noise_weight: float = 0.5,
     seed: int = 0,
 ) -> nn.Module:
     """Train ``module`` with Adam on (images, labels); small, explicit and seeded.
@@ -88,6 +96,13 @@ def train_classifier(
         weight_decay: Adam weight decay.
         max_shift: random translation augmentation in pixels (0 turns it off).
         preprocess: applied to each batch before the module (e.g. normalisation).
+        noise_share: outlier exposure (Hendrycks et al., ICLR 2019): each batch of
+            ``b`` images gets ``round(noise_share * b)`` extra uniform-noise images
+            (U(0, 1) pixels at a random contrast), trained towards the uniform
+            distribution over classes, so that noise gets low confidence. 0 (the
+            default) turns it off and draws no extra random numbers.
+        noise_weight: weight of the noise images' loss (cross-entropy to the uniform
+            distribution) next to the real images' cross-entropy.
         seed: seeds shuffling, augmentation and nothing else; initialise the
             module's weights yourself before calling.
 
@@ -103,6 +118,8 @@ def train_classifier(
     """
     _checks.positive_int("epochs", epochs)
     _checks.positive_int("batch_size", batch_size)
+    _checks.real("noise_share", noise_share, low=0.0, high=16.0)
+    _checks.real("noise_weight", noise_weight, low=0.0)
     x = _checks.images("images", images)
     y = _checks.labels("labels", labels, batch=x.shape[0], num_classes=1 << 30)
     gen = torch.Generator().manual_seed(seed)
@@ -117,9 +134,15 @@ def train_classifier(
                 order = torch.randperm(x.shape[0], generator=gen)
                 for idx in torch.split(order, batch_size):
                     xb = _shift(x[idx], gen, max_shift)
+                    extra = round(noise_share * len(idx))
+                    if extra:
+                        xb = torch.cat([xb, _noise(extra, tuple(x.shape[1:]), gen).to(xb.device, xb.dtype)])
                     if preprocess is not None:
                         xb = preprocess(xb)
-                    loss = F.cross_entropy(module(xb), y[idx].to(xb.device))
+                    logits = module(xb)
+                    loss = F.cross_entropy(logits[: len(idx)], y[idx].to(xb.device))
+                    if extra:
+                        loss = loss - noise_weight * logits[len(idx) :].log_softmax(1).mean()
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
