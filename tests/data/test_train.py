@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import foolbench as fb
-from foolbench.data._train import one_thread
+from foolbench.data._train import torch_threads
 from foolbench.errors import InvalidArgumentError
 
 
@@ -33,7 +33,7 @@ def test_training_is_bit_identical_at_one_and_two_threads() -> None:
 
 def test_one_thread_restores_the_count_after_an_error() -> None:
     before = torch.get_num_threads()
-    with pytest.raises(RuntimeError, match="boom"), one_thread():
+    with pytest.raises(RuntimeError, match="boom"), torch_threads(1):
         assert torch.get_num_threads() == 1
         raise RuntimeError("boom")
     assert torch.get_num_threads() == before
@@ -55,3 +55,26 @@ def test_bad_arguments_name_the_argument() -> None:
         fb.data.train_classifier(net, x, y, epochs=0)
     with pytest.raises(InvalidArgumentError, match="labels"):
         fb.data.train_classifier(net, x, y[:4])
+    with pytest.raises(InvalidArgumentError, match="threads"):
+        fb.data.train_classifier(net, x, y, threads=0)
+
+
+def test_threads_none_keeps_the_callers_setting() -> None:
+    seen: list[int] = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            seen.append(torch.get_num_threads())
+            return t
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    x, y = fb.data.mnist_digits("train", limit=16)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fb.data.train_classifier(net, x, y, epochs=1, batch_size=16, preprocess=Spy(), threads=None)
+        fb.data.train_classifier(net, x, y, epochs=1, batch_size=16, preprocess=Spy())
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [2, 1]
