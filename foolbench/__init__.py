@@ -9,9 +9,9 @@ attacks), :mod:`foolbench.defenses`, :mod:`foolbench.bench` and
 
 from __future__ import annotations
 
-from foolbench import bench, defenses, distributed, encodings, errors, models, search
+from foolbench import bench, data, defenses, distributed, encodings, errors, models, search
 from foolbench._io import save_grid
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "bench", "defenses", "distributed", "encodings", "errors", "models", "save_grid", "search"]
+__all__ = ["__version__", "bench", "data", "defenses", "distributed", "encodings", "errors", "models", "save_grid", "search"]

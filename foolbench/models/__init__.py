@@ -7,9 +7,9 @@ are real pretrained models that work offline.
 
 from __future__ import annotations
 
+from foolbench.data import imagenet_photos, mnist_digits, train_classifier
 from foolbench.models._classifier import BaseClassifier, Bounds, Classifier, TorchClassifier, check_classifier
-from foolbench.models._data import imagenet_photos, mnist_digits
-from foolbench.models._lenet import LeNet, train_classifier
+from foolbench.models._lenet import LeNet
 from foolbench.models._zoo import (
     MNIST_MEAN,
     MNIST_STD,

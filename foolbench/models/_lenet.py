@@ -1,16 +1,14 @@
-"""LeNet for MNIST, and the reproducible recipe that trained the shipped weights."""
+"""LeNet for MNIST, and the noise-trained LeNet (weights trained by ``tools/train_lenet_mnist.py``)."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foolbench import _checks
+from foolbench.models._classifier import TorchClassifier
 
-__all__ = ["LeNet", "train_classifier"]
+__all__ = ["LeNet", "lenet_mnist_noise_trained"]
 
 
 class LeNet(nn.Module):
@@ -44,83 +42,50 @@ class LeNet(nn.Module):
         return out
 
 
-def _shift(x: torch.Tensor, gen: torch.Generator, max_shift: int) -> torch.Tensor:
-    """Random integer translations of up to ``max_shift`` pixels (zero fill), one per image."""
-    if max_shift == 0:
-        return x
-    b, _, h, w = x.shape
-    pad = F.pad(x, (max_shift,) * 4)
-    dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=gen)
-    dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None]).to(x.device)
-    cols = (dx[:, None] + torch.arange(w)[None]).to(x.device)
-    bi = torch.arange(b, device=x.device)[:, None, None]
-    return pad[bi, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+def lenet_mnist_noise_trained(*, device: torch.device | str | None = None, batch_size: int = 1024) -> TorchClassifier:
+    """A LeNet trained to give uniform noise low confidence (outlier exposure); not the shipped ``lenet_mnist``.
 
+    Same architecture, data, seed and recipe as :func:`foolbench.models.lenet_mnist`
+    (``tools/train_lenet_mnist.py``, 15 epochs, Adam, +-2 pixel shifts, 4,000
+    ``"train"`` digits), plus ``noise_share=0.25`` in
+    :func:`foolbench.data.train_classifier`: each batch gets a quarter extra
+    uniform-noise images at random contrast, trained towards the uniform
+    distribution over the 10 digits (Hendrycks et al., ICLR 2019). It was
+    trained for exactly this purpose, so its low confidence on uniform noise is
+    by construction, not a finding about CNNs.
 
-def train_classifier(
-    module: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    epochs: int = 15,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    max_shift: int = 2,
-    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    seed: int = 0,
-) -> nn.Module:
-    """Train ``module`` with Adam on (images, labels); small, explicit and seeded.
-
-    Used for the shipped LeNet and by the tests to build independent MNIST models.
-    The module's ``training`` flag is restored afterwards.
+    Measured (this 2-core CPU, seed-0 noise): held-out accuracy 98.6% (1,000
+    ``"test"`` digits, the same as ``lenet_mnist``); 1,000 U(0, 1) noise images
+    get a median top confidence of 11.0% (``lenet_mnist``: 99.75%, all of them
+    called an 8).
 
     Args:
-        module: the network to train in place.
-        images: (N, C, H, W) raw training images in [0, 1].
-        labels: (N,) class indices.
-        epochs: passes over the data.
-        batch_size: mini-batch size.
-        lr: Adam learning rate (cosine-decayed to zero).
-        weight_decay: Adam weight decay.
-        max_shift: random translation augmentation in pixels (0 turns it off).
-        preprocess: applied to each batch before the module (e.g. normalisation).
-        seed: seeds shuffling, augmentation and nothing else; initialise the
-            module's weights yourself before calling.
+        device: where to compute (default CPU).
+        batch_size: chunk size of :meth:`~foolbench.models.TorchClassifier.probs`.
 
     Returns:
-        The trained module.
+        A :class:`~foolbench.models.TorchClassifier` with input shape (1, 28, 28) and 10 classes.
 
     Examples:
         >>> import torch
-        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
-        >>> x, y = torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
-        >>> train_classifier(net, x, y, epochs=1, batch_size=16) is net
+        >>> clf = lenet_mnist_noise_trained()
+        >>> noise = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        >>> bool(clf.probs(noise).max(1).values.median() < 0.5)
         True
     """
-    _checks.positive_int("epochs", epochs)
-    _checks.positive_int("batch_size", batch_size)
-    x = _checks.images("images", images)
-    y = _checks.labels("labels", labels, batch=x.shape[0], num_classes=1 << 30)
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * -(-x.shape[0] // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    was_training = module.training
-    module.train()
-    try:
-        for _ in range(epochs):
-            order = torch.randperm(x.shape[0], generator=gen)
-            for idx in torch.split(order, batch_size):
-                xb = _shift(x[idx], gen, max_shift)
-                if preprocess is not None:
-                    xb = preprocess(xb)
-                loss = F.cross_entropy(module(xb), y[idx].to(xb.device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-    finally:
-        module.train(was_training)
-    return module
+    # _zoo imports LeNet from this module, so its helpers are imported here, at call time
+    from foolbench.models._zoo import MNIST_MEAN, MNIST_STD, _asset, load_state_dict
+
+    net = LeNet()
+    net.load_state_dict(load_state_dict(_asset("lenet_mnist_noise_trained.pt")))
+    net.eval()
+    return TorchClassifier(
+        net,
+        input_shape=(1, 28, 28),
+        num_classes=10,
+        mean=MNIST_MEAN,
+        std=MNIST_STD,
+        device=device,
+        batch_size=batch_size,
+        class_names=[str(i) for i in range(10)],
+    )
