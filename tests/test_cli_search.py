@@ -13,7 +13,8 @@ def test_demo_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["demo", "--out", str(out), "--classes", "8,2", "--no-progress"]) == 0
     assert "2/2 classes at >= 99.99%" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["fooled_at_0.9999"] == 2
+    assert summary["schema"] == "foolbench.summary/1" and summary["command"] == "demo"
+    assert summary["results"]["fooled_at_0.9999"] == 2 and summary["settings"]["classes"] == ["8", "2"]
     assert (out / "images.png").is_file() and (out / "report.md").is_file()
 
 
@@ -22,7 +23,7 @@ def test_evolve_resumes_from_checkpoint(tmp_path: Path, capsys: pytest.CaptureFi
     args = ["evolve", "--out", str(out), "--no-progress", "--seed", "1"]
     assert main([*args, "--generations", "3"]) == 0
     assert main([*args, "--generations", "6"]) == 0
-    assert json.loads((out / "summary.json").read_text())["evaluations"] == 6 * 64
+    assert json.loads((out / "summary.json").read_text())["results"]["evaluations"] == 6 * 64
 
 
 def test_evolve_cppn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,13 +40,13 @@ def test_evolve_cppn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
-        (["evolve", "--encoding", "cppn", "--max-nodes", "3"], "max_nodes must be at least 6"),
+        (["evolve", "--encoding", "cppn", "--max-nodes", "3"], "--max-nodes must be at least 6"),
         (["evolve", "--encoding", "pixels"], "invalid choice"),
-        (["evolve", "--model", "resnet"], "model must be one of"),
-        (["evolve", "--classes", "3,x"], "--classes must be comma-separated"),
-        (["evolve", "--classes", "11"], "classes must hold class indices"),
-        (["evolve", "--max-evaluations", "0"], "max_evaluations must be an int >= 1"),
-        (["evolve", "--target-confidence", "2"], "target_confidence"),
+        (["evolve", "--model", "resnet"], "--model must be one of"),
+        (["evolve", "--classes", "3,x"], "--classes must hold class indices or class names"),
+        (["evolve", "--classes", "11"], "--classes must hold class indices in [0, 9], got 11"),
+        (["evolve", "--max-evaluations", "0"], "--max-evaluations must be an int >= 1"),
+        (["evolve", "--target-confidence", "2"], "--target-confidence"),
     ],
 )
 def test_bad_arguments_one_line(
@@ -59,14 +60,14 @@ def test_bad_arguments_one_line(
 def test_ascend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "asc"
     assert main(["ascend", "--classes", "3,4", "--steps", "300", "--out", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())["results"]
     assert summary["fooled_at_0.9999"] == 2 and summary["method"] == "gradient_ascent"
 
 
 def test_uap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "uap"
     assert main(["uap", "--fit", "100", "--held-out", "200", "--max-passes", "3", "--out", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())["results"]
     assert 0.0 <= summary["held_out_fooling_rate"] <= 1.0 and summary["held_out_images"] == 200
     assert (out / "images.png").is_file() and (out / "perturbation.pt").is_file()
     assert main(["uap", "--eps", "-1", "--out", str(out)]) == 2

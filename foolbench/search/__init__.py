@@ -13,17 +13,20 @@ from foolbench.search._archive import AddStatus, ClassArchive
 from foolbench.search._ascent import GradientAscent, UnitVisualization, gaussian_blur
 from foolbench.search._attacks import FGSM, PGD, Attack, AttackResult, DeepFool, lp_norm, project
 from foolbench.search._evolution import MAPElites, SingleClassEvolution
+from foolbench.search._recipes import MNIST_RECIPE, EvolutionRecipe, run_ascent, run_evolution, run_uap
 from foolbench.search._result import FoolingResult, History
 from foolbench.search._uap import UAPResult, UniversalPerturbation, fooling_rate, transfer_matrix
 
 __all__ = [
     "FGSM",
+    "MNIST_RECIPE",
     "PGD",
     "AddStatus",
     "Attack",
     "AttackResult",
     "ClassArchive",
     "DeepFool",
+    "EvolutionRecipe",
     "FoolingResult",
     "GradientAscent",
     "History",
@@ -36,5 +39,8 @@ __all__ = [
     "gaussian_blur",
     "lp_norm",
     "project",
+    "run_ascent",
+    "run_evolution",
+    "run_uap",
     "transfer_matrix",
 ]
