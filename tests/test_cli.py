@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import argparse
+
 import pytest
+import torch
 
 import foolbench as fb
-from foolbench.cli import main
+from foolbench import _checks
+from foolbench.cli import DEFAULT_THREADS, build_parser, main
+from foolbench.errors import InvalidArgumentError, InvalidTypeError
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -17,3 +22,69 @@ def test_models_lists_zoo(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "lenet-mnist" in out and "efficientnet-lite0" in out
+
+
+def test_every_flag_has_help_and_every_help_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            assert action.help, f"{name} {action.option_strings} has no help"
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert f"(default: {DEFAULT_THREADS})" in text, name
+    with pytest.raises(SystemExit):
+        main(["evolve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"genomes per generation (default: {fb.search.MNIST_RECIPE.batch_size})" in text
+    assert f"(default: {fb.search.MNIST_RECIPE.mutation_rate})" in text
+    assert main([]) == 0
+    assert "--threads N, default 1" in " ".join(capsys.readouterr().out.split())
+
+
+def test_threads_sets_torch_intra_op_threads() -> None:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert main(["models", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+        assert main(["models", "--threads", "0"]) == 0  # 0 keeps what torch has
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_nonnegative_int_and_positive_int() -> None:
+    assert _checks.nonnegative_int("jitter", 0) == 0
+    with pytest.raises(InvalidArgumentError, match=r"jitter must be an int >= 0, got -1"):
+        _checks.nonnegative_int("jitter", -1)
+    with pytest.raises(InvalidArgumentError, match=r"steps must be an int >= 1, got 0"):
+        _checks.positive_int("steps", 0)
+    with pytest.raises(InvalidTypeError, match=r"jitter must be an int >= 0, got bool True"):
+        _checks.nonnegative_int("jitter", True)
+
+
+def test_seed_and_device_checks() -> None:
+    assert _checks.seed_int("seed", 2**64 - 1) == 2**64 - 1
+    with pytest.raises(
+        InvalidArgumentError, match=r"seed must be an int in \[0, 2\*\*64 - 1\], got 18446744073709551616"
+    ):
+        _checks.seed_int("seed", 2**64)
+    with pytest.raises(InvalidArgumentError, match=r"seed must be an int in \[0, 2\*\*64 - 1\]"):
+        _checks.generator("seed", 2**64)
+    assert _checks.torch_device("device", None) == torch.device("cpu")
+    with pytest.raises(InvalidArgumentError, match=r"device must be a torch device such as 'cpu'.*got 'tpu9'"):
+        _checks.torch_device("device", "tpu9")
+    with pytest.raises(InvalidArgumentError, match=r"device must be 'cpu', 'cuda' or 'mps'.*got 'meta'"):
+        _checks.torch_device("device", "meta")
+
+
+def test_class_indices_by_name_or_index() -> None:
+    names = ["tench", "goldfish", "great white shark"]
+    assert _checks.class_indices("classes", ["Goldfish", "0", 2], class_names=names) == [1, 0, 2]
+    assert _checks.class_indices("classes", [" great white shark "], class_names=names) == [2]
+    with pytest.raises(InvalidArgumentError, match=r"classes must hold class indices or class names .*'shark'"):
+        _checks.class_indices("classes", ["shark"], class_names=names)
+    with pytest.raises(InvalidArgumentError, match=r"classes must not repeat a class"):
+        _checks.class_indices("classes", ["tench", "0"], class_names=names)
