@@ -162,9 +162,10 @@ def run_evolution(
 
     Examples:
         >>> import tempfile, foolbench as fb
-        >>> s = fb.search.run_evolution(tempfile.mkdtemp(), classes=["3"], generations=2, progress=False)
-        >>> s["schema"], s["results"]["evaluations"]
-        ('foolbench.summary/1', 128)
+        >>> with tempfile.TemporaryDirectory() as out:
+        ...     s = fb.search.run_evolution(out, classes=["3"], generations=2, progress=False)
+        >>> s["schema"], s["command"], s["results"]["evaluations"]
+        ('foolbench.summary/1', 'evolve', 128)
     """
     settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh", "command", "title")}
     settings["checkpoint"] = None if checkpoint is None else str(checkpoint)
@@ -259,6 +260,14 @@ def run_ascent(
         InvalidArgumentError: a bad setting (the message names it).
         FolderBusyError: another run holds ``out``.
         OSError: ``out`` cannot be written.
+
+    Examples:
+        >>> import tempfile, foolbench as fb
+        >>> with tempfile.TemporaryDirectory() as out:
+        ...     first = fb.search.run_ascent(out, classes=[1, "7"], steps=3)
+        ...     again = fb.search.run_ascent(out, classes=[1, "7"], steps=3)
+        >>> first["results"]["classes"], "reused" in first, again["reused"]
+        (2, False, True)
     """
     settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh")}
     settings["classes"] = None if classes is None else list(classes)
@@ -332,6 +341,13 @@ def run_uap(
         InvalidArgumentError: a bad setting (the message names it), or a model that does not take MNIST digits.
         FolderBusyError: another run holds ``out``.
         OSError: ``out`` cannot be written.
+
+    Examples:
+        >>> import tempfile, foolbench as fb
+        >>> with tempfile.TemporaryDirectory() as out:
+        ...     s = fb.search.run_uap(out, fit=10, held_out=10, max_passes=1)
+        >>> s["command"], s["settings"]["eps"], s["results"]["held_out_images"]
+        ('uap', 0.3, 10)
     """
     settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh")}
     _checks.seed_int("seed", seed)
