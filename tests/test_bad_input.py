@@ -6,6 +6,8 @@ expected and what was received; the command line must print one line and exit wi
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -464,18 +466,24 @@ def test_cli_output_problems_print_one_line(
     assert match in err and "Traceback" not in err
 
 
-def test_cli_full_disk_prints_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        (errno.ENOSPC, "no space left on the device"),
+        (errno.EROFS, "the file system is read-only"),
+        (errno.EACCES, "Permission denied"),
+    ],
+)
+def test_cli_unwritable_output_prints_one_line(
+    code: int, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import errno
+    def fail(fd: int) -> None:  # the first write of the run fails as on a full / read-only / foreign disk
+        raise OSError(code, os.strerror(code), str(tmp_path / "out"))
 
-    def full(fd: int) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out"))
-
-    monkeypatch.setattr("foolbench._io.os.fsync", full)
+    monkeypatch.setattr("foolbench._io.os.fsync", fail)
     assert main(["ascend", "--steps", "1", "--classes", "1", "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert err == f"foolbench: error: no space left on the device: {tmp_path / 'out'}\n"
+    assert capsys.readouterr().err == f"foolbench: error: {said}: {tmp_path / 'out'}\n"
+    assert not list((tmp_path / "out").glob(".*.tmp"))  # the temporary file is removed
 
 
 def test_cli_seed_mismatch_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("foolbench: interrupted", file=sys.stderr)
         return 130
     except OSError as err:
-        message = _os_message(err)
+        message = _one_line(_os_message(err), {})
     except (MemoryError, RuntimeError) as err:
         memory = _memory_message(err, args)
         if memory is None:
