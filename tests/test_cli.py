@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import stat
+from pathlib import Path
 
 import pytest
 import torch
 
 import foolbench as fb
-from foolbench import _checks
+from foolbench import _checks, _io
 from foolbench.cli import DEFAULT_THREADS, build_parser, main
 from foolbench.errors import InvalidArgumentError, InvalidTypeError
 
@@ -88,3 +92,17 @@ def test_class_indices_by_name_or_index() -> None:
         _checks.class_indices("classes", ["shark"], class_names=names)
     with pytest.raises(InvalidArgumentError, match=r"classes must not repeat a class"):
         _checks.class_indices("classes", ["tench", "0"], class_names=names)
+
+
+def test_atomic_write_fsyncs_the_file_and_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kinds: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        kinds.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr("foolbench._io.os.fsync", spy)
+    _io.write_json(tmp_path / "a" / "summary.json", {"x": 1})
+    assert kinds == ["file", "folder"]
+    assert json.loads((tmp_path / "a" / "summary.json").read_text()) == {"x": 1}
