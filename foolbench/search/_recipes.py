@@ -8,7 +8,7 @@ and returns that summary. The output folder is locked while a run writes to it.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,40 @@ def _fresh(out: Path, names: Sequence[str]) -> None:
             path.unlink(missing_ok=True)
 
 
+Computed = tuple[dict[str, Any], dict[str, Any]]
+"""What a run's body returns: its results and the settings it adds (such as the search's own)."""
+
+
+def _locked_run(
+    out: str | Path,
+    command: str,
+    settings: dict[str, Any],
+    compute: Callable[[Path], Computed],
+    *,
+    reuse: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Check ``out``, lock it, run ``compute(folder)`` and write the summary.
+
+    With ``reuse`` (the output files), a folder that already holds them from the same command,
+    settings and foolbench version is kept and its summary returned with ``"reused": True``.
+    """
+    _checks.seed_int("seed", settings["seed"])
+    folder = _io.out_folder(out)
+    with _io.locked_folder(folder):
+        saved = _up_to_date(folder, command, settings, reuse) if reuse else None
+        if saved is not None:
+            return {**saved, "reused": True}
+        results, more = compute(folder)
+        summary = _io.summary(command, {**settings, **more}, results)
+        _io.write_json(folder / "summary.json", summary)
+    return summary
+
+
+def _search_summary(result: Any) -> Computed:
+    results = result.summary()
+    return results, {"search": results.pop("settings")}
+
+
 def run_evolution(
     out: str | Path,
     *,
@@ -170,17 +204,12 @@ def run_evolution(
     settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh", "command", "title")}
     settings["checkpoint"] = None if checkpoint is None else str(checkpoint)
     settings["classes"] = None if classes is None else list(classes)
-    _checks.seed_int("seed", seed)
-    folder = _io.out_folder(out)
-    with _io.locked_folder(folder):
+
+    def compute(folder: Path) -> Computed:
         clf = _model(model, device, image_size)
+        shape = clf.input_shape
         genomes = _encoding(
-            encoding,
-            clf.input_shape,
-            mutation_rate=mutation_rate,
-            eta=eta,
-            max_nodes=max_nodes,
-            max_connections=max_connections,
+            encoding, shape, mutation_rate=mutation_rate, eta=eta, max_nodes=max_nodes, max_connections=max_connections
         )
         search = MAPElites(clf, genomes, classes=_classes(classes, clf), batch_size=batch_size, seed=seed)
         ckpt = folder / "checkpoint.pt" if checkpoint is None else Path(checkpoint)
@@ -196,11 +225,9 @@ def run_evolution(
             checkpoint_every=checkpoint_every,
         )
         result.save(folder, title=title or f"Evolved fooling images for {model} ({encoding} encoding)")
-        results = result.summary()
-        settings["search"] = results.pop("settings")
-        summary = _io.summary(command, settings, results)
-        _io.write_json(folder / "summary.json", summary)
-    return summary
+        return _search_summary(result)
+
+    return _locked_run(out, command, settings, compute)
 
 
 def _up_to_date(folder: Path, command: str, settings: dict[str, Any], files: Sequence[str]) -> dict[str, Any] | None:
@@ -271,13 +298,8 @@ def run_ascent(
     """
     settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh")}
     settings["classes"] = None if classes is None else list(classes)
-    _checks.seed_int("seed", seed)
-    folder = _io.out_folder(out)
-    files = ("images.png", "images.pt", "report.md", "summary.json")
-    with _io.locked_folder(folder):
-        saved = None if fresh else _up_to_date(folder, "ascend", settings, files)
-        if saved is not None:
-            return {**saved, "reused": True}
+
+    def compute(folder: Path) -> Computed:
         clf = _model(model, device, image_size)
         search = GradientAscent(
             clf,
@@ -292,11 +314,10 @@ def run_ascent(
         )
         result = search.run(_classes(classes, clf), target_confidence=target_confidence)
         result.save(folder, title=f"Gradient-ascent fooling images for {model}")
-        results = result.summary()
-        settings["search"] = results.pop("settings")
-        summary = _io.summary("ascend", settings, results)
-        _io.write_json(folder / "summary.json", summary)
-    return summary
+        return _search_summary(result)
+
+    files = () if fresh else ("images.png", "images.pt", "report.md", "summary.json")
+    return _locked_run(out, "ascend", settings, compute, reuse=files)
 
 
 def run_uap(
@@ -350,15 +371,10 @@ def run_uap(
         ('uap', 0.3, 10)
     """
     settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh")}
-    _checks.seed_int("seed", seed)
     _checks.positive_int("fit", fit)
     _checks.positive_int("held_out", held_out)
-    folder = _io.out_folder(out)
-    files = ("images.png", "perturbation.pt", "report.md", "summary.json")
-    with _io.locked_folder(folder):
-        saved = None if fresh else _up_to_date(folder, "uap", settings, files)
-        if saved is not None:
-            return {**saved, "reused": True}
+
+    def compute(folder: Path) -> Computed:
         clf = _model(model, device, None)
         if tuple(clf.input_shape) != (1, 28, 28):
             raise InvalidArgumentError(f"model must take 1x28x28 MNIST inputs, got {model!r} with {clf.input_shape}")
@@ -379,10 +395,11 @@ def run_uap(
             "held_out_fooling_rate": held_rate,
             "history": list(fitted.history),
         }
-        summary = _io.summary("uap", settings, results)
         _io.write_text(folder / "report.md", _uap_report(model, fitted, results))
-        _io.write_json(folder / "summary.json", summary)
-    return summary
+        return results, {}
+
+    files = () if fresh else ("images.png", "perturbation.pt", "report.md", "summary.json")
+    return _locked_run(out, "uap", settings, compute, reuse=files)
 
 
 def _write_uap(folder: Path, fitted: Any, held: torch.Tensor, predicted: torch.Tensor) -> None:
