@@ -91,26 +91,33 @@ def torch_device(name: str, value: Any) -> torch.device:
 def class_indices(name: str, items: Any, *, class_names: Sequence[str]) -> list[int]:
     """Turn class indices or class names (mixed freely) into a checked list of indices.
 
-    A string of digits is an index; any other string must equal one class name
-    (case-insensitively, ignoring surrounding spaces).
+    A string of digits is an index; any other string must equal one class name (case-insensitively,
+    ignoring surrounding spaces). A name that several classes share (ImageNet has two "crane") is
+    refused with their indices.
+
+    Examples:
+        >>> class_indices("classes", ["Goldfish", "0"], class_names=["tench", "goldfish"])
+        [1, 0]
     """
     if isinstance(items, (str, int)):
         items = [items]
-    lookup: dict[str, int] = {}
+    lookup: dict[str, list[int]] = {}
     for index, class_name in enumerate(class_names):
-        lookup.setdefault(str(class_name).strip().lower(), index)
+        lookup.setdefault(str(class_name).strip().lower(), []).append(index)
     out: list[Any] = []
     for item in items:
-        if isinstance(item, str) and not item.strip().isdigit():
-            key = item.strip().lower()
-            if key not in lookup:
-                shown = ", ".join(map(repr, list(class_names)[:5])) + (", ..." if len(class_names) > 5 else "")
-                raise InvalidArgumentError(
-                    f"{name} must hold class indices or class names ({shown}), got unknown name {item!r}"
-                )
-            out.append(lookup[key])
-        else:
+        if not isinstance(item, str) or item.strip().isdigit():
             out.append(int(item.strip()) if isinstance(item, str) else item)
+            continue
+        found = lookup.get(item.strip().lower(), [])
+        if not found:
+            shown = ", ".join(map(repr, list(class_names)[:5])) + (", ..." if len(class_names) > 5 else "")
+            raise InvalidArgumentError(
+                f"{name} must hold class indices or class names ({shown}), got unknown name {item!r}"
+            )
+        if len(found) > 1:
+            raise InvalidArgumentError(f"{name} names {item!r}, which classes {found} share; give the index instead")
+        out.append(found[0])
     return class_list(name, out, num_classes=len(class_names))
 
 

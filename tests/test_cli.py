@@ -92,6 +92,11 @@ def test_class_indices_by_name_or_index() -> None:
         _checks.class_indices("classes", ["shark"], class_names=names)
     with pytest.raises(InvalidArgumentError, match=r"classes must not repeat a class"):
         _checks.class_indices("classes", ["tench", "0"], class_names=names)
+    with pytest.raises(
+        InvalidArgumentError, match=r"classes names 'crane', which classes \[1, 3\] share; give the index"
+    ):
+        _checks.class_indices("classes", ["crane"], class_names=["bird", "crane", "ship", "Crane"])
+    assert _checks.class_indices("classes", ["3", "bird"], class_names=["bird", "crane", "ship", "Crane"]) == [3, 0]
 
 
 def test_atomic_write_fsyncs_the_file_and_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
