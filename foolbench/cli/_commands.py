@@ -119,9 +119,16 @@ def _evolve_options(p: argparse.ArgumentParser, *, max_evaluations: int) -> None
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add every command to the ``foolbench`` parser."""
+    for add in (_models_command, _evolution_commands, _ascend_command, _uap_command, _bench_command):
+        add(sub)
+
+
+def _models_command(sub: argparse._SubParsersAction[Any]) -> None:
     p = add_command(sub, "models", models, help="list the model zoo")
     finish(p)
 
+
+def _evolution_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p = add_command(
         sub,
         "demo",
@@ -148,6 +155,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_run_options(p, out="out/evolve")
     finish(p)
 
+
+def _ascend_command(sub: argparse._SubParsersAction[Any]) -> None:
     p = add_command(
         sub,
         "ascend",
@@ -172,6 +181,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_run_options(p, out="out/ascend", progress=False)
     finish(p)
 
+
+def _uap_command(sub: argparse._SubParsersAction[Any]) -> None:
     p = add_command(
         sub,
         "uap",
@@ -194,6 +205,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_run_options(p, out="out/uap", progress=False)
     finish(p)
 
+
+def _bench_command(sub: argparse._SubParsersAction[Any]) -> None:
     p = add_command(sub, "bench", bench, help="run a scorecard suite: models x defenses x methods")
     p.add_argument("--suite", default=None, help="a built-in suite: quick (MNIST, minutes) or paper (or --config)")
     p.add_argument("--config", default=None, help="a suite TOML file (see the docs for its keys)")
