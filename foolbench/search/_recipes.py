@@ -17,7 +17,7 @@ import torch
 
 from foolbench import _checks, _io
 from foolbench.encodings import CPPNEncoding, DirectEncoding, Encoding
-from foolbench.errors import InvalidArgumentError
+from foolbench.errors import CheckpointError, InvalidArgumentError
 from foolbench.models import load_model, mnist_digits
 from foolbench.search._ascent import GradientAscent
 from foolbench.search._evolution import MAPElites
@@ -216,14 +216,17 @@ def run_evolution(
         if fresh:
             _fresh(folder, ("images.png", "images.pt", "report.md", "summary.json"))
             ckpt.unlink(missing_ok=True)
-        result = search.run(
-            max_evaluations=max_evaluations,
-            generations=generations,
-            target_confidence=target_confidence,
-            progress=progress,
-            checkpoint=ckpt,
-            checkpoint_every=checkpoint_every,
-        )
+        try:
+            result = search.run(
+                max_evaluations=max_evaluations,
+                generations=generations,
+                target_confidence=target_confidence,
+                progress=progress,
+                checkpoint=ckpt,
+                checkpoint_every=checkpoint_every,
+            )
+        except CheckpointError as err:
+            raise CheckpointError(f"{err} (fresh=True, --fresh on the command line, starts over)") from err
         result.save(folder, title=title or f"Evolved fooling images for {model} ({encoding} encoding)")
         return _search_summary(result)
 
