@@ -75,7 +75,14 @@ def test_uap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "uap"
     assert main(["uap", "--fit", "100", "--held-out", "200", "--max-passes", "3", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())["results"]
-    assert 0.0 <= summary["held_out_fooling_rate"] <= 1.0 and summary["held_out_images"] == 200
+    assert summary["held_out_images"] == 200 and summary["fitting_images"] == 100
+    assert len(summary["history"]) == summary["passes"] <= 3
+    saved = torch.load(out / "perturbation.pt", weights_only=True)
+    v = saved["perturbation"]
+    assert saved["eps"] == 0.3 and float(v.abs().max()) <= 0.3 + 1e-6 and float(v.abs().max()) > 0.1
+    held = fb.models.mnist_digits("test", limit=200)[0]
+    # the reported rate is the saved perturbation's rate on the same held-out digits
+    assert summary["held_out_fooling_rate"] == fb.search.fooling_rate(fb.models.lenet_mnist(), held, v) > 0.05
     assert (out / "images.png").is_file() and (out / "perturbation.pt").is_file()
     assert main(["uap", "--eps", "-1", "--out", str(out)]) == 2
 
