@@ -139,7 +139,16 @@ def locked_folder(folder: str | os.PathLike[str], *, name: str = "out") -> Itera
 
 
 def summary(command: str, settings: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
-    """The one shape of every ``summary.json``: schema tag, command, settings, results, versions."""
+    """The one shape of every ``summary.json``: schema tag, command, settings, results, versions.
+
+    ``versions`` records what produced the results: foolbench, torch and Python versions and
+    torch's intra-op thread count (float sums, hence the last digits, can change with it).
+
+    Examples:
+        >>> s = summary("demo", {"seed": 0}, {"evaluations": 64})
+        >>> list(s), s["schema"], sorted(s["versions"])
+        (['schema', 'command', 'settings', 'results', 'versions'], 'foolbench.summary/1', ['foolbench', 'python', 'torch', 'torch_threads'])
+    """
     return {
         "schema": SUMMARY_SCHEMA,
         "command": command,
@@ -149,6 +158,7 @@ def summary(command: str, settings: dict[str, Any], results: dict[str, Any]) -> 
             "foolbench": _foolbench_version(),
             "torch": torch.__version__,
             "python": platform.python_version(),
+            "torch_threads": torch.get_num_threads(),
         },
     }
 

@@ -47,16 +47,15 @@ def test_every_flag_has_help_and_every_help_shows_defaults(capsys: pytest.Captur
     assert "--threads N, default 1" in " ".join(capsys.readouterr().out.split())
 
 
-def test_threads_sets_torch_intra_op_threads() -> None:
+def test_threads_sets_torch_intra_op_threads_for_the_run(tmp_path: Path) -> None:
     before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        assert main(["models", "--threads", "1"]) == 0
-        assert torch.get_num_threads() == 1
-        assert main(["models", "--threads", "0"]) == 0  # 0 keeps what torch has
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    argv = ["ascend", "--classes", "1", "--steps", "1"]
+    cases = [(["--threads", "2"], 2), (["--threads", "0"], before), ([], DEFAULT_THREADS)]
+    for i, (flag, during) in enumerate(cases):
+        out = tmp_path / str(i)
+        assert main([*argv, *flag, "--out", str(out)]) == 0
+        assert json.loads((out / "summary.json").read_text())["versions"]["torch_threads"] == during
+        assert torch.get_num_threads() == before  # given back after the run
 
 
 def test_nonnegative_int_and_positive_int() -> None:

@@ -185,4 +185,5 @@ def test_every_command_writes_one_summary_shape(tmp_path: Path) -> None:
         assert list(summary) == ["schema", "command", "settings", "results", "versions"]
         assert summary["schema"] == "foolbench.summary/1" and summary["command"] == command
         assert summary["versions"]["foolbench"] == fb.__version__ and summary["versions"]["torch"] == torch.__version__
+        assert summary["versions"]["torch_threads"] == 1  # the --threads default
         assert summary["settings"]["model"] == "lenet-mnist" and summary["settings"]["seed"] == 0

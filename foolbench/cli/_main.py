@@ -194,8 +194,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 0
+    threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        return _run(func, args)
+    finally:
+        torch.set_num_threads(threads)  # an in-process caller (a test, a notebook) gets its setting back
+
+
+def _run(func: Command, args: argparse.Namespace) -> int:
+    """Run one command; a failure the user can fix becomes one line on stderr and status 2."""
     flags = _flag_names(args)
     try:
         return func(args)
