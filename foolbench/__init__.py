@@ -14,4 +14,15 @@ from foolbench._io import save_grid
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "bench", "data", "defenses", "distributed", "encodings", "errors", "models", "save_grid", "search"]
+__all__ = [
+    "__version__",
+    "bench",
+    "data",
+    "defenses",
+    "distributed",
+    "encodings",
+    "errors",
+    "models",
+    "save_grid",
+    "search",
+]

@@ -18,8 +18,7 @@ from foolbench.errors import InvalidArgumentError, InvalidTypeError
 BOUNDS_TOLERANCE = 1e-5
 
 
-def positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
-    """Return ``value`` as an int, or raise when it is not an integer >= ``minimum``."""
+def _int_at_least(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidTypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
     if value < minimum:
@@ -27,9 +26,99 @@ def positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
     return int(value)
 
 
+def positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int, or raise when it is not an integer >= ``minimum`` (at least 1).
+
+    ``minimum`` below 1 is kept for old call sites only; use :func:`nonnegative_int` to accept 0.
+    """
+    return _int_at_least(name, value, minimum)
+
+
+def nonnegative_int(name: str, value: Any) -> int:
+    """Return ``value`` as an int, or raise when it is not an integer >= 0."""
+    return _int_at_least(name, value, 0)
+
+
 def optional_positive_int(name: str, value: Any, *, minimum: int = 1) -> int | None:
     """Like :func:`positive_int` but lets ``None`` through."""
     return None if value is None else positive_int(name, value, minimum=minimum)
+
+
+SEED_LIMIT = 2**64
+"""Seeds are ints in [0, 2**64): the range :meth:`torch.Generator.manual_seed` takes."""
+
+
+def seed_int(name: str, value: Any) -> int:
+    """Return ``value`` as a seed, or raise when it is not an int in [0, 2**64)."""
+    number = nonnegative_int(name, value)
+    if number >= SEED_LIMIT:
+        raise InvalidArgumentError(f"{name} must be an int in [0, 2**64 - 1], got {number}")
+    return number
+
+
+def torch_device(name: str, value: Any) -> torch.device:
+    """Return ``value`` as a :class:`torch.device` that exists on this machine, or raise.
+
+    ``None`` means the CPU. A CUDA or MPS device is refused when this build of torch or this
+    machine has none (instead of failing later, deep inside the first tensor move).
+    """
+    if value is None:
+        return torch.device("cpu")
+    if not isinstance(value, (str, torch.device)):
+        raise InvalidTypeError(f"{name} must be a device name such as 'cpu' or 'cuda:0', got {type(value).__name__}")
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise InvalidArgumentError(
+            f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got {str(value)!r}"
+        ) from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            build = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise InvalidArgumentError(f"{name} is {str(value)!r} but {build}; use 'cpu'")
+        if dev.index is not None and dev.index >= count:
+            raise InvalidArgumentError(f"{name} is {str(value)!r} but only cuda:0 to cuda:{count - 1} exist")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidArgumentError(f"{name} is {str(value)!r} but MPS is not available here; use 'cpu'")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise InvalidArgumentError(
+            f"{name} must be 'cpu', 'cuda' or 'mps' (with an optional index), got {str(value)!r}"
+        )
+    return dev
+
+
+def class_indices(name: str, items: Any, *, class_names: Sequence[str]) -> list[int]:
+    """Turn class indices or class names (mixed freely) into a checked list of indices.
+
+    A string of digits is an index; any other string must equal one class name (case-insensitively,
+    ignoring surrounding spaces). A name that several classes share (ImageNet has two "crane") is
+    refused with their indices.
+
+    Examples:
+        >>> class_indices("classes", ["Goldfish", "0"], class_names=["tench", "goldfish"])
+        [1, 0]
+    """
+    if isinstance(items, (str, int)):
+        items = [items]
+    lookup: dict[str, list[int]] = {}
+    for index, class_name in enumerate(class_names):
+        lookup.setdefault(str(class_name).strip().lower(), []).append(index)
+    out: list[Any] = []
+    for item in items:
+        if not isinstance(item, str) or item.strip().isdigit():
+            out.append(int(item.strip()) if isinstance(item, str) else item)
+            continue
+        found = lookup.get(item.strip().lower(), [])
+        if not found:
+            shown = ", ".join(map(repr, list(class_names)[:5])) + (", ..." if len(class_names) > 5 else "")
+            raise InvalidArgumentError(
+                f"{name} must hold class indices or class names ({shown}), got unknown name {item!r}"
+            )
+        if len(found) > 1:
+            raise InvalidArgumentError(f"{name} names {item!r}, which classes {found} share; give the index instead")
+        out.append(found[0])
+    return class_list(name, out, num_classes=len(class_names))
 
 
 def real(
@@ -165,5 +254,5 @@ def generator(name: str, seed: Any, device: torch.device | str = "cpu") -> torch
     if seed is None:
         gen.seed()
     else:
-        gen.manual_seed(positive_int(name, seed, minimum=0))
+        gen.manual_seed(seed_int(name, seed))
     return gen

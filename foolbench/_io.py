@@ -2,31 +2,83 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import platform
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from foolbench.errors import CheckpointError
+from foolbench.errors import CheckpointError, FoolbenchError, InvalidArgumentError
 
-__all__ = ["atomic_write_bytes", "load_torch", "save_grid", "save_torch", "write_json", "write_text"]
+__all__ = [
+    "SUMMARY_SCHEMA",
+    "FolderBusyError",
+    "atomic_write_bytes",
+    "load_torch",
+    "locked_folder",
+    "out_folder",
+    "read_summary",
+    "save_grid",
+    "save_torch",
+    "summary",
+    "write_json",
+    "write_text",
+]
+
+SUMMARY_SCHEMA = "foolbench.summary/1"
+LOCK_NAME = ".foolbench.lock"
+
+
+class FolderBusyError(FoolbenchError):
+    """Another foolbench process holds the output folder's lock."""
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (best effort: not every system can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``.
+    """Write ``data`` to a temporary file beside ``path``, fsync it, rename it over ``path``, fsync the folder.
 
     A crash at any moment leaves either the old file or the new one, never a partial file.
+    The file gets the usual permissions (0o666 less the umask), like ``open(path, "w")``.
+
+    Raises:
+        OSError: the folder cannot be created or written (full disk, read-only file system),
+            or ``path`` is a folder.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise IsADirectoryError(21, "a folder is in the way of an output file", str(target))
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -34,7 +86,95 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_folder(target.parent)
     return target
+
+
+def out_folder(out: Any, *, name: str = "out") -> Path:
+    """Check an output folder argument and create the folder.
+
+    Raises:
+        InvalidArgumentError: ``out`` is empty, is a file, or lies under a file.
+        OSError: the folder cannot be created (permissions, read-only or full file system).
+    """
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+        raise InvalidArgumentError(f"{name} must be a folder path, got {out!r}")
+    folder = Path(out)
+    for parent in (folder, *folder.parents):
+        if parent.exists() and not parent.is_dir():
+            where = "is" if parent == folder else f"lies under {str(parent)!r}, which is"
+            raise InvalidArgumentError(f"{name} must be a folder, got {str(folder)!r}: it {where} a file")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@contextlib.contextmanager
+def locked_folder(folder: str | os.PathLike[str], *, name: str = "out") -> Iterator[Path]:
+    """Hold an advisory lock on ``folder`` (a ``.foolbench.lock`` file in it) while the block runs.
+
+    A second foolbench process that asks for the same folder is refused at once instead of
+    overwriting the first one's files. The lock goes with the process (also on SIGKILL).
+    Where ``fcntl`` is missing (Windows) no lock is taken.
+
+    Raises:
+        FolderBusyError: another process holds the lock.
+    """
+    path = Path(folder)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield path
+        return
+    with open(path / LOCK_NAME, "a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderBusyError(
+                f"{name} {str(path)!r} is in use by another foolbench run; wait for it or choose another folder"
+            ) from None
+        try:
+            yield path
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def summary(command: str, settings: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    """The one shape of every ``summary.json``: schema tag, command, settings, results, versions.
+
+    ``versions`` records what produced the results: foolbench, torch and Python versions and
+    torch's intra-op thread count (float sums, hence the last digits, can change with it).
+
+    Examples:
+        >>> s = summary("demo", {"seed": 0}, {"evaluations": 64})
+        >>> list(s), s["schema"], sorted(s["versions"])
+        (['schema', 'command', 'settings', 'results', 'versions'], 'foolbench.summary/1', ['foolbench', 'python', 'torch', 'torch_threads'])
+    """
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "command": command,
+        "settings": settings,
+        "results": results,
+        "versions": {
+            "foolbench": _foolbench_version(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "torch_threads": torch.get_num_threads(),
+        },
+    }
+
+
+def _foolbench_version() -> str:
+    module = sys.modules.get("foolbench")
+    return str(getattr(module, "__version__", "unknown"))
+
+
+def read_summary(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A ``summary.json`` written by :func:`summary`, or None when it is missing, unreadable or another shape."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) and obj.get("schema") == SUMMARY_SCHEMA else None
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -6,6 +6,8 @@ expected and what was received; the command line must print one line and exit wi
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -391,17 +393,31 @@ def test_checkpoint_that_is_a_directory(tmp_path: Path) -> None:
 
 
 CLI_CASES = [
-    (["evolve", "--classes", "3,x"], "--classes must be comma-separated class indices, got '3,x'"),
-    (["evolve", "--max-evaluations", "-5"], "max_evaluations must be an int >= 1, got -5"),
-    (["evolve", "--encoding", "cppn", "--max-connections", "2"], "max_connections must be at least 4"),
-    (["evolve", "--batch-size", "0"], "batch_size must be an int >= 1, got 0"),
-    (["evolve", "--model", "vgg"], "model must be one of"),
-    (["ascend", "--steps", "0"], "steps must be an int >= 1, got 0"),
-    (["uap", "--eps", "-1"], "eps must be a finite number"),
+    (["evolve", "--classes", "3,x"], "--classes must hold class indices or class names ('0', '1',"),
+    (["evolve", "--classes", ","], "--classes must name at least one class index or name, got ','"),
+    (["evolve", "--max-evaluations", "-5"], "--max-evaluations must be an int >= 1, got -5"),
+    (["evolve", "--encoding", "cppn", "--max-connections", "2"], "--max-connections must be at least 4"),
+    (["evolve", "--batch-size", "0"], "--batch-size must be an int >= 1, got 0"),
+    (["evolve", "--model", "vgg"], "--model must be one of"),
+    (["ascend", "--steps", "0"], "--steps must be an int >= 1, got 0"),
+    (["uap", "--eps", "-1"], "--eps must be a finite number"),
     (["uap", "--norm", "1"], "invalid choice: '1'"),
     (["bench", "--config", "missing.toml"], "suite config not found"),
     (["evolve", "--max-evaluations", "ten"], "invalid int value: 'ten'"),
+    (
+        ["evolve", "--seed", str(2**64)],
+        "argument --seed: seed must be an int in [0, 2**64 - 1], got 18446744073709551616",
+    ),
+    (["ascend", "--seed", "-1"], "argument --seed: seed must be an int >= 0, got -1"),
+    (["uap", "--fit", "0"], "--fit must be an int >= 1, got 0"),
+    (["uap", "--held-out", "0"], "--held-out must be an int >= 1, got 0"),
+    (["evolve", "--device", "tpu9"], "argument --device: device must be a torch device such as 'cpu'"),
+    (["evolve", "--threads", "-1"], "argument --threads: threads must be an int >= 0, got -1"),
+    (["evolve", "--image-size", "64"], "--image-size applies to ImageNet models only"),
 ]
+if not torch.cuda.is_available():
+    CLI_CASES.append((["evolve", "--device", "cuda"], "argument --device: device is 'cuda' but "))
+    CLI_CASES.append((["bench", "--suite", "quick", "--device", "cuda:0"], "argument --device: device is 'cuda:0'"))
 
 
 @pytest.mark.parametrize(("argv", "match"), CLI_CASES, ids=[" ".join(a) for a, _ in CLI_CASES])
@@ -412,3 +428,69 @@ def test_cli_bad_input_prints_one_line(
     err = capsys.readouterr().err
     assert err.startswith("foolbench: error: ") and err.count("\n") == 1, err
     assert match in err and "Traceback" not in err
+
+
+def _file(tmp: Path) -> Path:
+    (tmp / "a-file").write_text("x")
+    return tmp / "a-file"
+
+
+def _summary_is_a_folder(tmp: Path) -> Path:
+    (tmp / "out" / "summary.json").mkdir(parents=True)
+    return tmp / "out"
+
+
+# (argv, out folder made from tmp_path, expected text): failures that involve the output folder or memory
+CLI_OUT_CASES: list[tuple[list[str], Callable[[Path], Any], str]] = [
+    (["evolve", "--generations", "1"], lambda tmp: "", "--out must be a folder path, got ''"),
+    (["evolve", "--generations", "1"], lambda tmp: " ", "--out must be a folder path, got ' '"),
+    (["ascend", "--steps", "1"], _file, "it is a file"),
+    (["uap", "--fit", "10"], lambda tmp: _file(tmp) / "sub" / "dir", "a-file', which is a file"),
+    (["evolve", "--generations", "1"], lambda tmp: "/dev/full", "--out must be a folder, got '/dev/full'"),
+    (["evolve", "--generations", "1"], _summary_is_a_folder, "a folder is in the way of an output file: "),
+    (
+        ["evolve", "--batch-size", str(10**11), "--max-evaluations", str(10**12), "--generations", "1"],
+        lambda tmp: tmp / "big",
+        "out of memory; lower --batch-size (got 100000000000)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "out", "match"), CLI_OUT_CASES, ids=[m for _, _, m in CLI_OUT_CASES])
+def test_cli_output_problems_print_one_line(
+    argv: list[str], out: Callable[[Path], Any], match: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*argv, "--no-progress" if argv[0] == "evolve" else "--seed=0", "--out", str(out(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("foolbench: error: ") and err.count("\n") == 1, err
+    assert match in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        (errno.ENOSPC, "no space left on the device"),
+        (errno.EROFS, "the file system is read-only"),
+        (errno.EACCES, "Permission denied"),
+    ],
+)
+def test_cli_unwritable_output_prints_one_line(
+    code: int, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(fd: int) -> None:  # the first write of the run fails as on a full / read-only / foreign disk
+        raise OSError(code, os.strerror(code), str(tmp_path / "out"))
+
+    monkeypatch.setattr("foolbench._io.os.fsync", fail)
+    assert main(["ascend", "--steps", "1", "--classes", "1", "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"foolbench: error: {said}: {tmp_path / 'out'}\n"
+    assert not list((tmp_path / "out").glob(".*.tmp"))  # the temporary file is removed
+
+
+def test_cli_seed_mismatch_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["evolve", "--generations", "1", "--classes", "1", "--no-progress", "--out", str(tmp_path)]
+    assert main([*args, "--seed", "1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--seed", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("foolbench: error: ") and err.count("\n") == 1, err
+    assert "another configuration" in err and "'seed': 1" in err and "'seed': 2" in err and "--fresh" in err

@@ -1,10 +1,17 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+import foolbench as fb
+from foolbench import _io
 from foolbench.cli import main
 
 
@@ -13,7 +20,8 @@ def test_demo_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["demo", "--out", str(out), "--classes", "8,2", "--no-progress"]) == 0
     assert "2/2 classes at >= 99.99%" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["fooled_at_0.9999"] == 2
+    assert summary["schema"] == "foolbench.summary/1" and summary["command"] == "demo"
+    assert summary["results"]["fooled_at_0.9999"] == 2 and summary["settings"]["classes"] == ["8", "2"]
     assert (out / "images.png").is_file() and (out / "report.md").is_file()
 
 
@@ -22,7 +30,7 @@ def test_evolve_resumes_from_checkpoint(tmp_path: Path, capsys: pytest.CaptureFi
     args = ["evolve", "--out", str(out), "--no-progress", "--seed", "1"]
     assert main([*args, "--generations", "3"]) == 0
     assert main([*args, "--generations", "6"]) == 0
-    assert json.loads((out / "summary.json").read_text())["evaluations"] == 6 * 64
+    assert json.loads((out / "summary.json").read_text())["results"]["evaluations"] == 6 * 64
 
 
 def test_evolve_cppn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,13 +47,13 @@ def test_evolve_cppn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
-        (["evolve", "--encoding", "cppn", "--max-nodes", "3"], "max_nodes must be at least 6"),
+        (["evolve", "--encoding", "cppn", "--max-nodes", "3"], "--max-nodes must be at least 6"),
         (["evolve", "--encoding", "pixels"], "invalid choice"),
-        (["evolve", "--model", "resnet"], "model must be one of"),
-        (["evolve", "--classes", "3,x"], "--classes must be comma-separated"),
-        (["evolve", "--classes", "11"], "classes must hold class indices"),
-        (["evolve", "--max-evaluations", "0"], "max_evaluations must be an int >= 1"),
-        (["evolve", "--target-confidence", "2"], "target_confidence"),
+        (["evolve", "--model", "resnet"], "--model must be one of"),
+        (["evolve", "--classes", "3,x"], "--classes must hold class indices or class names"),
+        (["evolve", "--classes", "11"], "--classes must hold class indices in [0, 9], got 11"),
+        (["evolve", "--max-evaluations", "0"], "--max-evaluations must be an int >= 1"),
+        (["evolve", "--target-confidence", "2"], "--target-confidence"),
     ],
 )
 def test_bad_arguments_one_line(
@@ -59,14 +67,123 @@ def test_bad_arguments_one_line(
 def test_ascend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "asc"
     assert main(["ascend", "--classes", "3,4", "--steps", "300", "--out", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())["results"]
     assert summary["fooled_at_0.9999"] == 2 and summary["method"] == "gradient_ascent"
 
 
 def test_uap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "uap"
     assert main(["uap", "--fit", "100", "--held-out", "200", "--max-passes", "3", "--out", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert 0.0 <= summary["held_out_fooling_rate"] <= 1.0 and summary["held_out_images"] == 200
+    summary = json.loads((out / "summary.json").read_text())["results"]
+    assert summary["held_out_images"] == 200 and summary["fitting_images"] == 100
+    assert len(summary["history"]) == summary["passes"] <= 3
+    saved = torch.load(out / "perturbation.pt", weights_only=True)
+    v = saved["perturbation"]
+    assert saved["eps"] == 0.3 and float(v.abs().max()) <= 0.3 + 1e-6 and float(v.abs().max()) > 0.1
+    held = fb.models.mnist_digits("test", limit=200)[0]
+    # the reported rate is the saved perturbation's rate on the same held-out digits
+    assert summary["held_out_fooling_rate"] == fb.search.fooling_rate(fb.models.lenet_mnist(), held, v) > 0.05
     assert (out / "images.png").is_file() and (out / "perturbation.pt").is_file()
     assert main(["uap", "--eps", "-1", "--out", str(out)]) == 2
+
+
+def _modes(folder: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir() if not p.name.startswith(".")}
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_output_files_respect_the_umask(umask: int, mode: int, tmp_path: Path) -> None:
+    old = os.umask(umask)
+    try:
+        assert main(["ascend", "--classes", "1", "--steps", "5", "--out", str(tmp_path)]) == 0
+    finally:
+        os.umask(old)
+    modes = _modes(tmp_path)
+    assert set(modes) == {"images.png", "images.pt", "report.md", "summary.json"}
+    assert set(modes.values()) == {mode}
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_second_writer_is_refused_while_the_first_holds_the_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "evo"
+    args = ["evolve", "--generations", "1", "--classes", "1", "--no-progress", "--out", str(out)]
+    with _io.locked_folder(_io.out_folder(out)):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert (
+            err
+            == f"foolbench: error: --out {str(out)!r} is in use by another foolbench run; wait for it or choose another folder\n"
+        )
+        assert not (out / "summary.json").exists()
+    assert main(args) == 0  # free again once the holder is done
+
+
+def test_a_running_process_holds_the_lock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    holder = (
+        "import sys, time; from foolbench import _io\n"
+        "with _io.locked_folder(_io.out_folder(sys.argv[1])):\n"
+        "    print('locked', flush=True); time.sleep(60)\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", holder, str(tmp_path)], stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
+            assert main(["uap", "--fit", "10", "--held-out", "10", "--max-passes", "1", "--out", str(tmp_path)]) == 2
+            assert "is in use by another foolbench run" in capsys.readouterr().err
+        finally:
+            proc.kill()
+    assert main(["uap", "--fit", "10", "--held-out", "10", "--max-passes", "1", "--out", str(tmp_path)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "changed", "product"),
+    [
+        (["ascend", "--classes", "2", "--steps", "20"], ["--steps", "21"], "images.pt"),
+        (["uap", "--fit", "20", "--held-out", "20", "--max-passes", "1"], ["--eps", "0.25"], "perturbation.pt"),
+    ],
+)
+def test_rerun_with_the_same_settings_keeps_the_outputs(
+    argv: list[str], changed: list[str], product: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = ["--out", str(tmp_path)]
+    assert main([*argv, *out]) == 0
+    first = json.loads((tmp_path / "summary.json").read_text())
+    stamp = (tmp_path / product).stat().st_mtime_ns
+    capsys.readouterr()
+    assert main([*argv, *out]) == 0
+    assert "kept: same settings already computed" in capsys.readouterr().out
+    assert (tmp_path / product).stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "summary.json").read_text()) == first
+    assert main([*argv, *out, "--fresh"]) == 0
+    assert "kept" not in capsys.readouterr().out and (tmp_path / product).stat().st_mtime_ns != stamp
+    assert main([*argv, *changed, *out]) == 0
+    assert "kept" not in capsys.readouterr().out
+    settings = json.loads((tmp_path / "summary.json").read_text())["settings"]
+    assert settings[changed[0][2:].replace("-", "_")] == type(settings[changed[0][2:].replace("-", "_")])(changed[1])
+
+
+def test_evolve_fresh_starts_over(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["evolve", "--classes", "3", "--no-progress", "--out", str(tmp_path)]
+    assert main([*args, "--generations", "2", "--seed", "1"]) == 0
+    assert main([*args, "--generations", "2", "--seed", "2"]) == 2  # the checkpoint is another seed's
+    assert main([*args, "--generations", "2", "--seed", "2", "--fresh"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["settings"]["seed"] == 2 and summary["results"]["evaluations"] == 2 * 64
+
+
+def test_every_command_writes_one_summary_shape(tmp_path: Path) -> None:
+    runs = {
+        "demo": ["--classes", "1", "--generations", "1", "--no-progress"],
+        "evolve": ["--classes", "1", "--generations", "1", "--no-progress"],
+        "ascend": ["--classes", "1", "--steps", "2"],
+        "uap": ["--fit", "10", "--held-out", "10", "--max-passes", "1"],
+    }
+    for command, argv in runs.items():
+        assert main([command, *argv, "--out", str(tmp_path / command)]) == 0
+        summary = json.loads((tmp_path / command / "summary.json").read_text())
+        assert list(summary) == ["schema", "command", "settings", "results", "versions"]
+        assert summary["schema"] == "foolbench.summary/1" and summary["command"] == command
+        assert summary["versions"]["foolbench"] == fb.__version__ and summary["versions"]["torch"] == torch.__version__
+        assert summary["versions"]["torch_threads"] == 1  # the --threads default
+        assert summary["settings"]["model"] == "lenet-mnist" and summary["settings"]["seed"] == 0

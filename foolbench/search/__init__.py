@@ -37,11 +37,13 @@ from foolbench.search._operators import (
     UnmetFirst,
     weighted_draw,
 )
+from foolbench.search._recipes import MNIST_RECIPE, EvolutionRecipe, run_ascent, run_evolution, run_uap
 from foolbench.search._result import FoolingResult, History
 from foolbench.search._uap import UAPResult, UniversalPerturbation, fooling_rate, transfer_matrix
 
 __all__ = [
     "FGSM",
+    "MNIST_RECIPE",
     "PGD",
     "AddStatus",
     "Attack",
@@ -57,6 +59,7 @@ __all__ = [
     "DeepFool",
     "Evaluator",
     "Evolution",
+    "EvolutionRecipe",
     "FoolingResult",
     "GradientAscent",
     "History",
@@ -79,6 +82,9 @@ __all__ = [
     "gaussian_blur",
     "lp_norm",
     "project",
+    "run_ascent",
+    "run_evolution",
+    "run_uap",
     "transfer_matrix",
     "weighted_draw",
 ]

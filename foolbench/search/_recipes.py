@@ -1,0 +1,431 @@
+"""Ready-made runs from plain arguments: the library side of the ``foolbench`` commands.
+
+Each function builds a zoo model and a search from plain values, runs it, writes its
+files under ``out`` (``summary.json`` in one shape for every run, see :func:`foolbench._io.summary`)
+and returns that summary. The output folder is locked while a run writes to it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from foolbench import _checks, _io
+from foolbench.encodings import CPPNEncoding, DirectEncoding, Encoding
+from foolbench.errors import CheckpointError, InvalidArgumentError
+from foolbench.models import load_model, mnist_digits
+from foolbench.search._ascent import GradientAscent
+from foolbench.search._evolution import MAPElites
+from foolbench.search._uap import UniversalPerturbation, fooling_rate
+
+__all__ = ["MNIST_RECIPE", "EvolutionRecipe", "run_ascent", "run_evolution", "run_uap"]
+
+
+@dataclass(frozen=True)
+class EvolutionRecipe:
+    """Settings of a direct-encoding evolution that work well together.
+
+    Attributes:
+        batch_size: genomes per generation.
+        mutation_rate: share of pixels each mutation changes.
+        eta: polynomial-mutation index (small: large pixel moves).
+
+    Examples:
+        >>> import foolbench as fb
+        >>> fb.search.MNIST_RECIPE
+        EvolutionRecipe(batch_size=64, mutation_rate=0.02, eta=1.0)
+        >>> fb.search.MNIST_RECIPE.encoding((1, 28, 28)).image_shape
+        (1, 28, 28)
+    """
+
+    batch_size: int
+    mutation_rate: float
+    eta: float
+
+    def encoding(self, image_shape: tuple[int, int, int]) -> DirectEncoding:
+        """A :class:`~foolbench.encodings.DirectEncoding` with this recipe's mutation settings."""
+        return DirectEncoding(image_shape, mutation_rate=self.mutation_rate, eta=self.eta)
+
+
+MNIST_RECIPE = EvolutionRecipe(batch_size=64, mutation_rate=0.02, eta=1.0)
+"""The tuned direct-encoding recipe for MNIST (see ``benchmarks/bench_evolution.py``): small
+generations, sparse but large pixel moves. ``foolbench demo`` and ``evolve`` use it by default."""
+
+
+def _model(model: str, device: Any, image_size: int | None) -> Any:
+    kwargs: dict[str, Any] = {"device": _checks.torch_device("device", device)}
+    if image_size is not None:
+        if model != "efficientnet-lite0":
+            raise InvalidArgumentError(f"image_size applies to ImageNet models only, got it for {model!r}")
+        kwargs["image_size"] = image_size
+    return load_model(model, **kwargs)
+
+
+def _classes(classes: Sequence[int | str] | None, classifier: Any) -> list[int] | None:
+    if classes is None:
+        return None
+    names = getattr(classifier, "class_names", None) or [str(i) for i in range(classifier.num_classes)]
+    return _checks.class_indices("classes", classes, class_names=names)
+
+
+def _encoding(
+    name: str,
+    shape: tuple[int, int, int],
+    *,
+    mutation_rate: float,
+    eta: float | None,
+    max_nodes: int,
+    max_connections: int,
+) -> Encoding:
+    _checks.choice("encoding", name, ("direct", "cppn"))
+    if name == "cppn":
+        if eta is None:
+            return CPPNEncoding(shape, max_nodes=max_nodes, max_connections=max_connections)
+        return CPPNEncoding(shape, max_nodes=max_nodes, max_connections=max_connections, eta=eta)
+    return DirectEncoding(shape, mutation_rate=mutation_rate, eta=MNIST_RECIPE.eta if eta is None else eta)
+
+
+def _fresh(out: Path, names: Sequence[str]) -> None:
+    for name in names:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+Computed = tuple[dict[str, Any], dict[str, Any]]
+"""What a run's body returns: its results and the settings it adds (such as the search's own)."""
+
+
+def _locked_run(
+    out: str | Path,
+    command: str,
+    settings: dict[str, Any],
+    compute: Callable[[Path], Computed],
+    *,
+    reuse: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Check ``out``, lock it, run ``compute(folder)`` and write the summary.
+
+    With ``reuse`` (the output files), a folder that already holds them from the same command,
+    settings and foolbench version is kept and its summary returned with ``"reused": True``.
+    """
+    _checks.seed_int("seed", settings["seed"])
+    folder = _io.out_folder(out)
+    with _io.locked_folder(folder):
+        saved = _up_to_date(folder, command, settings, reuse) if reuse else None
+        if saved is not None:
+            return {**saved, "reused": True}
+        results, more = compute(folder)
+        summary = _io.summary(command, {**settings, **more}, results)
+        _io.write_json(folder / "summary.json", summary)
+    return summary
+
+
+def _search_summary(result: Any) -> Computed:
+    results = result.summary()
+    return results, {"search": results.pop("settings")}
+
+
+def run_evolution(
+    out: str | Path,
+    *,
+    model: str = "lenet-mnist",
+    encoding: str = "direct",
+    classes: Sequence[int | str] | None = None,
+    max_evaluations: int | None = 30_000,
+    generations: int | None = None,
+    target_confidence: float = 0.9999,
+    batch_size: int = MNIST_RECIPE.batch_size,
+    mutation_rate: float = MNIST_RECIPE.mutation_rate,
+    eta: float | None = None,
+    max_nodes: int = 32,
+    max_connections: int = 128,
+    seed: int = 0,
+    image_size: int | None = None,
+    device: str | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 25,
+    fresh: bool = False,
+    progress: bool = True,
+    title: str | None = None,
+    command: str = "evolve",
+) -> dict[str, Any]:
+    """Evolve fooling images with MAP-Elites for a zoo model and write them under ``out``.
+
+    Resumes from ``checkpoint`` (default ``out/checkpoint.pt``) when it exists; a checkpoint of
+    other settings is refused. Writes ``images.png``, ``images.pt``, ``report.md`` and ``summary.json``.
+
+    Args:
+        out: output folder (created; locked while the run writes to it).
+        model: zoo model name (see :func:`foolbench.models.zoo`).
+        encoding: ``"direct"`` (pixels) or ``"cppn"``.
+        classes: target classes as indices or class names (default: all).
+        max_evaluations: evaluation budget (None: no limit).
+        generations: generation budget (None: no limit).
+        target_confidence: stop once every class reaches it.
+        batch_size: genomes per generation.
+        mutation_rate: direct encoding: share of pixels each mutation changes.
+        eta: polynomial-mutation index (default: direct 1, cppn 15).
+        max_nodes: cppn: node slots per genome.
+        max_connections: cppn: connections per genome.
+        seed: seed of the search, an int in [0, 2**64).
+        image_size: raw image side of ImageNet models.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (default CPU).
+        checkpoint: checkpoint file.
+        checkpoint_every: generations between checkpoints.
+        fresh: delete an existing checkpoint and outputs first.
+        progress: show a progress bar.
+        title: heading of report.md.
+        command: the command name recorded in summary.json.
+
+    Returns:
+        The summary written to ``summary.json``.
+
+    Raises:
+        InvalidArgumentError: a bad setting (the message names it).
+        CheckpointError: the checkpoint is corrupt or from other settings.
+        FolderBusyError: another run holds ``out``.
+        OSError: ``out`` cannot be written.
+
+    Examples:
+        >>> import tempfile, foolbench as fb
+        >>> with tempfile.TemporaryDirectory() as out:
+        ...     s = fb.search.run_evolution(out, classes=["3"], generations=2, progress=False)
+        >>> s["schema"], s["command"], s["results"]["evaluations"]
+        ('foolbench.summary/1', 'evolve', 128)
+    """
+    settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh", "command", "title")}
+    settings["checkpoint"] = None if checkpoint is None else str(checkpoint)
+    settings["classes"] = None if classes is None else list(classes)
+
+    def compute(folder: Path) -> Computed:
+        clf = _model(model, device, image_size)
+        shape = clf.input_shape
+        genomes = _encoding(
+            encoding, shape, mutation_rate=mutation_rate, eta=eta, max_nodes=max_nodes, max_connections=max_connections
+        )
+        search = MAPElites(clf, genomes, classes=_classes(classes, clf), batch_size=batch_size, seed=seed)
+        ckpt = folder / "checkpoint.pt" if checkpoint is None else Path(checkpoint)
+        if fresh:
+            _fresh(folder, ("images.png", "images.pt", "report.md", "summary.json"))
+            ckpt.unlink(missing_ok=True)
+        try:
+            result = search.run(
+                max_evaluations=max_evaluations,
+                generations=generations,
+                target_confidence=target_confidence,
+                progress=progress,
+                checkpoint=ckpt,
+                checkpoint_every=checkpoint_every,
+            )
+        except CheckpointError as err:
+            raise CheckpointError(f"{err} (fresh=True, --fresh on the command line, starts over)") from err
+        result.save(folder, title=title or f"Evolved fooling images for {model} ({encoding} encoding)")
+        return _search_summary(result)
+
+    return _locked_run(out, command, settings, compute)
+
+
+def _up_to_date(folder: Path, command: str, settings: dict[str, Any], files: Sequence[str]) -> dict[str, Any] | None:
+    """The saved summary when ``folder`` holds every output of the same command and settings."""
+    saved = _io.read_summary(folder / "summary.json")
+    expected = _io.summary(command, settings, {})
+    if saved is None or not all((folder / name).is_file() for name in files):
+        return None
+    kept = {k: v for k, v in dict(saved.get("settings") or {}).items() if k != "search"}
+    same = saved.get("command") == command and kept == settings
+    same = same and saved.get("versions", {}).get("foolbench") == expected["versions"]["foolbench"]
+    return saved if same else None
+
+
+def run_ascent(
+    out: str | Path,
+    *,
+    model: str = "lenet-mnist",
+    classes: Sequence[int | str] | None = None,
+    steps: int = 500,
+    lr: float = 0.01,
+    l2_decay: float = 0.0,
+    blur_every: int = 0,
+    blur_sigma: float = 0.5,
+    jitter: int = 0,
+    start: str = "noise",
+    target_confidence: float = 0.9999,
+    seed: int = 0,
+    image_size: int | None = None,
+    device: str | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Gradient-ascent fooling images for a zoo model, written under ``out``.
+
+    Gradient ascent has no checkpoint: when ``out`` already holds the outputs of a run with the
+    same settings (and foolbench version) they are kept and their summary is returned without
+    recomputing; ``fresh=True`` recomputes. Writes ``images.png``, ``images.pt``, ``report.md``,
+    ``summary.json``.
+
+    Args:
+        out: output folder (created; locked while the run writes to it).
+        model: zoo model name.
+        classes: target classes as indices or class names (default: all).
+        steps, lr, l2_decay, blur_every, blur_sigma, jitter, start: see :class:`GradientAscent`.
+        target_confidence: an image stops changing once it reaches this confidence.
+        seed: seed of the start noise and jitter, an int in [0, 2**64).
+        image_size: raw image side of ImageNet models.
+        device: ``"cpu"``, ``"cuda"``... (default CPU).
+        fresh: recompute even when ``out`` holds the same run.
+        progress: accepted for a uniform interface (gradient ascent shows no bar yet).
+
+    Returns:
+        The summary written to ``summary.json`` (with ``"reused": True`` when nothing was recomputed).
+
+    Raises:
+        InvalidArgumentError: a bad setting (the message names it).
+        FolderBusyError: another run holds ``out``.
+        OSError: ``out`` cannot be written.
+
+    Examples:
+        >>> import tempfile, foolbench as fb
+        >>> with tempfile.TemporaryDirectory() as out:
+        ...     first = fb.search.run_ascent(out, classes=[1, "7"], steps=3)
+        ...     again = fb.search.run_ascent(out, classes=[1, "7"], steps=3)
+        >>> first["results"]["classes"], "reused" in first, again["reused"]
+        (2, False, True)
+    """
+    settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh")}
+    settings["classes"] = None if classes is None else list(classes)
+
+    def compute(folder: Path) -> Computed:
+        clf = _model(model, device, image_size)
+        search = GradientAscent(
+            clf,
+            steps=steps,
+            lr=lr,
+            l2_decay=l2_decay,
+            blur_every=blur_every,
+            blur_sigma=blur_sigma,
+            jitter=jitter,
+            start=start,
+            seed=seed,
+        )
+        result = search.run(_classes(classes, clf), target_confidence=target_confidence)
+        result.save(folder, title=f"Gradient-ascent fooling images for {model}")
+        return _search_summary(result)
+
+    files = () if fresh else ("images.png", "images.pt", "report.md", "summary.json")
+    return _locked_run(out, "ascend", settings, compute, reuse=files)
+
+
+def run_uap(
+    out: str | Path,
+    *,
+    model: str = "lenet-mnist",
+    eps: float = 0.3,
+    norm: str = "inf",
+    method: str = "sgd",
+    delta: float = 0.2,
+    max_passes: int = 20,
+    batch_size: int = 32,
+    fit: int = 500,
+    held_out: int = 1000,
+    seed: int = 0,
+    device: str | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fit a universal perturbation on real MNIST digits and measure it on held-out digits.
+
+    Fitting has no checkpoint: when ``out`` already holds the outputs of a fit with the same
+    settings (and foolbench version) they are kept and their summary is returned without
+    refitting; ``fresh=True`` refits. Writes ``images.png``, ``perturbation.pt``, ``report.md``,
+    ``summary.json``.
+
+    Args:
+        out: output folder (created; locked while the run writes to it).
+        model: a zoo model taking 1x28x28 inputs.
+        eps, norm, method, delta, max_passes, batch_size: see :class:`UniversalPerturbation`.
+        fit: fitting digits, from the train split.
+        held_out: held-out digits, from the test split.
+        seed: seed of the shuffling, an int in [0, 2**64).
+        device: ``"cpu"``, ``"cuda"``... (default CPU).
+        fresh: refit even when ``out`` holds the same fit.
+        progress: accepted for a uniform interface (the fit shows no bar yet).
+
+    Returns:
+        The summary written to ``summary.json`` (with ``"reused": True`` when nothing was refitted).
+
+    Raises:
+        InvalidArgumentError: a bad setting (the message names it), or a model that does not take MNIST digits.
+        FolderBusyError: another run holds ``out``.
+        OSError: ``out`` cannot be written.
+
+    Examples:
+        >>> import tempfile, foolbench as fb
+        >>> with tempfile.TemporaryDirectory() as out:
+        ...     s = fb.search.run_uap(out, fit=10, held_out=10, max_passes=1)
+        >>> s["command"], s["settings"]["eps"], s["results"]["held_out_images"]
+        ('uap', 0.3, 10)
+    """
+    settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh")}
+    _checks.positive_int("fit", fit)
+    _checks.positive_int("held_out", held_out)
+
+    def compute(folder: Path) -> Computed:
+        clf = _model(model, device, None)
+        if tuple(clf.input_shape) != (1, 28, 28):
+            raise InvalidArgumentError(f"model must take 1x28x28 MNIST inputs, got {model!r} with {clf.input_shape}")
+        uap = UniversalPerturbation(
+            eps=eps, norm=norm, method=method, delta=delta, max_passes=max_passes, batch_size=batch_size, seed=seed
+        )
+        x_fit = mnist_digits("train", limit=fit)[0]
+        x_held = mnist_digits("test", limit=held_out)[0]
+        fitted = uap.fit(clf, x_fit)
+        held_rate = fooling_rate(clf, x_held, fitted.perturbation)
+        _write_uap(folder, fitted, x_held, clf.predict((x_held[:9] + fitted.perturbation.cpu()).clamp(0, 1)))
+        results = {
+            "passes": fitted.passes,
+            "seconds": round(fitted.seconds, 3),
+            "fitting_images": int(x_fit.shape[0]),
+            "fitting_fooling_rate": fitted.fooling_rate,
+            "held_out_images": int(x_held.shape[0]),
+            "held_out_fooling_rate": held_rate,
+            "history": list(fitted.history),
+        }
+        _io.write_text(folder / "report.md", _uap_report(model, fitted, results))
+        return results, {}
+
+    files = () if fresh else ("images.png", "perturbation.pt", "report.md", "summary.json")
+    return _locked_run(out, "uap", settings, compute, reuse=files)
+
+
+def _write_uap(folder: Path, fitted: Any, held: torch.Tensor, predicted: torch.Tensor) -> None:
+    v = fitted.perturbation.cpu()
+    shown = (v - v.min()) / (v.max() - v.min()).clamp_min(1e-12)
+    perturbed = (held[:9] + v).clamp(0, 1)
+    captions = ["perturbation"] + [f"-> {int(p)}" for p in predicted.tolist()]
+    _io.save_grid(torch.cat([shown[None], perturbed]), captions, folder / "images.png")
+    _io.save_torch(folder / "perturbation.pt", {"perturbation": v, "eps": fitted.eps, "norm": fitted.norm})
+
+
+def _uap_report(model: str, fitted: Any, results: dict[str, Any]) -> str:
+    lines = [
+        f"# Universal perturbation for {model}",
+        "",
+        f"{fitted.method}, L-{fitted.norm} eps = {fitted.eps:g}, {fitted.passes} passes in {fitted.seconds:.1f} s.",
+        "",
+        "| images | fooling rate |",
+        "|---|---:|",
+        f"| fitting ({results['fitting_images']} real digits) | {results['fitting_fooling_rate']:.3f} |",
+        f"| held out ({results['held_out_images']} real digits) | {results['held_out_fooling_rate']:.3f} |",
+        "",
+        "![perturbation and perturbed digits](images.png)",
+        "",
+    ]
+    return "\n".join(lines)
