@@ -41,24 +41,15 @@ __all__ = ["Evolution", "MAPElites", "SingleClassEvolution", "search_device"]
 
 _FORMAT = "foolbench.evolution"
 _VERSION = 2
-_MAX_SEED = 2**63 - 1
 
 
 def search_device(device: str | torch.device | None, default: str | torch.device) -> torch.device:
-    """Resolve a search's ``device`` argument (None: ``default``), refusing devices this build lacks.
+    """Resolve a search's ``device`` argument (None: ``default``), refusing devices this machine lacks.
 
     Raises:
-        InvalidArgumentError: an unknown device string, or CUDA/MPS where this build has none.
+        InvalidArgumentError: an unknown device string, or CUDA/MPS where there is none.
     """
-    try:
-        dev = torch.device(default if device is None else device)
-    except (RuntimeError, TypeError) as err:
-        raise InvalidArgumentError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidArgumentError(f"device {str(dev)!r} asked for, but this torch build sees no CUDA device")
-    if dev.type not in ("cpu", "cuda"):
-        raise InvalidArgumentError(f"device must be 'cpu' or 'cuda[:N]', got {str(dev)!r}")
-    return dev
+    return _checks.torch_device("device", default if device is None else device)
 
 
 class Evolution(ABC):
@@ -94,9 +85,7 @@ class Evolution(ABC):
         self.evaluator: Evaluator = LocalEvaluator(self.classifier, encoding) if evaluator is None else evaluator
         self.classes = classes
         self.batch_size = _checks.positive_int("batch_size", batch_size)
-        self.seed = secrets.randbits(62) if seed is None else _checks.positive_int("seed", seed, minimum=0)
-        if self.seed > _MAX_SEED:
-            raise InvalidArgumentError(f"seed must be an int in [0, 2**63), got {self.seed}")
+        self.seed = secrets.randbits(62) if seed is None else _checks.seed_int("seed", seed)
         self.device = search_device(device, self.classifier.device)
         self.schedule = _schedule(mutation_schedule)
         self._rng = torch.Generator(device=self.device).manual_seed(self.seed)

@@ -261,7 +261,7 @@ def test_bit_flips_never_load_silently(lenet: fb.models.TorchClassifier, tmp_pat
 
 
 def test_seed_out_of_range_names_seed(lenet: fb.models.TorchClassifier) -> None:
-    with pytest.raises(InvalidArgumentError, match=r"seed must be an int in \[0, 2\*\*63\)"):
+    with pytest.raises(InvalidArgumentError, match=r"seed must be an int in \[0, 2\*\*64 - 1\]"):
         search(lenet, seed=2**64)
 
 
