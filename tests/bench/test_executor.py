@@ -33,7 +33,7 @@ def suite() -> dict[str, Any]:
                 "num_classes": 10,
                 "train_epochs": 1,
             },
-        ],  # fmt: skip
+        ],
         "defenses": [{"kind": "none"}, {"kind": "bit-depth", "bits": 2}],
         "methods": [
             {"kind": "random", "n": 16},
