@@ -70,8 +70,15 @@ class RandomMethod(Method[RandomParams]):
         def pair(m: dict[str, Any], e: str) -> str:
             return f"{fmt(m[f'{e}_median_confidence'])} / {fmt(m[f'{e}_max_confidence'])}"
 
-        rows = [[c["model"], c["defense"], pair(c["metrics"], "direct"), pair(c["metrics"], "cppn")] for c in cells]
-        header = ["model", "defense", "noise: median / max top confidence", "CPPN: median / max top confidence"]
+        rows = [[c["model"], c["defense"], c["method"], pair(c["metrics"], "direct"), pair(c["metrics"], "cppn")]
+                for c in cells]  # fmt: skip
+        header = [
+            "model",
+            "defense",
+            "method",
+            "noise: median / max top confidence",
+            "CPPN: median / max top confidence",
+        ]
         return [f"## {cls.title}", "", *table(header, rows), ""]
 
 
