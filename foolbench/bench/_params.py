@@ -66,7 +66,8 @@ def _number(key: str, value: Any, integer: bool, meta: dict[str, Any]) -> float:
     bad_lo = lo is not None and (value <= lo if meta.get("lo_open") else value < lo)
     if bad_lo or (hi is not None and value > hi):
         left = "(" if meta.get("lo_open") else "["
-        raise ConfigError(f"{key} must be in {left}{lo if lo is not None else '-inf'}, {hi}], got {value!r}")
+        right = "inf)" if hi is None else f"{hi}]"
+        raise ConfigError(f"{key} must be in {left}{lo if lo is not None else '-inf'}, {right}, got {value!r}")
     return value
 
 
