@@ -221,6 +221,12 @@ class Workspace:
                 f"model {name!r} takes inputs of shape {tuple(clf.input_shape)}, but its data has images of "
                 f"shape {tuple(x.shape[1:])}"
             )
+        labels = torch.cat([self.data(name)[0][1], self.data(name)[1][1]])
+        if labels.min() < 0 or labels.max() >= clf.num_classes:
+            raise ConfigError(
+                f"model {name!r} has {clf.num_classes} classes, but its data has labels in "
+                f"[{int(labels.min())}, {int(labels.max())}]"
+            )
 
     def _train(self, module: nn.Module, clf: Any, spec: Spec) -> None:
         from foolbench.models import train_classifier
