@@ -20,6 +20,7 @@ from foolbench.bench import factories
 from foolbench.bench._config import BUILTIN_SUITES, Spec, SuiteConfig, load_config, parse_config
 from foolbench.bench._executor import CellResult, CellTask, Executor, LocalExecutor
 from foolbench.bench._params import Params, param
+from foolbench.bench._reference import json_schema, reference_markdown
 from foolbench.bench._registry import (
     DEFENSES,
     METHODS,
@@ -57,9 +58,11 @@ __all__ = [
     "SuiteConfig",
     "Target",
     "factories",
+    "json_schema",
     "load_config",
     "param",
     "parse_config",
+    "reference_markdown",
     "register_defense",
     "register_method",
     "run_suite",

@@ -119,3 +119,38 @@ def test_every_builtin_kind_owns_documented_parameters() -> None:
             # the defaults survive the TOML round trip (TOML has no null: None means "not written")
             written = {k: v for k, v in json.loads(json.dumps(defaults.as_dict())).items() if v is not None}
             assert cls.Params.from_toml(written, where=kind) == defaults
+
+
+def test_reference_and_schema_cover_every_kind_and_key() -> None:
+    import dataclasses
+    import sys
+    from importlib import resources
+
+    from foolbench.bench import json_schema, reference_markdown
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    register_method(MeanConfidence)
+    try:
+        text = reference_markdown()
+        schema = json_schema()
+    finally:
+        unregister("mean-confidence")
+    for registry in (METHODS, DEFENSES):
+        for kind, cls in registry.items():
+            assert f"### `{kind}`" in text
+            for f in dataclasses.fields(cls.Params):
+                assert f"| `{f.name}` |" in text and f.metadata["doc"] in text
+    assert "### `mean-confidence`" in text and "held-out images scored" in text  # registered kinds appear
+    jsonschema = pytest.importorskip("jsonschema")
+    for name in ("quick", "paper"):
+        raw = tomllib.loads(resources.files("foolbench.bench").joinpath(f"suites/{name}.toml").read_text())
+        jsonschema.validate(raw, schema)
+    bad = {"models": [{"zoo": "lenet-mnist"}], "methods": [{"kind": "pgd", "n": -5}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**bad, "methods": [{"kind": "pgd", "stepz": 3}]}, schema)
+    jsonschema.validate({**bad, "methods": [{"kind": "pgd", "n": 5, "eps": 0.1}]}, schema)
