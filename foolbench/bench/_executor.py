@@ -36,6 +36,7 @@ class CellTask:
         out: the output folder (cached trained models are read from it).
         device: the device to run on (None: CPU).
         fresh: drop the cell's resume checkpoint before running.
+        progress: show a progress bar inside the cell where it runs.
 
     Examples:
         >>> import pickle
@@ -54,6 +55,7 @@ class CellTask:
     out: str
     device: str | None = None
     fresh: bool = False
+    progress: bool = False
 
     def run(self) -> CellResult:
         """Run the cell here (building the suite's models and defenses once per process)."""
@@ -67,9 +69,19 @@ class CellTask:
             shutil.rmtree(scratch)
         scratch.mkdir(parents=True, exist_ok=True)
         train, test = ws.data(self.model)
-        ctx = Context(train, test, self.seed, self.device, scratch, models=ws.models, key=self.key)
-        t0 = time.perf_counter()
-        output = mspec.build(METHODS).run(target, ctx)
+        from tqdm.auto import tqdm
+
+        desc = f"{self.model} / {self.defense} / {self.method}"
+        with tqdm(total=100, desc=desc, unit="%", leave=False, disable=not self.progress) as bar:
+
+            def advance(fraction: float) -> None:
+                bar.update(max(0, min(100, round(100 * fraction))) - bar.n)
+
+            ctx = Context(train, test, self.seed, self.device, scratch, models=ws.models, key=self.key,
+                          progress=advance, show_progress=self.progress)  # fmt: skip
+            t0 = time.perf_counter()
+            output = mspec.build(METHODS).run(target, ctx)
+            advance(1.0)
         return CellResult(output.metrics, output.tensors, output.files, round(time.perf_counter() - t0, 2))
 
 

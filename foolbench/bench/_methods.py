@@ -158,7 +158,7 @@ class MapElitesMethod(Method[MapElitesParams]):
         search = MAPElites(clf, enc, classes=classes, batch_size=p.batch_size, seed=ctx.seed)
         res = search.run(
             max_evaluations=p.max_evaluations, max_seconds=p.max_seconds, target_confidence=p.target_confidence,
-            progress=False, checkpoint=ctx.scratch / "map-elites.pt",
+            progress=ctx.show_progress, checkpoint=ctx.scratch / "map-elites.pt",
         )  # fmt: skip
         return _fooling_metrics(res, classes, target, ctx)
 

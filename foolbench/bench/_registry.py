@@ -100,6 +100,7 @@ class Context:
         scratch: a folder for this run's resume checkpoints (named by its digest).
         models: every model of the suite by name (ensembles use them).
         progress: called with the fraction done (0..1) inside the run.
+        show_progress: whether the run may show its own progress bars (e.g. a search's).
     """
 
     train: Batch
@@ -110,6 +111,7 @@ class Context:
     key: str = ""
     models: Mapping[str, Model] = field(default_factory=dict)
     progress: Callable[[float], None] = lambda _: None
+    show_progress: bool = False
 
 
 class Method(ABC, Generic[P]):

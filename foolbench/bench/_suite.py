@@ -57,6 +57,7 @@ class _Driver:
 
     def __init__(self, cfg: SuiteConfig, out: Path, ws: Workspace, device: str | None, fresh: bool) -> None:
         self.cfg, self.out, self.ws, self.device, self.fresh = cfg, out, ws, device, fresh
+        self.progress = False
         self.cells: dict[str, dict[str, Any]] = {}
         self.tensors: dict[str, dict[str, torch.Tensor]] = {}
         self.specs: dict[str, tuple[Spec, Spec]] = {}
@@ -76,7 +77,7 @@ class _Driver:
         key = file_key(model, dspec.name, mspec.name)
         self.specs[key] = (dspec, mspec)
         return CellTask(self.cfg, model, dspec.name, mspec.name, key, seed, digest(determined_by), str(self.out),
-                        self.device, self.fresh)  # fmt: skip
+                        self.device, self.fresh, self.progress)  # fmt: skip
 
     def cached(self, task: CellTask) -> bool:
         """Load a finished cell if it is valid and of this configuration; warn about a bad one."""
@@ -195,7 +196,7 @@ def run_suite(
         config: a built-in suite name (``"quick"``, ``"paper"``), a TOML path or a :class:`SuiteConfig`.
         out: output folder.
         device: ``"cpu"`` or ``"cuda"`` (default CPU).
-        progress: show a progress bar over the cells.
+        progress: show a progress bar over the cells, and one inside the running cell.
         executor: runs the cell tasks (default :class:`LocalExecutor`: in this process, in order).
         fresh: recompute everything (cells, trained models, defenses, search checkpoints).
 
@@ -227,6 +228,7 @@ def run_suite(
     t0 = time.perf_counter()
     ws = workspace(cfg, out_dir, device, fresh=fresh, new=True)
     driver = _Driver(cfg, out_dir, ws, device, fresh)
+    driver.progress = progress
     tasks, clean, tables = [], [], []
     for mspec in cfg.models:
         for dspec in (d for d in cfg.defenses if _applies(d, mspec.name)):

@@ -126,6 +126,7 @@ class Workspace:
         self._data: dict[str, tuple[Batch, Batch]] = {}
         self.models: dict[str, Model] = {}
         self._targets: dict[tuple[str, str], Target] = {}
+        self._identity: dict[int, str] = {}
 
     # -- data -----------------------------------------------------------------------
     def data(self, model: str | None = None) -> tuple[Batch, Batch]:
@@ -152,7 +153,9 @@ class Workspace:
     def data_identity(self, model: str) -> str:
         """A digest of the data ``model`` uses (its tensors)."""
         (xtr, ytr), (xte, yte) = self.data(model)
-        return tensors_digest([xtr, ytr, xte, yte])
+        if id(xtr) not in self._identity:  # the tensors live as long as the workspace: id() is stable
+            self._identity[id(xtr)] = tensors_digest([xtr, ytr, xte, yte])
+        return self._identity[id(xtr)]
 
     # -- models ---------------------------------------------------------------------
     def model_spec(self, name: str) -> Spec:

@@ -99,3 +99,16 @@ def test_executor_must_have_map(tmp_path: Path) -> None:
 
     with pytest.raises(InvalidTypeError, match="executor must have a map"):
         run_suite(parse_config(suite()), out=tmp_path, progress=False, executor=object())  # type: ignore[arg-type]
+
+
+def test_the_progress_bar_shows_the_running_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = {
+        "data": {"dataset": "mnist", "train": 32, "test": 32},
+        "models": [{"zoo": "lenet-mnist"}],
+        "methods": [{"kind": "pgd", "eps": [0.1, 0.2], "n": 8, "steps": 2, "name": "p"}],
+    }
+    run_suite(parse_config(cfg), out=tmp_path / "a", progress=True)
+    err = capsys.readouterr().err
+    assert "lenet-mnist / none / p" in err and "50%" in err  # one of two budgets done, inside the cell
+    run_suite(parse_config(cfg), out=tmp_path / "b", progress=False)
+    assert capsys.readouterr().err == ""
