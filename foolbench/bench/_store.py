@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["cell_seed", "digest", "file_key", "tensors_digest", "validate_cell"]
+__all__ = ["cell_seed", "digest", "file_key", "metrics_problem", "tensors_digest", "validate_cell"]
 
 CELL_KEYS = {
     "key": str,
@@ -114,8 +114,11 @@ def validate_cell(path: Path, expected: dict[str, Any], rates: tuple[str, ...]) 
     for name in ("key", "model", "defense", "method", "method_kind", "defense_kind"):
         if stored[name] != expected[name]:
             return None, f"field {name!r} is {stored[name]!r}, expected {expected[name]!r}"
-    problem = _finite(stored["metrics"], "metrics")
-    problem = problem or next(
-        (e for r in rates if r in stored["metrics"] and (e := _rate(stored["metrics"][r], f"metrics.{r}"))), None
-    )
+    problem = metrics_problem(stored["metrics"], rates)
     return (None, problem) if problem else (stored, "")
+
+
+def metrics_problem(metrics: dict[str, Any], rates: tuple[str, ...]) -> str | None:
+    """What is wrong with a cell's metrics (a non-finite number, a fraction outside [0, 1]), or None."""
+    problem = _finite(metrics, "metrics")
+    return problem or next((e for r in rates if r in metrics and (e := _rate(metrics[r], f"metrics.{r}"))), None)

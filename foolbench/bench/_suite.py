@@ -23,7 +23,7 @@ from foolbench.bench._config import Spec, SuiteConfig, load_config
 from foolbench.bench._executor import CellResult, CellTask, Executor, LocalExecutor, workspace
 from foolbench.bench._registry import METHODS
 from foolbench.bench._report import claims, write_reports
-from foolbench.bench._store import cell_seed, digest, file_key, validate_cell
+from foolbench.bench._store import cell_seed, digest, file_key, metrics_problem, validate_cell
 from foolbench.bench._workspace import Workspace
 from foolbench.errors import CheckpointError, InvalidTypeError
 
@@ -147,6 +147,13 @@ def _settings(cfg: SuiteConfig, device: str | None, executor: Executor, fresh: b
     }
 
 
+def _check(driver: _Driver, task: CellTask, result: CellResult) -> str | None:
+    metrics: Any = result.metrics  # from user code: checked, not trusted
+    if not isinstance(metrics, dict):
+        return f"metrics must be a dict, got {type(metrics).__name__}"
+    return metrics_problem(result.metrics, METHODS[driver.specs[task.key][1].kind].rates)
+
+
 def _run_tasks(driver: _Driver, executor: Executor, tasks: list[CellTask], bar: Any) -> None:
     """Run ``tasks``; a failed task is retried once, then recorded in ``driver.failed``."""
     failed: list[tuple[CellTask, Exception]] = []
@@ -154,6 +161,8 @@ def _run_tasks(driver: _Driver, executor: Executor, tasks: list[CellTask], bar: 
         batch: Iterable[CellTask] = tasks if attempt == 0 else [t for t, _ in failed]
         failed = []
         for task, result in executor.map(batch):
+            if isinstance(result, CellResult) and (problem := _check(driver, task, result)):
+                result = ValueError(f"the method returned bad metrics: {problem}")
             if isinstance(result, CellResult):
                 driver.finish(task, result)
                 bar.update(1)

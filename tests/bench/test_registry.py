@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,26 @@ def test_reference_and_schema_cover_every_kind_and_key() -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**bad, "methods": [{"kind": "pgd", "stepz": 3}]}, schema)
     jsonschema.validate({**bad, "methods": [{"kind": "pgd", "n": 5, "eps": 0.1}]}, schema)
+
+
+class NaNMethod(MeanConfidence):
+    kind = "nan-method"
+
+    def run(self, target: Target, ctx: Context) -> CellOutput:
+        return CellOutput({"mean_confidence": 1.5 if self.params.n == 2 else float("nan")})
+
+
+@pytest.mark.parametrize(
+    ("n", "problem"), [(1, "metrics.mean_confidence is nan"), (2, r"must be a fraction in \[0, 1\]")]
+)
+def test_bad_metrics_from_a_method_fail_the_cell_and_are_never_written(tmp_path: Path, n: int, problem: str) -> None:
+    register_method(NaNMethod)
+    try:
+        res = run_suite(parse_config(tiny([{"kind": "nan-method", "n": n}])), out=tmp_path, progress=False)
+    finally:
+        unregister("nan-method")
+    assert res["cells"] == [] and len(res["failed"]) == 1
+    assert res["failed"][0]["error"].startswith("ValueError: the method returned bad metrics")
+    assert re.search(problem, res["failed"][0]["error"])
+    assert not list((tmp_path / "cells").glob("*.json")) if (tmp_path / "cells").exists() else True
+    json.loads((tmp_path / "results.json").read_text())  # strict JSON: no NaN written

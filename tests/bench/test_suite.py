@@ -201,3 +201,41 @@ def test_changed_defense_parameters_are_recomputed(tmp_path: Path, monkeypatch: 
     cfg["defenses"][0]["size"] = 5  # same name, other parameters: not the same cell
     run_suite(parse_config(cfg), out=tmp_path, progress=False)
     assert len(calls) == 2
+
+
+def test_every_builtin_kind_runs(tmp_path: Path) -> None:
+    from foolbench.bench import DEFENSES, METHODS
+
+    cfg = {
+        "data": {"dataset": "mnist", "train": 96, "test": 48},
+        "models": [
+            {"zoo": "lenet-mnist"},
+            {"name": "mlp", "factory": "foolbench.bench.factories:mlp", "input_shape": [1, 28, 28],
+             "num_classes": 10, "train_epochs": 1},
+        ],
+        "defenses": [
+            {"kind": "none"}, {"kind": "gaussian"}, {"kind": "median"}, {"kind": "bit-depth", "bits": 4},
+            {"kind": "ensemble", "members": ["lenet-mnist", "mlp"]}, {"kind": "feature-squeezing"},
+            {"kind": "fooling-class", "searches_per_round": 1, "max_evaluations": 64, "epochs": 1,
+             "models": ["lenet-mnist"]},
+            {"kind": "uap-fine-tuning", "rounds": 1, "epochs": 1, "fit": 32, "max_passes": 1, "models": ["mlp"]},
+        ],
+        "methods": [
+            {"kind": "random", "n": 4}, {"kind": "pgd", "eps": 0.2, "n": 8, "steps": 2},
+            {"kind": "map-elites", "max_evaluations": 64, "classes": [3], "encoding": "cppn", "models": ["mlp"]},
+            {"kind": "gradient-ascent", "steps": 2, "classes": [1], "models": ["lenet-mnist"]},
+            {"kind": "uap", "fit": 16, "held_out": 16, "max_passes": 1, "models": ["lenet-mnist"]},
+        ],
+    }  # fmt: skip
+    assert {d["kind"] for d in cfg["defenses"]} == set(DEFENSES) and {m["kind"] for m in cfg["methods"]} == set(METHODS)
+    res = run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert not res["failed"]
+    assert {(c["defense_kind"], c["method_kind"]) for c in res["cells"]} >= {(d, "pgd") for d in DEFENSES}
+    by = {(c["model"], c["defense"]): c for c in res["clean"]}
+    assert "threshold" in by[("lenet-mnist", "feature-squeezing")]
+    fooling = next(t for t in res["defense_tables"] if t["defense"].startswith("fooling-class"))
+    assert [r["round"] for r in fooling["rows"]] == [0, 1]
+    pgd = {(c["model"], c["defense"]): c["metrics"] for c in res["cells"] if c["method_kind"] == "pgd"}
+    assert "detection_rate" in pgd[("lenet-mnist", "feature-squeezing")]
+    # PGD at eps 0.2 lowers the undefended LeNet's accuracy on these digits
+    assert pgd[("lenet-mnist", "none")]["robust_accuracy"]["0.2"] < pgd[("lenet-mnist", "none")]["clean_accuracy"]
