@@ -149,3 +149,8 @@ def workspace(cfg: SuiteConfig, out: Path, device: str | None, *, fresh: bool = 
         _WORKSPACES.clear()  # one suite at a time per process: do not keep old models alive
         _WORKSPACES[key] = Workspace(cfg, out, device, fresh=fresh)
     return _WORKSPACES[key]
+
+
+def forget_workspaces() -> None:
+    """Drop this process's workspaces (their models and data)."""
+    _WORKSPACES.clear()

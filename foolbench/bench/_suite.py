@@ -20,7 +20,7 @@ import torch
 import foolbench
 from foolbench import _io
 from foolbench.bench._config import Spec, SuiteConfig, load_config
-from foolbench.bench._executor import CellResult, CellTask, Executor, LocalExecutor, workspace
+from foolbench.bench._executor import CellResult, CellTask, Executor, LocalExecutor, forget_workspaces, workspace
 from foolbench.bench._registry import METHODS
 from foolbench.bench._report import claims, write_reports
 from foolbench.bench._store import cell_seed, digest, file_key, metrics_problem, validate_cell
@@ -274,4 +274,5 @@ def run_suite(
     }
     results["claims"] = claims(results)
     write_reports(results, out_dir)
+    forget_workspaces()  # free the models
     return results

@@ -12,10 +12,13 @@ from foolbench.bench import CellResult, CellTask, Executor, LocalExecutor, parse
 
 
 class ReversedPickling(LocalExecutor):
-    """Runs the tasks in reverse order, each after a pickle round trip (as a remote executor would)."""
+    """Runs the tasks in reverse order, each after a pickle round trip in a fresh workspace (as a worker would)."""
 
     def map(self, tasks: Iterable[CellTask]) -> Iterator[tuple[CellTask, CellResult | Exception]]:
+        from foolbench.bench import _executor
+
         for task in reversed(list(tasks)):
+            _executor._WORKSPACES.clear()  # nothing built by the driver is shared: the task rebuilds what it needs
             copy = pickle.loads(pickle.dumps(task))
             yield task, copy.run()
 
