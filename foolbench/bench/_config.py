@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from foolbench.bench import _defenses, _methods  # noqa: F401 - registers the built-in kinds
+from foolbench.bench._params import Params, check_value
+from foolbench.bench._registry import DEFENSES, METHODS, lookup
 from foolbench.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -15,58 +19,41 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["BUILTIN_SUITES", "DEFENSES", "METHODS", "Spec", "SuiteConfig", "load_config", "parse_config"]
+__all__ = ["BUILTIN_SUITES", "Spec", "SuiteConfig", "load_config", "parse_config"]
 
 BUILTIN_SUITES = ("quick", "paper")
+BUILTIN_DATASETS = ("mnist", "imagenet-photos")
+INT64 = 2**63
 
-# kind -> allowed parameters and their defaults
-DEFENSES: dict[str, dict[str, Any]] = {
-    "none": {},
-    "gaussian": {"sigma": 1.0},
-    "median": {"size": 3},
-    "bit-depth": {"bits": 1},
-    "ensemble": {"members": [], "combine": "mean_probs"},
-    "feature-squeezing": {"bits": 1, "median": 3, "false_positive_rate": 0.05},
-    "fooling-class": {
-        "rounds": 1,
-        "searches_per_round": 3,
-        "max_evaluations": 30_000,
-        "encoding": "direct",
-        "epochs": 6,
-        "fine_tune": False,
+# every key of [suite], [data] and [[models]]: the rules check_value applies, and a one-line meaning
+SUITE_KEYS: dict[str, dict[str, Any]] = {
+    "name": {"type": "str", "doc": "the suite's name (default: the file's stem)"},
+    "seed": {"type": "int", "lo": 0, "hi": INT64 - 1, "doc": "seeds every cell (each cell: from it and its key)"},
+}
+DATA_KEYS: dict[str, dict[str, Any]] = {
+    "dataset": {
+        "type": "str",
+        "doc": 'mnist, imagenet-photos, "module:function" returning (x_train, y_train, x_test, y_test), or an .npz',
     },
-    "uap-fine-tuning": {"rounds": 2, "eps": 0.3, "epochs": 2, "fit": 500, "max_passes": 10},
+    "train": {"type": "int", "lo": 1, "hi": 4000, "doc": "MNIST training images (default 4000)"},
+    "test": {"type": "int", "lo": 1, "hi": 1000, "doc": "MNIST held-out images (default 1000)"},
+    "size": {"type": "int", "lo": 8, "hi": 4096, "doc": "imagenet-photos: image side in pixels (default 224)"},
 }
-METHODS: dict[str, dict[str, Any]] = {
-    "random": {"n": 256},
-    "map-elites": {
-        "encoding": "direct",
-        "max_evaluations": 30_000,
-        "max_seconds": None,
-        "batch_size": 64,
-        "mutation_rate": 0.02,
-        "eta": None,
-        "target_confidence": 0.9999,
-        "classes": None,
-    },
-    "gradient-ascent": {"steps": 200, "lr": 0.01, "l2_decay": 0.0, "blur_every": 0, "classes": None},
-    "pgd": {"eps": [0.1, 0.2, 0.3], "steps": 40, "norm": "inf", "n": 500},
-    "uap": {"eps": 0.3, "norm": "inf", "method": "sgd", "fit": 500, "held_out": 1000, "max_passes": 10},
+DATA_DEFAULTS: dict[str, dict[str, Any]] = {"mnist": {"train": 4000, "test": 1000}, "imagenet-photos": {"size": 224}}
+MODEL_KEYS: dict[str, dict[str, Any]] = {
+    "name": {"type": "str", "doc": "label in reports (default: the zoo name or the factory's function)"},
+    "zoo": {"type": "str", "doc": "a zoo model (see `foolbench models`)"},
+    "factory": {"type": "str", "doc": '"module:function" taking num_classes and returning an nn.Module'},
+    "input_shape": {"type": "ints", "lo": 1, "hi": 65_536, "doc": "factory models: [C, H, W]"},
+    "num_classes": {"type": "int", "lo": 2, "hi": 1_000_000, "doc": "factory models: number of classes"},
+    "mean": {"type": "float-or-floats", "doc": "per-channel mean the model normalises with"},
+    "std": {"type": "float-or-floats", "lo": 0, "lo_open": True, "doc": "per-channel std the model normalises with"},
+    "bounds": {"type": "floats", "doc": "[low, high] range of raw inputs (default [0, 1])"},
+    "train_epochs": {"type": "int", "lo": 0, "hi": 10_000, "doc": "factory models: train this many epochs first"},
+    "image_size": {"type": "int", "lo": 8, "hi": 4096, "doc": "zoo ImageNet models: input side in pixels"},
+    "dataset": {"type": "str", "choices": BUILTIN_DATASETS, "doc": "the model's data when not the suite's"},
 }
-MODEL_KEYS = {
-    "name",
-    "zoo",
-    "factory",
-    "input_shape",
-    "num_classes",
-    "mean",
-    "std",
-    "bounds",
-    "train_epochs",
-    "image_size",
-    "dataset",
-}
-DATASETS = {"mnist": {"train": 4000, "test": 1000}, "imagenet-photos": {"size": 224}}
+SPEC_KEYS = ("kind", "name", "models")
 
 
 @dataclass(frozen=True)
@@ -89,6 +76,11 @@ class Spec:
     params: dict[str, Any]
     only: tuple[str, ...] | None = None
 
+    def build(self, registry: Mapping[str, type[Any]]) -> Any:
+        """An instance of the class ``registry`` holds for :attr:`kind`, with these parameters."""
+        cls = lookup(registry, self.kind, self.name)
+        return cls(cls.Params(**self.params))
+
 
 @dataclass
 class SuiteConfig:
@@ -100,6 +92,7 @@ class SuiteConfig:
         data: ``{"dataset": "mnist", "train": N, "test": M}`` or ``{"dataset": "imagenet-photos"}``.
         models, defenses, methods: the cells are their product (restricted by each spec's ``only``).
         raw: the parsed TOML (stored in ``results.json``).
+        folder: the suite file's folder (factories are looked up there first), or None.
 
     Examples:
         >>> cfg = load_config("quick")
@@ -114,10 +107,11 @@ class SuiteConfig:
     defenses: list[Spec]
     methods: list[Spec]
     raw: dict[str, Any] = field(default_factory=dict)
+    folder: str | None = None
 
 
-def _label(kind: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:
-    changed = [f"{k}={v}" for k, v in params.items() if k in defaults and v != defaults[k] and k != "members"]
+def _label(kind: str, params: Params) -> str:
+    changed = [f"{k}={v}" for k, v in params.changed().items() if k != "members"]
     return kind if not changed else f"{kind}({','.join(changed)})"
 
 
@@ -139,60 +133,92 @@ def _unique(specs: list[Spec], where: str, source: str) -> list[Spec]:
     return specs
 
 
-def _specs(raw: Any, where: str, registry: dict[str, dict[str, Any]], source: str) -> list[Spec]:
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}.name must be a non-empty string, got {value!r}")
+    return value
+
+
+def _specs(raw: Any, where: str, registry: Mapping[str, type[Any]], source: str) -> list[Spec]:
     out: list[Spec] = []
     for i, entry in enumerate(_tables(raw, where, source)):
-        kind = entry.get("kind")
-        if kind not in registry:
-            raise ConfigError(f"{source}: {where}[{i}] has unknown kind {kind!r}; valid kinds: {sorted(registry)}")
-        defaults = registry[kind]
-        extra = set(entry) - set(defaults) - {"kind", "name", "models"}
-        if extra:
-            raise ConfigError(
-                f"{source}: {where}[{i}] ({kind}) has unknown key(s) {sorted(extra)}; "
-                f"valid keys: {sorted([*defaults, 'name', 'models'])}"
-            )
-        params = {**defaults, **{k: v for k, v in entry.items() if k in defaults}}
+        at = f"{source}: {where}[{i}]"
+        cls = lookup(registry, entry.get("kind"), at)
+        params = cls.Params.from_toml({k: v for k, v in entry.items() if k not in SPEC_KEYS}, where=at)
         only = entry.get("models")
         if only is not None and (not isinstance(only, list) or not all(isinstance(m, str) for m in only)):
-            raise ConfigError(f"{source}: {where}[{i}].models must be a list of model names, got {only!r}")
-        name = str(entry.get("name") or _label(kind, params, defaults))
-        out.append(Spec(name, kind, params, None if only is None else tuple(only)))
+            raise ConfigError(f"{at}.models must be a list of model names, got {only!r}")
+        name = _name(entry["name"], at) if "name" in entry else _label(cls.kind, params)
+        out.append(Spec(name, cls.kind, params.as_dict(), None if only is None else tuple(only)))
     return _unique(out, where, source)
+
+
+def _keys(entry: dict[str, Any], rules: dict[str, dict[str, Any]], where: str) -> dict[str, Any]:
+    """Check every key of a table against ``rules``, naming the TOML key in each message."""
+    extra = set(entry) - set(rules)
+    if extra:
+        raise ConfigError(f"{where} has unknown key(s) {sorted(extra)}; valid keys: {sorted(rules)}")
+    return {k: check_value(f"{where}.{k}", v, rules[k]) for k, v in entry.items()}
 
 
 def _models(raw: Any, source: str) -> list[Spec]:
     out: list[Spec] = []
     for i, entry in enumerate(_tables(raw, "models", source)):
-        extra = set(entry) - MODEL_KEYS
-        if extra:
-            raise ConfigError(f"{source}: models[{i}] has unknown key(s) {sorted(extra)}; valid: {sorted(MODEL_KEYS)}")
+        at = f"{source}: models[{i}]"
+        entry = _keys(entry, MODEL_KEYS, at)
         if ("zoo" in entry) == ("factory" in entry):
             raise ConfigError(
-                f"{source}: models[{i}] needs exactly one of zoo = (a zoo name) or "
+                f"{at} needs exactly one of zoo = (a zoo name) or "
                 'factory = ("package.module:function" returning an nn.Module)'
-            )
-        if entry.get("dataset", "mnist") not in DATASETS:
-            raise ConfigError(
-                f"{source}: models[{i}].dataset {entry['dataset']!r} is unknown; valid: {sorted(DATASETS)}"
             )
         if "factory" in entry:
             for key in ("input_shape", "num_classes"):
                 if key not in entry:
-                    raise ConfigError(f"{source}: models[{i}] with a factory needs {key} =")
-            kind = "factory"
-        else:
-            kind = "zoo"
-        name = str(entry.get("name") or entry.get("zoo") or entry["factory"].split(":")[-1])
+                    raise ConfigError(f"{at} with a factory needs {key} =")
+            if len(entry["input_shape"]) != 3:
+                raise ConfigError(f"{at}.input_shape must be [C, H, W], got {entry['input_shape']!r}")
+        bounds = entry.get("bounds")
+        if bounds is not None and (len(bounds) != 2 or not bounds[0] < bounds[1]):
+            raise ConfigError(f"{at}.bounds must be [low, high] with low < high, got {bounds!r}")
+        kind = "factory" if "factory" in entry else "zoo"
+        name = _name(entry["name"], at) if "name" in entry else str(entry.get("zoo") or entry["factory"].split(":")[-1])
         out.append(Spec(name, kind, dict(entry)))
     return _unique(out, "models", source)
 
 
-def parse_config(raw: dict[str, Any], *, source: str = "<config>") -> SuiteConfig:
+def _data(raw: Any, source: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: [data] must be a table, got {raw!r}")
+    data = _keys(raw, DATA_KEYS, f"{source}: data")
+    dataset = data.setdefault("dataset", "mnist")
+    custom = ":" in dataset or dataset.endswith(".npz")
+    if dataset not in BUILTIN_DATASETS and not custom:
+        raise ConfigError(
+            f"{source}: data.dataset {dataset!r} is unknown; valid: {sorted(BUILTIN_DATASETS)}, "
+            '"module:function" or a path ending in .npz'
+        )
+    allowed = {"dataset", *DATA_DEFAULTS.get(dataset, {})}
+    extra = set(data) - allowed
+    if extra:
+        raise ConfigError(
+            f"{source}: data.dataset {dataset!r} takes no key(s) {sorted(extra)}; valid: {sorted(allowed)}"
+        )
+    return {"dataset": dataset, **DATA_DEFAULTS.get(dataset, {}), **data}
+
+
+def parse_config(raw: dict[str, Any], *, source: str = "<config>", folder: str | Path | None = None) -> SuiteConfig:
     """Validate a parsed TOML document into a :class:`SuiteConfig`.
 
+    Every key is checked at parse time (type, range, choices) and a bad one is named in the
+    message as it is written in the TOML file.
+
+    Args:
+        raw: the parsed TOML document.
+        source: names the file in messages.
+        folder: the suite file's folder, where ``"module:function"`` factories are looked up first.
+
     Raises:
-        ConfigError: unknown kinds or keys (the message lists the valid ones), missing sections.
+        ConfigError: unknown kinds or keys (the message lists the valid ones), bad values, missing sections.
 
     Examples:
         >>> cfg = parse_config({"models": [{"zoo": "lenet-mnist"}], "methods": [{"kind": "pgd", "eps": [0.1]}]})
@@ -207,26 +233,21 @@ def parse_config(raw: dict[str, Any], *, source: str = "<config>") -> SuiteConfi
     suite = raw.get("suite", {})
     if not isinstance(suite, dict):
         raise ConfigError(f"{source}: [suite] must be a table")
-    data = dict(raw.get("data", {"dataset": "mnist"}))
-    dataset = data.get("dataset", "mnist")
-    if dataset not in DATASETS:
-        raise ConfigError(f"{source}: data.dataset {dataset!r} is unknown; valid: {sorted(DATASETS)}")
-    data = {"dataset": dataset, **DATASETS[dataset], **data}
+    suite = _keys(suite, SUITE_KEYS, f"{source}: suite")
+    data = _data(raw.get("data", {"dataset": "mnist"}), source)
     models = _models(raw.get("models"), source)
-    model_names = {m.name for m in models}
+    model_names = [m.name for m in models]
     defenses = _specs(raw.get("defenses", [{"kind": "none"}]), "defenses", DEFENSES, source)
     methods = _specs(raw.get("methods"), "methods", METHODS, source)
     for spec in [*defenses, *methods]:
         for m in spec.only or ():
             if m not in model_names:
                 raise ConfigError(f"{source}: {spec.name} names unknown model {m!r}; models: {sorted(model_names)}")
-        for m in spec.params.get("members", []) if spec.kind == "ensemble" else []:
-            if m not in model_names:
-                raise ConfigError(f"{source}: ensemble member {m!r} is not a model of the suite: {sorted(model_names)}")
-    seed = suite.get("seed", 0)
-    if not isinstance(seed, int):
-        raise ConfigError(f"{source}: suite.seed must be an integer, got {seed!r}")
-    return SuiteConfig(str(suite.get("name", Path(source).stem)), seed, data, models, defenses, methods, raw)
+    for spec in defenses:
+        spec.build(DEFENSES).validate(model_names, source)
+    name = str(suite.get("name", Path(source).stem))
+    folder = None if folder is None else str(Path(folder).resolve())
+    return SuiteConfig(name, int(suite.get("seed", 0)), data, models, defenses, methods, raw, folder)
 
 
 def load_config(config: str | Path) -> SuiteConfig:
@@ -248,10 +269,14 @@ def load_config(config: str | Path) -> SuiteConfig:
         path = Path(config)
         if not path.is_file():
             raise FileNotFoundError(f"suite config not found: {str(path)!r} (built-in suites: {list(BUILTIN_SUITES)})")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: cannot read the suite file as UTF-8 text: {err}") from None
         source = str(path)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source}: malformed TOML: {err}") from None
-    return parse_config(raw, source=source)
+    folder = None if str(config) in BUILTIN_SUITES else Path(config).parent
+    return parse_config(raw, source=source, folder=folder)

@@ -1,285 +1,199 @@
-"""Transfer matrices, the published-claims table, and the report files of a suite."""
+"""The published-claims table (as data) and the report files of a suite: pure functions of the results."""
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from foolbench import _io
-from foolbench.search import fooling_rate
+from foolbench.bench._registry import METHODS, Method, fmt, table
 
-__all__ = ["claims", "transfer", "write_reports"]
-
-
-def transfer(runner: Any) -> dict[str, Any]:
-    """UAP and PGD transfer between the suite's undefended models (rows: source, columns: target)."""
-    out: dict[str, Any] = {}
-    undefended = [c for c in runner.cells if c["defense_kind"] == "none"]
-    for kind, field_name in (("uap", "perturbation"), ("pgd", "adversarial")):
-        sources = {
-            c["model"]: runner.extras.get(c["key"], {}).get(field_name) for c in undefended if c["method_kind"] == kind
-        }
-        names = [n for n, t in sources.items() if t is not None]
-        if len(names) < 2:
-            continue
-        shapes = {tuple(runner.models[n].classifier.input_shape) for n in names}
-        if len(shapes) != 1:
-            continue
-        datasets = {runner.cfg_model(n).get("dataset", runner.cfg.data["dataset"]) for n in names}
-        if len(datasets) != 1:
-            continue
-        runner.use(names[0])
-        x = runner.test[0]
-        matrix = []
-        for src in names:
-            row = []
-            for dst in names:
-                clf = runner.models[dst].classifier
-                if kind == "uap":
-                    row.append(fooling_rate(clf, x, sources[src]))
-                else:
-                    cell = next(c for c in undefended if c["model"] == src and c["method_kind"] == "pgd")
-                    labels = runner.extras[cell["key"]]["labels"]
-                    row.append(float((clf.predict(sources[src]).cpu() != labels).double().mean()))
-            matrix.append(row)
-        out[kind] = {"models": names, "matrix": matrix}
-    return out
+__all__ = ["CLAIMS", "Claim", "claims", "markdown", "write_reports"]
 
 
 def _cells(results: dict[str, Any], **match: str) -> list[dict[str, Any]]:
     return [c for c in results["cells"] if all(c.get(k) == v for k, v in match.items())]
 
 
-def _fmt(x: float | None, pct: bool = True) -> str:
-    if x is None:
-        return "-"
-    return f"{100 * x:.2f}%" if pct else f"{x:,.0f}"
+def _datasets(results: dict[str, Any]) -> dict[str, str]:
+    return {m["name"]: m.get("dataset") or results["data"]["dataset"] for m in results["settings"]["models"]}
+
+
+def _evolved(results: dict[str, Any], encoding: str, defense_kind: str = "none", dataset: str = "mnist") -> str | None:
+    datasets = _datasets(results)
+    found = [
+        c
+        for c in _cells(results, method_kind="map-elites", defense_kind=defense_kind)
+        if c["params"]["encoding"] == encoding and datasets.get(c["model"], "mnist") == dataset
+    ]
+    parts = []
+    for c in found:
+        m, n = c["metrics"], c["metrics"]["classes"]
+        extra = f", {round(m['fooled_0_996'] * n)}/{n} >= 99.6%" if dataset != "mnist" and "fooled_0_996" in m else ""
+        parts.append(
+            f"{c['model']}: {round(m['fooled_0_9999'] * n)}/{n} classes >= 99.99%, "
+            f"{round(m['fooled_0_99'] * n)}/{n} >= 99%{extra} "
+            f"(median {fmt(m['median_confidence'])}, {m['evaluations']:,} evals)"
+        )
+    return "; ".join(parts) or None
+
+
+def _joined(parts: list[str]) -> str | None:
+    return "; ".join(parts) or None
+
+
+def _random(results: dict[str, Any]) -> str | None:
+    return _joined([
+        f"{c['model']}: median top confidence {fmt(c['metrics']['direct_median_confidence'])} (noise), "
+        f"{fmt(c['metrics']['cppn_median_confidence'])} (CPPN)"
+        for c in _cells(results, method_kind="random", defense_kind="none")
+    ])  # fmt: skip
+
+
+def _ascent(results: dict[str, Any]) -> str | None:
+    return _joined([
+        f"{c['model']}: {fmt(c['metrics']['fooled_0_9999'])} of classes >= 99.99% "
+        f"({c['metrics']['evaluations']} forward-backward passes)"
+        for c in _cells(results, method_kind="gradient-ascent", defense_kind="none")
+    ])  # fmt: skip
+
+
+def _retraining(results: dict[str, Any]) -> str | None:
+    fcr = [t for t in results["defense_tables"] if t["rows"] and "fresh_median_confidence" in t["rows"][0]]
+    return _joined([
+        f"{t['model']}: fresh search median {fmt(t['rows'][-1]['fresh_median_confidence'])} after "
+        f"{t['rows'][-1]['round']} round(s), {fmt(t['rows'][-1]['fresh_fooled'])} of classes >= 99.99%; "
+        f"evolution after retraining (this suite's budget): {_evolved(results, 'direct', 'fooling-class') or '-'}"
+        for t in fcr
+    ])  # fmt: skip
+
+
+def _off_diagonal(results: dict[str, Any], kind: str) -> float | None:
+    tr = results["transfer"].get(kind)
+    if not tr:
+        return None
+    n = len(tr["models"])
+    return float(statistics.mean(tr["matrix"][i][j] for i in range(n) for j in range(n) if i != j))
+
+
+def _uap(results: dict[str, Any]) -> str | None:
+    parts = [f"{c['model']}: {fmt(c['metrics']['fooling_rate'])} held-out" for c in
+             _cells(results, method_kind="uap", defense_kind="none")]  # fmt: skip
+    off = _off_diagonal(results, "uap")
+    return _joined(parts + ([f"mean transfer {fmt(off)}"] if off is not None else []))
+
+
+def _fine_tuning(results: dict[str, Any]) -> str | None:
+    aft = [t for t in results["defense_tables"] if t["rows"] and "fooling_rate" in t["rows"][0]]
+    return _joined([
+        f"{t['model']}: fresh UAP {fmt(t['rows'][0]['fooling_rate'])} -> {fmt(t['rows'][-1]['fooling_rate'])} "
+        f"after {t['rows'][-1]['round']} round(s)"
+        for t in aft
+    ])  # fmt: skip
+
+
+def _pgd_transfer(results: dict[str, Any]) -> str | None:
+    off = _off_diagonal(results, "pgd")
+    return None if off is None else f"PGD examples misclassified by the other models: mean {fmt(off)}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A published claim and how a suite's results measure it (None: not measured by these results)."""
+
+    claim: str
+    source: str
+    published: str
+    measure: Callable[[dict[str, Any]], str | None]
+
+
+PAPER = "Nguyen, Yosinski & Clune, CVPR 2015"
+CLAIMS: tuple[Claim, ...] = (
+    Claim("Direct-encoded evolved images fool MNIST nets on every digit", PAPER, ">= 99.99%",
+          lambda r: _evolved(r, "direct")),
+    Claim("CPPN-encoded evolved images fool MNIST nets on every digit", PAPER, ">= 99.99%",
+          lambda r: _evolved(r, "cppn")),
+    Claim("CPPN images fool an ImageNet net for many classes", PAPER + ", Fig. 1", ">= 99.6% (AlexNet)",
+          lambda r: _evolved(r, "cppn", dataset="imagenet-photos")),
+    Claim("Random, unevolved images get low confidence", PAPER, "low", _random),
+    Claim("Gradient ascent from noise produces fooling images", PAPER, ">= 99.99%", _ascent),
+    Claim("Retraining with an extra fooling class: MNIST nets are still fooled", PAPER, "MNIST still 99.99%",
+          _retraining),
+    Claim("A universal perturbation fools most inputs and transfers across architectures",
+          "Moosavi-Dezfooli et al., CVPR 2017", "~80% fooling; > 53% transfer", _uap),
+    Claim("Fine-tuning on perturbed images leaves the UAP fooling rate high", "same", "~80%", _fine_tuning),
+    Claim("An adversarial image made for one network often fails on another", "common observation", "-",
+          _pgd_transfer),
+)  # fmt: skip
 
 
 def claims(results: dict[str, Any]) -> list[dict[str, str]]:
-    """Each published claim of DESIGN.md with what this suite measured (or "not in this suite")."""
-    rows: list[dict[str, str]] = []
-
-    datasets = {
-        str(m.get("name") or m.get("zoo") or str(m.get("factory", "")).split(":")[-1]): m.get(
-            "dataset", results["data"]["dataset"]
-        )
-        for m in results["config"].get("models", [])
-    }
-
-    def evolved(encoding: str, defense_kind: str = "none", dataset: str = "mnist") -> str | None:
-        found = [
-            c
-            for c in _cells(results, method_kind="map-elites", defense_kind=defense_kind)
-            if c["params"]["encoding"] == encoding and datasets.get(c["model"], "mnist") == dataset
-        ]
-        if not found:
-            return None
-        parts = []
-        for c in found:
-            m, n = c["metrics"], c["metrics"]["classes"]
-            extra = (
-                f", {round(m['fooled_0_996'] * n)}/{n} >= 99.6%" if dataset != "mnist" and "fooled_0_996" in m else ""
-            )
-            parts.append(
-                f"{c['model']}: {round(m['fooled_0_9999'] * n)}/{n} classes >= 99.99%, "
-                f"{round(m['fooled_0_99'] * n)}/{n} >= 99%{extra} "
-                f"(median {_fmt(m['median_confidence'])}, {m['evaluations']:,} evals)"
-            )
-        return "; ".join(parts)
-
-    def add(claim: str, source: str, published: str, measured: str | None) -> None:
-        rows.append(
-            {"claim": claim, "source": source, "published": published, "measured": measured or "not in this suite"}
-        )
-
-    paper = "Nguyen, Yosinski & Clune, CVPR 2015"
-    add("Direct-encoded evolved images fool MNIST nets on every digit", paper, ">= 99.99%", evolved("direct"))
-    add("CPPN-encoded evolved images fool MNIST nets on every digit", paper, ">= 99.99%", evolved("cppn"))
-    add(
-        "CPPN images fool an ImageNet net for many classes",
-        paper + ", Fig. 1",
-        ">= 99.6% (AlexNet)",
-        evolved("cppn", dataset="imagenet-photos"),
-    )
-    rand = _cells(results, method_kind="random", defense_kind="none")
-    add(
-        "Random, unevolved images get low confidence",
-        paper,
-        "low",
-        "; ".join(
-            f"{c['model']}: median top confidence {_fmt(c['metrics']['direct_median_confidence'])} (noise), "
-            f"{_fmt(c['metrics']['cppn_median_confidence'])} (CPPN)"
-            for c in rand
-        )
-        or None,
-    )
-    ga = _cells(results, method_kind="gradient-ascent", defense_kind="none")
-    add(
-        "Gradient ascent from noise produces fooling images",
-        paper,
-        ">= 99.99%",
-        "; ".join(
-            f"{c['model']}: {_fmt(c['metrics']['fooled_0_9999'])} of classes >= 99.99% "
-            f"({c['metrics']['evaluations']} forward-backward passes)"
-            for c in ga
-        )
-        or None,
-    )
-    fcr = [t for t in results["defense_tables"] if t["rows"] and "fresh_median_confidence" in t["rows"][0]]
-    add(
-        "Retraining with an extra fooling class: MNIST nets are still fooled",
-        paper,
-        "MNIST still 99.99%",
-        "; ".join(
-            f"{t['model']}: fresh search median {_fmt(t['rows'][-1]['fresh_median_confidence'])} after "
-            f"{t['rows'][-1]['round']} round(s), {_fmt(t['rows'][-1]['fresh_fooled'])} of classes >= 99.99%; "
-            f"evolution after retraining (this suite's budget): {evolved('direct', 'fooling-class') or '-'}"
-            for t in fcr
-        )
-        or None,
-    )
-    uap = _cells(results, method_kind="uap", defense_kind="none")
-    tr = results["transfer"].get("uap")
-    off = None
-    if tr:
-        n = len(tr["models"])
-        off = statistics.mean(tr["matrix"][i][j] for i in range(n) for j in range(n) if i != j)
-    add(
-        "A universal perturbation fools most inputs and transfers across architectures",
-        "Moosavi-Dezfooli et al., CVPR 2017",
-        "~80% fooling; > 53% transfer",
-        "; ".join(f"{c['model']}: {_fmt(c['metrics']['fooling_rate'])} held-out" for c in uap)
-        + (f"; mean transfer {_fmt(off)}" if off is not None else "")
-        or None,
-    )
-    aft = [t for t in results["defense_tables"] if t["rows"] and "fooling_rate" in t["rows"][0]]
-    add(
-        "Fine-tuning on perturbed images leaves the UAP fooling rate high",
-        "same",
-        "~80%",
-        "; ".join(
-            f"{t['model']}: fresh UAP {_fmt(t['rows'][0]['fooling_rate'])} -> {_fmt(t['rows'][-1]['fooling_rate'])} "
-            f"after {t['rows'][-1]['round']} round(s)"
-            for t in aft
-        )
-        or None,
-    )
-    pgd_tr = results["transfer"].get("pgd")
-    if pgd_tr:
-        n = len(pgd_tr["models"])
-        mean_off = statistics.mean(pgd_tr["matrix"][i][j] for i in range(n) for j in range(n) if i != j)
-        measured = f"PGD examples misclassified by the other models: mean {_fmt(mean_off)}"
-    else:
-        measured = None
-    add("An adversarial image made for one network often fails on another", "common observation", "-", measured)
+    """Each claim of :data:`CLAIMS` with what these results measured (or "not in this suite")."""
+    rows = []
+    for c in CLAIMS:
+        measured = c.measure(results)
+        rows.append({"claim": c.claim, "source": c.source, "published": c.published,
+                     "measured": measured or "not in this suite"})  # fmt: skip
     return rows
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+def _method_sections(cells: list[dict[str, Any]]) -> list[str]:
+    """One section per method kind present, written by its registered class (in order of appearance)."""
+    lines: list[str] = []
+    for kind in dict.fromkeys(c["method_kind"] for c in cells):
+        cls = METHODS.get(kind)
+        of_kind = [c for c in cells if c["method_kind"] == kind]
+        if cls is None:  # a kind no longer registered: the generic table
+            lines += Method.report.__func__(type("Unregistered", (Method,), {"kind": kind}), of_kind)  # type: ignore[attr-defined]
+        else:
+            lines += cls.report(of_kind)
+    return lines
 
 
-def _markdown(results: dict[str, Any], plots: list[str]) -> str:
+def markdown(results: dict[str, Any], plots: list[str] = ()) -> str:  # type: ignore[assignment]
+    """``report.md``: a pure function of ``results`` (the content of ``results.json``)."""
     lines = [
         f"# foolbench scorecard: suite `{results['suite']}`",
         "",
         (
             f"foolbench {results['foolbench']}, torch {results['torch']}, Python {results['python']}, "
-            f"device {results['device']}, seed {results['seed']}, {results['seconds']:.0f} s."
-        ),
-        "",
-        "## Clean accuracy (held-out)",
-        "",
-        *_table(
-            ["model", "defense", "clean accuracy", "detector false positives"],
-            [
-                [c["model"], c["defense"], _fmt(c["clean_accuracy"]), _fmt(c.get("false_positive_rate_held_out"))]
-                for c in results["clean"]
-            ],
+            f"device {results['device']}, {results['settings']['torch_threads']} torch thread(s), "
+            f"seed {results['seed']}, {results['seconds']:.0f} s."
         ),
         "",
     ]
-    cells = results["cells"]
-    search = [c for c in cells if c["method_kind"] in ("map-elites", "gradient-ascent")]
-    if search:
-        lines += ["## Fooling images", ""]
-        lines += _table(
-            ["model", "defense", "method", ">= 99%", ">= 99.99%", "median conf.", "evaluations", "evals to 99.99% (median)", "detected"],
-            [
-                [
-                    c["model"], c["defense"], c["method"], _fmt(c["metrics"]["fooled_0_99"]),
-                    _fmt(c["metrics"]["fooled_0_9999"]), _fmt(c["metrics"]["median_confidence"]),
-                    f"{c['metrics']['evaluations']:,}", _fmt(c["metrics"]["median_evaluations_to_0_9999"], pct=False),
-                    _fmt(c["metrics"].get("detection_rate")),
-                ]
-                for c in search
-            ],
-        )  # fmt: skip
+    if results["failed"]:
+        lines += ["## Failed cells (each tried twice)", ""]
+        lines += table(["model", "defense", "method", "error"],
+                       [[f["model"], f["defense"], f["method"], f["error"]] for f in results["failed"]])  # fmt: skip
         lines.append("")
-    pgd = [c for c in cells if c["method_kind"] == "pgd"]
-    if pgd:
-        eps = list(pgd[0]["metrics"]["robust_accuracy"])
-        lines += ["## Robust accuracy under PGD (adaptive: BPDA through non-differentiable defenses)", ""]
-        lines += _table(
-            ["model", "defense", "clean", *[f"eps {e}" for e in eps], "detected"],
-            [
-                [c["model"], c["defense"], _fmt(c["metrics"]["clean_accuracy"])]
-                + [_fmt(c["metrics"]["robust_accuracy"].get(e)) for e in eps]
-                + [_fmt(c["metrics"].get("detection_rate"))]
-                for c in pgd
-            ],
+    lines += ["## Clean accuracy (held-out)", ""]
+    lines += table(
+        ["model", "defense", "clean accuracy", "detector false positives"],
+        [
+            [c["model"], c["defense"], fmt(c["clean_accuracy"]), fmt(c.get("false_positive_rate_held_out"))]
+            for c in results["clean"]
+        ],
+    )
+    lines.append("")
+    lines += _method_sections(results["cells"])
+    for tr in results["transfer"].values():
+        lines += [f"## {tr['title']}: rows made on, columns evaluated on", ""]
+        lines += table(
+            ["from \\ to", *tr["models"]],
+            [[m] + [fmt(v) for v in row] for m, row in zip(tr["models"], tr["matrix"], strict=True)],
         )
         lines.append("")
-    uap = [c for c in cells if c["method_kind"] == "uap"]
-    if uap:
-        lines += ["## Universal perturbations (held-out fooling rate)", ""]
-        lines += _table(
-            ["model", "defense", "eps", "fooling rate", "detected"],
-            [
-                [
-                    c["model"],
-                    c["defense"],
-                    str(c["params"]["eps"]),
-                    _fmt(c["metrics"]["fooling_rate"]),
-                    _fmt(c["metrics"].get("detection_rate")),
-                ]
-                for c in uap
-            ],
-        )
-        lines.append("")
-    rand = [c for c in cells if c["method_kind"] == "random"]
-    if rand:
-        lines += ["## Random generation-0 images (the paper's baseline)", ""]
-        lines += _table(
-            ["model", "defense", "noise: median / max top confidence", "CPPN: median / max top confidence"],
-            [
-                [
-                    c["model"], c["defense"],
-                    f"{_fmt(c['metrics']['direct_median_confidence'])} / {_fmt(c['metrics']['direct_max_confidence'])}",
-                    f"{_fmt(c['metrics']['cppn_median_confidence'])} / {_fmt(c['metrics']['cppn_max_confidence'])}",
-                ]
-                for c in rand
-            ],
-        )  # fmt: skip
-        lines.append("")
-    for kind, title in (("uap", "UAP transfer (fooling rate)"), ("pgd", "PGD transfer (misclassified)")):
-        tr = results["transfer"].get(kind)
-        if tr:
-            lines += [f"## {title}: rows made on, columns evaluated on", ""]
-            lines += _table(
-                ["from \\ to", *tr["models"]],
-                [[m] + [_fmt(v) for v in row] for m, row in zip(tr["models"], tr["matrix"], strict=True)],
-            )
-            lines.append("")
     for t in results["defense_tables"]:
         rows = t["rows"]
         if rows:
             lines += [f"## Defense rounds: {t['model']} / {t['defense']}", ""]
-            lines += _table(
+            lines += table(
                 list(rows[0]),
                 [
                     ["-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in r.values()]
@@ -287,15 +201,17 @@ def _markdown(results: dict[str, Any], plots: list[str]) -> str:
                 ],
             )
             lines.append("")
-    lines += ["## Published claims", ""]
-    lines += _table(
-        ["claim", "source", "published", "measured"],
-        [[r["claim"], r["source"], r["published"], r["measured"]] for r in results["claims"]],
-    )
-    lines.append("")
+    measured = [r for r in results["claims"] if r["measured"] != "not in this suite"]
+    if measured:
+        lines += ["## Published claims (those this suite measures)", ""]
+        lines += table(
+            ["claim", "source", "published", "measured"],
+            [[r["claim"], r["source"], r["published"], r["measured"]] for r in measured],
+        )
+        lines.append("")
     if plots:
         lines += ["## Plots", "", *[f"![{Path(p).stem}]({p})" for p in plots], ""]
-    grids = [c for c in search if "grid" in c["metrics"]]
+    grids = [c for c in results["cells"] if isinstance(c["metrics"].get("grid"), str)]
     if grids:
         lines += ["## Fooling images per cell", ""]
         lines += [
@@ -373,4 +289,4 @@ def write_reports(results: dict[str, Any], out: Path) -> None:
     """Write ``results.json``, the plots and ``report.md`` (all atomically)."""
     plots = _plots(results, out)
     _io.write_json(out / "results.json", results)
-    _io.write_text(out / "report.md", _markdown(results, plots))
+    _io.write_text(out / "report.md", markdown(results, plots))

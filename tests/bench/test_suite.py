@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import foolbench as fb
-from foolbench.bench import SCHEMA, load_config, parse_config, run_suite
-from foolbench.bench._suite import _Runner
+from foolbench.bench import SCHEMA, CellTask, load_config, parse_config, run_suite
+from foolbench.bench._store import file_key
 from foolbench.cli import main
 from foolbench.errors import ConfigError
 
@@ -90,7 +90,7 @@ def test_suite_results_schema_reports_and_user_factory(user_module: None, tmp_pa
     claims = {c["claim"]: c for c in on_disk["claims"]}
     assert any("Direct-encoded" in c for c in claims)
     report = (out / "report.md").read_text()
-    assert "## Published claims" in report and "| lenet-mnist | median |" in report
+    assert "## Published claims" in report and not on_disk["failed"] and "| lenet-mnist | median |" in report
     assert (out / "plots" / "robust_accuracy_vs_eps.png").is_file()
 
 
@@ -99,23 +99,21 @@ def test_resume_skips_finished_cells(user_module: None, tmp_path: Path, monkeypa
     cfg["defenses"] = [{"kind": "none"}]
     out = tmp_path / "out"
     calls: list[str] = []
-    original = _Runner.run_method
+    original = CellTask.run
 
-    def interrupted(self: _Runner, d: Any, spec: Any, key: str) -> Any:
+    def interrupted(self: CellTask) -> Any:
         if len(calls) == 5:
             raise KeyboardInterrupt
-        calls.append(key)
-        return original(self, d, spec, key)
+        calls.append(self.key)
+        return original(self)
 
-    monkeypatch.setattr(_Runner, "run_method", interrupted)
+    monkeypatch.setattr(CellTask, "run", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_suite(parse_config(cfg), out=out, progress=False)
     finished = sorted(p.name for p in (out / "cells").glob("*.json"))
     assert len(finished) == 5  # nothing finished is lost
     calls.clear()
-    monkeypatch.setattr(
-        _Runner, "run_method", lambda self, d, spec, key: (calls.append(key), original(self, d, spec, key))[1]
-    )
+    monkeypatch.setattr(CellTask, "run", lambda self: (calls.append(self.key), original(self))[1])
     resumed = run_suite(parse_config(cfg), out=out, progress=False)
     assert len(calls) == 3  # only the three unfinished cells ran
     fresh = run_suite(parse_config(cfg), out=tmp_path / "fresh", progress=False)
@@ -129,7 +127,9 @@ def test_resume_skips_finished_cells(user_module: None, tmp_path: Path, monkeypa
     cfg["methods"][0]["n"] = 16
     calls.clear()
     run_suite(parse_config(cfg), out=out, progress=False)
-    assert sorted(calls) == ["lenet-mnist__none__random-n=16-", "user__none__random-n=16-"]
+    assert sorted(calls) == sorted(
+        [file_key("lenet-mnist", "none", "random(n=16)"), file_key("user", "none", "random(n=16)")]
+    )
 
 
 @pytest.mark.parametrize(
@@ -193,13 +193,49 @@ def test_changed_defense_parameters_are_recomputed(tmp_path: Path, monkeypatch: 
         "methods": [{"kind": "random", "n": 16}],
     }
     calls: list[str] = []
-    original = _Runner.run_method
-    monkeypatch.setattr(
-        _Runner, "run_method", lambda self, d, spec, key: (calls.append(key), original(self, d, spec, key))[1]
-    )
+    original = CellTask.run
+    monkeypatch.setattr(CellTask, "run", lambda self: (calls.append(self.key), original(self))[1])
     run_suite(parse_config(cfg), out=tmp_path, progress=False)
     run_suite(parse_config(cfg), out=tmp_path, progress=False)
     assert len(calls) == 1  # unchanged: reused
     cfg["defenses"][0]["size"] = 5  # same name, other parameters: not the same cell
     run_suite(parse_config(cfg), out=tmp_path, progress=False)
     assert len(calls) == 2
+
+
+def test_every_builtin_kind_runs(tmp_path: Path) -> None:
+    from foolbench.bench import DEFENSES, METHODS
+
+    cfg = {
+        "data": {"dataset": "mnist", "train": 96, "test": 48},
+        "models": [
+            {"zoo": "lenet-mnist"},
+            {"name": "mlp", "factory": "foolbench.bench.factories:mlp", "input_shape": [1, 28, 28],
+             "num_classes": 10, "train_epochs": 1},
+        ],
+        "defenses": [
+            {"kind": "none"}, {"kind": "gaussian"}, {"kind": "median"}, {"kind": "bit-depth", "bits": 4},
+            {"kind": "ensemble", "members": ["lenet-mnist", "mlp"]}, {"kind": "feature-squeezing"},
+            {"kind": "fooling-class", "searches_per_round": 1, "max_evaluations": 64, "epochs": 1,
+             "models": ["lenet-mnist"]},
+            {"kind": "uap-fine-tuning", "rounds": 1, "epochs": 1, "fit": 32, "max_passes": 1, "models": ["mlp"]},
+        ],
+        "methods": [
+            {"kind": "random", "n": 4}, {"kind": "pgd", "eps": 0.2, "n": 8, "steps": 2},
+            {"kind": "map-elites", "max_evaluations": 64, "classes": [3], "encoding": "cppn", "models": ["mlp"]},
+            {"kind": "gradient-ascent", "steps": 2, "classes": [1], "models": ["lenet-mnist"]},
+            {"kind": "uap", "fit": 16, "held_out": 16, "max_passes": 1, "models": ["lenet-mnist"]},
+        ],
+    }  # fmt: skip
+    assert {d["kind"] for d in cfg["defenses"]} == set(DEFENSES) and {m["kind"] for m in cfg["methods"]} == set(METHODS)
+    res = run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert not res["failed"]
+    assert {(c["defense_kind"], c["method_kind"]) for c in res["cells"]} >= {(d, "pgd") for d in DEFENSES}
+    by = {(c["model"], c["defense"]): c for c in res["clean"]}
+    assert "threshold" in by[("lenet-mnist", "feature-squeezing")]
+    fooling = next(t for t in res["defense_tables"] if t["defense"].startswith("fooling-class"))
+    assert [r["round"] for r in fooling["rows"]] == [0, 1]
+    pgd = {(c["model"], c["defense"]): c["metrics"] for c in res["cells"] if c["method_kind"] == "pgd"}
+    assert "detection_rate" in pgd[("lenet-mnist", "feature-squeezing")]
+    # PGD at eps 0.2 lowers the undefended LeNet's accuracy on these digits
+    assert pgd[("lenet-mnist", "none")]["robust_accuracy"]["0.2"] < pgd[("lenet-mnist", "none")]["clean_accuracy"]

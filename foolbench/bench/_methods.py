@@ -1,0 +1,329 @@
+"""The built-in method kinds of a suite: random, map-elites, gradient-ascent, pgd, uap.
+
+Every call into :mod:`foolbench.search` and :mod:`foolbench.encodings` made by the bench's
+methods is in this module.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from foolbench.bench._params import Params, param
+from foolbench.bench._registry import CellOutput, Context, Method, Target, fmt, register_method, table
+from foolbench.errors import ConfigError
+
+__all__ = ["GradientAscentMethod", "MapElitesMethod", "PGDMethod", "RandomMethod", "UAPMethod", "encoding"]
+
+
+def encoding(name: str, shape: Any, *, mutation_rate: float = 0.02, eta: float | None = None) -> Any:
+    """The suite's encodings: ``"direct"`` (pixels, the MNIST recipe) or ``"cppn"``."""
+    from foolbench.encodings import CPPNEncoding, DirectEncoding
+
+    if name == "cppn":
+        return CPPNEncoding(shape, eta=eta or 15.0)
+    if name == "direct":
+        return DirectEncoding(shape, mutation_rate=mutation_rate, eta=eta or 1.0)
+    raise ConfigError(f"encoding must be 'direct' or 'cppn', got {name!r}")
+
+
+def _detected(target: Target, images: torch.Tensor) -> dict[str, Any]:
+    return {} if target.detector is None else {"detection_rate": target.detector.detection_rate(images)}
+
+
+@dataclass(frozen=True)
+class RandomParams(Params):
+    """Parameters of ``RandomMethod``."""
+
+    n: int = param(256, "random images per encoding", type="int", lo=1, hi=1_000_000)
+
+
+@register_method
+class RandomMethod(Method[RandomParams]):
+    """Generation-0 images (noise and CPPN) scored by the model: the paper's baseline."""
+
+    kind = "random"
+    title = "Random generation-0 images (the paper's baseline)"
+    rates = tuple(
+        f"{e}_{m}" for e in ("direct", "cppn") for m in ("median_confidence", "max_confidence", "share_at_0.99")
+    )
+    Params = RandomParams
+
+    def run(self, target: Target, ctx: Context) -> CellOutput:
+        clf, metrics = target.classifier, {}
+        gen = torch.Generator().manual_seed(ctx.seed)
+        for name in ("direct", "cppn"):
+            enc = encoding(name, clf.input_shape)
+            images = enc.render(enc.sample(int(self.params.n), gen))
+            lo, hi = clf.bounds
+            conf = clf.probs(images * (hi - lo) + lo)[:, target.classes].max(1).values.double().cpu()
+            metrics[f"{name}_median_confidence"] = float(conf.median())
+            metrics[f"{name}_max_confidence"] = float(conf.max())
+            metrics[f"{name}_share_at_0.99"] = float((conf >= 0.99).double().mean())
+        return CellOutput(metrics)
+
+    @classmethod
+    def report(cls, cells: list[dict[str, Any]]) -> list[str]:
+        def pair(m: dict[str, Any], e: str) -> str:
+            return f"{fmt(m[f'{e}_median_confidence'])} / {fmt(m[f'{e}_max_confidence'])}"
+
+        rows = [[c["model"], c["defense"], c["method"], pair(c["metrics"], "direct"), pair(c["metrics"], "cppn")]
+                for c in cells]  # fmt: skip
+        header = [
+            "model",
+            "defense",
+            "method",
+            "noise: median / max top confidence",
+            "CPPN: median / max top confidence",
+        ]
+        return [f"## {cls.title}", "", *table(header, rows), ""]
+
+
+_CLASSES = param(None, "target classes (default: every class)", type="ints", lo=0)
+_FOOLING_RATES = ("fooled_0_99", "fooled_0_996", "fooled_0_9999", "median_confidence", "detection_rate")
+
+
+def _fooling_metrics(res: Any, classes: list[int], target: Target, ctx: Context) -> CellOutput:
+    conf = res.confidence.double()
+    reach = {t: res.evaluations_to(t) for t in (0.99, 0.9999)}
+    grid = ctx.scratch / "grid.png"
+    res.save_png(grid)
+    name = f"images/{ctx.key}.png"
+    metrics = {
+        "classes": len(classes),
+        "fooled_0_99": float((conf >= 0.99).double().mean()),
+        "fooled_0_996": float((conf >= 0.996).double().mean()),
+        "fooled_0_9999": float((conf >= 0.9999).double().mean()),
+        "median_confidence": float(conf.median()),
+        "evaluations": int(res.evaluations),
+        "seconds": round(res.seconds, 2),
+        "median_evaluations_to_0_99": _median_reached(reach[0.99]),
+        "median_evaluations_to_0_9999": _median_reached(reach[0.9999]),
+        "curve": _curve(res.history.evaluations, res.history.confidence),
+        "grid": name,
+        **_detected(target, res.images),
+    }
+    return CellOutput(metrics, {"images": res.images.cpu()}, {name: grid.read_bytes()})
+
+
+def _fooling_report(title: str, cells: list[dict[str, Any]]) -> list[str]:
+    header = ["model", "defense", "method", ">= 99%", ">= 99.99%", "median conf.", "evaluations"]
+    header += ["evals to 99.99% (median)", "detected"]
+    rows = [
+        [
+            c["model"], c["defense"], c["method"], fmt(c["metrics"]["fooled_0_99"]),
+            fmt(c["metrics"]["fooled_0_9999"]), fmt(c["metrics"]["median_confidence"]),
+            f"{c['metrics']['evaluations']:,}", fmt(c["metrics"]["median_evaluations_to_0_9999"], pct=False),
+            fmt(c["metrics"].get("detection_rate")),
+        ]
+        for c in cells
+    ]  # fmt: skip
+    return [f"## {title}", "", *table(header, rows), ""]
+
+
+@dataclass(frozen=True)
+class MapElitesParams(Params):
+    """Parameters of ``MapElitesMethod``."""
+
+    encoding: str = param("direct", "genome encoding", type="str", choices=("direct", "cppn"))
+    max_evaluations: int = param(30_000, "evaluation budget", type="int", lo=1)
+    max_seconds: float | None = param(None, "time budget in seconds (default: none)", type="float", lo=0, lo_open=True)
+    batch_size: int = param(64, "images per generation", type="int", lo=1, hi=1_000_000)
+    mutation_rate: float = param(0.02, "share of pixels mutated (direct)", type="float", lo=0, hi=1, lo_open=True)
+    eta: float | None = param(
+        None, "polynomial-mutation eta (default 1 direct, 15 CPPN)", type="float", lo=0, lo_open=True
+    )
+    target_confidence: float = param(0.9999, "stop once every class reaches it", type="float", lo=0, hi=1, lo_open=True)
+    classes: list[int] | None = _CLASSES
+
+
+@register_method
+class MapElitesMethod(Method[MapElitesParams]):
+    """MAP-Elites evolution of fooling images (black box: scores only)."""
+
+    kind = "map-elites"
+    title = "Fooling images: evolution (MAP-Elites)"
+    rates = _FOOLING_RATES
+    Params = MapElitesParams
+
+    def run(self, target: Target, ctx: Context) -> CellOutput:
+        from foolbench.search import MAPElites
+
+        p, clf = self.params, target.classifier
+        classes = p.classes or target.classes
+        enc = encoding(p.encoding, clf.input_shape, mutation_rate=p.mutation_rate, eta=p.eta)
+        search = MAPElites(clf, enc, classes=classes, batch_size=p.batch_size, seed=ctx.seed)
+        res = search.run(
+            max_evaluations=p.max_evaluations, max_seconds=p.max_seconds, target_confidence=p.target_confidence,
+            progress=ctx.show_progress, checkpoint=ctx.scratch / "map-elites.pt",
+        )  # fmt: skip
+        return _fooling_metrics(res, classes, target, ctx)
+
+    @classmethod
+    def report(cls, cells: list[dict[str, Any]]) -> list[str]:
+        return _fooling_report(cls.title, cells)
+
+
+@dataclass(frozen=True)
+class GradientAscentParams(Params):
+    """Parameters of ``GradientAscentMethod``."""
+
+    steps: int = param(200, "gradient steps", type="int", lo=1, hi=10**7)
+    lr: float = param(0.01, "step size", type="float", lo=0, lo_open=True)
+    l2_decay: float = param(0.0, "L2 decay of the image per step", type="float", lo=0)
+    blur_every: int = param(0, "blur the image every N steps (0: never)", type="int", lo=0)
+    classes: list[int] | None = _CLASSES
+
+
+@register_method
+class GradientAscentMethod(Method[GradientAscentParams]):
+    """Gradient ascent from noise on each class's score (white box)."""
+
+    kind = "gradient-ascent"
+    title = "Fooling images: gradient ascent"
+    rates = _FOOLING_RATES
+    Params = GradientAscentParams
+
+    def run(self, target: Target, ctx: Context) -> CellOutput:
+        from foolbench.search import GradientAscent
+
+        p, clf = self.params, target.classifier
+        classes = p.classes or target.classes
+        ascent = GradientAscent(
+            clf, steps=p.steps, lr=p.lr, l2_decay=p.l2_decay, blur_every=p.blur_every, seed=ctx.seed
+        )
+        return _fooling_metrics(ascent.run(classes, target_confidence=0.9999), classes, target, ctx)
+
+    @classmethod
+    def report(cls, cells: list[dict[str, Any]]) -> list[str]:
+        return _fooling_report(cls.title, cells)
+
+
+@dataclass(frozen=True)
+class PGDParams(Params):
+    """Parameters of ``PGDMethod``."""
+
+    eps: list[float] = param([0.1, 0.2, 0.3], "perturbation budget(s)", type="float-or-floats", lo=0)  # noqa: RUF009
+    steps: int = param(40, "PGD steps", type="int", lo=1, hi=10**6)
+    norm: str = param("inf", "the norm of the budget", type="str", choices=("inf", "2"))
+    n: int = param(500, "held-out images attacked (at most the test split)", type="int", lo=1)
+
+
+@register_method
+class PGDMethod(Method[PGDParams]):
+    """Projected gradient descent on held-out images (BPDA through non-differentiable defenses)."""
+
+    kind = "pgd"
+    title = "Robust accuracy under PGD (adaptive: BPDA through non-differentiable defenses)"
+    rates = ("clean_accuracy", "robust_accuracy", "detection_rate")
+    transfer = "PGD transfer (misclassified)"
+    Params = PGDParams
+
+    def run(self, target: Target, ctx: Context) -> CellOutput:
+        from foolbench.search import PGD
+
+        p, clf = self.params, target.classifier
+        x, y = ctx.test
+        xs, ys = x[: p.n], y[: p.n]
+        eps_list = p.eps if isinstance(p.eps, list) else [p.eps]
+        metrics: dict[str, Any] = {"clean_accuracy": float((clf.predict(xs).cpu() == ys.cpu()).double().mean())}
+        robust, adv = {}, xs
+        for i, eps in enumerate(eps_list):
+            adv = PGD(eps=eps, steps=p.steps, norm=p.norm)(clf, xs, ys, seed=ctx.seed).adversarial
+            robust[str(eps)] = float((clf.predict(adv).cpu() == ys.cpu()).double().mean())
+            ctx.progress((i + 1) / len(eps_list))
+        metrics["robust_accuracy"] = robust
+        metrics.update(_detected(target, adv))
+        return CellOutput(metrics, {"adversarial": adv.detach().cpu(), "labels": ys.cpu()})
+
+    @classmethod
+    def report(cls, cells: list[dict[str, Any]]) -> list[str]:
+        eps = list(dict.fromkeys(e for c in cells for e in c["metrics"]["robust_accuracy"]))
+        rows = [
+            [c["model"], c["defense"], c["method"], fmt(c["metrics"]["clean_accuracy"])]
+            + [fmt(c["metrics"]["robust_accuracy"].get(e)) for e in eps]
+            + [fmt(c["metrics"].get("detection_rate"))]
+            for c in cells
+        ]
+        header = ["model", "defense", "method", "clean", *[f"eps {e}" for e in eps], "detected"]
+        return [f"## {cls.title}", "", *table(header, rows), ""]
+
+    @classmethod
+    def transfer_rate(cls, classifier: Any, tensors: dict[str, torch.Tensor], images: torch.Tensor) -> float | None:
+        adv, labels = tensors["adversarial"], tensors["labels"]
+        return float((classifier.predict(adv.to(images.device)).cpu() != labels).double().mean())
+
+
+@dataclass(frozen=True)
+class UAPParams(Params):
+    """Parameters of ``UAPMethod``."""
+
+    eps: float = param(0.3, "perturbation budget", type="float", lo=0, lo_open=True)
+    norm: str = param("inf", "the norm of the budget", type="str", choices=("inf", "2"))
+    method: str = param("sgd", "how the perturbation is fitted", type="str", choices=("sgd", "deepfool"))
+    fit: int = param(500, "training images it is fitted on (at most the train split)", type="int", lo=1)
+    held_out: int = param(1000, "held-out images it is scored on", type="int", lo=1)
+    max_passes: int = param(10, "passes over the fitting images", type="int", lo=1, hi=10**6)
+
+
+@register_method
+class UAPMethod(Method[UAPParams]):
+    """A universal adversarial perturbation fitted on training images, scored on held-out ones."""
+
+    kind = "uap"
+    title = "Universal perturbations (held-out fooling rate)"
+    rates = ("fooling_rate", "detection_rate")
+    transfer = "UAP transfer (fooling rate)"
+    Params = UAPParams
+
+    def run(self, target: Target, ctx: Context) -> CellOutput:
+        from foolbench.search import UniversalPerturbation, fooling_rate
+
+        p, clf = self.params, target.classifier
+        fit, held = ctx.train[0][: p.fit], ctx.test[0][: p.held_out]
+        uap = UniversalPerturbation(
+            eps=p.eps, norm=p.norm, method=p.method, max_passes=p.max_passes, delta=0.0, seed=ctx.seed
+        )
+        v = uap.fit(clf, fit).perturbation.detach()
+        metrics: dict[str, Any] = {"fooling_rate": fooling_rate(clf, held, v)}
+        lo, hi = clf.bounds
+        metrics.update(_detected(target, (held + v.to(held.device)).clamp(lo, hi)))
+        return CellOutput(metrics, {"perturbation": v.cpu()})
+
+    @classmethod
+    def report(cls, cells: list[dict[str, Any]]) -> list[str]:
+        rows = [
+            [
+                c["model"],
+                c["defense"],
+                c["method"],
+                str(c["params"]["eps"]),
+                fmt(c["metrics"]["fooling_rate"]),
+                fmt(c["metrics"].get("detection_rate")),
+            ]
+            for c in cells
+        ]
+        header = ["model", "defense", "method", "eps", "fooling rate", "detected"]
+        return [f"## {cls.title}", "", *table(header, rows), ""]
+
+    @classmethod
+    def transfer_rate(cls, classifier: Any, tensors: dict[str, torch.Tensor], images: torch.Tensor) -> float | None:
+        from foolbench.search import fooling_rate
+
+        return float(fooling_rate(classifier, images, tensors["perturbation"].to(images.device)))
+
+
+def _median_reached(values: list[int | None]) -> float | None:
+    med = statistics.median([float("inf") if v is None else float(v) for v in values]) if values else float("inf")
+    return None if med == float("inf") else med
+
+
+def _curve(evaluations: torch.Tensor, confidence: torch.Tensor, points: int = 60) -> list[list[float]]:
+    if evaluations.numel() == 0:
+        return []
+    idx = torch.linspace(0, evaluations.numel() - 1, min(points, evaluations.numel())).round().long()
+    med = confidence.double().median(dim=1).values
+    return [[float(evaluations[i]), float(med[i])] for i in idx]

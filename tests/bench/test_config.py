@@ -1,0 +1,97 @@
+"""Every suite key is validated at parse time, and the message names the TOML key as written."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from foolbench.bench import load_config, parse_config
+from foolbench.errors import ConfigError
+
+BASE: dict[str, Any] = {
+    "suite": {"name": "t", "seed": 0},
+    "data": {"dataset": "mnist", "train": 100, "test": 50},
+    "models": [
+        {"zoo": "lenet-mnist"},
+        {"name": "m", "factory": "foolbench.bench.factories:mlp", "input_shape": [1, 28, 28], "num_classes": 10},
+    ],
+    "defenses": [{"kind": "none"}, {"kind": "median"}],
+    "methods": [{"kind": "pgd"}, {"kind": "uap"}, {"kind": "map-elites"}],
+}
+
+CASES: list[tuple[str, str, Any, str]] = [
+    # (section path, key, value, expected message)
+    ("methods.0", "n", -5, r"methods\[0\]\.n must be in \[1, \d+\], got -5"),
+    ("methods.1", "fit", -90, r"methods\[1\]\.fit must be in \[1, \d+\], got -90"),
+    ("methods.1", "held_out", 0, r"methods\[1\]\.held_out must be in \[1, \d+\], got 0"),
+    ("suite", "seed", -1, r"suite\.seed must be in \[0, 9223372036854775807\], got -1"),
+    ("suite", "seed", True, r"suite\.seed must be an integer, got True"),
+    ("suite", "seed", 2**64, r"suite\.seed must be in \[0, 9223372036854775807\], got 18446744073709551616"),
+    ("suite", "seed", 1.5, r"suite\.seed must be an integer, got 1\.5"),
+    ("suite", "sed", 1, r"suite has unknown key\(s\) \['sed'\]; valid keys: \['name', 'seed'\]"),
+    ("suite", "name", 3, r"suite\.name must be a string, got 3"),
+    ("data", "trian", 5, r"data has unknown key\(s\) \['trian'\]"),
+    ("data", "train", 0, r"data\.train must be in \[1, 4000\], got 0"),
+    ("data", "test", "all", r"data\.test must be an integer, got 'all'"),
+    ("data", "size", 64, r"data\.dataset 'mnist' takes no key\(s\) \['size'\]"),
+    ("data", "dataset", "cifar", r"data\.dataset 'cifar' is unknown"),
+    ("models.1", "train_epochs", 0.5, r"models\[1\]\.train_epochs must be an integer, got 0\.5"),
+    ("models.1", "train_epochs", -1, r"models\[1\]\.train_epochs must be in \[0, 10000\], got -1"),
+    ("models.1", "num_classes", 1, r"models\[1\]\.num_classes must be in \[2, "),
+    ("models.1", "input_shape", [1, 28], r"models\[1\]\.input_shape must be \[C, H, W\], got \[1, 28\]"),
+    ("models.1", "input_shape", [1, 0, 28], r"models\[1\]\.input_shape\[1\] must be in \[1, "),
+    ("models.1", "bounds", [1.0, 0.0], r"models\[1\]\.bounds must be \[low, high\] with low < high"),
+    ("models.1", "std", 0.0, r"models\[1\]\.std must be in \(0, inf\), got 0\.0"),
+    ("models.1", "name", "", r"models\[1\]\.name must be a non-empty string"),
+    ("models.1", "datset", "mnist", r"models\[1\] has unknown key\(s\) \['datset'\]"),
+    ("models.0", "dataset", "cifar", r"models\[0\]\.dataset must be one of \['mnist', 'imagenet-photos'\]"),
+    ("methods.0", "eps", [], r"methods\[0\]\.eps must be a number or a non-empty list of numbers"),
+    ("methods.0", "eps", [0.1, "x"], r"methods\[0\]\.eps\[1\] must be a number, got 'x'"),
+    ("methods.0", "eps", -0.1, r"methods\[0\]\.eps must be in \[0, inf\), got -0\.1"),
+    ("methods.0", "norm", "1", r"methods\[0\]\.norm must be one of \['inf', '2'\], got '1'"),
+    ("methods.0", "steps", 3.0, r"methods\[0\]\.steps must be an integer, got 3\.0"),
+    ("methods.1", "eps", float("nan"), r"methods\[1\]\.eps must be finite, got nan"),
+    ("methods.2", "encoding", "vqgan", r"methods\[2\]\.encoding must be one of \['direct', 'cppn'\]"),
+    ("methods.2", "classes", [0, -1], r"methods\[2\]\.classes\[1\] must be in \[0, "),
+    ("methods.2", "target_confidence", 1.5, r"methods\[2\]\.target_confidence must be in \(0, 1\], got 1\.5"),
+    ("methods.2", "max_seconds", 0, r"methods\[2\]\.max_seconds must be in \(0, inf\), got 0"),
+    ("methods.2", "models", "lenet-mnist", r"methods\[2\]\.models must be a list of model names"),
+    ("methods.2", "name", 7, r"methods\[2\]\.name must be a non-empty string, got 7"),
+    ("defenses.1", "size", 0, r"defenses\[1\]\.size must be in \[1, 99\], got 0"),
+    ("defenses.1", "kind", "jpeg", r"defenses\[1\] has unknown kind 'jpeg'; valid kinds: \['bit-depth'"),
+    ("defenses.1", "sigma", 1.0, r"defenses\[1\] has unknown key\(s\) \['sigma'\]; valid keys: \['size'\]"),
+]
+
+
+def mutate(path: str, key: str, value: Any) -> dict[str, Any]:
+    cfg = copy.deepcopy(BASE)
+    section, _, index = path.partition(".")
+    table = cfg[section][int(index)] if index else cfg[section]
+    table[key] = value
+    return cfg
+
+
+@pytest.mark.parametrize(("path", "key", "value", "match"), CASES, ids=[f"{p}.{k}={v!r}" for p, k, v, _ in CASES])
+def test_every_key_is_validated_at_parse_time(path: str, key: str, value: Any, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        parse_config(mutate(path, key, value))
+
+
+def test_the_base_suite_parses() -> None:
+    cfg = parse_config(BASE)
+    assert cfg.seed == 0 and cfg.methods[0].params["eps"] == [0.1, 0.2, 0.3] and cfg.data["train"] == 100
+
+
+def test_a_toml_file_names_its_path_and_key(tmp_path: Path) -> None:
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        '[suite]\nseed = 18446744073709551616\n[[models]]\nzoo = "lenet-mnist"\n[[methods]]\nkind = "random"\n'
+    )
+    with pytest.raises(ConfigError, match=rf"{suite}: suite\.seed must be in \[0, "):
+        load_config(suite)
+    suite.write_bytes(b"\xff\xfe[suite]\n")
+    with pytest.raises(ConfigError, match="cannot read the suite file as UTF-8"):
+        load_config(suite)
