@@ -300,8 +300,8 @@ def test_user_callback_can_stop_the_run(lenet: fb.models.TorchClassifier) -> Non
         def should_stop(self, search: fb.search.Evolution) -> bool:
             return search.generation > 0 and float(search.best_log_probs().min()) > math.log(0.2)
 
-    res = search(lenet, seed=0).run(generations=500, progress=False, callbacks=[StopAfterImprovement()])
-    assert float(res.confidence.min()) > 0.2 and res.evaluations < 500 * 32
+    res = search(lenet, seed=0).run(generations=300, progress=False, callbacks=[StopAfterImprovement()])
+    assert float(res.confidence.min()) > 0.2 and res.evaluations < 300 * 32
     with pytest.raises(InvalidTypeError, match="callbacks must be"):
         search(lenet).run(generations=2, progress=False, callbacks=[print])  # type: ignore[list-item]
 
