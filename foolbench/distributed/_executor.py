@@ -1,0 +1,90 @@
+"""Ray executor: a suite's cells as Ray tasks (optional extra ``foolbench[ray]``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from foolbench import _checks
+from foolbench.bench import CellResult, CellTask
+from foolbench.distributed._ray import _first_line, connect
+from foolbench.errors import InvalidArgumentError
+
+__all__ = ["RayExecutor"]
+
+
+def _run_cell(task: CellTask, threads: int | None) -> CellResult:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return task.run()
+
+
+class CellFailed(RuntimeError):
+    """A cell failed on a Ray worker (its error message kept, its traceback left on the worker)."""
+
+
+class RayExecutor:
+    """Run suite cells as Ray tasks, each with the resources it needs; results come back as they finish.
+
+    The driver (``run_suite``) alone writes the output folder: a worker only returns its cell's
+    results (and writes the cell's own resume checkpoints, so workers on other machines need the
+    output folder on a shared filesystem to resume a half-done cell). A task whose worker dies or
+    raises is yielded as an exception; ``run_suite`` retries it once, then reports it.
+
+    Args:
+        address: the cluster (see :func:`foolbench.distributed.connect`): ``"auto"``, ``"local"`` or an address.
+        num_cpus: CPUs per cell.
+        num_gpus: GPUs per cell (a fraction shares a GPU between cells).
+        threads: torch threads per cell (default: ``num_cpus`` rounded down, at least 1).
+
+    Raises:
+        MissingDependencyError: Ray is not installed.
+        InvalidArgumentError: bad resources, an unreachable cluster, more per cell than the cluster has.
+
+    Examples:
+        >>> from foolbench.distributed import RayExecutor
+        >>> RayExecutor.__name__
+        'RayExecutor'
+    """
+
+    def __init__(
+        self, *, address: str | None = "auto", num_cpus: float = 1, num_gpus: float = 0, threads: int | None = None
+    ) -> None:
+        self.num_cpus = _checks.real("num_cpus", num_cpus, low=0.0)
+        self.num_gpus = _checks.real("num_gpus", num_gpus, low=0.0)
+        self.threads = _checks.optional_positive_int("threads", threads) or max(1, int(self.num_cpus))
+        self.address = address
+        self._ray = connect(address)
+        have = self._ray.cluster_resources()
+        if self.num_cpus > float(have.get("CPU", 0)) or self.num_gpus > float(have.get("GPU", 0)):
+            raise InvalidArgumentError(
+                f"each cell asks for num_cpus={self.num_cpus:g}, num_gpus={self.num_gpus:g}; the cluster has "
+                f"{float(have.get('CPU', 0)):g} CPUs and {float(have.get('GPU', 0)):g} GPUs"
+            )
+        self._remote = self._ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)(_run_cell)
+
+    def __repr__(self) -> str:
+        return f"RayExecutor(address={self.address!r}, num_cpus={self.num_cpus:g}, num_gpus={self.num_gpus:g})"
+
+    def map(self, tasks: Iterable[CellTask]) -> Iterator[tuple[CellTask, CellResult | Exception]]:
+        """Submit every task at once; yield each with its result (or its error) as it finishes."""
+        ray = self._ray
+        pending = {self._remote.remote(task, self.threads): task for task in tasks}
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                ref = done[0]
+                task = pending.pop(ref)
+                yield task, self._result(ref)
+        finally:
+            for ref in pending:  # interrupted: do not leave cells running on the cluster
+                ray.cancel(ref, force=True)
+
+    def _result(self, ref: Any) -> CellResult | Exception:
+        try:
+            result: CellResult = self._ray.get(ref)
+        except Exception as err:  # noqa: BLE001 - a failing cell is reported, the others go on
+            return CellFailed(_first_line(err))
+        return result

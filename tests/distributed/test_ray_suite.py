@@ -1,0 +1,103 @@
+"""Suites on Ray: same results as a local run, killed driver resumes, failed cells reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from foolbench.bench import parse_config, run_suite
+
+ray = pytest.importorskip("ray")
+
+from foolbench.distributed import RayExecutor
+
+
+def suite(evaluations: int = 256) -> dict[str, Any]:
+    return {
+        "suite": {"seed": 3},
+        "data": {"dataset": "mnist", "train": 120, "test": 60},
+        "models": [{"zoo": "lenet-mnist"}],
+        "defenses": [{"kind": "none"}, {"kind": "bit-depth", "bits": 2}],
+        "methods": [
+            {"kind": "random", "n": 16},
+            {"kind": "map-elites", "max_evaluations": evaluations, "classes": [0, 1]},
+            {"kind": "pgd", "eps": [0.3], "n": 16, "steps": 3},
+        ],
+    }
+
+
+def values(res: dict[str, Any]) -> str:
+    timeless = {"seconds", "wall_seconds"}
+    cells = {c["key"]: {k: v for k, v in c.items() if k not in timeless} for c in res["cells"]}
+    for c in cells.values():
+        c["metrics"] = {k: v for k, v in c["metrics"].items() if k not in timeless}
+    return json.dumps([cells, res["clean"], res["transfer"]], sort_keys=True)
+
+
+DRIVER = """
+import sys, foolbench as fb
+from foolbench.bench import parse_config, run_suite
+from foolbench.distributed import RayExecutor
+cfg = parse_config({suite!r})
+fb.distributed.connect("local", num_cpus=2)
+run_suite(cfg, out=sys.argv[1], progress=False, executor=RayExecutor(threads=1))
+"""
+
+
+def test_killed_driver_resumes_without_rerunning_finished_cells(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(suite=suite(evaluations=20_000)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env, start_new_session=True)
+    cells = out / "cells"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(cells.glob("*.json")) if cells.is_dir() else []) < 2:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+    proc.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in cells.glob("*.json")}
+    assert len(finished) >= 2, "the driver was killed before any cell finished"
+    res = subprocess.run(
+        [sys.executable, str(script), str(out)], check=False, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    for name, mtime in finished.items():
+        assert (cells / name).stat().st_mtime_ns == mtime  # finished cells were not recomputed
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["cells"]) == 6 and not results["failed"]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    import foolbench as fb
+
+    fb.distributed.connect("local", num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_suite_equals_local_suite(cluster: Any, tmp_path: Path) -> None:
+    local = run_suite(parse_config(suite()), out=tmp_path / "local", progress=False)
+    remote = run_suite(parse_config(suite()), out=tmp_path / "ray", progress=False, executor=RayExecutor(threads=1))
+    assert not remote["failed"] and len(remote["cells"]) == 6
+    assert values(local) == values(remote)
+    assert remote["settings"]["executor"].startswith("RayExecutor")
+
+
+def test_resources_the_cluster_lacks(cluster: Any) -> None:
+    from foolbench.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="the cluster has"):
+        RayExecutor(num_gpus=1)
+    with pytest.raises(InvalidArgumentError, match="num_cpus"):
+        RayExecutor(num_cpus=-1)
