@@ -84,7 +84,19 @@ def bench(args: argparse.Namespace) -> int:
 
     if (args.suite is None) == (args.config is None):
         raise InvalidArgumentError("bench needs exactly one of --suite NAME or --config FILE.toml")
-    results = run_suite(args.suite or args.config, out=args.out, device=args.device, progress=not args.no_progress)
+    executor = None
+    if args.ray is not None:
+        from foolbench.distributed import RayExecutor
+
+        executor = RayExecutor(address=args.ray, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
+    results = run_suite(
+        args.suite or args.config,
+        out=args.out,
+        device=args.device,
+        progress=not args.no_progress,
+        executor=executor,
+        fresh=args.fresh,
+    )
     print(f"suite {results['suite']}: {len(results['cells'])} cells in {results['seconds']:.0f} s")
     for claim in results["claims"]:
         print(f"- {claim['claim']}: published {claim['published']}; measured {claim['measured']}")
@@ -211,4 +223,20 @@ def _bench_command(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--suite", default=None, help="a built-in suite: quick (MNIST, minutes) or paper (or --config)")
     p.add_argument("--config", default=None, help="a suite TOML file (see the docs for its keys)")
     add_run_options(p, out="out/bench", seed=False, out_help="output folder; finished cells there are reused")
+    p.add_argument("--fresh", action="store_true", help="recompute every cell, model and checkpoint in OUT")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="ADDRESS",
+        help="run the cells as Ray tasks (needs foolbench[ray]): 'auto' (RAY_ADDRESS, a running cluster, "
+        "else a local one) or HOST:PORT",
+    )
+    p.add_argument("--ray-cpus", type=float, default=1.0, help="with --ray: CPUs per cell")
+    p.add_argument("--ray-gpus", type=float, default=0.0, help="with --ray: GPUs per cell (a fraction shares one)")
+    p.epilog = (
+        "A suite file is code: its factories ('module:function', resolved in the file's folder, then the "
+        "current directory) are imported and run, like a Python script. Run only suite files you trust."
+    )
     finish(p)

@@ -25,6 +25,18 @@ def test_missing_ray_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None
         require_ray()
 
 
+def test_bench_ray_without_the_extra_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from foolbench.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    code = main(["bench", "--suite", "quick", "--ray", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "foolbench[ray]" in err
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
 ray = pytest.importorskip("ray")
 
 
