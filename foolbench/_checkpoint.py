@@ -88,8 +88,8 @@ def check(state: dict[str, Any], *, fmt: str, version: int, config: Any, source:
     _io.check_state(state, fmt=fmt, version=version, path=source)
     if state.get("config") != config:
         raise CheckpointError(
-            f"{source!r} was written by another configuration; saved {_short(state.get('config'))}, "
-            f"current {_short(config)} (use another checkpoint path, or delete it to start afresh)"
+            f"{source!r} was written by another configuration ({_differences(state.get('config'), config)}); "
+            "use another checkpoint path, or delete it to start afresh"
         )
     payload = state.get("payload")
     if not isinstance(payload, dict):
@@ -122,9 +122,22 @@ def genomes(encoding: Any, state: Any, *, device: torch.device, count: int, sour
     return loaded
 
 
-def _short(config: Any) -> str:
-    text = json.dumps(config, sort_keys=True, default=str)
-    return text if len(text) <= 300 else text[:297] + "..."
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _differences(saved: Any, current: Any) -> str:
+    """``key: saved X, current Y`` for each top-level setting that differs."""
+    if not isinstance(saved, dict) or not isinstance(current, dict):
+        return f"saved {_short(saved)}, current {_short(current)}"
+    keys = sorted(set(saved) | set(current), key=str)
+    missing = "(none)"
+    return "; ".join(
+        f"{k}: saved {_short(saved.get(k, missing))}, current {_short(current.get(k, missing))}"
+        for k in keys
+        if saved.get(k, missing) != current.get(k, missing)
+    )
 
 
 def field(

@@ -493,4 +493,4 @@ def test_cli_seed_mismatch_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert main([*args, "--seed", "2"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("foolbench: error: ") and err.count("\n") == 1, err
-    assert "another configuration" in err and "'seed': 1" in err and "'seed': 2" in err and "--fresh" in err
+    assert "another configuration" in err and "seed: saved 1, current 2" in err and "--fresh" in err

@@ -108,7 +108,7 @@ class DirectEncoding:
             genomes: a batch of images in [0, 1].
             generator: the source of every random draw.
             strength: multiplies the rate: ``max(1, round(min(1, mutation_rate * strength) * genes))``
-                positions of the batch are drawn (with replacement) and mutated. 1 is the encoding's
+                positions of the batch are drawn (with replacement; a gene drawn twice takes its last draw) and mutated. 1 is the encoding's
                 own rate; the search's schedule lowers it over time.
 
         Returns:
@@ -127,7 +127,15 @@ class DirectEncoding:
         k = max(1, round(min(1.0, self.mutation_rate * strength) * flat.numel()))
         pos = torch.randint(0, flat.numel(), (k,), generator=generator, device=generator.device).to(flat.device)
         u = torch.rand(k, generator=generator, device=generator.device).to(flat)
-        flat[pos] = polynomial_mutation(flat[pos], u, self.eta)
+        # A gene drawn twice takes its last draw. Written as an order-independent scatter (the winning
+        # draw adds its change, the others add zero), so the result never depends on how threads or
+        # CUDA blocks order duplicate writes, and nothing is read back to the host.
+        draw = torch.arange(k, device=flat.device)
+        owner = torch.full_like(flat, -1, dtype=torch.long).scatter_reduce_(0, pos, draw, reduce="amax")
+        old = flat[pos]
+        change = torch.where(owner[pos] == draw, polynomial_mutation(old, u, self.eta) - old, 0.0)
+        flat.index_put_((pos,), change, accumulate=True)
+        flat[pos] = flat[pos].clamp(0.0, 1.0)  # old + (new - old) may round one step past a bound
         return child
 
     def render(self, genomes: torch.Tensor) -> torch.Tensor:

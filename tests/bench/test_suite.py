@@ -80,7 +80,7 @@ def test_suite_results_schema_reports_and_user_factory(user_module: None, tmp_pa
     assert len(on_disk["cells"]) == 2 * 2 * 4
     by = {(c["model"], c["defense"], c["method_kind"]): c["metrics"] for c in on_disk["cells"]}
     evo = by[("lenet-mnist", "none", "map-elites")]
-    assert 0 <= evo["fooled_0_99"] <= 1 and evo["evaluations"] == 1500 and (out / evo["grid"]).is_file()
+    assert 0 <= evo["fooled_0_99"] <= 1 and evo["evaluations"] == 1536 and (out / evo["grid"]).is_file()
     assert set(by[("user", "median", "pgd")]["robust_accuracy"]) == {"0.1", "0.3"}
     assert 0 <= by[("user", "none", "uap")]["fooling_rate"] <= 1
     # the user's model was trained: it reads held-out digits far above chance

@@ -255,7 +255,7 @@ def test_any_mutation_sequence_keeps_genomes_valid(
 def test_map_elites_fools_lenet_with_cppn_and_resumes(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
     enc = CPPNEncoding((1, 28, 28))
     res = fb.search.MAPElites(lenet, enc, classes=[0, 3, 7], batch_size=64, seed=1).run(
-        max_evaluations=20_000, target_confidence=0.9999, progress=False
+        max_evaluations=40_000, target_confidence=0.9999, progress=False
     )
     assert bool(res.fooled(0.9999).all()), res.confidence
     probs = lenet.probs(res.images)
