@@ -38,7 +38,7 @@ class _Evolution(ABC):
     def __init__(
         self, classifier: Classifier, encoding: Encoding, *, classes: list[int], batch_size: int, seed: int | None
     ) -> None:
-        check_classifier(classifier)
+        classifier = check_classifier(classifier)
         for attr in ("image_shape", "sample", "mutate", "render"):
             if not hasattr(encoding, attr):
                 raise InvalidTypeError(f"encoding must follow foolbench.encodings.Encoding (missing {attr!r})")
@@ -52,7 +52,7 @@ class _Evolution(ABC):
         self.classes = classes
         self.batch_size = _checks.positive_int("batch_size", batch_size)
         self.seed = secrets.randbits(62) if seed is None else _checks.positive_int("seed", seed, minimum=0)
-        self.device = torch.device(getattr(classifier, "device", "cpu"))
+        self.device = classifier.device
         self._rng = torch.Generator(device=self.device).manual_seed(self.seed)
         self.generation = 0
         self.evaluations = 0
@@ -246,7 +246,7 @@ class _Evolution(ABC):
         """The current best image per target class as a :class:`FoolingResult`."""
         if self.generation == 0:
             raise RuntimeError("no generation has been evaluated yet: call run() or step() first")
-        names = getattr(self.classifier, "class_names", None) or [str(i) for i in range(self.classifier.num_classes)]
+        names = self.classifier.class_names
         conf = self._history_confidence()
         return FoolingResult(
             images=self.images(self.best_genomes()).detach(),
