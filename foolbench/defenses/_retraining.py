@@ -130,8 +130,12 @@ class _Rounds:
         if path is not None:
             _io.save_torch(path, {"format": self.fmt, "version": self.version, "config": key, **state})
 
-    def _load(self, path: Path | None, key: dict[str, Any]) -> dict[str, Any] | None:
-        """The checkpoint's state, cut to ``self.rounds + 1`` rounds; None when there is none."""
+    def _load(self, path: Path | None, key: dict[str, Any], needs: dict[str, type]) -> dict[str, Any] | None:
+        """The checkpoint's state, cut to ``self.rounds + 1`` rounds; None when there is none.
+
+        ``needs`` maps the procedure's own fields to their types; a missing or mistyped one
+        is a :class:`CheckpointError` naming it.
+        """
         if path is None or not path.exists():
             return None
         state = _io.load_torch(path)
@@ -148,6 +152,12 @@ class _Rounds:
         rows, models = state.get("rows"), state.get("models")
         if not isinstance(rows, list) or not isinstance(models, list) or not 0 < len(rows) == len(models):
             raise CheckpointError(f"{str(path)!r} holds no finished rounds (rows/models missing or mismatched)")
+        for name, kind in needs.items():
+            value = state.get(name)
+            if not isinstance(value, kind) or (isinstance(value, list) and len(value) < len(rows)):
+                raise CheckpointError(
+                    f"{str(path)!r} has a missing or corrupt field {name!r} (expected {kind.__name__})"
+                )
         keep = min(len(rows), self.rounds + 1)
         return {**state, "rows": rows[:keep], "models": models[:keep]}
 
@@ -328,7 +338,7 @@ class FoolingClassRetraining(_Rounds):
         """
         path = None if checkpoint is None else Path(checkpoint)
         key = self._key()
-        state = self._load(path, key)
+        state = self._load(path, key, {"pool_sizes": list, "fooling": torch.Tensor, "round0": torch.Tensor})
         clf, round0 = self.original, torch.empty(0, *self.original.input_shape)
         rows: list[dict[str, Any]] = []
         models: list[dict[str, torch.Tensor] | None] = []
@@ -504,7 +514,7 @@ class AdversarialFineTuning(_Rounds):
         """
         path = None if checkpoint is None else Path(checkpoint)
         key = self._key()
-        state = self._load(path, key)
+        state = self._load(path, key, {"perturbations": list})
         clf = self.original
         rows: list[dict[str, Any]] = []
         models: list[dict[str, torch.Tensor] | None] = []

@@ -520,8 +520,11 @@ class TorchClassifier(BaseClassifier):
         class_names: names of the K classes.
         check_inputs: check every input batch (shape, finiteness, bounds).
         precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` to run the module under
-            ``torch.autocast`` on its device type; logits are upcast to float32 either way.
-        channels_last: convert the module and its inputs to the channels-last memory format.
+            ``torch.autocast`` on its device type; logits are upcast to float32 either way, and
+            :meth:`reference` gives the float32 twin whose scores results should report. On CPU
+            bf16 is the useful one (fp16 autocast is slow there).
+        channels_last: convert the module (in place, so adapters sharing it see it too; the
+            values do not change) and its inputs to the channels-last memory format.
         compile: run the module through ``torch.compile`` (compiled at the first call; if
             compilation fails, one warning and the module runs uncompiled).
 

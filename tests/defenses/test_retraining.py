@@ -100,6 +100,11 @@ def test_adversarial_fine_tuning(
     again = make(1)  # fewer rounds than the checkpoint holds: only those, with that round's model
     assert strip(again.run(checkpoint=ckpt, progress=False).rows) == rows and len(again.perturbations) == 2
     assert fb.models.weights_digest(again.classifier) == fb.models.weights_digest(first.classifier)
+    state = torch.load(ckpt, weights_only=True)
+    del state["perturbations"]
+    torch.save(state, tmp_path / "cut.pt")
+    with pytest.raises(CheckpointError, match="missing or corrupt field 'perturbations'"):
+        make(1).run(checkpoint=tmp_path / "cut.pt", progress=False)
     untrained = lenet.replace(module=fb.models.LeNet().eval())
     with pytest.raises(CheckpointError, match=r"differs in \['model'\]"):
         AdversarialFineTuning(untrained, *digits_train, *digits_test, uap=uap, fit_images=300, rounds=1, epochs=1).run(
