@@ -59,7 +59,11 @@ def test_fooling_class_retraining_rounds_and_resume(
 
 
 def test_fooling_class_retraining_refuses_another_models_checkpoint(
-    lenet: fb.models.TorchClassifier, digits_train: Digits, digits_test: Digits, tmp_path: Path
+    lenet: fb.models.TorchClassifier,
+    digits_train: Digits,
+    digits_test: Digits,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     train = (digits_train[0][:300], digits_train[1][:300])
     test = (digits_test[0][:300], digits_test[1][:300])
@@ -67,6 +71,11 @@ def test_fooling_class_retraining_refuses_another_models_checkpoint(
     opts = {"max_evaluations": 640, "epochs": 1}
     table = retraining(lenet, train, test, **opts).run(checkpoint=ckpt, progress=False)
     assert float(table.rows[0]["clean_accuracy"]) >= 0.9
+    capsys.readouterr()
+    again = retraining(lenet, train, test, rounds=2, **opts).run(checkpoint=ckpt, progress=True)
+    out = capsys.readouterr()
+    assert out.out == "" and "fooling-class retraining" in out.err  # a tqdm bar on stderr, never print
+    assert len(again.rows) == 3
     untrained = lenet.replace(module=fb.models.LeNet().eval())  # same architecture and preprocessing
     with pytest.raises(CheckpointError, match=r"differs in \['model'\]"):
         retraining(untrained, train, test, **opts).run(checkpoint=ckpt, progress=False)
