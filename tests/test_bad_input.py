@@ -160,9 +160,9 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
     ),
     (
         "output shape",
-        lambda: clf_of(linear(7)).probs(X),
+        lambda: clf_of(linear(7)),  # found at wrap time by one dummy forward
         ModelOutputError,
-        r"logits of shape \(B, num_classes\) = \(4, 10\), got \(4, 7\)",
+        r"logits of shape \(B, num_classes\) = \(1, 10\) for one input of input_shape=\(1, 28, 28\), got \(1, 7\)",
     ),
     ("output NaN", lambda: clf_of(NaNNet().eval()).probs(X), ModelOutputError, r"NaN or infinite logits"),
     # encodings
@@ -234,7 +234,7 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
         "not a classifier",
         lambda: fb.search.MAPElites(torch.nn.Linear(2, 2), DIRECT),
         InvalidTypeError,
-        r"classifier must follow foolbench.models.Classifier \(missing 'input_shape'\)",
+        r"classifier must follow foolbench.models.Classifier \(missing 'input_shape', 'num_classes', 'bounds'\)",
     ),  # type: ignore[arg-type]
     (
         "no budget",

@@ -1,14 +1,26 @@
 """Classifier adapters and the model zoo.
 
 Any ``torch.nn.Module`` becomes a :class:`Classifier` through
-:class:`TorchClassifier`; :func:`lenet_mnist` and :func:`efficientnet_lite0`
+:class:`TorchClassifier` (with ``precision``, ``channels_last`` and ``compile``
+options); :func:`check_classifier` turns any object with ``input_shape``,
+``num_classes``, ``bounds`` and ``__call__`` into a :class:`BaseClassifier`;
+:class:`CountingClassifier` counts evaluations; :func:`weights_digest` keys caches; :func:`lenet_mnist` and :func:`efficientnet_lite0`
 are real pretrained models that work offline.
 """
 
 from __future__ import annotations
 
 from foolbench.data import imagenet_photos, mnist_digits, train_classifier
-from foolbench.models._classifier import BaseClassifier, Bounds, Classifier, TorchClassifier, check_classifier
+from foolbench.models._classifier import (
+    BaseClassifier,
+    Bounds,
+    Classifier,
+    CountingClassifier,
+    TorchClassifier,
+    check_classifier,
+    check_device,
+    weights_digest,
+)
 from foolbench.models._lenet import LeNet
 from foolbench.models._zoo import (
     MNIST_MEAN,
@@ -28,10 +40,12 @@ __all__ = [
     "BaseClassifier",
     "Bounds",
     "Classifier",
+    "CountingClassifier",
     "LeNet",
     "ModelInfo",
     "TorchClassifier",
     "check_classifier",
+    "check_device",
     "efficientnet_lite0",
     "imagenet_class_names",
     "imagenet_photos",
@@ -40,5 +54,6 @@ __all__ = [
     "load_state_dict",
     "mnist_digits",
     "train_classifier",
+    "weights_digest",
     "zoo",
 ]

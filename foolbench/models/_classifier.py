@@ -1,7 +1,18 @@
-"""The Classifier protocol and the adapter that turns any ``nn.Module`` into one."""
+"""The Classifier contract: a tiny structural protocol and the nominal base class with real defaults.
+
+- :class:`Classifier` is what a user's object must have: ``input_shape``, ``num_classes``,
+  ``bounds`` and ``__call__(x) -> logits``.
+- :class:`BaseClassifier` is what foolbench works with inside: every other member
+  (``device``, ``dtype``, ``class_names``, ``batch_size``, chunked no-grad ``probs`` /
+  ``log_probs``, ``predict``, ``reference``, ``layers``) has a real default.
+- :func:`check_classifier` turns the first into the second (a BaseClassifier passes
+  through; another object that follows the protocol is wrapped in a small adapter).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -13,7 +24,18 @@ from torch import nn
 from foolbench import _checks
 from foolbench.errors import InvalidArgumentError, InvalidTypeError, ModelOutputError
 
-__all__ = ["BaseClassifier", "Bounds", "Classifier", "TorchClassifier", "check_classifier"]
+__all__ = [
+    "BaseClassifier",
+    "Bounds",
+    "Classifier",
+    "CountingClassifier",
+    "TorchClassifier",
+    "check_classifier",
+    "check_device",
+    "weights_digest",
+]
+
+_PROTOCOL = ("input_shape", "num_classes", "bounds", "__call__")
 
 
 class Bounds(NamedTuple):
@@ -30,18 +52,17 @@ class Bounds(NamedTuple):
 
 @runtime_checkable
 class Classifier(Protocol):
-    """What every search, attack and defense needs from a model.
+    """The least a model must offer to be searched, attacked or defended.
 
     A classifier maps a batch of raw inputs (inside :attr:`bounds`) to logits.
     Preprocessing such as mean/std normalisation or resizing lives inside the
-    classifier, never in the caller.
+    classifier, never in the caller. Everything else foolbench needs has a default
+    in :class:`BaseClassifier`; :func:`check_classifier` supplies it.
 
     Attributes:
         input_shape: (C, H, W) of one raw input.
         num_classes: number of classes K.
-        bounds: the raw input range.
-        evaluations: how many images have been through a forward pass.
-        class_names: one name per class.
+        bounds: the raw input range (lower, upper).
 
     Examples:
         >>> import foolbench as fb
@@ -53,56 +74,65 @@ class Classifier(Protocol):
     input_shape: tuple[int, int, int]
     num_classes: int
     bounds: Bounds
-    evaluations: int
-    class_names: list[str]
-
-    @property
-    def device(self) -> torch.device:
-        """Where the classifier computes."""
-        ...
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable logits, (B, C, H, W) -> (B, K)."""
         ...
 
-    def probs(self, x: torch.Tensor) -> torch.Tensor:
-        """No-grad, chunked softmax probabilities, (B, C, H, W) -> (B, K)."""
-        ...
 
-    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """No-grad, chunked log-softmax, (B, C, H, W) -> (B, K); does not saturate near 1."""
-        ...
-
-
-def check_classifier(classifier: Any, name: str = "classifier") -> Classifier:
-    """Return ``classifier`` when it follows the :class:`Classifier` protocol, else raise naming what is missing.
+def check_device(name: str, value: Any) -> torch.device:
+    """Return ``value`` as a :class:`torch.device` that exists on this machine, or raise naming ``name``.
 
     Raises:
-        InvalidTypeError: an attribute or method of the protocol is missing.
+        InvalidTypeError: not a str or torch.device.
+        InvalidArgumentError: an unknown device type, or one this machine does not have.
 
     Examples:
-        >>> import torch, foolbench as fb
-        >>> check_classifier(fb.models.lenet_mnist()).num_classes
-        10
-        >>> check_classifier(torch.nn.Linear(2, 2))
+        >>> check_device("device", "cpu")
+        device(type='cpu')
+        >>> check_device("device", "tpu9")
         Traceback (most recent call last):
         ...
-        foolbench.errors.InvalidTypeError: classifier must follow foolbench.models.Classifier (missing 'input_shape'); wrap an nn.Module with foolbench.models.TorchClassifier, got Linear
+        foolbench.errors.InvalidArgumentError: device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got 'tpu9'
     """
-    for attr in ("input_shape", "num_classes", "bounds", "log_probs", "probs"):
-        if not hasattr(classifier, attr):
-            raise InvalidTypeError(
-                f"{name} must follow foolbench.models.Classifier (missing {attr!r}); wrap an "
-                f"nn.Module with foolbench.models.TorchClassifier, got {type(classifier).__name__}"
+    if not isinstance(value, (str, torch.device)):
+        raise InvalidTypeError(
+            f"{name} must be a str or torch.device such as 'cpu' or 'cuda', got {type(value).__name__}"
+        )
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise InvalidArgumentError(f"{name} must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {str(value)!r}")
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InvalidArgumentError(
+                f"{name}={str(value)!r} needs a CUDA GPU, but this machine has none (or torch "
+                f"{torch.__version__} was built without CUDA); use {name}='cpu'"
             )
-    return classifier  # type: ignore[no-any-return]
+        if dev.index is not None and dev.index >= count:
+            raise InvalidArgumentError(
+                f"{name}={str(value)!r} names GPU {dev.index}, but this machine has {count} (0..{count - 1})"
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidArgumentError(f"{name}={str(value)!r} needs Apple's MPS backend, not available here; use 'cpu'")
+    return dev
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return torch.device("cpu") if tensor is None else tensor.device
 
 
 class BaseClassifier(nn.Module):
-    """Shared machinery of foolbench classifiers: input checks, chunking, counting.
+    """The classifier foolbench works with: input checks, chunked no-grad scores and real defaults.
 
-    Subclasses implement :meth:`logits` on already-checked inputs. Defenses
-    subclass this too, so a defended model is a classifier like any other.
+    Subclasses implement :meth:`logits` on already-checked inputs; every other member
+    has a default. Defenses subclass this too, so a defended model is a classifier like
+    any other. :func:`check_classifier` wraps other objects that follow the tiny
+    :class:`Classifier` protocol in a BaseClassifier.
 
     Args:
         input_shape: (C, H, W) of one raw input.
@@ -112,14 +142,17 @@ class BaseClassifier(nn.Module):
         class_names: names of the K classes (default ``"0"``, ``"1"``, ...).
         check_inputs: check shape, finiteness and bounds of every input batch.
 
+    Raises:
+        InvalidArgumentError: a bad shape, bounds, batch size or number of class names.
+
     Examples:
         >>> import torch
         >>> class Constant(BaseClassifier):
-        ...     device = torch.device("cpu")
         ...     def logits(self, x):
         ...         return torch.zeros(x.shape[0], self.num_classes)
-        >>> [round(p, 4) for p in Constant(input_shape=(1, 4, 4), num_classes=3).probs(torch.rand(2, 1, 4, 4))[0].tolist()]
-        [0.3333, 0.3333, 0.3333]
+        >>> clf = Constant(input_shape=(1, 4, 4), num_classes=3)
+        >>> [round(p, 4) for p in clf.probs(torch.rand(2, 1, 4, 4))[0].tolist()], clf.device
+        ([0.3333, 0.3333, 0.3333], device(type='cpu'))
     """
 
     def __init__(
@@ -145,27 +178,49 @@ class BaseClassifier(nn.Module):
         self.batch_size: int = _checks.positive_int("batch_size", batch_size)
         if class_names is None:
             class_names = [str(i) for i in range(self.num_classes)]
+        if isinstance(class_names, str) or not isinstance(class_names, Sequence):
+            raise InvalidTypeError(f"class_names must be a list of {self.num_classes} str, got {class_names!r}")
         names = list(class_names)
         if len(names) != self.num_classes:
             raise InvalidArgumentError(f"class_names must hold num_classes={self.num_classes} names, got {len(names)}")
         self.class_names: list[str] = [str(n) for n in names]
         self.check_inputs = bool(check_inputs)
-        self.evaluations: int = 0
 
     # -- to implement -------------------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of an already-checked batch; subclasses override this."""
-        raise NotImplementedError
+        """Logits of an already-checked batch on :attr:`device`; subclasses override this."""
+        raise NotImplementedError(f"{type(self).__name__} must implement logits(x)")
 
+    # -- defaults a subclass may override --------------------------------------------
     @property
     def device(self) -> torch.device:
-        """The device the classifier computes on."""
-        raise NotImplementedError
+        """Where the classifier computes (default: where its first parameter or buffer lives, else CPU)."""
+        return _module_device(self)
 
     @property
     def dtype(self) -> torch.dtype:
-        """The floating dtype the classifier computes in."""
+        """The floating dtype inputs are converted to (default float32)."""
         return torch.float32
+
+    def reference(self) -> BaseClassifier:
+        """The full-precision classifier whose scores results report (default: ``self``).
+
+        A classifier that computes at reduced precision (e.g. ``TorchClassifier(precision="bf16")``)
+        returns its float32 twin, so a confidence of 99.99% means the same at every precision.
+        """
+        return self
+
+    def network(self) -> nn.Module:
+        """The ``nn.Module`` whose weights define this classifier (default: ``self``).
+
+        :class:`~foolbench.models.TorchClassifier` returns the module it wraps; wrappers
+        return the network of what they wrap. :func:`weights_digest` hashes it.
+        """
+        return self
+
+    def layers(self) -> dict[str, nn.Module]:
+        """The named submodules of :meth:`network`, for hooks (``"conv2"`` -> module)."""
+        return {name: m for name, m in self.network().named_modules() if name}
 
     # -- public API -----------------------------------------------------------------
     def check(self, x: Any, name: str = "x") -> torch.Tensor:
@@ -190,7 +245,6 @@ class BaseClassifier(nn.Module):
                 f"the model must return logits of shape (B, num_classes) = ({x.shape[0]}, {self.num_classes}), "
                 f"got {got}"
             )
-        self.evaluations += x.shape[0]
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -204,11 +258,18 @@ class BaseClassifier(nn.Module):
         return out
 
     @torch.no_grad()
-    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
+    def log_probs(self, x: torch.Tensor, *, checked: bool = True) -> torch.Tensor:
         """Log-softmax scores without gradients, computed in chunks of :attr:`batch_size`.
 
         Log-probabilities keep ranking confident images apart where float32
         probabilities round to 1.0, so black-box searches use them as fitness.
+        Logits are upcast to float32 before the softmax.
+
+        Args:
+            x: raw inputs inside :attr:`bounds`.
+            checked: check the input's values and the output's finiteness (each reads a value back
+                from the device). A search that renders its own images in bounds passes False on CUDA
+                to keep its generation step free of host synchronisation.
 
         Shape:
             - x: (B, C, H, W) raw inputs.
@@ -217,10 +278,10 @@ class BaseClassifier(nn.Module):
         Raises:
             ModelOutputError: the model's output is not (B, K) or not finite.
         """
-        x = self.check(x)
+        x = self.check(x) if checked else x.to(device=self.device, dtype=self.dtype)
         chunks = [F.log_softmax(self._checked_logits(c).float(), dim=1) for c in torch.split(x, self.batch_size)]
         out = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
-        if not bool(torch.isfinite(out).all()):
+        if checked and not bool(torch.isfinite(out).all()):
             raise ModelOutputError("the model returned NaN or infinite logits")
         return out
 
@@ -237,11 +298,6 @@ class BaseClassifier(nn.Module):
         """Predicted class indices, (B, C, H, W) -> (B,) int64."""
         return self.log_probs(x).argmax(dim=1)
 
-    def reset_evaluations(self) -> int:
-        """Set the evaluation counter to zero and return its previous value."""
-        old, self.evaluations = self.evaluations, 0
-        return old
-
     def extra_repr(self) -> str:
         return (
             f"input_shape={self.input_shape}, num_classes={self.num_classes}, "
@@ -249,13 +305,213 @@ class BaseClassifier(nn.Module):
         )
 
 
+class _ProtocolClassifier(BaseClassifier):
+    """A BaseClassifier around an object that follows the tiny :class:`Classifier` protocol.
+
+    The object's optional ``class_names``, ``batch_size`` and ``device`` are used when it
+    declares them; everything else takes the BaseClassifier defaults.
+    """
+
+    def __init__(self, obj: Any) -> None:
+        optional = {k: getattr(obj, k) for k in ("class_names", "batch_size") if hasattr(obj, k)}
+        super().__init__(input_shape=obj.input_shape, num_classes=obj.num_classes, bounds=tuple(obj.bounds), **optional)
+        self._device = check_device("classifier.device", obj.device) if hasattr(obj, "device") else None
+        if isinstance(obj, nn.Module):
+            self.wrapped: Any = obj  # registered, so .to() and state_dict() reach it
+        else:
+            self.__dict__["wrapped"] = obj
+
+    @property
+    def device(self) -> torch.device:
+        return self._device if self._device is not None else super().device
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.wrapped(x)
+        return out
+
+    def network(self) -> nn.Module:
+        return self.wrapped if isinstance(self.wrapped, nn.Module) else self
+
+    def extra_repr(self) -> str:
+        return f"{type(self.wrapped).__name__}, " + super().extra_repr()
+
+
+def check_classifier(classifier: Any, name: str = "classifier") -> BaseClassifier:
+    """Return ``classifier`` as a :class:`BaseClassifier`, or raise naming what is missing.
+
+    A BaseClassifier passes through unchanged; any other object with ``input_shape``,
+    ``num_classes``, ``bounds`` and ``__call__`` is wrapped in a small adapter that
+    supplies the defaults (``device``, ``class_names``, ``probs``, ...).
+
+    Raises:
+        InvalidTypeError: a member of the :class:`Classifier` protocol is missing.
+
+    Examples:
+        >>> import torch, foolbench as fb
+        >>> check_classifier(fb.models.lenet_mnist()).num_classes
+        10
+        >>> class Tiny:
+        ...     input_shape, num_classes, bounds = (1, 2, 2), 3, (0.0, 1.0)
+        ...     def __call__(self, x):
+        ...         return x.flatten(1)[:, :3]
+        >>> check_classifier(Tiny()).probs(torch.rand(5, 1, 2, 2)).shape
+        torch.Size([5, 3])
+        >>> check_classifier(torch.nn.Linear(2, 2))
+        Traceback (most recent call last):
+        ...
+        foolbench.errors.InvalidTypeError: classifier must follow foolbench.models.Classifier (missing 'input_shape', 'num_classes', 'bounds'); wrap an nn.Module with foolbench.models.TorchClassifier, got Linear
+    """
+    if isinstance(classifier, BaseClassifier):
+        return classifier
+    missing = [a for a in _PROTOCOL if not (callable(classifier) if a == "__call__" else hasattr(classifier, a))]
+    if missing:
+        raise InvalidTypeError(
+            f"{name} must follow foolbench.models.Classifier (missing {', '.join(map(repr, missing))}); wrap an "
+            f"nn.Module with foolbench.models.TorchClassifier, got {type(classifier).__name__}"
+        )
+    return _ProtocolClassifier(classifier)
+
+
+class CountingClassifier(BaseClassifier):
+    """Count the images that go through a classifier's forward pass (opt-in).
+
+    Every batch through :meth:`forward`, :meth:`probs` or :meth:`log_probs` adds its
+    size to :attr:`evaluations`, with or without gradients.
+
+    Args:
+        classifier: the model to count (any :class:`Classifier`).
+
+    Raises:
+        InvalidTypeError: ``classifier`` does not follow the protocol.
+
+    Examples:
+        >>> import torch, foolbench as fb
+        >>> clf = fb.models.CountingClassifier(fb.models.lenet_mnist())
+        >>> _ = clf.probs(torch.rand(5, 1, 28, 28)); _ = clf(torch.rand(2, 1, 28, 28))
+        >>> clf.evaluations, clf.reset(), clf.evaluations
+        (7, 7, 0)
+    """
+
+    def __init__(self, classifier: Classifier) -> None:
+        clf = check_classifier(classifier)
+        super().__init__(
+            input_shape=clf.input_shape,
+            num_classes=clf.num_classes,
+            bounds=clf.bounds,
+            batch_size=clf.batch_size,
+            class_names=clf.class_names,
+            check_inputs=clf.check_inputs,
+        )
+        self.classifier = clf
+        self.evaluations: int = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.classifier.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.classifier.dtype
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.classifier.logits(x)
+        self.evaluations += x.shape[0]
+        return out
+
+    def reference(self) -> BaseClassifier:
+        """The wrapped classifier's reference (not counted), or ``self`` when that is the wrapped one."""
+        ref = self.classifier.reference()
+        return self if ref is self.classifier else ref
+
+    def network(self) -> nn.Module:
+        return self.classifier.network()
+
+    def reset(self) -> int:
+        """Set :attr:`evaluations` to zero and return its previous value."""
+        old, self.evaluations = self.evaluations, 0
+        return old
+
+    def extra_repr(self) -> str:
+        return f"evaluations={self.evaluations}"
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    flat = t.detach().to("cpu").contiguous().reshape(-1)
+    return flat.view(torch.uint8).numpy().tobytes() if flat.element_size() > 1 else flat.numpy().tobytes()
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor], length: int = 16) -> str:
+    """A short stable hash of named tensors (names, dtypes, shapes and bytes), independent of device."""
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key]
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(_tensor_bytes(t))
+    return h.hexdigest()[:length]
+
+
+def weights_digest(model: nn.Module | BaseClassifier) -> str:
+    """A short stable hash of a model's weights (its state dict), for keying caches.
+
+    A :class:`~foolbench.models.TorchClassifier` hashes the module it wraps, so
+    ``weights_digest(clf) == weights_digest(clf.module)``. The digest depends on the
+    parameter and buffer names, dtypes, shapes and values, not on the device.
+
+    Args:
+        model: an ``nn.Module`` or a foolbench classifier.
+
+    Returns:
+        16 hexadecimal characters.
+
+    Raises:
+        InvalidTypeError: ``model`` is not an ``nn.Module``.
+
+    Examples:
+        >>> import foolbench as fb
+        >>> clf = fb.models.lenet_mnist()
+        >>> d = fb.models.weights_digest(clf)
+        >>> len(d), d == fb.models.weights_digest(clf.module), d == fb.models.weights_digest(fb.models.LeNet())
+        (16, True, False)
+    """
+    if not isinstance(model, nn.Module):
+        raise InvalidTypeError(f"model must be an nn.Module or a foolbench classifier, got {type(model).__name__}")
+    module = model.network() if isinstance(model, BaseClassifier) else model
+    return tensors_digest(dict(module.state_dict()))
+
+
+_PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidTypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _stat(name: str, value: Any, channels: int) -> list[float] | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        values = [value]
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        values = list(value)
+    else:
+        raise InvalidTypeError(f"{name} must be a number, a list of {channels} numbers or None, got {value!r}")
+    if len(values) not in (1, channels):
+        raise InvalidArgumentError(
+            f"{name} must have 1 or {channels} values (one per channel of input_shape), got {len(values)}"
+        )
+    return [_checks.real(f"{name}[{i}]", v) for i, v in enumerate(values)]
+
+
 class TorchClassifier(BaseClassifier):
     """Wrap any ``torch.nn.Module`` as a :class:`Classifier`.
 
-    The module is called in evaluation mode; its ``training`` flags (and those
-    of its submodules) are restored after every call. Mean/std normalisation
-    and resizing are applied inside the adapter, so callers always work on raw
-    inputs inside ``bounds``.
+    The module is called in evaluation mode; its ``training`` flags (and those of its
+    submodules) are restored after every call. Mean/std normalisation and resizing are
+    applied inside the adapter, so callers always work on raw inputs inside ``bounds``.
+    At construction one dummy forward (a batch of 1, no gradients) checks that the
+    module accepts ``input_shape`` and returns ``num_classes`` logits.
 
     Args:
         module: maps a preprocessed (B, C, H', W') batch to (B, num_classes) logits.
@@ -269,14 +525,24 @@ class TorchClassifier(BaseClassifier):
         batch_size: largest chunk :meth:`probs` evaluates at once.
         class_names: names of the K classes.
         check_inputs: check every input batch (shape, finiteness, bounds).
+        precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` to run the module under
+            ``torch.autocast`` on its device type; logits are upcast to float32 either way, and
+            :meth:`reference` gives the float32 twin whose scores results should report. On CPU
+            bf16 is the useful one (fp16 autocast is slow there).
+        channels_last: convert the module (in place, so adapters sharing it see it too; the
+            values do not change) and its inputs to the channels-last memory format.
+        compile: run the module through ``torch.compile`` (compiled at the first call; if
+            compilation fails, one warning and the module runs uncompiled).
 
     Raises:
-        InvalidTypeError: ``module`` is not an ``nn.Module``.
-        InvalidArgumentError: bad shape, bounds, mean/std length or batch size.
+        InvalidTypeError: ``module`` is not an ``nn.Module``, or a flag is not a bool.
+        InvalidArgumentError: bad shape, bounds, mean/std, batch size, precision or device;
+            or the module rejects a batch of ``input_shape``.
+        ModelOutputError: the module does not return ``num_classes`` logits per input.
 
     Shape:
         - input: (B, C, H, W) raw images.
-        - output: (B, K) logits.
+        - output: (B, K) logits (float32 when ``precision`` is reduced).
 
     Examples:
         >>> import torch, foolbench as fb
@@ -284,6 +550,9 @@ class TorchClassifier(BaseClassifier):
         >>> clf = fb.models.TorchClassifier(net, input_shape=(1, 28, 28), num_classes=10)
         >>> clf.probs(torch.rand(5, 1, 28, 28)).shape
         torch.Size([5, 10])
+        >>> fast = clf.replace(precision="bf16")
+        >>> fast.module is clf.module, fast.reference().precision
+        (True, 'fp32')
     """
 
     def __init__(
@@ -300,6 +569,9 @@ class TorchClassifier(BaseClassifier):
         batch_size: int = 256,
         class_names: Sequence[str] | None = None,
         check_inputs: bool = True,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         if not isinstance(module, nn.Module):
             raise InvalidTypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
@@ -318,40 +590,66 @@ class TorchClassifier(BaseClassifier):
                 UserWarning,
                 stacklevel=2,
             )
-        tensors = [*module.parameters(), *module.buffers()]
-        own_device = tensors[0].device if tensors else torch.device("cpu")
-        self._dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+        self.precision: str = _checks.choice("precision", precision, _PRECISIONS)
+        self.channels_last: bool = _flag("channels_last", channels_last)
+        self.compile_module: bool = _flag("compile", compile)
+        channels = self.input_shape[0]
+        mean_v, std_v = _stat("mean", mean, channels), _stat("std", std, channels)
+        if std_v is not None and min(std_v) <= 0:
+            raise InvalidArgumentError(f"std must be positive, got {std!r}")
+        self.resize: tuple[int, int] | None = self._resize(resize)
+        own_device = _module_device(module) if device is None else check_device("device", device)
         if device is not None:
-            own_device = torch.device(device)
             module.to(own_device)
+        if self.channels_last:
+            module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        tensors = [*module.parameters(), *module.buffers()]
+        self._dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
         self._device = own_device
         self.module: nn.Module = module
-        channels = self.input_shape[0]
-        self.mean: torch.Tensor | None = self._stat("mean", mean, channels, default=0.0)
-        self.std: torch.Tensor | None = self._stat("std", std, channels, default=1.0)
-        if self.std is not None and bool((self.std <= 0).any()):
-            raise InvalidArgumentError(f"std must be positive, got {std!r}")
-        self.resize: tuple[int, int] | None = None
-        if resize is not None:
-            if not isinstance(resize, Sequence) or len(resize) != 2:
-                raise InvalidArgumentError(f"resize must be an (height, width) pair, got {resize!r}")
-            size = (_checks.positive_int("resize[0]", resize[0]), _checks.positive_int("resize[1]", resize[1]))
-            self.resize = None if size == self.input_shape[1:] else size
+        self.mean: torch.Tensor | None = self._tensor(mean_v, default=0.0)
+        self.std: torch.Tensor | None = self._tensor(std_v, default=1.0)
+        self._settings: dict[str, Any] = {
+            "input_shape": self.input_shape, "num_classes": self.num_classes, "bounds": tuple(self.bounds),
+            "mean": mean_v, "std": std_v, "resize": resize, "device": own_device, "batch_size": self.batch_size,
+            "class_names": list(self.class_names), "check_inputs": self.check_inputs,
+            "precision": self.precision, "channels_last": self.channels_last, "compile": self.compile_module,
+        }  # fmt: skip
+        self._cache: dict[str, Any] = {}  # the compiled module and the float32 reference, built on first use
+        self._probe()
 
-    def _stat(
-        self, name: str, value: Sequence[float] | float | None, channels: int, default: float
-    ) -> torch.Tensor | None:
-        if value is None:
+    def _resize(self, resize: Sequence[int] | None) -> tuple[int, int] | None:
+        if resize is None:
             return None
-        values = [value] if isinstance(value, (int, float)) else list(value)
-        if len(values) not in (1, channels):
+        if not isinstance(resize, Sequence) or len(resize) != 2:
+            raise InvalidArgumentError(f"resize must be an (height, width) pair, got {resize!r}")
+        size = (_checks.positive_int("resize[0]", resize[0]), _checks.positive_int("resize[1]", resize[1]))
+        return None if size == self.input_shape[1:] else size
+
+    def _tensor(self, values: list[float] | None, default: float) -> torch.Tensor | None:
+        if values is None or all(v == default for v in values):
+            return None
+        return torch.tensor(values, dtype=self._dtype, device=self._device).view(1, -1, 1, 1)
+
+    def _probe(self) -> None:
+        """One dummy forward (batch of 1, no grad, eval mode) to check input_shape and num_classes."""
+        lo, hi = self.bounds
+        x = torch.full((1, *self.input_shape), (lo + hi) / 2, device=self._device, dtype=self._dtype)
+        try:
+            with torch.no_grad():
+                out = self._run(self.module, self.preprocess(x))
+        except Exception as err:
+            resized = f", resized to {self.resize}," if self.resize is not None else ""
             raise InvalidArgumentError(
-                f"{name} must have 1 or {channels} values (one per channel of input_shape), got {len(values)}"
+                f"input_shape={self.input_shape} does not fit the module: one input of that shape{resized} "
+                f"made it raise {type(err).__name__}: {err}"
+            ) from err
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, self.num_classes):
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ModelOutputError(
+                f"the module must return logits of shape (B, num_classes) = (1, {self.num_classes}) for one input "
+                f"of input_shape={self.input_shape}, got {got}"
             )
-        for i, v in enumerate(values):
-            _checks.real(f"{name}[{i}]", v)
-        t = torch.tensor(values, dtype=self._dtype, device=self._device).view(1, -1, 1, 1)
-        return None if bool((t == default).all()) else t
 
     @property
     def device(self) -> torch.device:
@@ -361,6 +659,42 @@ class TorchClassifier(BaseClassifier):
     def dtype(self) -> torch.dtype:
         return self._dtype
 
+    def network(self) -> nn.Module:
+        return self.module
+
+    def replace(self, **changes: Any) -> TorchClassifier:
+        """A new adapter with some settings changed; the module is shared unless ``module=`` is given.
+
+        Every setting of the constructor can be changed; the result is validated like a
+        new :class:`TorchClassifier` (including the dummy forward).
+
+        Raises:
+            InvalidArgumentError: an unknown setting, or a bad value (as in the constructor).
+
+        Examples:
+            >>> import foolbench as fb
+            >>> clf = fb.models.lenet_mnist()
+            >>> clf.replace(batch_size=8).batch_size, clf.replace(batch_size=8).module is clf.module
+            (8, True)
+        """
+        unknown = sorted(set(changes) - set(self._settings) - {"module"})
+        if unknown:
+            raise InvalidArgumentError(
+                f"replace() got unknown setting(s) {unknown}; valid: {sorted([*self._settings, 'module'])}"
+            )
+        settings = {**self._settings, **changes}
+        module = settings.pop("module", self.module)
+        return TorchClassifier(module, **settings)
+
+    def reference(self) -> BaseClassifier:
+        """``self`` at fp32 without compilation; at reduced precision (or compiled), the float32 twin."""
+        if self.precision == "fp32" and not self.compile_module:
+            return self
+        if "reference" not in self._cache:
+            self._cache["reference"] = self.replace(precision="fp32", compile=False)
+        ref: BaseClassifier = self._cache["reference"]
+        return ref
+
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Resize and normalise a raw batch the way the module expects (differentiable)."""
         if self.resize is not None:
@@ -369,18 +703,51 @@ class TorchClassifier(BaseClassifier):
             x = x - self.mean
         if self.std is not None:
             x = x / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def _run(self, fn: Any, x: torch.Tensor) -> Any:
+        """Call ``fn`` in eval mode (training flags restored), under autocast at reduced precision."""
         training = [m for m in self.module.modules() if m.training]
         for m in training:
             m.training = False
         try:
-            out: torch.Tensor = self.module(self.preprocess(x))
-            return out
+            autocast = _PRECISIONS[self.precision]
+            if autocast is None:
+                return fn(x)
+            with torch.autocast(device_type=self._device.type, dtype=autocast):
+                out = fn(x)
+            return out.float() if isinstance(out, torch.Tensor) else out
         finally:
             for m in training:
                 m.training = True
+
+    def _compiled(self, x: torch.Tensor) -> torch.Tensor:
+        fn = self._cache.get("compiled")
+        if fn is not None:
+            out: torch.Tensor = self._run(fn, x)
+            return out
+        fn = torch.compile(self.module)
+        try:
+            out = self._run(fn, x)
+        except Exception as err:  # noqa: BLE001 (any compiler failure: fall back to the plain module, warn once)
+            warnings.warn(
+                f"compile=True: torch.compile failed ({type(err).__name__}: {err}); running the module uncompiled",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            fn = self.module
+            out = self._run(fn, x)
+        self._cache["compiled"] = fn
+        return out
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.preprocess(x)
+        if self.compile_module:
+            return self._compiled(x)
+        out: torch.Tensor = self._run(self.module, x)
+        return out
 
     def train(self, mode: bool = True) -> TorchClassifier:
         # The adapter never trains the wrapped module; keep only the adapter's own flag.
@@ -395,4 +762,10 @@ class TorchClassifier(BaseClassifier):
             extra += f", std={self.std.flatten().tolist()}"
         if self.resize is not None:
             extra += f", resize={self.resize}"
+        if self.precision != "fp32":
+            extra += f", precision={self.precision!r}"
+        if self.channels_last:
+            extra += ", channels_last=True"
+        if self.compile_module:
+            extra += ", compile=True"
         return extra + f", device={self.device}"

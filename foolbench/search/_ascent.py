@@ -125,8 +125,7 @@ class GradientAscent:
     def _optimise(
         self, objective: Any, n: int, target_log: float | None
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], int]:
-        device = torch.device(getattr(self.classifier, "device", "cpu"))
-        dtype = getattr(self.classifier, "dtype", torch.float32)
+        device, dtype = self.classifier.device, self.classifier.dtype
         gen = _checks.generator("seed", self.seed, device=device)
         lower, upper = self.classifier.bounds
         mid, width = (lower + upper) / 2, upper - lower
@@ -181,7 +180,7 @@ class GradientAscent:
             target_log = math.log(
                 _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
             )
-        cls = torch.tensor(chosen, device=torch.device(getattr(self.classifier, "device", "cpu")))
+        cls = torch.tensor(chosen, device=self.classifier.device)
 
         def objective(x: torch.Tensor) -> torch.Tensor:
             return F.log_softmax(self.classifier(x).float(), dim=1).gather(1, cls[:, None])[:, 0]
@@ -189,7 +188,7 @@ class GradientAscent:
         t0 = time.perf_counter()
         x, final, history, used = self._optimise(objective, len(chosen), target_log)
         conf = torch.stack(history).double().exp().cpu() if history else torch.zeros(0, len(chosen))
-        names = getattr(self.classifier, "class_names", None) or [str(i) for i in range(k)]
+        names = self.classifier.class_names
         evals = torch.arange(1, conf.shape[0] + 1, dtype=torch.long) * len(chosen)
         return FoolingResult(
             images=x,
@@ -207,16 +206,13 @@ class GradientAscent:
     def visualize(self, layer: str, channels: Any) -> UnitVisualization:
         """Images that maximise the mean activation of ``channels`` of the submodule ``layer``.
 
-        The classifier must wrap an ``nn.Module`` (``classifier.module``); ``layer`` is a
-        name from ``module.named_modules()`` such as ``"conv2"``.
+        ``layer`` is a name from ``classifier.layers()`` (the wrapped network's submodules)
+        such as ``"conv2"``.
 
         Raises:
             InvalidArgumentError: unknown layer or channel.
         """
-        module = getattr(self.classifier, "module", None)
-        if not isinstance(module, torch.nn.Module):
-            raise InvalidArgumentError("visualize() needs a classifier that wraps an nn.Module (TorchClassifier)")
-        names = dict(module.named_modules())
+        names = self.classifier.layers()
         if layer not in names or not layer:
             raise InvalidArgumentError(
                 f"layer must name a submodule, one of {sorted(n for n in names if n)}; got {layer!r}"

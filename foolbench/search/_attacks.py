@@ -124,7 +124,7 @@ class Attack(ABC):
         """
         clf = check_classifier(classifier)
         x = _checks.images("images", images, shape=clf.input_shape, bounds=clf.bounds)
-        device = getattr(clf, "device", x.device)
+        device = clf.device
         x = x.detach().to(device)
         y = _checks.labels("labels", labels, batch=x.shape[0], num_classes=clf.num_classes, device=device)
         t = None

@@ -323,7 +323,7 @@ class Evolution(ABC):
         names = self.classifier.class_names
         return FoolingResult(
             images=self.images(self.best_genomes()).detach(),
-            confidence=self.best_log_probs().double().exp().cpu(),
+            confidence=self._reported_confidence(),
             classes=torch.tensor(self.classes),
             evaluations=self.evaluations,
             seconds=self.seconds,
@@ -333,6 +333,19 @@ class Evolution(ABC):
             found_at=self._found_at().cpu(),
             settings=self._config(),
         )
+
+    def _reported_confidence(self) -> torch.Tensor:
+        """(M,) float64 confidence of each elite as the float32 model gives it.
+
+        A classifier run at reduced precision (``precision="bf16"``) searches with its fast scores;
+        the elites are re-scored by its float32 :meth:`~foolbench.models.BaseClassifier.reference`, so
+        a reported 99.99% means the same at every precision.
+        """
+        reference = self.classifier.reference()
+        if reference is self.classifier:
+            return self.best_log_probs().double().exp().cpu()
+        scores = LocalEvaluator(reference, self.encoding)(self.best_genomes()).double()
+        return scores[torch.arange(len(self.classes)), torch.tensor(self.classes)].exp().cpu()
 
     def _history_confidence(self) -> torch.Tensor:
         """(G, M) float64 best confidence per class after each generation (kept as log-probs until asked)."""

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from foolbench import _checks
 from foolbench.errors import InvalidArgumentError
-from foolbench.models import Classifier, check_classifier
+from foolbench.models import BaseClassifier, Classifier, check_classifier
 from foolbench.search._attacks import DeepFool, project
 
 __all__ = ["UAPResult", "UniversalPerturbation", "fooling_rate", "transfer_matrix"]
@@ -197,7 +197,7 @@ class UniversalPerturbation:
         """Fit a universal perturbation on ``images`` (B, C, H, W); labels are the clean predictions."""
         clf = check_classifier(classifier)
         x = _checks.images("images", images, shape=clf.input_shape, bounds=clf.bounds)
-        device = getattr(clf, "device", x.device)
+        device = clf.device
         x = x.detach().to(device)
         gen = _checks.generator("seed", self.seed, device="cpu")
         t0 = time.perf_counter()
@@ -231,7 +231,9 @@ class UniversalPerturbation:
             method=self.method,
         )
 
-    def _deepfool_update(self, clf: Classifier, xb: torch.Tensor, yb: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def _deepfool_update(
+        self, clf: BaseClassifier, xb: torch.Tensor, yb: torch.Tensor, v: torch.Tensor
+    ) -> torch.Tensor:
         with torch.no_grad():
             still = clf.log_probs(_apply(clf, xb, v)).argmax(1) == yb
         idx = torch.nonzero(still).flatten()

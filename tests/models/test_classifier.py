@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import foolbench as fb
-from foolbench.errors import InvalidArgumentError, InvalidTypeError, ModelOutputError
+from foolbench.errors import FoolbenchError, InvalidArgumentError, InvalidTypeError, ModelOutputError
 
 
 def linear(k: int = 10) -> torch.nn.Module:
@@ -44,15 +44,20 @@ def test_probs_have_no_grad_and_match_call() -> None:
     torch.testing.assert_close(p, torch.softmax(clf(x), 1).detach())
 
 
-def test_counts_evaluations_and_chunks() -> None:
+def test_chunks_and_opt_in_counting() -> None:
     calls: list[int] = []
     net = linear()
-    net.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     clf = fb.models.TorchClassifier(net, input_shape=(1, 28, 28), num_classes=10, batch_size=16)
-    clf.probs(torch.rand(50, 1, 28, 28))
+    net.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    counted = fb.models.CountingClassifier(clf)
+    counted.probs(torch.rand(50, 1, 28, 28))
     assert calls == [16, 16, 16, 2]
-    assert clf.evaluations == 50
-    assert clf.reset_evaluations() == 50 and clf.evaluations == 0
+    counted(torch.rand(3, 1, 28, 28, requires_grad=True)).sum().backward()  # gradient calls count too
+    assert counted.evaluations == 53
+    assert counted.reset() == 53 and counted.evaluations == 0
+    assert not hasattr(clf, "evaluations")  # the plain adapter does not count
+    assert counted.device == clf.device and counted.class_names == clf.class_names
+    assert counted.layers().keys() == clf.layers().keys() == {"0", "1"}
 
 
 def test_preprocessing_inside_adapter() -> None:
@@ -117,10 +122,26 @@ def test_bad_inputs(x: object, err: type[Exception], match: str) -> None:
         clf.probs(x)  # type: ignore[arg-type]
 
 
-def test_wrong_output_shape() -> None:
-    clf = fb.models.TorchClassifier(torch.nn.Flatten().eval(), input_shape=(1, 28, 28), num_classes=10)
-    with pytest.raises(ModelOutputError, match=r"\(B, num_classes\) = \(2, 10\), got \(2, 784\)"):
-        clf.probs(torch.rand(2, 1, 28, 28))
+def test_wrong_number_of_classes_found_at_wrap_time() -> None:
+    with pytest.raises(ModelOutputError, match=r"\(1, 10\) for one input of input_shape=\(1, 28, 28\), got \(1, 784\)"):
+        fb.models.TorchClassifier(torch.nn.Flatten().eval(), input_shape=(1, 28, 28), num_classes=10)
+
+
+def test_wrong_input_shape_found_at_wrap_time() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"input_shape=\(1, 32, 32\) does not fit the module.*RuntimeError"):
+        fb.models.TorchClassifier(linear(), input_shape=(1, 32, 32), num_classes=10)
+    with pytest.raises(InvalidArgumentError, match=r"input_shape=\(3, 28, 28\) does not fit the module"):
+        fb.models.lenet_mnist().replace(input_shape=(3, 28, 28))
+
+
+def test_wrap_time_check_is_one_no_grad_eval_forward() -> None:
+    seen: list[tuple[int, bool, bool]] = []
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(784, 10)).train()
+    net[2].register_forward_hook(lambda m, i, o: seen.append((i[0].shape[0], m.training, torch.is_grad_enabled())))
+    with pytest.warns(UserWarning, match="training mode"):
+        fb.models.TorchClassifier(net, input_shape=(1, 28, 28), num_classes=10)
+    assert seen == [(1, False, False)]
+    assert all(m.training for m in net.modules())  # flags restored
 
 
 def test_nan_output() -> None:
@@ -154,3 +175,178 @@ def test_bad_constructor_arguments(kw: dict[str, object], err: type[Exception], 
 def test_module_type_checked() -> None:
     with pytest.raises(InvalidTypeError, match="module must be a torch.nn.Module"):
         fb.models.TorchClassifier(lambda x: x, input_shape=(1, 28, 28), num_classes=10)  # type: ignore[arg-type]
+
+
+class Tiny:
+    """Follows only the tiny protocol: input_shape, num_classes, bounds, __call__."""
+
+    input_shape = (1, 4, 4)
+    num_classes = 3
+    bounds = (0.0, 2.0)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :3] * 5
+
+
+def test_check_classifier_passes_base_classifiers_through(lenet: fb.models.TorchClassifier) -> None:
+    assert fb.models.check_classifier(lenet) is lenet
+    smooth = fb.defenses.MedianSmoothing(lenet, 3)
+    assert fb.models.check_classifier(smooth) is smooth
+
+
+def test_check_classifier_wraps_the_tiny_protocol_with_defaults() -> None:
+    clf = fb.models.check_classifier(Tiny())
+    assert isinstance(clf, fb.models.BaseClassifier) and isinstance(Tiny(), fb.models.Classifier)
+    assert clf.device == torch.device("cpu") and clf.dtype == torch.float32
+    assert clf.class_names == ["0", "1", "2"] and clf.batch_size == 256 and clf.reference() is clf
+    x = torch.rand(5, 1, 4, 4, requires_grad=True) * 2
+    torch.testing.assert_close(clf.log_probs(x), torch.log_softmax(x.detach().flatten(1)[:, :3] * 5, 1))
+    assert clf(x).requires_grad  # differentiable through the adapter
+    with pytest.raises(InvalidArgumentError, match=r"bounds \[0, 2\]"):
+        clf.probs(torch.full((1, 1, 4, 4), 3.0))
+    # the search and attack layers accept it
+    res = fb.search.PGD(eps=0.5, steps=3)(Tiny(), torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 0]))
+    assert res.adversarial.shape == (4, 1, 4, 4)
+
+
+def test_check_classifier_uses_declared_optional_members() -> None:
+    class Named(Tiny):
+        class_names = ("a", "b", "c")
+        batch_size = 2
+        device = "cpu"
+
+    clf = fb.models.check_classifier(Named())
+    assert clf.class_names == ["a", "b", "c"] and clf.batch_size == 2
+    assert clf.predict(torch.rand(5, 1, 4, 4)).shape == (5,)
+
+
+def test_check_classifier_names_every_missing_member() -> None:
+    class Half:
+        input_shape = (1, 4, 4)
+
+    with pytest.raises(InvalidTypeError, match=r"missing 'num_classes', 'bounds', '__call__'\); .* got Half"):
+        fb.models.check_classifier(Half())
+    with pytest.raises(InvalidTypeError, match=r"model must follow"):
+        fb.models.check_classifier(torch.nn.Linear(2, 2), "model")
+
+
+def test_replace_shares_the_module_and_validates() -> None:
+    clf = make(mean=0.5, std=0.25, batch_size=7, class_names=list("abcdefghij"))
+    small = clf.replace(batch_size=3)
+    assert small.module is clf.module and small.batch_size == 3
+    assert small.class_names == clf.class_names and small.mean is not None
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(small.log_probs(x), clf.log_probs(x))
+    other = clf.replace(module=linear(11), num_classes=11, class_names=[*clf.class_names, "k"])
+    assert other.num_classes == 11 and other.module is not clf.module and other.std is not None
+    with pytest.raises(InvalidArgumentError, match=r"replace\(\) got unknown setting\(s\) \['epsilon'\]"):
+        clf.replace(epsilon=1)
+    with pytest.raises(InvalidArgumentError, match="batch_size must be an int >= 1, got 0"):
+        clf.replace(batch_size=0)
+    with pytest.raises(ModelOutputError, match="num_classes"):
+        clf.replace(num_classes=5, class_names=None)
+
+
+def test_weights_digest_keys_the_weights() -> None:
+    clf = make()
+    d = fb.models.weights_digest(clf)
+    assert d == fb.models.weights_digest(clf.module) == fb.models.weights_digest(make())
+    assert len(d) == 16 and int(d, 16) >= 0
+    assert fb.models.weights_digest(clf.replace(precision="bf16")) == d  # settings are not weights
+    with torch.no_grad():
+        clf.module[1].bias[3] += 1e-6
+    assert fb.models.weights_digest(clf) != d
+    half = fb.models.weights_digest(linear().to(torch.bfloat16))
+    assert half not in (d, fb.models.weights_digest(linear()))  # dtype counts
+    with pytest.raises(InvalidTypeError, match="model must be an nn.Module"):
+        fb.models.weights_digest("lenet")  # type: ignore[arg-type]
+
+
+def test_bf16_log_probs_agree_with_fp32_on_lenet(
+    lenet: fb.models.TorchClassifier, digits_test: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    x = digits_test[0]
+    ref = lenet.log_probs(x)
+    for precision, top_tol, all_tol in (("bf16", 0.05, 0.3), ("fp16", 0.01, 0.05)):
+        fast = lenet.replace(precision=precision)
+        lp = fast.log_probs(x)
+        assert lp.dtype == torch.float32 and fast(x[:2]).dtype == torch.float32  # upcast before the softmax
+        top = ref.argmax(1, keepdim=True)
+        # stated tolerance: the predicted class's log-probability within top_tol, every class within all_tol
+        assert float((lp - ref).gather(1, top).abs().max()) <= top_tol, precision
+        assert float((lp - ref).abs().max()) <= all_tol, precision
+        assert float((lp.argmax(1) == ref.argmax(1)).float().mean()) >= 0.99
+        assert float((lp - ref).abs().max()) > 0  # reduced precision really ran
+        assert fast.reference().precision == "fp32" and fast.reference() is fast.reference()
+        torch.testing.assert_close(fast.reference().log_probs(x[:50]), ref[:50])
+    assert lenet.reference() is lenet
+
+
+def test_reduced_precision_on_a_tiny_model() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 14 * 14, 5)
+    ).eval()
+    clf = fb.models.TorchClassifier(net, input_shape=(3, 16, 16), num_classes=5)
+    x = torch.rand(64, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    ref = clf.log_probs(x)
+    torch.testing.assert_close(clf.replace(precision="bf16").log_probs(x), ref, atol=0.01, rtol=0)
+    torch.testing.assert_close(clf.replace(precision="fp16").log_probs(x), ref, atol=0.002, rtol=0)
+    last = clf.replace(channels_last=True)
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(last.log_probs(x), ref)
+    assert "channels_last=True" in repr(last) and "precision='bf16'" in repr(clf.replace(precision="bf16"))
+
+
+def test_compile_is_lazy_and_falls_back_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    clf = make(compile=True)
+    assert clf.compile_module and "compiled" not in clf._cache  # nothing compiled at construction
+    assert clf.reference() is not clf and not clf.reference().compile_module
+
+    def broken(module: torch.nn.Module) -> object:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("no C++ compiler")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    x = torch.rand(3, 1, 28, 28)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed.*no C\\+\\+ compiler"):
+        out = clf.log_probs(x)
+    torch.testing.assert_close(out, make().log_probs(x))
+    clf.log_probs(x)  # no second warning (pytest's filterwarnings=error would fail)
+
+
+@pytest.mark.parametrize(
+    ("kw", "err", "match"),
+    [
+        ({"precision": "fp8"}, InvalidArgumentError, "precision must be one of 'fp32', 'bf16', 'fp16'; got 'fp8'"),
+        ({"precision": torch.bfloat16}, InvalidArgumentError, "precision must be one of"),
+        ({"channels_last": "yes"}, InvalidTypeError, "channels_last must be True or False, got str 'yes'"),
+        ({"compile": 1}, InvalidTypeError, "compile must be True or False, got int 1"),
+        ({"device": "tpu9"}, InvalidArgumentError, "device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got 'tpu9'"),
+        ({"device": 3.5}, InvalidTypeError, "device must be a str or torch.device"),
+        ({"mean": "0.5"}, InvalidTypeError, "mean must be a number"),
+    ],
+)
+def test_bad_precision_layout_device_arguments(kw: dict[str, object], err: type[Exception], match: str) -> None:
+    with pytest.raises(err, match=match):
+        make(**kw)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_cuda_is_one_clear_error() -> None:
+    for build in (
+        lambda: make(device="cuda"),
+        lambda: fb.models.lenet_mnist(device="cuda"),
+        lambda: fb.models.load_model("lenet-mnist", device="cuda:0"),
+    ):
+        with pytest.raises(FoolbenchError, match=r"device='cuda(:0)?' needs a CUDA GPU, but this machine has none"):
+            build()
+    with pytest.raises(FoolbenchError, match="device must be 'cpu'"):
+        fb.models.lenet_mnist(device="tpu9")
+
+
+def test_layers_name_the_wrapped_network(lenet: fb.models.TorchClassifier) -> None:
+    assert "conv2" in lenet.layers() and "conv2" in fb.defenses.MedianSmoothing(lenet, 3).layers()
+    assert lenet.network() is lenet.module

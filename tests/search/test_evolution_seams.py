@@ -345,3 +345,10 @@ def test_warm_start_from_another_search(lenet: fb.models.TorchClassifier) -> Non
     assert "initial" in focused.result().settings
     with pytest.raises(InvalidArgumentError, match="initial must be a non-empty batch"):
         search(lenet, initial=torch.zeros(0, 1, 28, 28))
+
+
+def test_reduced_precision_search_reports_float32_confidence(lenet: fb.models.TorchClassifier) -> None:
+    fast = lenet.replace(precision="bf16")
+    res = search(fast, seed=0).run(generations=4, progress=False)
+    exact = lenet.probs(res.images)[torch.arange(10), res.classes].double()
+    assert torch.allclose(res.confidence, exact, rtol=0, atol=1e-6)  # the fp32 model's numbers, not bf16's

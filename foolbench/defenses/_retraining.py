@@ -1,11 +1,19 @@
-"""Defenses that retrain the model: an extra "fooling" class, and fine-tuning on universal perturbations."""
+"""Retraining procedures: an extra "fooling" class, and fine-tuning on universal perturbations.
+
+Both run round after round and checkpoint every finished round. A checkpoint is keyed by
+everything that determines it (the configuration, the data, the starting model's
+:func:`~foolbench.models.weights_digest`): one written under another key is refused with
+:class:`~foolbench.errors.CheckpointError`. It keeps each round's model, so a run asking
+for fewer rounds than a checkpoint holds reads its rows from it, and a longer one resumes.
+"""
 
 from __future__ import annotations
 
 import copy
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +24,8 @@ from torch import nn
 from foolbench import _checks, _io
 from foolbench.encodings import DirectEncoding, Encoding
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
-from foolbench.models import TorchClassifier, train_classifier
+from foolbench.models import Classifier, TorchClassifier, check_classifier, train_classifier, weights_digest
+from foolbench.models._classifier import tensors_digest
 from foolbench.search import PGD, MAPElites, UniversalPerturbation, fooling_rate
 
 __all__ = ["AdversarialFineTuning", "FoolingClassRetraining", "RoundTable", "accuracy"]
@@ -24,7 +33,7 @@ __all__ = ["AdversarialFineTuning", "FoolingClassRetraining", "RoundTable", "acc
 ModelFactory = Callable[[int], nn.Module]
 
 
-def accuracy(classifier: TorchClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+def accuracy(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of ``images`` classified as ``labels`` (a prediction of an extra class counts as wrong).
 
     Examples:
@@ -33,7 +42,7 @@ def accuracy(classifier: TorchClassifier, images: torch.Tensor, labels: torch.Te
         >>> accuracy(fb.models.lenet_mnist(), x, y) > 0.9
         True
     """
-    pred = classifier.predict(images).cpu()
+    pred = check_classifier(classifier).predict(images).cpu()
     return float((pred == labels.cpu()).float().mean())
 
 
@@ -66,23 +75,6 @@ class RoundTable:
         return "\n".join(lines) + "\n"
 
 
-def _wrap(like: TorchClassifier, module: nn.Module, num_classes: int, names: list[str]) -> TorchClassifier:
-    """A classifier around ``module`` with ``like``'s preprocessing, bounds and device."""
-    module.eval()
-    return TorchClassifier(
-        module,
-        input_shape=like.input_shape,
-        num_classes=num_classes,
-        bounds=like.bounds,
-        mean=None if like.mean is None else like.mean.flatten().tolist(),
-        std=None if like.std is None else like.std.flatten().tolist(),
-        resize=like.resize,
-        device=like.device,
-        batch_size=like.batch_size,
-        class_names=names,
-    )
-
-
 def _data(name: str, images: torch.Tensor, labels: torch.Tensor, clf: TorchClassifier) -> tuple[torch.Tensor, ...]:
     x = _checks.images(f"{name}_images", images, shape=clf.input_shape, bounds=clf.bounds)  # refuses empty batches
     y = _checks.labels(f"{name}_labels", labels, batch=x.shape[0], num_classes=clf.num_classes)
@@ -102,36 +94,72 @@ def _weights(clf: TorchClassifier) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in clf.module.state_dict().items()}
 
 
-def _report(row: dict[str, Any], progress: bool) -> None:
-    if progress:
-        cells = (f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
-        print(", ".join(cells), flush=True)
+@contextmanager
+def _bar(title: str, total: int, done: int, progress: bool) -> Iterator[Any]:
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, initial=done, desc=title, unit="round", disable=not progress, leave=False) as bar:
+        yield bar
+
+
+def _show(bar: Any, row: dict[str, Any]) -> None:
+    bar.set_postfix({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items() if v is not None})
+    bar.update(1)
 
 
 class _Rounds:
-    """Checkpointed rounds: the state after each finished round is saved atomically."""
+    """Checkpointed rounds: the state after each finished round is saved atomically.
+
+    The checkpoint's key is :meth:`_config` plus the starting model's weights digest and
+    a digest of the data; any difference is refused with :class:`CheckpointError`.
+    """
 
     fmt = "foolbench.defense"
-    version = 1
+    version = 2
+    original: TorchClassifier
+    rounds: int
+    _data: dict[str, torch.Tensor]
 
     def _config(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _save(self, path: Path | None, state: dict[str, Any]) -> None:
-        if path is not None:
-            _io.save_torch(path, {"format": self.fmt, "version": self.version, "config": self._config(), **state})
+    def _key(self) -> dict[str, Any]:
+        return {**self._config(), "model": weights_digest(self.original), "data": tensors_digest(self._data)}
 
-    def _load(self, path: Path | None) -> dict[str, Any] | None:
+    def _save(self, path: Path | None, key: dict[str, Any], state: dict[str, Any]) -> None:
+        if path is not None:
+            _io.save_torch(path, {"format": self.fmt, "version": self.version, "config": key, **state})
+
+    def _load(self, path: Path | None, key: dict[str, Any], needs: dict[str, type]) -> dict[str, Any] | None:
+        """The checkpoint's state, cut to ``self.rounds + 1`` rounds; None when there is none.
+
+        ``needs`` maps the procedure's own fields to their types; a missing or mistyped one
+        is a :class:`CheckpointError` naming it.
+        """
         if path is None or not path.exists():
             return None
         state = _io.load_torch(path)
         _io.check_state(state, fmt=self.fmt, version=self.version, path=path)
-        if state.get("config") != self._config():
+        stored = state.get("config")
+        if stored != key:
+            old = stored if isinstance(stored, dict) else {}
+            diff = sorted(k for k in {*old, *key} if old.get(k) != key.get(k))
             raise CheckpointError(
-                f"{str(path)!r} was written by another configuration: {state.get('config')!r}, "
-                f"this one is {self._config()!r}; use another checkpoint path"
+                f"{str(path)!r} was written by another configuration or starting model (differs in {diff}: "
+                f"stored {[old.get(k) for k in diff]}, this run {[key.get(k) for k in diff]}); "
+                "use another checkpoint path or delete the file"
             )
-        return state
+        rows, models = state.get("rows"), state.get("models")
+        if not isinstance(rows, list) or not isinstance(models, list) or not 0 < len(rows) == len(models):
+            raise CheckpointError(f"{str(path)!r} holds no finished rounds (rows/models missing or mismatched)")
+        for name, kind in needs.items():
+            value = state.get(name)
+            if not isinstance(value, kind) or (isinstance(value, list) and len(value) < len(rows)):
+                raise CheckpointError(
+                    f"{str(path)!r} has a missing or corrupt field {name!r} (expected {kind.__name__})"
+                )
+        keep = min(len(rows), self.rounds + 1)
+        return {**state, "rows": rows[:keep], "models": models[:keep]}
 
 
 class FoolingClassRetraining(_Rounds):
@@ -223,6 +251,7 @@ class FoolingClassRetraining(_Rounds):
         self.class_names = [*self.original.class_names, "fooling"]  # of the retrained models
         self.classifier: TorchClassifier = self.original
         self.table = RoundTable("Fooling-class retraining (Nguyen et al. 2015)")
+        self._data = {"train_x": self.train_x, "train_y": self.train_y, "test_x": self.test_x, "test_y": self.test_y}
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -230,11 +259,31 @@ class FoolingClassRetraining(_Rounds):
             "encoding": self.encoding.config(),
             "searches_per_round": self.searches_per_round,
             "max_evaluations": self.max_evaluations,
+            "search_batch_size": self.search_batch_size,
+            "target_confidence": self.target_confidence,
             "fine_tune": self.fine_tune,
             "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
             "seed": self.seed,
-            "train": int(self.train_x.shape[0]),
+            "architecture": weights_digest(self._fresh(1)),  # model_fn's initial weights for round 1
         }
+
+    def _fresh(self, round_: int) -> nn.Module:
+        """``model_fn(K + 1)`` initialised under ``seed + round_``; the global RNG is left as found."""
+        k = self.num_classes
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + round_)
+            module = self.model_fn(k + 1)
+        if not isinstance(module, nn.Module):
+            raise InvalidTypeError(f"model_fn({k + 1}) must return an nn.Module, got {type(module).__name__}")
+        return module
+
+    def _wrap(self, module: nn.Module) -> TorchClassifier:
+        """A classifier around a (K + 1)-class ``module`` with the original's preprocessing, bounds and device."""
+        return self.original.replace(
+            module=module.eval(), num_classes=self.num_classes + 1, class_names=self.class_names
+        )
 
     def _search(self, clf: TorchClassifier, round_: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         images, conf, evals = [], [], 0
@@ -256,27 +305,18 @@ class FoolingClassRetraining(_Rounds):
 
     def _train(self, fooling: torch.Tensor, previous: TorchClassifier, round_: int) -> TorchClassifier:
         k = self.num_classes
-        torch_state = torch.random.get_rng_state()
-        try:
-            torch.manual_seed(self.seed + round_)  # the factory's initialisation; the global state is restored
-            module = self.model_fn(k + 1)
-        finally:
-            torch.random.set_rng_state(torch_state)
-        if not isinstance(module, nn.Module):
-            raise InvalidTypeError(f"model_fn({k + 1}) must return an nn.Module, got {type(module).__name__}")
+        module = self._fresh(round_)
         if self.fine_tune:
             own = module.state_dict()
             old = previous.module.state_dict()
             own.update({n: t for n, t in old.items() if n in own and own[n].shape == t.shape})
             module.load_state_dict(own)
-        clf = _wrap(self.original, module, k + 1, self.class_names)
+        clf = self._wrap(module)  # its dummy forward checks the factory's output shape before training
         per_class = max(1, self.train_x.shape[0] // k)
         reps = -(-per_class // fooling.shape[0])
         extra = fooling.repeat(reps, 1, 1, 1)[:per_class]
         x = torch.cat([self.train_x, extra]).to(clf.device)
         y = torch.cat([self.train_y, torch.full((extra.shape[0],), k, dtype=torch.long)]).to(clf.device)
-        out = clf(x[:1])  # checks the factory's output shape before training
-        del out
         train_classifier(
             module, x, y, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
             preprocess=clf.preprocess, seed=self.seed + round_,
@@ -289,44 +329,65 @@ class FoolingClassRetraining(_Rounds):
 
         Args:
             checkpoint: file holding the finished rounds; an interrupted run resumes
-                after the last finished round.
-            progress: print one line per finished round.
+                after the last finished round, a run with fewer rounds reads them from it.
+            progress: show a tqdm bar over the rounds (with the last round's figures).
+
+        Raises:
+            CheckpointError: the checkpoint was written for another configuration, data or
+                starting model, or is corrupt.
         """
         path = None if checkpoint is None else Path(checkpoint)
-        state = self._load(path)
-        clf, pool, round0 = self.original, torch.empty(0, *self.original.input_shape), torch.empty(0)
-        self.table.rows = []
+        key = self._key()
+        state = self._load(path, key, {"pool_sizes": list, "fooling": torch.Tensor, "round0": torch.Tensor})
+        clf, round0 = self.original, torch.empty(0, *self.original.input_shape)
+        rows: list[dict[str, Any]] = []
+        models: list[dict[str, torch.Tensor] | None] = []
+        sizes: list[int] = []  # fooling images in the pool after each round
+        pool = round0
         if state is not None:  # resume after the last finished round, with the model it measured
-            self.table.rows = list(state["rows"])
-            pool, round0 = state["fooling"], state["round0"]
-            if len(self.table.rows) > 1:
-                module = self.model_fn(self.num_classes + 1)
-                module.load_state_dict(state["model"])
-                clf = _wrap(self.original, module, self.num_classes + 1, self.class_names)
-        for r in range(len(self.table.rows), self.rounds + 1):
-            t0 = time.perf_counter()
-            if r > 0:
-                clf = self._train(pool, clf, r)
-            images, conf, evals = self._search(clf, r)
-            if r == 0:
-                round0 = images
-            row = {
+            rows, models, sizes = state["rows"], state["models"], list(state["pool_sizes"][: len(state["rows"])])
+            pool, round0 = state["fooling"][: sizes[-1]], state["round0"]
+            if models[-1] is not None:
+                module = self._fresh(len(rows) - 1)
+                module.load_state_dict(models[-1])
+                clf = self._wrap(module)
+        self.table.rows = rows
+        with _bar("fooling-class retraining", self.rounds + 1, len(rows), progress) as bar:
+            for r in range(len(rows), self.rounds + 1):
+                clf, images = self._round(clf, pool, round0, r)
+                if r == 0:
+                    round0 = images
+                pool = torch.cat([pool, images])
+                models.append(None if r == 0 else _weights(clf))
+                sizes.append(pool.shape[0])
+                state = {"rows": rows, "models": models, "pool_sizes": sizes, "fooling": pool, "round0": round0}
+                self._save(path, key, state)
+                _show(bar, rows[-1])
+        self.classifier = clf
+        return self.table
+
+    def _round(
+        self, clf: TorchClassifier, pool: torch.Tensor, round0: torch.Tensor, r: int
+    ) -> tuple[TorchClassifier, torch.Tensor]:
+        """Train round ``r``'s model (r > 0), search it and append its row; returns the model and fresh images."""
+        t0 = time.perf_counter()
+        if r > 0:
+            clf = self._train(pool, clf, r)
+        images, conf, evals = self._search(clf, r)
+        caught = clf.predict(round0 if r > 0 else images).cpu() == self.num_classes
+        self.table.rows.append(
+            {
                 "round": r,
                 "classes": clf.num_classes,
                 "clean_accuracy": accuracy(clf, self.test_x, self.test_y),
-                "round0_caught": float((clf.predict(round0).cpu() == self.num_classes).float().mean()),
+                "round0_caught": float(caught.float().mean()),
                 "fresh_median_confidence": float(statistics.median(conf.tolist())),
                 "fresh_fooled": float((conf >= self.target_confidence).float().mean()),
                 "search_evaluations": evals,
                 "seconds": round(time.perf_counter() - t0, 1),
             }
-            self.table.rows.append(row)
-            pool = torch.cat([pool, images])
-            state = {"rows": self.table.rows, "fooling": pool, "round0": round0, "model": _weights(clf)}
-            self._save(path, state)
-            _report(row, progress)
-        self.classifier = clf
-        return self.table
+        )
+        return clf, images
 
 
 class AdversarialFineTuning(_Rounds):
@@ -406,6 +467,7 @@ class AdversarialFineTuning(_Rounds):
         self.classifier: TorchClassifier = self.original
         self.perturbations: list[torch.Tensor] = []
         self.table = RoundTable("Fine-tuning on universal perturbations (Moosavi-Dezfooli et al. 2017)")
+        self._data = {"train_x": self.train_x, "train_y": self.train_y, "test_x": self.test_x, "test_y": self.test_y}
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -414,13 +476,14 @@ class AdversarialFineTuning(_Rounds):
             "pgd": repr(self.pgd),
             "fit_images": self.fit_images,
             "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
             "seed": self.seed,
-            "train": int(self.train_x.shape[0]),
         }
 
     def _fine_tune(self, clf: TorchClassifier, v: torch.Tensor, round_: int) -> TorchClassifier:
-        module = copy.deepcopy(clf.module)
-        new = _wrap(clf, module, clf.num_classes, clf.class_names)
+        module = copy.deepcopy(clf.module).eval()
+        new = clf.replace(module=module)
         lo, hi = clf.bounds
         gen = torch.Generator().manual_seed(self.seed + round_)
         half = torch.rand(self.train_x.shape[0], generator=gen) < 0.5
@@ -441,37 +504,50 @@ class AdversarialFineTuning(_Rounds):
         """Run (or resume) every round; returns the per-round table and sets :attr:`classifier`.
 
         Args:
-            checkpoint: file holding the finished rounds; an interrupted run resumes after the last one.
-            progress: print one line per finished round.
+            checkpoint: file holding the finished rounds; an interrupted run resumes after the
+                last one, a run with fewer rounds reads them from it.
+            progress: show a tqdm bar over the rounds (with the last round's figures).
+
+        Raises:
+            CheckpointError: the checkpoint was written for another configuration, data or
+                starting model, or is corrupt.
         """
         path = None if checkpoint is None else Path(checkpoint)
-        state = self._load(path)
+        key = self._key()
+        state = self._load(path, key, {"perturbations": list})
         clf = self.original
-        self.table.rows, self.perturbations = [], []
+        rows: list[dict[str, Any]] = []
+        models: list[dict[str, torch.Tensor] | None] = []
+        self.perturbations = []
         if state is not None:  # resume after the last finished round, with the model it measured
-            self.table.rows = list(state["rows"])
-            self.perturbations = list(state["perturbations"])
-            module = copy.deepcopy(self.original.module)
-            module.load_state_dict(state["model"])
-            clf = _wrap(self.original, module, self.original.num_classes, self.original.class_names)
+            rows, models = state["rows"], state["models"]
+            self.perturbations = list(state["perturbations"][: len(rows)])
+            if models[-1] is not None:
+                module = copy.deepcopy(self.original.module).eval()
+                module.load_state_dict(models[-1])
+                clf = self.original.replace(module=module)
+        self.table.rows = rows
         gen = torch.Generator().manual_seed(self.seed)
         fit_idx = torch.randperm(self.train_x.shape[0], generator=gen)[: self.fit_images]
-        for r in range(len(self.table.rows), self.rounds + 1):
-            t0 = time.perf_counter()
-            if r > 0:
-                clf = self._fine_tune(clf, self.perturbations[-1], r)
-            v = self.uap.fit(clf, self.train_x[fit_idx].to(clf.device)).perturbation.detach().cpu()
-            previous = fooling_rate(clf, self.test_x, self.perturbations[-1]) if self.perturbations else None
-            row = {
-                "round": r,
-                "clean_accuracy": accuracy(clf, self.test_x, self.test_y),
-                "fooling_rate": fooling_rate(clf, self.test_x, v),
-                "previous_uap_fooling_rate": previous,
-                "seconds": round(time.perf_counter() - t0, 1),
-            }
-            self.table.rows.append(row)
-            self.perturbations.append(v)
-            self._save(path, {"rows": self.table.rows, "perturbations": self.perturbations, "model": _weights(clf)})
-            _report(row, progress)
+        with _bar("adversarial fine-tuning", self.rounds + 1, len(rows), progress) as bar:
+            for r in range(len(rows), self.rounds + 1):
+                t0 = time.perf_counter()
+                if r > 0:
+                    clf = self._fine_tune(clf, self.perturbations[-1], r)
+                v = self.uap.fit(clf, self.train_x[fit_idx].to(clf.device)).perturbation.detach().cpu()
+                previous = fooling_rate(clf, self.test_x, self.perturbations[-1]) if self.perturbations else None
+                rows.append(
+                    {
+                        "round": r,
+                        "clean_accuracy": accuracy(clf, self.test_x, self.test_y),
+                        "fooling_rate": fooling_rate(clf, self.test_x, v),
+                        "previous_uap_fooling_rate": previous,
+                        "seconds": round(time.perf_counter() - t0, 1),
+                    }
+                )
+                self.perturbations.append(v)
+                models.append(None if r == 0 else _weights(clf))
+                self._save(path, key, {"rows": rows, "perturbations": self.perturbations, "models": models})
+                _show(bar, rows[-1])
         self.classifier = clf
         return self.table

@@ -1,23 +1,20 @@
-"""Defended classifiers that wrap classifiers: input transformations and ensembles."""
+"""Input transformations (squeezers) and the classifiers that apply them before the model sees an input."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from foolbench import _checks
 from foolbench._filters import gaussian_blur, median_filter, reduce_bit_depth
 from foolbench.errors import InvalidArgumentError, InvalidTypeError
-from foolbench.models import BaseClassifier, Classifier, check_classifier
+from foolbench.models import BaseClassifier, Bounds, Classifier, check_classifier
 
 __all__ = [
     "BitDepthReduction",
-    "Ensemble",
     "GaussianSmoothing",
     "InputTransformation",
     "MedianSmoothing",
@@ -39,6 +36,8 @@ class Squeezer(nn.Module):
         name: short description used in reports (``"median 3x3"``).
         fn: the batched transformation, (B, C, H, W) -> (B, C, H, W).
         straight_through: use BPDA for the gradient.
+        bounds: the input range the transformation was built for, or None when it works
+            on any range; a classifier with other bounds refuses it.
 
     Examples:
         >>> import torch
@@ -48,11 +47,26 @@ class Squeezer(nn.Module):
         [1.0]
     """
 
-    def __init__(self, name: str, fn: Any, *, straight_through: bool) -> None:
+    def __init__(self, name: str, fn: Any, *, straight_through: bool, bounds: Sequence[float] | None = None) -> None:
         super().__init__()
         self.name = name
         self.fn = fn
         self.straight_through = straight_through
+        self.bounds = None if bounds is None else Bounds(float(bounds[0]), float(bounds[1]))
+
+    def check_bounds(self, classifier: BaseClassifier, name: str = "squeezer") -> None:
+        """Refuse a classifier whose input bounds differ from those this squeezer was built for.
+
+        Raises:
+            InvalidArgumentError: the bounds differ.
+        """
+        if self.bounds is not None and tuple(self.bounds) != tuple(classifier.bounds):
+            lo, hi = classifier.bounds
+            raise InvalidArgumentError(
+                f"{name} {self.name!r} was built for bounds ({self.bounds.lower:g}, {self.bounds.upper:g}), "
+                f"but the classifier's bounds are ({lo:g}, {hi:g}); build it for the classifier's bounds, "
+                f"e.g. bit_depth(bits, bounds=({lo:g}, {hi:g}))"
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.straight_through:
@@ -63,7 +77,8 @@ class Squeezer(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return f"{self.name!r}, straight_through={self.straight_through}"
+        bounds = "" if self.bounds is None else f", bounds=({self.bounds.lower:g}, {self.bounds.upper:g})"
+        return f"{self.name!r}, straight_through={self.straight_through}{bounds}"
 
 
 def gaussian(sigma: float) -> Squeezer:
@@ -101,8 +116,10 @@ def median(size: int) -> Squeezer:
 def bit_depth(bits: int, bounds: Sequence[float] = (0.0, 1.0)) -> Squeezer:
     """Reduce inputs in ``bounds`` to ``bits`` bits per value (1..8; BPDA gradient).
 
+    The squeezer only fits classifiers with the same ``bounds``; others refuse it.
+
     Raises:
-        InvalidArgumentError: ``bits`` outside 1..8.
+        InvalidArgumentError: ``bits`` outside 1..8, or bad bounds.
 
     Examples:
         >>> import torch
@@ -112,8 +129,12 @@ def bit_depth(bits: int, bounds: Sequence[float] = (0.0, 1.0)) -> Squeezer:
     b = _checks.positive_int("bits", bits)
     if not 1 <= b <= 8:
         raise InvalidArgumentError(f"bits must be an int in 1..8, got {bits}")
-    lo, hi = float(bounds[0]), float(bounds[1])
-    return Squeezer(f"{b}-bit", lambda x: reduce_bit_depth(x, b, lo, hi), straight_through=True)
+    if not isinstance(bounds, Sequence) or len(bounds) != 2:
+        raise InvalidArgumentError(f"bounds must be a (lower, upper) pair, got {bounds!r}")
+    lo, hi = _checks.real("bounds[0]", bounds[0]), _checks.real("bounds[1]", bounds[1])
+    if not lo < hi:
+        raise InvalidArgumentError(f"bounds must satisfy lower < upper, got {tuple(bounds)!r}")
+    return Squeezer(f"{b}-bit", lambda x: reduce_bit_depth(x, b, lo, hi), straight_through=True, bounds=(lo, hi))
 
 
 class InputTransformation(BaseClassifier):
@@ -125,6 +146,10 @@ class InputTransformation(BaseClassifier):
 
     Shape:
         - x: (B, C, H, W) raw inputs; output logits (B, K).
+
+    Raises:
+        InvalidTypeError: ``squeezer`` is not a :class:`Squeezer`, or ``classifier`` no classifier.
+        InvalidArgumentError: the squeezer was built for other bounds than the classifier's.
 
     Examples:
         >>> import torch, foolbench as fb
@@ -138,24 +163,32 @@ class InputTransformation(BaseClassifier):
         clf = check_classifier(classifier)
         if not isinstance(squeezer, Squeezer):
             raise InvalidTypeError(f"squeezer must be a foolbench.defenses.Squeezer, got {type(squeezer).__name__}")
+        squeezer.check_bounds(clf)
         super().__init__(
             input_shape=clf.input_shape,
             num_classes=clf.num_classes,
             bounds=clf.bounds,
-            batch_size=getattr(clf, "batch_size", 256),
-            class_names=getattr(clf, "class_names", None),
+            batch_size=clf.batch_size,
+            class_names=clf.class_names,
         )
         self.classifier = clf
         self.squeezer = squeezer
 
     @property
     def device(self) -> torch.device:
-        return torch.device(getattr(self.classifier, "device", "cpu"))
+        return self.classifier.device
 
     @property
     def dtype(self) -> torch.dtype:
-        dtype: torch.dtype = getattr(self.classifier, "dtype", torch.float32)
-        return dtype
+        return self.classifier.dtype
+
+    def network(self) -> nn.Module:
+        return self.classifier.network()
+
+    def reference(self) -> BaseClassifier:
+        """The same transformation in front of the wrapped classifier's reference."""
+        ref = self.classifier.reference()
+        return self if ref is self.classifier else InputTransformation(ref, self.squeezer)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.classifier(self.squeezer(x))
@@ -215,90 +248,3 @@ class BitDepthReduction(InputTransformation):
     def __init__(self, classifier: Classifier, bits: int) -> None:
         clf = check_classifier(classifier)
         super().__init__(clf, bit_depth(bits, clf.bounds))
-
-
-_COMBINE = ("mean_probs", "mean_logits", "vote")
-
-
-def _attr(classifier: Classifier, name: str) -> Any:
-    value = getattr(classifier, name)
-    return tuple(float(v) for v in value) if name == "bounds" else value
-
-
-class Ensemble(BaseClassifier):
-    """Several classifiers answer together.
-
-    ``mean_probs`` averages the members' probabilities (the logits returned are their
-    log, so softmax gives the average back); ``mean_logits`` averages logits; ``vote``
-    gives each class the share of members that predict it (ties broken by the mean
-    probabilities; gradients flow through the mean probabilities, BPDA-style).
-
-    Args:
-        classifiers: two or more members sharing input shape, bounds and number of classes.
-        combine: ``"mean_probs"``, ``"mean_logits"`` or ``"vote"``.
-
-    Raises:
-        InvalidArgumentError: fewer than two members, mismatched members, unknown ``combine``.
-
-    Shape:
-        - x: (B, C, H, W) raw inputs; output logits (B, K).
-
-    Examples:
-        >>> import torch, foolbench as fb
-        >>> clf = fb.models.lenet_mnist()
-        >>> ens = fb.defenses.Ensemble([clf, fb.defenses.MedianSmoothing(clf, 3)], combine="vote")
-        >>> ens.predict(torch.rand(4, 1, 28, 28)).shape
-        torch.Size([4])
-    """
-
-    def __init__(self, classifiers: Sequence[Classifier], *, combine: str = "mean_probs") -> None:
-        if not isinstance(classifiers, (list, tuple)):
-            raise InvalidTypeError(
-                f"classifiers must be a list or tuple of classifiers, got {type(classifiers).__name__}"
-            )
-        members = [check_classifier(c, f"classifiers[{i}]") for i, c in enumerate(classifiers)]
-        if len(members) < 2:
-            raise InvalidArgumentError(f"classifiers must hold at least 2 members, got {len(members)}")
-        first = members[0]
-        for i, m in enumerate(members[1:], start=1):
-            for attr in ("input_shape", "num_classes", "bounds"):
-                a, b = _attr(first, attr), _attr(m, attr)
-                if a != b:
-                    raise InvalidArgumentError(
-                        f"classifiers[{i}] has {attr}={b}, but classifiers[0] has {attr}={a}; "
-                        "ensemble members must share input shape, bounds and classes"
-                    )
-        self.combine = _checks.choice("combine", combine, _COMBINE)
-        super().__init__(
-            input_shape=first.input_shape,
-            num_classes=first.num_classes,
-            bounds=first.bounds,
-            batch_size=min(getattr(m, "batch_size", 256) for m in members),
-            class_names=getattr(first, "class_names", None),
-        )
-        self.members = nn.ModuleList([m for m in members if isinstance(m, nn.Module)])
-        self._members = members
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device(getattr(self._members[0], "device", "cpu"))
-
-    @property
-    def dtype(self) -> torch.dtype:
-        dtype: torch.dtype = getattr(self._members[0], "dtype", torch.float32)
-        return dtype
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        outs = torch.stack([m(x).to(self.device) for m in self._members])  # (M, B, K)
-        if self.combine == "mean_logits":
-            return outs.mean(0)
-        log_mean = torch.logsumexp(F.log_softmax(outs, dim=2), dim=0) - math.log(len(self._members))
-        if self.combine == "mean_probs":
-            return log_mean
-        votes = F.one_hot(outs.argmax(2), self.num_classes).sum(0).to(outs.dtype)  # (B, K)
-        tie_break = 1e-3
-        vote_scores = torch.log((votes + tie_break * log_mean.exp()) / (len(self._members) + tie_break))
-        return log_mean + (vote_scores - log_mean).detach()
-
-    def extra_repr(self) -> str:
-        return f"{len(self._members)} members, combine={self.combine!r}, " + super().extra_repr()

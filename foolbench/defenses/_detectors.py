@@ -1,4 +1,4 @@
-"""Feature squeezing (Xu, Evans & Qi, NDSS 2018): flag inputs whose prediction moves under squeezing."""
+"""Detectors: flag inputs instead of classifying them. Feature squeezing (Xu, Evans & Qi, NDSS 2018)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from foolbench import _checks
-from foolbench.defenses._wrappers import Squeezer
+from foolbench.defenses._transforms import Squeezer
 from foolbench.errors import InvalidArgumentError, InvalidTypeError
 from foolbench.models import Classifier, check_classifier
 
@@ -29,7 +29,8 @@ class FeatureSqueezingDetector:
         threshold: flag scores above this, in [0, 2]; None until :meth:`calibrate`.
 
     Raises:
-        InvalidArgumentError: no squeezers, or a threshold outside [0, 2].
+        InvalidArgumentError: no squeezers, a threshold outside [0, 2], or a squeezer built
+            for other bounds than the classifier's.
         InvalidTypeError: a squeezer that is not a :class:`Squeezer`.
 
     Examples:
@@ -56,6 +57,7 @@ class FeatureSqueezingDetector:
                     f"squeezers[{i}] must be a foolbench.defenses.Squeezer (gaussian, median, bit_depth), "
                     f"got {type(s).__name__}"
                 )
+            s.check_bounds(self.classifier, f"squeezers[{i}]")
         self.squeezers = list(squeezers)
         self.threshold = None if threshold is None else self._threshold(threshold)
 
@@ -104,10 +106,13 @@ class FeatureSqueezingDetector:
         """(B,) bool: which inputs are flagged (score above the threshold).
 
         Raises:
-            RuntimeError: no threshold yet (give one or call :meth:`calibrate`).
+            InvalidArgumentError: no threshold yet (give one or call :meth:`calibrate`).
         """
         if self.threshold is None:
-            raise RuntimeError("the detector has no threshold: pass threshold= or call calibrate() first")
+            raise InvalidArgumentError(
+                "threshold is None: the detector is not calibrated; pass threshold= to "
+                "FeatureSqueezingDetector or call calibrate(clean_images) first"
+            )
         return self.score(images) > self.threshold
 
     def detection_rate(self, images: torch.Tensor) -> float:

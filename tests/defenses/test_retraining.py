@@ -40,12 +40,50 @@ def test_fooling_class_retraining_rounds_and_resume(
     assert float(r1["round0_caught"]) >= 0.9  # the retrained model rejects the round-0 images
     assert float(r1["clean_accuracy"]) >= 0.9  # and still reads real digits
     # a longer run resumes after the finished rounds and equals an uninterrupted run
-    resumed = retraining(lenet, train, test, rounds=2).run(checkpoint=ckpt, progress=False)
+    longer = retraining(lenet, train, test, rounds=2)
+    resumed = longer.run(checkpoint=ckpt, progress=False)
+    assert torch.equal(rng, torch.random.get_rng_state())  # a resumed run leaves the global RNG as found
     assert strip(resumed.rows[:2]) == strip(table.rows)
     full = retraining(lenet, train, test, rounds=2).run(progress=False)
     assert strip(resumed.rows) == strip(full.rows)
-    with pytest.raises(CheckpointError, match="another configuration"):
+    # a run asking for fewer rounds than the checkpoint holds shows only those, with its own model
+    short = retraining(lenet, train, test, rounds=1)
+    assert strip(short.run(checkpoint=ckpt, progress=False).rows) == strip(table.rows)
+    assert torch.equal(rng, torch.random.get_rng_state())
+    assert fb.models.weights_digest(short.classifier) == fb.models.weights_digest(first.classifier)
+    assert fb.models.weights_digest(longer.classifier) != fb.models.weights_digest(first.classifier)
+    with pytest.raises(CheckpointError, match=r"another configuration or starting model \(differs in \['epochs'\]"):
         retraining(lenet, train, test, epochs=3).run(checkpoint=ckpt, progress=False)
+    with pytest.raises(CheckpointError, match=r"differs in \['data'\]"):
+        retraining(lenet, (train[0][:1999], train[1][:1999]), test).run(checkpoint=ckpt, progress=False)
+
+
+def test_fooling_class_retraining_refuses_another_models_checkpoint(
+    lenet: fb.models.TorchClassifier,
+    digits_train: Digits,
+    digits_test: Digits,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    train = (digits_train[0][:300], digits_train[1][:300])
+    test = (digits_test[0][:300], digits_test[1][:300])
+    ckpt = tmp_path / "fcr.pt"
+    opts = {"max_evaluations": 640, "epochs": 1}
+    table = retraining(lenet, train, test, **opts).run(checkpoint=ckpt, progress=False)
+    assert float(table.rows[0]["clean_accuracy"]) >= 0.9
+    capsys.readouterr()
+    again = retraining(lenet, train, test, rounds=2, **opts).run(checkpoint=ckpt, progress=True)
+    out = capsys.readouterr()
+    assert out.out == "" and "fooling-class retraining" in out.err  # a tqdm bar on stderr, never print
+    assert len(again.rows) == 3
+    untrained = lenet.replace(module=fb.models.LeNet().eval())  # same architecture and preprocessing
+    with pytest.raises(CheckpointError, match=r"differs in \['model'\]"):
+        retraining(untrained, train, test, **opts).run(checkpoint=ckpt, progress=False)
+    fresh = retraining(untrained, train, test, **opts).run(checkpoint=tmp_path / "other.pt", progress=False)
+    assert float(fresh.rows[0]["clean_accuracy"]) <= 0.3  # its own, untrained accuracy
+    with pytest.raises(CheckpointError, match=r"differs in \['architecture'\]"):
+        FoolingClassRetraining(lenet, lambda k: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, k)),
+                               *train, *test, rounds=1, searches_per_round=1, **opts).run(checkpoint=ckpt, progress=False)  # fmt: skip
 
 
 def test_adversarial_fine_tuning(
@@ -63,8 +101,24 @@ def test_adversarial_fine_tuning(
     assert float(r1["previous_uap_fooling_rate"]) < float(r0["fooling_rate"]) / 2  # fine-tuning fixed that one
     assert float(r1["clean_accuracy"]) >= 0.95
     assert all(torch.equal(v, lenet.module.state_dict()[k]) for k, v in before.items())  # original untouched
+    first = make(1)
+    rows = strip(first.run(checkpoint=ckpt, progress=False).rows)  # read back from the checkpoint
+    assert rows == strip(table.rows)
     resumed = make(2).run(checkpoint=ckpt, progress=False)
     assert strip(resumed.rows) == strip(make(2).run(progress=False).rows)
+    again = make(1)  # fewer rounds than the checkpoint holds: only those, with that round's model
+    assert strip(again.run(checkpoint=ckpt, progress=False).rows) == rows and len(again.perturbations) == 2
+    assert fb.models.weights_digest(again.classifier) == fb.models.weights_digest(first.classifier)
+    state = torch.load(ckpt, weights_only=True)
+    del state["perturbations"]
+    torch.save(state, tmp_path / "cut.pt")
+    with pytest.raises(CheckpointError, match="missing or corrupt field 'perturbations'"):
+        make(1).run(checkpoint=tmp_path / "cut.pt", progress=False)
+    untrained = lenet.replace(module=fb.models.LeNet().eval())
+    with pytest.raises(CheckpointError, match=r"differs in \['model'\]"):
+        AdversarialFineTuning(untrained, *digits_train, *digits_test, uap=uap, fit_images=300, rounds=1, epochs=1).run(
+            checkpoint=ckpt, progress=False
+        )
 
 
 def test_bad_arguments(lenet: fb.models.TorchClassifier, digits_train: Digits, digits_test: Digits) -> None:

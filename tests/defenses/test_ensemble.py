@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import foolbench as fb
+from foolbench.defenses import Ensemble
+from foolbench.errors import InvalidArgumentError, InvalidTypeError
+from foolbench.search import PGD
+
+Digits = tuple[torch.Tensor, torch.Tensor]
+
+
+def test_ensemble_mean_probs_is_the_average(
+    lenet: fb.models.TorchClassifier, mlp_mnist: fb.models.TorchClassifier, digits_test: Digits
+) -> None:
+    x = digits_test[0][:64]
+    ens = Ensemble([lenet, mlp_mnist])
+    expected = (lenet.probs(x) + mlp_mnist.probs(x)) / 2
+    torch.testing.assert_close(ens.probs(x), expected, rtol=1e-5, atol=1e-6)
+    logits = Ensemble([lenet, mlp_mnist], combine="mean_logits").probs(x)
+    torch.testing.assert_close(logits, torch.softmax((lenet(x) + mlp_mnist(x)) / 2, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_vote_follows_the_majority(
+    lenet: fb.models.TorchClassifier,
+    mlp_mnist: fb.models.TorchClassifier,
+    cnn_mnist: fb.models.TorchClassifier,
+    digits_test: Digits,
+) -> None:
+    x, y = digits_test
+    ens = Ensemble([lenet, mlp_mnist, cnn_mnist], combine="vote")
+    preds = torch.stack([m.predict(x) for m in (lenet, mlp_mnist, cnn_mnist)])
+    majority = torch.mode(preds, 0).values
+    agree = (preds == majority).sum(0) >= 2
+    assert torch.equal(ens.predict(x)[agree], majority[agree])
+    member_acc = (preds == y).float().mean(1)
+    assert float((ens.predict(x) == y).float().mean()) >= float(member_acc.mean())  # the vote helps
+    # gradients flow (through the mean probabilities), so PGD still runs on a voting ensemble
+    res = PGD(eps=0.3, steps=20)(ens, x[:64], y[:64])
+    assert res.success_rate >= 0.5
+
+
+def test_ensemble_bad_members(lenet: fb.models.TorchClassifier) -> None:
+    other = fb.models.TorchClassifier(
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 5)).eval(), input_shape=(1, 28, 28), num_classes=5
+    )
+    with pytest.raises(InvalidArgumentError, match=r"classifiers\[1\] has num_classes=5"):
+        Ensemble([lenet, other])
+    small = fb.models.TorchClassifier(
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval(), input_shape=(1, 8, 8), num_classes=10
+    )
+    with pytest.raises(InvalidArgumentError, match="input_shape"):
+        Ensemble([lenet, small])
+    with pytest.raises(InvalidArgumentError, match="at least 2"):
+        Ensemble([lenet])
+    with pytest.raises(InvalidArgumentError, match="combine"):
+        Ensemble([lenet, lenet], combine="max")
+    with pytest.raises(InvalidTypeError, match=r"classifiers\[1\]"):
+        Ensemble([lenet, torch.nn.Linear(2, 2)])  # type: ignore[list-item]
+
+
+def test_ensemble_keeps_one_member_list(lenet: fb.models.TorchClassifier, mlp_mnist: fb.models.TorchClassifier) -> None:
+    ens = Ensemble([lenet, mlp_mnist])
+    assert list(ens.members) == [lenet, mlp_mnist]
+    assert not any(k.startswith("_members") for k in vars(ens))
+    assert fb.models.weights_digest(ens) != fb.models.weights_digest(lenet)
+    fast = Ensemble([lenet.replace(precision="bf16"), mlp_mnist])
+    ref = fast.reference()
+    assert isinstance(ref, Ensemble) and list(ref.members)[1] is mlp_mnist
+    assert Ensemble([lenet, mlp_mnist]).reference() is not None

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+import foolbench as fb
+from foolbench.defenses import (
+    BitDepthReduction,
+    FeatureSqueezingDetector,
+    GaussianSmoothing,
+    InputTransformation,
+    MedianSmoothing,
+    bit_depth,
+    median,
+)
+from foolbench.errors import InvalidArgumentError
+from foolbench.search import PGD
+
+Digits = tuple[torch.Tensor, torch.Tensor]
+
+
+def test_smoothing_keeps_clean_accuracy(lenet: fb.models.TorchClassifier, digits_test: Digits) -> None:
+    x, y = digits_test
+    base = float((lenet.predict(x) == y).float().mean())
+    for defended in (GaussianSmoothing(lenet, 0.5), MedianSmoothing(lenet, 3), BitDepthReduction(lenet, 1)):
+        acc = float((defended.predict(x) == y).float().mean())
+        assert acc >= base - 0.05, (defended, acc, base)
+
+
+def test_bpda_gradient_is_the_gradient_at_the_squeezed_input(
+    lenet: fb.models.TorchClassifier, digits_test: Digits
+) -> None:
+    x = digits_test[0][:8].clone().requires_grad_(True)
+    defended = MedianSmoothing(lenet, 3)
+    (g_def,) = torch.autograd.grad(defended(x)[:, 3].sum(), x)
+    squeezed = fb._filters.median_filter(x.detach(), 3).requires_grad_(True)
+    (g_ref,) = torch.autograd.grad(lenet(squeezed)[:, 3].sum(), squeezed)
+    assert float(g_def.abs().sum()) > 0
+    torch.testing.assert_close(g_def, g_ref)
+
+
+def test_adaptive_pgd_still_breaks_input_squeezing(lenet: fb.models.TorchClassifier, digits_test: Digits) -> None:
+    x, y = digits_test[0][:128], digits_test[1][:128]
+    for defended in (MedianSmoothing(lenet, 3), BitDepthReduction(lenet, 3), GaussianSmoothing(lenet, 1.0)):
+        res = PGD(eps=0.3, steps=40)(defended, x, y)
+        assert res.success_rate >= 0.8, (defended, res.success_rate)
+
+
+def test_evolution_runs_on_a_defended_model(lenet: fb.models.TorchClassifier) -> None:
+    counted = fb.models.CountingClassifier(lenet)
+    defended = MedianSmoothing(counted, 3)
+    enc = fb.encodings.CPPNEncoding((1, 28, 28))
+    res = fb.search.MAPElites(defended, enc, classes=[1, 7], batch_size=64, seed=0).run(
+        max_evaluations=20_000, target_confidence=0.99, progress=False
+    )
+    assert bool(res.fooled(0.99).all()), res.confidence
+    assert counted.evaluations >= res.evaluations  # every search evaluation reached the wrapped model
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda c: GaussianSmoothing(c, 0.0), "sigma"),
+        (lambda c: GaussianSmoothing(c, -1.0), "sigma"),
+        (lambda c: MedianSmoothing(c, 4), "size must be odd"),
+        (lambda c: MedianSmoothing(c, 1), "size must be an int >= 3"),
+        (lambda c: BitDepthReduction(c, 0), "bits"),
+        (lambda c: BitDepthReduction(c, 9), r"bits must be an int in 1\.\.8"),
+        (lambda c: FeatureSqueezingDetector(c, [median(3)], threshold=2.5), r"threshold"),
+        (lambda c: FeatureSqueezingDetector(c, [median(3)], threshold=-0.1), r"threshold"),
+        (lambda c: FeatureSqueezingDetector(c, []), "non-empty"),
+    ],
+)
+def test_bad_arguments(lenet: fb.models.TorchClassifier, make: object, match: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=match):
+        make(lenet)  # type: ignore[operator]
+
+
+def test_squeezer_built_for_other_bounds_is_refused(lenet: fb.models.TorchClassifier) -> None:
+    wide = fb.models.TorchClassifier(
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).eval(),
+        input_shape=(1, 28, 28),
+        num_classes=10,
+        bounds=(0, 255),
+    )
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"squeezer '1-bit' was built for bounds \(0, 1\), but the classifier's bounds are \(0, 255\)",
+    ):
+        InputTransformation(wide, bit_depth(1))
+    with pytest.raises(InvalidArgumentError, match=r"squeezers\[1\] '2-bit' was built for bounds \(0, 1\)"):
+        FeatureSqueezingDetector(wide, [median(3), bit_depth(2)])
+    # built for the classifier's bounds it works, and scores are not all zero
+    defended = InputTransformation(wide, bit_depth(1, bounds=(0, 255)))
+    x = torch.rand(4, 1, 28, 28) * 255
+    assert float(defended.probs(x).max()) > 0.1
+    torch.testing.assert_close(defended.probs(x), wide.probs((x > 127.5).float() * 255))
+    assert BitDepthReduction(wide, 1).squeezer.bounds == (0.0, 255.0)
+    InputTransformation(wide, median(3))  # range-free squeezers fit any bounds
+    with pytest.raises(InvalidArgumentError, match="bounds must satisfy lower < upper"):
+        bit_depth(1, bounds=(1, 0))
+
+
+def test_reference_follows_the_wrapped_classifier(lenet: fb.models.TorchClassifier) -> None:
+    smooth = MedianSmoothing(lenet, 3)
+    assert smooth.reference() is smooth
+    fast = MedianSmoothing(lenet.replace(precision="bf16"), 3)
+    ref = fast.reference()
+    assert ref is not fast and ref.classifier.precision == "fp32" and ref.squeezer is fast.squeezer
