@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from foolbench.search._archive import AddStatus, ClassArchive
-from foolbench.search._ascent import GradientAscent, UnitVisualization, gaussian_blur
+from foolbench.search._ascent import GradientAscent, UnitVisualization
 from foolbench.search._attacks import FGSM, PGD, Attack, AttackResult, DeepFool, lp_norm, project
 from foolbench.search._cw import CarliniWagnerL2
 from foolbench.search._evolution import MAPElites, SingleClassEvolution
@@ -38,7 +38,6 @@ __all__ = [
     "UnitVisualization",
     "UniversalPerturbation",
     "fooling_rate",
-    "gaussian_blur",
     "lp_norm",
     "project",
     "transfer_matrix",
