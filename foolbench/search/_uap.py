@@ -272,7 +272,7 @@ class UniversalPerturbation:
     ) -> None:
         self.eps = _checks.real("eps", eps, low=0.0)
         self.norm = _checks.choice("norm", norm, ("inf", "2"))
-        self.method = _checks.choice("method", method, ("sgd", "deepfool"))
+        self.method = _checks.choice("method", method, ("deepfool", "sgd"))
         self.delta = _checks.real("delta", delta, low=0.0, high=1.0)
         self.max_passes = _checks.positive_int("max_passes", max_passes)
         self.batch_size = _checks.positive_int("batch_size", batch_size)
