@@ -5,14 +5,15 @@
   :class:`MutationSchedule` and :class:`Callback` objects (budgets, progress, checkpoints, loggers).
 - White-box fooling images: :class:`GradientAscent` (also visualises internal units).
 - Perturbation attacks, called as ``attack(classifier, images, labels, target=None)``:
-  :class:`FGSM`, :class:`PGD`, :class:`DeepFool`.
+  :class:`FGSM`, :class:`PGD`, :class:`DeepFool`, :class:`SquareAttack` (score-based, gradient-free),
+  :class:`CarliniWagnerL2`; over a ``DataLoader`` with ``attack.run_batches(classifier, loader)``.
 - Universal perturbations: :class:`UniversalPerturbation`, :func:`fooling_rate`, :func:`transfer_matrix`.
 """
 
 from __future__ import annotations
 
 from foolbench.search._archive import AddStatus, ClassArchive
-from foolbench.search._ascent import GradientAscent, UnitVisualization, gaussian_blur
+from foolbench.search._ascent import GradientAscent, UnitVisualization
 from foolbench.search._attacks import FGSM, PGD, Attack, AttackResult, DeepFool, lp_norm, project
 from foolbench.search._callbacks import (
     Budget,
@@ -24,6 +25,7 @@ from foolbench.search._callbacks import (
     StopAtTarget,
     TensorBoardLogger,
 )
+from foolbench.search._cw import CarliniWagnerL2
 from foolbench.search._evaluator import Evaluator, LocalEvaluator
 from foolbench.search._evolution import Evolution, MAPElites, SingleClassEvolution
 from foolbench.search._operators import (
@@ -39,6 +41,7 @@ from foolbench.search._operators import (
 )
 from foolbench.search._recipes import MNIST_RECIPE, EvolutionRecipe, run_ascent, run_evolution, run_uap
 from foolbench.search._result import FoolingResult, History
+from foolbench.search._square import SquareAttack
 from foolbench.search._uap import UAPResult, UniversalPerturbation, fooling_rate, transfer_matrix
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "Budget",
     "CSVLogger",
     "Callback",
+    "CarliniWagnerL2",
     "Checkpointer",
     "ClassArchive",
     "ConstantStrength",
@@ -70,6 +74,7 @@ __all__ = [
     "ParentSelector",
     "ProgressBar",
     "SingleClassEvolution",
+    "SquareAttack",
     "StepDecay",
     "StopAtTarget",
     "TensorBoardLogger",
@@ -79,7 +84,6 @@ __all__ = [
     "UniversalPerturbation",
     "UnmetFirst",
     "fooling_rate",
-    "gaussian_blur",
     "lp_norm",
     "project",
     "run_ascent",

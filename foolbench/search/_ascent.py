@@ -14,9 +14,10 @@ from foolbench import _checks
 from foolbench._filters import gaussian_blur
 from foolbench.errors import InvalidArgumentError
 from foolbench.models import Classifier, check_classifier
+from foolbench.search import _calls
 from foolbench.search._result import FoolingResult, History
 
-__all__ = ["GradientAscent", "UnitVisualization", "gaussian_blur"]
+__all__ = ["GradientAscent", "UnitVisualization"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class GradientAscent:
         return lower + (upper - lower) * noise
 
     def _optimise(
-        self, objective: Any, n: int, target_log: float | None
+        self, objective: Any, n: int, target_log: float | None, progress: bool = False, what: str = "gradient ascent"
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], int]:
         device, dtype = self.classifier.device, self.classifier.dtype
         gen = _checks.generator("seed", self.seed, device=device)
@@ -134,6 +135,8 @@ class GradientAscent:
         history: list[torch.Tensor] = []
         used = 0
         score = torch.full((n,), -torch.inf, device=device)
+        guard = _calls.FiniteGuard(what)
+        bar = _calls.progress_bar(self.steps, progress, "gradient ascent")
         for step in range(self.steps):
             xin = x.detach().requires_grad_(True)
             shifted = xin
@@ -144,9 +147,11 @@ class GradientAscent:
                 )
                 shifted = torch.roll(xin, shifts=(dy, dx), dims=(2, 3))
             score = objective(shifted)
+            guard.update(score)
             used += n
             (g,) = torch.autograd.grad(score.sum(), xin)
             history.append(score.detach())
+            bar.update(1)
             if target_log is not None:
                 active = score.detach() < target_log
                 if not bool(active.any()):
@@ -159,12 +164,23 @@ class GradientAscent:
                 new = gaussian_blur(new, self.blur_sigma)
             new = new.clamp(lower, upper)
             x = torch.where(active.view(-1, 1, 1, 1), new, x).detach()
+        bar.close()
         with torch.no_grad():
             final = objective(x)
+        guard.update(final)
+        guard.check()
         return x, final, history, used
 
-    def run(self, classes: Any = None, *, target_confidence: float | None = 0.9999) -> FoolingResult:
+    def run(
+        self, classes: Any = None, *, target_confidence: float | None = 0.9999, progress: bool = False
+    ) -> FoolingResult:
         """Optimise one image per class in ``classes`` (default: all) until ``target_confidence`` or ``steps``.
+
+        Args:
+            classes: class indices (default: every class).
+            target_confidence: an image stops changing once its class reaches this confidence
+                (None: run every step).
+            progress: show a tqdm bar over the steps (off by default).
 
         Returns:
             A :class:`FoolingResult` (same plotting and saving as evolution); ``evaluations``
@@ -172,6 +188,7 @@ class GradientAscent:
 
         Raises:
             InvalidArgumentError: unknown classes or a target outside (0, 1].
+            ModelOutputError: the model returned integer logits, or NaN / inf for these finite images.
         """
         k = self.classifier.num_classes
         chosen = list(range(k)) if classes is None else _checks.class_list("classes", classes, num_classes=k)
@@ -183,10 +200,10 @@ class GradientAscent:
         cls = torch.tensor(chosen, device=self.classifier.device)
 
         def objective(x: torch.Tensor) -> torch.Tensor:
-            return F.log_softmax(self.classifier(x).float(), dim=1).gather(1, cls[:, None])[:, 0]
+            return F.log_softmax(_calls.logits(self.classifier, x).float(), dim=1).gather(1, cls[:, None])[:, 0]
 
         t0 = time.perf_counter()
-        x, final, history, used = self._optimise(objective, len(chosen), target_log)
+        x, final, history, used = self._optimise(objective, len(chosen), target_log, progress)
         conf = torch.stack(history).double().exp().cpu() if history else torch.zeros(0, len(chosen))
         names = self.classifier.class_names
         evals = torch.arange(1, conf.shape[0] + 1, dtype=torch.long) * len(chosen)
@@ -203,7 +220,7 @@ class GradientAscent:
             settings={"repr": repr(self)},
         )
 
-    def visualize(self, layer: str, channels: Any) -> UnitVisualization:
+    def visualize(self, layer: str, channels: Any, *, progress: bool = False) -> UnitVisualization:
         """Images that maximise the mean activation of ``channels`` of the submodule ``layer``.
 
         ``layer`` is a name from ``classifier.layers()`` (the wrapped network's submodules)
@@ -233,7 +250,7 @@ class GradientAscent:
             return sel.flatten(1).mean(1)
 
         try:
-            x, final, _, _ = self._optimise(objective, len(chans), None)
+            x, final, _, _ = self._optimise(objective, len(chans), None, progress, f"visualize({layer!r})")
         finally:
             handle.remove()
         return UnitVisualization(images=x, activation=final.detach().cpu(), layer=layer, channels=tuple(chans))

@@ -1,19 +1,24 @@
-"""Perturbation attacks: FGSM, PGD and DeepFool, batched, with one calling convention."""
+"""Perturbation attacks: FGSM, PGD and DeepFool, batched, with one calling convention.
+
+Square Attack and Carlini-Wagner L2 live in their own modules and share the base here.
+"""
 
 from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from foolbench import _checks
-from foolbench.errors import InvalidArgumentError
+from foolbench import _checks, _io
+from foolbench.errors import InvalidArgumentError, InvalidTypeError, ModelOutputError
 from foolbench.models import Classifier, check_classifier
+from foolbench.search import _calls
 
 __all__ = ["FGSM", "PGD", "Attack", "AttackResult", "DeepFool", "deepfool_step", "lp_norm", "project"]
 
@@ -54,11 +59,13 @@ class AttackResult:
         adversarial: (B, C, H, W) perturbed images inside the classifier's bounds.
         success: (B,) bool, misclassified (untargeted) or classified as the target (targeted).
         norms: (B,) size of the perturbation in the attack's norm.
-        queries: forward + backward passes the attack used (per image).
+        queries: model passes (forward or forward + backward) per image, the most any image used.
         labels: (B,) true labels.
         target: (B,) target classes, or None for an untargeted attack.
         eps: the budget used (None for minimal-perturbation attacks such as DeepFool).
         norm: ``"inf"`` or ``"2"``.
+        predicted: (B,) the classifier's class for each adversarial image (None if not recorded).
+        attack: the attack's ``repr`` (its settings).
 
     Examples:
         >>> import foolbench as fb
@@ -76,17 +83,130 @@ class AttackResult:
     target: torch.Tensor | None
     eps: float | None
     norm: str
+    predicted: torch.Tensor | None = None
+    attack: str = ""
 
     @property
     def success_rate(self) -> float:
         """Share of images the attack succeeded on."""
         return float(self.success.float().mean())
 
+    def __repr__(self) -> str:
+        ok = self.norms[self.success]
+        median = f"{float(ok.median()):.4g}" if ok.numel() else "n/a"
+        return (
+            f"AttackResult(attack={self.attack!r}, images={self.success.shape[0]}, "
+            f"success_rate={self.success_rate:.4f}, median_norm_of_successes={median}, "
+            f"norm={self.norm!r}, eps={self.eps}, queries={self.queries})"
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary: settings, success rate, norms of the successful perturbations, per image."""
+        ok = self.norms[self.success].double()
+        pred = None if self.predicted is None else self.predicted.tolist()
+        tgt = None if self.target is None else self.target.tolist()
+        return {
+            "method": "attack",
+            "attack": self.attack,
+            "images": int(self.success.shape[0]),
+            "targeted": self.target is not None,
+            "eps": self.eps,
+            "norm": self.norm,
+            "queries": self.queries,
+            "success_rate": self.success_rate,
+            "succeeded": int(self.success.sum()),
+            "median_norm_of_successes": float(ok.median()) if ok.numel() else None,
+            "mean_norm_of_successes": float(ok.mean()) if ok.numel() else None,
+            "per_image": [
+                {
+                    "label": int(lbl),
+                    "target": None if tgt is None else tgt[i],
+                    "predicted": None if pred is None else pred[i],
+                    "success": bool(s),
+                    "norm": float(n),
+                }
+                for i, (lbl, s, n) in enumerate(
+                    zip(self.labels.tolist(), self.success.tolist(), self.norms.tolist(), strict=True)
+                )
+            ],
+        }
+
+    def to_markdown(self, title: str = "Adversarial examples") -> str:
+        """A short Markdown report: settings and totals."""
+        s = self.summary()
+        median = s["median_norm_of_successes"]
+        return (
+            f"# {title}\n\nAttack: `{self.attack}`; {s['images']} images, "
+            f"{'targeted' if s['targeted'] else 'untargeted'}, norm L{self.norm}, eps {self.eps}.\n\n"
+            f"Success: {s['succeeded']}/{s['images']} ({100 * self.success_rate:.1f}%); median "
+            f"L{self.norm} norm of the successful perturbations: "
+            f"{'-' if median is None else f'{median:.4g}'}; {self.queries} model passes per image at most.\n"
+        )
+
+    def save(self, out_dir: str | Path, *, prefix: str = "", title: str = "Adversarial examples") -> dict[str, Path]:
+        """Write ``{prefix}images.png`` (up to 64 images captioned ``label->predicted``), ``{prefix}summary.json``,
+        ``{prefix}report.md`` and ``{prefix}adversarial.pt`` (the raw tensors) to ``out_dir``; returns the paths.
+
+        Every file is written atomically (a crash leaves the old file or the new one).
+        """
+        out = Path(out_dir)
+        shown = min(64, self.adversarial.shape[0])
+        pred = self.predicted if self.predicted is not None else torch.full_like(self.labels, -1)
+        captions = [
+            f"{int(lbl)}->{int(p)}" + (" ok" if bool(s) else "")
+            for lbl, p, s in zip(self.labels[:shown], pred[:shown], self.success[:shown], strict=True)
+        ]
+        shown_images = self.adversarial[:shown].detach().cpu().float()
+        lo, hi = float(shown_images.min()), float(shown_images.max())
+        if lo < 0 or hi > 1:  # bounds other than [0, 1]: shown scaled to the batch's range
+            shown_images = (shown_images - lo) / max(hi - lo, 1e-12)
+        png = _io.save_grid(shown_images, captions, out / f"{prefix}images.png")
+        tensors = {
+            "adversarial": self.adversarial.detach().cpu(),
+            "success": self.success.cpu(),
+            "norms": self.norms.cpu(),
+            "labels": self.labels.cpu(),
+        }
+        if self.target is not None:
+            tensors["target"] = self.target.cpu()
+        if self.predicted is not None:
+            tensors["predicted"] = self.predicted.cpu()
+        return {
+            "png": png,
+            "json": _io.write_json(out / f"{prefix}summary.json", self.summary()),
+            "markdown": _io.write_text(
+                out / f"{prefix}report.md", self.to_markdown(title) + f"\n![adversarial images]({png.name})\n"
+            ),
+            "tensors": _io.save_torch(out / f"{prefix}adversarial.pt", tensors),
+        }
+
+
+def _concat(results: list[AttackResult]) -> AttackResult:
+    """One result from the results of consecutive batches."""
+    first = results[0]
+    cat = torch.cat
+    return AttackResult(
+        adversarial=cat([r.adversarial for r in results]),
+        success=cat([r.success for r in results]),
+        norms=cat([r.norms for r in results]),
+        queries=max(r.queries for r in results),
+        labels=cat([r.labels for r in results]),
+        target=None if first.target is None else cat([r.target for r in results if r.target is not None]),
+        eps=first.eps,
+        norm=first.norm,
+        predicted=None if first.predicted is None else cat([r.predicted for r in results if r.predicted is not None]),
+        attack=first.attack,
+    )
+
 
 class Attack(ABC):
     """Base of perturbation attacks: checks inputs, runs :meth:`_run`, clips, re-checks success.
 
-    Call as ``attack(classifier, images, labels, target=None)``.
+    Call as ``attack(classifier, images, labels, target=None)`` on one batch, or
+    ``attack.run_batches(classifier, loader)`` on a stream of ``(images, labels)``
+    batches (a ``DataLoader`` or any iterable). The step loops read nothing back
+    to the host (no ``.item()``, no data-dependent Python branches) except where
+    an attack says so, so they run at the device's pace.
 
     Examples:
         >>> import foolbench as fb
@@ -99,12 +219,30 @@ class Attack(ABC):
 
     @abstractmethod
     def _run(
-        self, clf: Classifier, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, gen: torch.Generator
+        self,
+        clf: Classifier,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        gen: torch.Generator,
+        bar: Any,
+        guard: _calls.FiniteGuard,
     ) -> tuple[torch.Tensor, int]:
-        """Adversarial images (unclipped is fine) and the queries used."""
+        """Adversarial images (unclipped is fine) and the queries used; ``bar.update(1)`` per step."""
+
+    def _total_steps(self) -> int | None:
+        """Length of the progress bar of one call (None: unknown)."""
+        return getattr(self, "steps", None)
 
     def __call__(
-        self, classifier: Classifier, images: torch.Tensor, labels: Any, *, target: Any = None, seed: int | None = 0
+        self,
+        classifier: Classifier,
+        images: torch.Tensor,
+        labels: Any,
+        *,
+        target: Any = None,
+        seed: int | torch.Generator | None = 0,
+        progress: bool = False,
     ) -> AttackResult:
         """Attack a batch.
 
@@ -113,7 +251,10 @@ class Attack(ABC):
             images: (B, C, H, W) raw images inside the classifier's bounds.
             labels: (B,) true class indices.
             target: None (untargeted), an int class, or (B,) target classes that differ from ``labels``.
-            seed: seeds the random start, if the attack has one.
+            seed: seeds the attack's random draws (an int, or a ``torch.Generator`` on the classifier's
+                device to continue a stream); the global RNG is never used.
+            progress: show a tqdm bar over the attack's steps (off by default: most calls take well
+                under a second on small models).
 
         Returns:
             An :class:`AttackResult`; adversarial images stay inside the bounds and the eps-ball.
@@ -121,6 +262,7 @@ class Attack(ABC):
         Raises:
             InvalidArgumentError: bad shapes, labels or targets out of range, targets equal to labels,
                 images outside the bounds.
+            ModelOutputError: the model returned integer logits, or NaN / inf for these finite inputs.
         """
         clf = check_classifier(classifier)
         x = _checks.images("images", images, shape=clf.input_shape, bounds=clf.bounds)
@@ -138,11 +280,19 @@ class Attack(ABC):
                     f"{torch.nonzero(t == y).flatten()[:5].tolist()}"
                 )
         gen = _checks.generator("seed", seed, device=device)
-        adv, queries = self._run(clf, x, y, t, gen)
+        guard = _calls.FiniteGuard(type(self).__name__)
+        with _calls.progress_bar(self._total_steps(), progress, type(self).__name__) as bar:
+            adv, queries = self._run(clf, x, y, t, gen, bar, guard)
+        guard.check()
         lower, upper = clf.bounds
         if self.eps is not None:
             adv = x + project(adv - x, self.eps, self.norm)
         adv = adv.clamp(lower, upper).detach()
+        if not bool(torch.isfinite(adv).all()):
+            raise ModelOutputError(
+                f"{type(self).__name__} produced NaN images from finite inputs: the model's gradient is NaN or "
+                "infinite (its output is the problem, not the images)"
+            )
         pred = clf.log_probs(adv).argmax(1)
         success = pred != y if t is None else pred == t
         return AttackResult(
@@ -154,7 +304,65 @@ class Attack(ABC):
             target=t,
             eps=self.eps,
             norm=self.norm,
+            predicted=pred,
+            attack=repr(self),
         )
+
+    def run_batches(
+        self,
+        classifier: Classifier,
+        batches: Iterable[Any],
+        *,
+        target: int | None = None,
+        seed: int | None = 0,
+        progress: bool = False,
+    ) -> AttackResult:
+        """Attack every batch of a stream and return one result for all its images, in stream order.
+
+        ``batches`` is a ``torch.utils.data.DataLoader`` or any iterable of ``(images, labels)``
+        pairs (extra items in each tuple are ignored). One random generator, seeded once by
+        ``seed``, runs through the stream, so the same stream and seed give the same result.
+        The result holds every adversarial image (on the classifier's device); for streams larger
+        than memory, call the attack per batch instead.
+
+        Args:
+            classifier: the model.
+            batches: iterable of ``(images (B, C, H, W), labels (B,))``.
+            target: None (untargeted) or one int class for every image.
+            seed: seeds the attack's random draws.
+            progress: show a tqdm bar over the batches.
+
+        Returns:
+            An :class:`AttackResult` over all images; ``queries`` is the most any batch used per image.
+
+        Raises:
+            InvalidTypeError: ``batches`` is not an iterable of (images, labels) pairs.
+            InvalidArgumentError: an empty stream, or a bad batch (the message names its index).
+
+        Examples:
+            >>> import torch, foolbench as fb
+            >>> x, y = fb.models.mnist_digits("test", limit=20)
+            >>> loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+            >>> res = fb.search.FGSM(eps=0.3).run_batches(fb.models.lenet_mnist(), loader)
+            >>> res.adversarial.shape
+            torch.Size([20, 1, 28, 28])
+        """
+        clf = check_classifier(classifier)
+        if target is not None and (isinstance(target, bool) or not isinstance(target, int)):
+            raise InvalidTypeError(f"target must be None or one int class for a stream, got {type(target).__name__}")
+        gen = _checks.generator("seed", seed, device=getattr(clf, "device", "cpu"))
+        results: list[AttackResult] = []
+        total = len(batches) if isinstance(batches, Sized) else None
+        with _calls.progress_bar(total, progress, f"{type(self).__name__} batches", unit="batch") as bar:
+            for i, (xb, yb) in enumerate(_calls.batches("batches", batches, labelled=True)):
+                try:
+                    results.append(self(clf, xb, yb, target=target, seed=gen))
+                except InvalidArgumentError as err:
+                    raise type(err)(f"batch {i}: {err}") from err
+                bar.update(1)
+        if not results:
+            raise _calls.no_batches("batches")
+        return _concat(results)
 
     def sweep(
         self,
@@ -165,20 +373,24 @@ class Attack(ABC):
         *,
         target: Any = None,
         seed: int | None = 0,
+        progress: bool = False,
     ) -> list[AttackResult]:
         """Run the attack once per budget in ``eps``; returns the results in the same order."""
         out = []
         for i, e in enumerate(eps):
             attack = copy.copy(self)
             attack.eps = _checks.real(f"eps[{i}]", e, low=0.0)
-            out.append(attack(classifier, images, labels, target=target, seed=seed))
+            out.append(attack(classifier, images, labels, target=target, seed=seed, progress=progress))
         return out
 
 
-def _loss_grad(clf: Classifier, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+def _loss_grad(
+    clf: Classifier, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None, guard: _calls.FiniteGuard
+) -> torch.Tensor:
     """Gradient of the attack objective: ascend CE(y) untargeted, descend CE(target) targeted."""
     x = x.detach().requires_grad_(True)
-    logits = clf(x)
+    logits = _calls.logits(clf, x)
+    guard.update(logits)
     loss = F.cross_entropy(logits, y, reduction="sum") if t is None else -F.cross_entropy(logits, t, reduction="sum")
     (grad,) = torch.autograd.grad(loss, x)
     return grad
@@ -206,11 +418,23 @@ class FGSM(Attack):
     def __repr__(self) -> str:
         return f"FGSM(eps={self.eps:g})"
 
+    def _total_steps(self) -> int | None:
+        return 1
+
     def _run(
-        self, clf: Classifier, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None, gen: torch.Generator
+        self,
+        clf: Classifier,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        t: torch.Tensor | None,
+        gen: torch.Generator,
+        bar: Any,
+        guard: _calls.FiniteGuard,
     ) -> tuple[torch.Tensor, int]:
         assert self.eps is not None
-        return x + self.eps * _loss_grad(clf, x, y, t).sign(), 1
+        adv = x + self.eps * _loss_grad(clf, x, y, t, guard).sign()
+        bar.update(1)
+        return adv, 1
 
 
 class PGD(Attack):
@@ -254,7 +478,14 @@ class PGD(Attack):
         )
 
     def _run(
-        self, clf: Classifier, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None, gen: torch.Generator
+        self,
+        clf: Classifier,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        t: torch.Tensor | None,
+        gen: torch.Generator,
+        bar: Any,
+        guard: _calls.FiniteGuard,
     ) -> tuple[torch.Tensor, int]:
         eps = self.eps
         assert eps is not None
@@ -270,29 +501,37 @@ class PGD(Attack):
                 delta = d / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1) * (eps * r).view(-1, 1, 1, 1)
         adv = (x + delta).clamp(lower, upper)
         for _ in range(self.steps):
-            g = _loss_grad(clf, adv, y, t)
+            g = _loss_grad(clf, adv, y, t, guard)
             if self.norm == "inf":
                 step = alpha * g.sign()
             else:
                 step = alpha * g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
             adv = (x + project(adv + step - x, eps, self.norm)).clamp(lower, upper)
+            bar.update(1)
         return adv, self.steps
 
 
-def deepfool_step(clf: Classifier, x: torch.Tensor, candidates: torch.Tensor, norm: str) -> torch.Tensor:
+def deepfool_step(
+    clf: Classifier, x: torch.Tensor, candidates: torch.Tensor, norm: str, guard: _calls.FiniteGuard | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One linearised DeepFool step for a batch: the smallest move to the nearest candidate boundary.
 
     Args:
         clf: the classifier.
-        x: (B, C, H, W) current points.
+        x: (B, C, H, W) current points (inside the bounds).
         candidates: (B, J) class indices; column 0 is the class to leave.
         norm: ``"2"`` or ``"inf"``.
+        guard: records non-finite model outputs.
 
     Returns:
-        (B, C, H, W) step ``r`` (without overshoot).
+        ``(r, still)``: (B, C, H, W) step (without overshoot) and (B,) bool, whether ``x`` is still
+        classified as column 0 (where it is not, ``r`` is not needed).
     """
     x = x.detach().requires_grad_(True)
-    logits = clf(x)
+    logits = _calls.logits(clf, x)
+    if guard is not None:
+        guard.update(logits)
+    still = logits.detach().argmax(1) == candidates[:, 0]
     picked = logits.gather(1, candidates)  # (B, J)
     grads = []
     for j in range(candidates.shape[1]):
@@ -307,8 +546,8 @@ def deepfool_step(clf: Classifier, x: torch.Tensor, candidates: torch.Tensor, no
     wb, fb_, nb = w[idx, best], f[idx, best].abs() + 1e-4, wn[idx, best].clamp_min(1e-12)
     shape = (-1, 1, 1, 1)
     if norm == "inf":
-        return (fb_ / nb).view(shape) * wb.sign()
-    return (fb_ / nb**2).view(shape) * wb
+        return (fb_ / nb).view(shape) * wb.sign(), still
+    return (fb_ / nb**2).view(shape) * wb, still
 
 
 class DeepFool(Attack):
@@ -322,6 +561,8 @@ class DeepFool(Attack):
         overshoot: the accumulated step is multiplied by ``1 + overshoot``.
         candidates: how many top classes are considered as boundaries (>= 2).
         norm: ``"2"`` or ``"inf"``.
+        check_every: read back, every this many steps, whether any image is left (and drop the
+            finished ones); in between the loop never waits for the device.
 
     Examples:
         >>> import foolbench as fb
@@ -331,8 +572,17 @@ class DeepFool(Attack):
         1.0
     """
 
-    def __init__(self, steps: int = 50, overshoot: float = 0.02, candidates: int = 10, *, norm: str = "2") -> None:
+    def __init__(
+        self,
+        steps: int = 50,
+        overshoot: float = 0.02,
+        candidates: int = 10,
+        *,
+        norm: str = "2",
+        check_every: int = 4,
+    ) -> None:
         self.steps = _checks.positive_int("steps", steps)
+        self.check_every = _checks.positive_int("check_every", check_every)
         self.overshoot = _checks.real("overshoot", overshoot, low=0.0)
         self.candidates = _checks.positive_int("candidates", candidates, minimum=2)
         self.norm = _checks.choice("norm", norm, ("inf", "2"))
@@ -345,42 +595,94 @@ class DeepFool(Attack):
         )
 
     def __call__(
-        self, classifier: Classifier, images: torch.Tensor, labels: Any, *, target: Any = None, seed: int | None = 0
+        self,
+        classifier: Classifier,
+        images: torch.Tensor,
+        labels: Any,
+        *,
+        target: Any = None,
+        seed: int | torch.Generator | None = 0,
+        progress: bool = False,
     ) -> AttackResult:
         if target is not None:
             raise InvalidArgumentError("DeepFool is untargeted: target must be None")
-        return super().__call__(classifier, images, labels, seed=seed)
+        return super().__call__(classifier, images, labels, seed=seed, progress=progress)
 
-    def perturb(self, clf: Classifier, x: torch.Tensor, start: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    def perturb(
+        self,
+        clf: Classifier,
+        x: torch.Tensor,
+        start: torch.Tensor | None = None,
+        *,
+        keep: torch.Tensor | None = None,
+        bar: Any = None,
+        guard: _calls.FiniteGuard | None = None,
+    ) -> tuple[torch.Tensor, int]:
         """Minimal perturbations (B, C, H, W) that change each image's current prediction, and steps used.
 
-        ``start`` (optional) is an initial perturbation added to ``x`` (used by universal perturbations).
+        The step loop reads nothing back to the host except every ``check_every`` steps, where it
+        stops once every image has left its class and drops the finished images from the batch.
+        An image is updated only while it keeps its class, so its result does not depend on
+        when the checks run.
+
+        Args:
+            clf: the classifier.
+            x: (B, C, H, W) images inside the bounds.
+            start: optional initial perturbation added to ``x``.
+            keep: optional (B,) classes; only images whose current prediction is this class are
+                perturbed (the others get a zero perturbation). Used by universal perturbations.
+            bar: a progress bar to advance once per step.
+            guard: records non-finite model outputs.
         """
         lower, upper = clf.bounds
         base = x if start is None else (x + start).clamp(lower, upper)
         with torch.no_grad():
-            first = clf(base)
+            first = _calls.logits(clf, base)
+        if guard is not None:
+            guard.update(first)
         k = min(self.candidates, first.shape[1])
         cand = first.topk(k, dim=1).indices
-        label = cand[:, 0]
+        allowed = None if keep is None else cand[:, 0] == keep
         r_tot = torch.zeros_like(x)
-        active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        idx: torch.Tensor | None = None  # working rows (None: all)
+        still = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         used = 0
-        for _ in range(self.steps):
-            idx = torch.nonzero(active).flatten()
-            if idx.numel() == 0:
-                break
-            cur = (base[idx] + (1 + self.overshoot) * r_tot[idx]).clamp(lower, upper)
-            r_tot[idx] += deepfool_step(clf, cur, cand[idx], self.norm)
+        scale = 1 + self.overshoot
+        for step in range(self.steps):
+            if step and step % self.check_every == 0:
+                left = int(still.sum())  # the only host read, every check_every steps
+                if left == 0:
+                    break
+                if left < still.shape[0]:
+                    rows = torch.nonzero(still).flatten()
+                    idx = rows if idx is None else idx[rows]
+            if idx is None:
+                cur = (base + scale * r_tot).clamp(lower, upper)
+                r, still = deepfool_step(clf, cur, cand, self.norm, guard)
+                if allowed is not None:
+                    still = still & allowed
+                r_tot = torch.where(still.view(-1, 1, 1, 1), r_tot + r, r_tot)
+            else:
+                cur = (base[idx] + scale * r_tot[idx]).clamp(lower, upper)
+                r, still = deepfool_step(clf, cur, cand[idx], self.norm, guard)
+                if allowed is not None:
+                    still = still & allowed[idx]
+                r_tot[idx] = torch.where(still.view(-1, 1, 1, 1), r_tot[idx] + r, r_tot[idx])
             used += 1
-            with torch.no_grad():
-                pred = clf((base[idx] + (1 + self.overshoot) * r_tot[idx]).clamp(lower, upper)).argmax(1)
-            active[idx] = pred == label[idx]
-        adv = (base + (1 + self.overshoot) * r_tot).clamp(lower, upper)
+            if bar is not None:
+                bar.update(1)
+        adv = (base + scale * r_tot).clamp(lower, upper)
         return adv - x, used
 
     def _run(
-        self, clf: Classifier, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None, gen: torch.Generator
+        self,
+        clf: Classifier,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        t: torch.Tensor | None,
+        gen: torch.Generator,
+        bar: Any,
+        guard: _calls.FiniteGuard,
     ) -> tuple[torch.Tensor, int]:
-        r, used = self.perturb(clf, x)
+        r, used = self.perturb(clf, x, bar=bar, guard=guard)
         return x + r, used * (self.candidates + 1)

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import foolbench as fb
+from foolbench._filters import gaussian_blur
 from foolbench.errors import InvalidArgumentError
-from foolbench.search import GradientAscent, gaussian_blur
+from foolbench.search import GradientAscent
 
 
 def test_all_digits_from_noise(lenet: fb.models.TorchClassifier) -> None:
@@ -66,3 +67,28 @@ def test_bad_arguments(lenet: fb.models.TorchClassifier, kw: dict[str, object], 
         GradientAscent(lenet, **kw)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="classes must hold"):
         GradientAscent(lenet, steps=1).run(classes=[12])
+
+
+@pytest.mark.parametrize(
+    ("mode", "match"), [("nan", "NaN or infinite logits during gradient ascent"), ("int", "floating logits")]
+)
+def test_model_output_problems_are_named(mode: str, match: str) -> None:
+    class Odd(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = fb.models.lenet_mnist().module
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.net(t)
+            return out.round().long() if mode == "int" else torch.where(t.mean() > 2, out, torch.nan)
+
+    clf = fb.models.TorchClassifier(Odd().eval(), input_shape=(1, 28, 28), num_classes=10)
+    with pytest.raises(fb.errors.ModelOutputError, match=match):
+        GradientAscent(clf, steps=3).run(classes=[0, 1])
+
+
+def test_progress_bar_only_when_asked(lenet: fb.models.TorchClassifier, capsys: pytest.CaptureFixture[str]) -> None:
+    GradientAscent(lenet, steps=2).run(classes=[0])
+    assert capsys.readouterr().err == ""
+    GradientAscent(lenet, steps=2).run(classes=[0], progress=True)
+    assert "gradient ascent" in capsys.readouterr().err

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import foolbench as fb
-from foolbench.errors import InvalidArgumentError, InvalidTypeError
+from foolbench.errors import InvalidArgumentError, InvalidTypeError, ModelOutputError
 from foolbench.search import FGSM, PGD, DeepFool
 
 TOL = 1e-5
@@ -147,3 +147,121 @@ def test_training_flag_restored_and_seeded(batch: tuple[torch.Tensor, torch.Tens
 def test_bad_input(make: object, kw: object, err: type[Exception], match: str) -> None:
     with pytest.raises(err, match=match):
         make()  # type: ignore[operator]
+
+
+class _Odd(torch.nn.Module):
+    """LeNet whose output goes wrong: NaN everywhere, NaN away from the data, or integer logits."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.net = fb.models.lenet_mnist().module
+        self.mode = mode
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net(t)
+        if self.mode == "int":
+            return out.round().long()
+        if self.mode == "nan":
+            return out * torch.nan
+        # NaN only for images with a pixel strictly between two of MNIST's 1/255 levels near 0,
+        # which the clean digits never have and perturbed ones do.
+        bad = ((t > 0.0005) & (t < 0.003)).flatten(1).any(1)
+        return torch.where(bad[:, None], torch.nan, out)
+
+
+def _odd(mode: str) -> fb.models.TorchClassifier:
+    return fb.models.TorchClassifier(_Odd(mode).eval(), input_shape=(1, 28, 28), num_classes=10)
+
+
+@pytest.mark.parametrize(
+    ("attack", "mode", "match"),
+    [
+        (FGSM(0.1), "nan", "NaN or infinite logits during FGSM"),
+        (PGD(0.1, steps=3), "nan", "NaN or infinite logits during PGD"),
+        (DeepFool(steps=5), "nan", "NaN or infinite logits during DeepFool"),
+        (DeepFool(steps=20), "offdata", "model's output is the problem"),
+        (PGD(0.1, steps=3), "int", "floating logits"),
+        (DeepFool(steps=3), "int", "floating logits"),
+        (fb.search.SquareAttack(eps=0.1, queries=3), "nan", "NaN or infinite logits during SquareAttack"),
+        (fb.search.CarliniWagnerL2(steps=2, binary_steps=1), "int", "floating logits"),
+    ],
+)
+def test_model_output_problems_are_named(
+    attack: fb.search.Attack, mode: str, match: str, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    x, y = batch
+    with pytest.raises(ModelOutputError, match=match):
+        attack(_odd(mode), x[:8], y[:8])
+
+
+def test_run_batches_over_a_dataloader_equals_calls_per_batch(
+    lenet: fb.models.TorchClassifier, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    x, y = batch
+    x, y = x[:24], y[:24]
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=10)
+    attack = PGD(0.2, steps=5)
+    res = attack.run_batches(lenet, loader, seed=7)
+    assert res.adversarial.shape == x.shape and res.labels.tolist() == y.tolist()
+    gen = torch.Generator().manual_seed(7)
+    parts = [attack(lenet, x[i : i + 10], y[i : i + 10], seed=gen) for i in range(0, 24, 10)]
+    assert torch.equal(res.adversarial, torch.cat([p.adversarial for p in parts]))
+    assert torch.equal(res.success, lenet.predict(res.adversarial) != y)
+    # same stream, same seed: same result; targeted with one class for the stream
+    assert torch.equal(attack.run_batches(lenet, loader, seed=7).adversarial, res.adversarial)
+    keep = y != 3
+    loader_t = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[keep], y[keep]), batch_size=10)
+    targeted = attack.run_batches(lenet, loader_t, target=3)
+    assert targeted.target is not None and bool((targeted.target == 3).all())
+
+
+@pytest.mark.parametrize(
+    ("batches", "err", "match"),
+    [
+        (torch.rand(2, 1, 28, 28), InvalidTypeError, "batches must be an iterable of"),
+        ([], InvalidArgumentError, "batches must yield at least one batch"),
+        ([torch.rand(2, 1, 28, 28)], InvalidTypeError, "batch 0 is a Tensor"),
+        (
+            [(torch.rand(2, 1, 28, 28), torch.tensor([1, 2])), (torch.rand(2, 1, 28, 28) + 2, torch.tensor([1, 2]))],
+            InvalidArgumentError,
+            "batch 1: images must lie inside",
+        ),
+    ],
+)
+def test_run_batches_bad_input(batches: object, err: type[Exception], match: str) -> None:
+    with pytest.raises(err, match=match):
+        FGSM(0.1).run_batches(fb.models.lenet_mnist(), batches)  # type: ignore[arg-type]
+
+
+def test_progress_bar_only_when_asked(
+    lenet: fb.models.TorchClassifier, batch: tuple[torch.Tensor, torch.Tensor], capsys: pytest.CaptureFixture[str]
+) -> None:
+    x, y = batch
+    PGD(0.1, steps=3)(lenet, x[:4], y[:4])
+    assert capsys.readouterr().err == ""
+    PGD(0.1, steps=3)(lenet, x[:4], y[:4], progress=True)
+    assert "PGD" in capsys.readouterr().err
+
+
+def test_result_repr_is_short_and_save_writes_files(
+    lenet: fb.models.TorchClassifier, batch: tuple[torch.Tensor, torch.Tensor], tmp_path: object
+) -> None:
+    import json
+    from pathlib import Path
+
+    x, y = batch
+    res = PGD(0.2, steps=5)(lenet, x, y)
+    text = repr(res)
+    assert len(text) < 300 and "tensor" not in text and "PGD(eps=0.2" in text
+    paths = res.save(Path(str(tmp_path)) / "out", prefix="pgd_")
+    assert {p.name for p in paths.values()} == {
+        "pgd_images.png",
+        "pgd_summary.json",
+        "pgd_report.md",
+        "pgd_adversarial.pt",
+    }
+    summary = json.loads(paths["json"].read_text())
+    assert summary["succeeded"] == int(res.success.sum()) and len(summary["per_image"]) == x.shape[0]
+    assert summary["per_image"][0]["predicted"] == int(res.predicted[0])  # type: ignore[index]
+    saved = fb._io.load_torch(paths["tensors"])
+    assert torch.equal(saved["adversarial"], res.adversarial)

@@ -70,3 +70,64 @@ def test_bad_arguments(kw: dict[str, object], match: str) -> None:
 def test_bad_perturbation(lenet: fb.models.TorchClassifier) -> None:
     with pytest.raises(InvalidArgumentError, match=r"perturbation must have shape \(1, 28, 28\)"):
         fooling_rate(lenet, torch.rand(2, 1, 28, 28), torch.zeros(3, 28, 28))
+
+
+def test_default_is_the_sgd_method() -> None:
+    uap = UniversalPerturbation(eps=0.3)
+    assert (uap.method, uap.max_passes, uap.batch_size) == ("sgd", 20, 32)
+
+
+def test_fooling_rate_over_a_dataloader(lenet: fb.models.TorchClassifier) -> None:
+    x, y = fb.models.mnist_digits("test", limit=40)
+    v = torch.full((1, 28, 28), 0.3)
+    whole = fooling_rate(lenet, x, v)
+    pairs = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    bare = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=7)
+    assert fooling_rate(lenet, pairs, v) == pytest.approx(whole)
+    assert fooling_rate(lenet, bare, v, progress=False) == pytest.approx(whole)
+    assert fooling_rate(lenet, (x[i : i + 9] for i in range(0, 40, 9)), v) == pytest.approx(whole)
+    with pytest.raises(fb.errors.InvalidTypeError, match="images must be an iterable"):
+        fooling_rate(lenet, 3, v)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="images batch 1 must lie inside"):
+        fooling_rate(lenet, [x[:2], x[2:4] + 2], v)
+    with pytest.raises(InvalidArgumentError, match="at least one batch"):
+        fooling_rate(lenet, [], v)
+
+
+def test_model_output_problem_is_named() -> None:
+    class Nan(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = fb.models.lenet_mnist().module
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.net(t)
+            bad = ((t > 0.0005) & (t < 0.003)).flatten(1).any(1)  # never on clean digits
+            return torch.where(bad[:, None], torch.nan, out)
+
+    clf = fb.models.TorchClassifier(Nan().eval(), input_shape=(1, 28, 28), num_classes=10)
+    x, _ = fb.models.mnist_digits("train", limit=16)
+    for method in ("sgd", "deepfool"):
+        uap = UniversalPerturbation(eps=0.3, method=method, max_passes=1, step_size=0.0015)
+        with pytest.raises(fb.errors.ModelOutputError, match="the model returned NaN or infinite logits"):
+            uap.fit(clf, x)
+
+
+def test_result_repr_and_save(lenet: fb.models.TorchClassifier, tmp_path: object) -> None:
+    import json
+    from pathlib import Path
+
+    x, _ = fb.models.mnist_digits("train", limit=32)
+    res = UniversalPerturbation(eps=0.2, max_passes=1).fit(lenet, x, progress=False)
+    assert "tensor" not in repr(res) and len(repr(res)) < 200 and "fooling_rate=" in repr(res)
+    paths = res.save(Path(str(tmp_path)), prefix="u_")
+    assert sorted(p.name for p in paths.values()) == [
+        "u_perturbation.png",
+        "u_perturbation.pt",
+        "u_report.md",
+        "u_summary.json",
+    ]
+    summary = json.loads(paths["json"].read_text())
+    assert summary["fooling_rate"] == res.fooling_rate and summary["linf"] <= 0.2 + 1e-6
+    assert "UniversalPerturbation(eps=0.2" in summary["settings"]
+    assert torch.equal(fb._io.load_torch(paths["tensors"])["perturbation"], res.perturbation)
