@@ -206,13 +206,15 @@ class Workspace:
         from foolbench.models import TorchClassifier
 
         p = spec.params
-        clf = TorchClassifier(
-            module, input_shape=p["input_shape"], num_classes=int(p["num_classes"]),
-            bounds=p.get("bounds", (0.0, 1.0)), mean=p.get("mean"), std=p.get("std"), device=self.device,
-        )  # fmt: skip
-        self._check_shape(spec.name, clf)
         try:
+            clf = TorchClassifier(
+                module, input_shape=p["input_shape"], num_classes=int(p["num_classes"]),
+                bounds=p.get("bounds", (0.0, 1.0)), mean=p.get("mean"), std=p.get("std"), device=self.device,
+            )  # fmt: skip
+            self._check_shape(spec.name, clf)
             clf.log_probs(self.data(spec.name)[1][0][:2])
+        except ConfigError:
+            raise
         except (RuntimeError, FoolbenchError) as err:
             raise ConfigError(f"model {spec.name!r}: factory {p['factory']!r} gives a bad model: {err}") from None
         return clf
