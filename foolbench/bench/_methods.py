@@ -6,6 +6,7 @@ methods is in this module.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -86,11 +87,21 @@ _CLASSES = param(None, "target classes (default: every class)", type="ints", lo=
 _FOOLING_RATES = ("fooled_0_99", "fooled_0_996", "fooled_0_9999", "median_confidence", "detection_rate")
 
 
+GRID_LIMIT = 25  # classes shown in a cell's image grid (the most confident ones when there are more)
+
+
 def _fooling_metrics(res: Any, classes: list[int], target: Target, ctx: Context) -> CellOutput:
     conf = res.confidence.double()
     reach = {t: res.evaluations_to(t) for t in (0.99, 0.9999)}
     grid = ctx.scratch / "grid.png"
-    res.save_png(grid)
+    shown = res
+    if len(classes) > GRID_LIMIT:  # the top ones by confidence: a 1,000-class grid is unreadable and huge
+        top = conf.argsort(descending=True, stable=True)[:GRID_LIMIT]
+        shown = dataclasses.replace(
+            res, images=res.images[top.to(res.images.device)], confidence=conf[top], classes=res.classes[top],
+            class_names=tuple(res.class_names[int(i)] for i in top), found_at=res.found_at[top],
+        )  # fmt: skip
+    shown.save_png(grid)
     name = f"images/{ctx.key}.png"
     metrics = {
         "classes": len(classes),
@@ -103,7 +114,11 @@ def _fooling_metrics(res: Any, classes: list[int], target: Target, ctx: Context)
         "median_evaluations_to_0_99": _median_reached(reach[0.99]),
         "median_evaluations_to_0_9999": _median_reached(reach[0.9999]),
         "curve": _curve(res.history.evaluations, res.history.confidence),
+        "curve_quantiles": _curve_quantiles(res.history.evaluations, res.history.confidence),
+        "class_indices": [int(c) for c in classes],
+        "confidence": [float(c) for c in conf],
         "grid": name,
+        "grid_classes": [int(c) for c in shown.classes],
         **_detected(target, res.images),
     }
     return CellOutput(metrics, {"images": res.images.cpu()}, {name: grid.read_bytes()})
@@ -138,6 +153,10 @@ class MapElitesParams(Params):
     )
     target_confidence: float = param(0.9999, "stop once every class reaches it", type="float", lo=0, hi=1, lo_open=True)
     classes: list[int] | None = _CLASSES
+    runs: int = param(
+        1, "independent runs, each its own cell and seed (the report measures diversity across them)",
+        type="int", lo=1, hi=100,
+    )  # fmt: skip
 
 
 @register_method
@@ -327,3 +346,15 @@ def _curve(evaluations: torch.Tensor, confidence: torch.Tensor, points: int = 60
     idx = torch.linspace(0, evaluations.numel() - 1, min(points, evaluations.numel())).round().long()
     med = confidence.double().median(dim=1).values
     return [[float(evaluations[i]), float(med[i])] for i in idx]
+
+
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def _curve_quantiles(evaluations: torch.Tensor, confidence: torch.Tensor, points: int = 60) -> list[list[float]]:
+    """Rows ``[evaluations, q10, q25, median, q75, q90]`` of the best confidence over the classes."""
+    if evaluations.numel() == 0:
+        return []
+    idx = torch.linspace(0, evaluations.numel() - 1, min(points, evaluations.numel())).round().long()
+    q = torch.quantile(confidence.double()[idx], torch.tensor(QUANTILES, dtype=torch.float64), dim=1)  # (Q, P)
+    return [[float(evaluations[i]), *map(float, q[:, j])] for j, i in enumerate(idx)]
