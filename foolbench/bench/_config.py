@@ -21,7 +21,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = ["BUILTIN_SUITES", "Spec", "SuiteConfig", "load_config", "parse_config", "run_name"]
 
-BUILTIN_SUITES = ("quick", "paper")
+BUILTIN_SUITES = ("quick", "paper", "paper-imagenet")
 BUILTIN_DATASETS = ("mnist", "imagenet-photos")
 INT64 = 2**63
 

@@ -48,22 +48,38 @@ class RandomMethod(Method[RandomParams]):
 
     kind = "random"
     title = "Random generation-0 images (the paper's baseline)"
-    rates = tuple(
-        f"{e}_{m}" for e in ("direct", "cppn") for m in ("median_confidence", "max_confidence", "share_at_0.99")
+    rates = (
+        *(
+            f"{e}_{m}"
+            for e in ("direct", "cppn")
+            for m in ("median_confidence", "max_confidence", "share_at_0.99", "top_class_share", "mean_pixel")
+        ),
+        "data_mean_pixel",
     )
     Params = RandomParams
 
     def run(self, target: Target, ctx: Context) -> CellOutput:
-        clf, metrics = target.classifier, {}
+        clf = target.classifier
+        metrics: dict[str, Any] = {}
         gen = torch.Generator().manual_seed(ctx.seed)
+        lo, hi = clf.bounds
+        names = getattr(clf, "class_names", None)
         for name in ("direct", "cppn"):
             enc = encoding(name, clf.input_shape)
             images = enc.render(enc.sample(int(self.params.n), gen))
-            lo, hi = clf.bounds
-            conf = clf.probs(images * (hi - lo) + lo)[:, target.classes].max(1).values.double().cpu()
+            probs = clf.probs(images * (hi - lo) + lo)
+            conf = probs[:, target.classes].max(1).values.double().cpu()
             metrics[f"{name}_median_confidence"] = float(conf.median())
             metrics[f"{name}_max_confidence"] = float(conf.max())
             metrics[f"{name}_share_at_0.99"] = float((conf >= 0.99).double().mean())
+            # which class takes the random images (e.g. the shipped LeNet calls all noise an 8)
+            top = torch.bincount(probs.argmax(1).cpu(), minlength=clf.num_classes)
+            metrics[f"{name}_top_class"] = int(top.argmax())
+            metrics[f"{name}_top_class_name"] = str(names[int(top.argmax())]) if names else str(int(top.argmax()))
+            metrics[f"{name}_top_class_share"] = float(top.max()) / int(self.params.n)
+            metrics[f"{name}_mean_pixel"] = float(images.double().mean())
+        test = ctx.test[0]
+        metrics["data_mean_pixel"] = float(((test.double() - lo) / (hi - lo)).mean().clamp(0, 1))
         return CellOutput(metrics)
 
     @classmethod
@@ -71,14 +87,21 @@ class RandomMethod(Method[RandomParams]):
         def pair(m: dict[str, Any], e: str) -> str:
             return f"{fmt(m[f'{e}_median_confidence'])} / {fmt(m[f'{e}_max_confidence'])}"
 
-        rows = [[c["model"], c["defense"], c["method"], pair(c["metrics"], "direct"), pair(c["metrics"], "cppn")]
-                for c in cells]  # fmt: skip
+        def taken(m: dict[str, Any], e: str) -> str:
+            if f"{e}_top_class_share" not in m:  # a cell from before this column
+                return "-"
+            return f"{m[f'{e}_top_class_name']} ({fmt(m[f'{e}_top_class_share'])})"
+
+        rows = [[c["model"], c["defense"], c["method"], pair(c["metrics"], "direct"), taken(c["metrics"], "direct"),
+                 pair(c["metrics"], "cppn"), taken(c["metrics"], "cppn")] for c in cells]  # fmt: skip
         header = [
             "model",
             "defense",
             "method",
             "noise: median / max top confidence",
+            "noise: most predicted class (share)",
             "CPPN: median / max top confidence",
+            "CPPN: most predicted class (share)",
         ]
         return [f"## {cls.title}", "", *table(header, rows), ""]
 
@@ -153,6 +176,15 @@ class MapElitesParams(Params):
     )
     target_confidence: float = param(0.9999, "stop once every class reaches it", type="float", lo=0, hi=1, lo_open=True)
     classes: list[int] | None = _CLASSES
+    parents: str = param(
+        "unmet-first", "parent selection (uniform: the paper's)", type="str",
+        choices=("unmet-first", "uniform", "curiosity"),
+    )  # fmt: skip
+    decay_factor: float = param(
+        1.0, "multiply the mutation strength by this every decay_every generations (1: constant)",
+        type="float", lo=0, hi=1, lo_open=True,
+    )  # fmt: skip
+    decay_every: int = param(1000, "generations per mutation decay step", type="int", lo=1, hi=10**9)
     runs: int = param(
         1, "independent runs, each its own cell and seed (the report measures diversity across them)",
         type="int", lo=1, hi=100,
@@ -169,12 +201,16 @@ class MapElitesMethod(Method[MapElitesParams]):
     Params = MapElitesParams
 
     def run(self, target: Target, ctx: Context) -> CellOutput:
-        from foolbench.search import MAPElites
+        from foolbench.search import MAPElites, StepDecay
 
         p, clf = self.params, target.classifier
         classes = p.classes or target.classes
         enc = encoding(p.encoding, clf.input_shape, mutation_rate=p.mutation_rate, eta=p.eta)
-        search = MAPElites(clf, enc, classes=classes, batch_size=p.batch_size, seed=ctx.seed)
+        schedule = None if p.decay_factor == 1.0 else StepDecay(factor=p.decay_factor, every=p.decay_every)
+        search = MAPElites(
+            clf, enc, classes=classes, batch_size=p.batch_size, seed=ctx.seed, parents=p.parents,
+            mutation_schedule=schedule,
+        )  # fmt: skip
         res = search.run(
             max_evaluations=p.max_evaluations, max_seconds=p.max_seconds, target_confidence=p.target_confidence,
             progress=ctx.show_progress, checkpoint=ctx.scratch / "map-elites.pt",

@@ -179,7 +179,7 @@ class Workspace:
             except FoolbenchError as err:
                 raise ConfigError(f"{what}: {err}") from None
             self._check_shape(spec.name, clf)
-            factory = LeNet if p["zoo"] == "lenet-mnist" else None
+            factory = LeNet if p["zoo"] in ("lenet-mnist", "lenet-mnist-noise-trained") else None
             return Model(spec.name, clf, factory, tensors_digest(clf.module.state_dict()))
         fn = resolve(p["factory"], what, self.cfg.folder)
         module = self._fresh_module(fn, spec)
@@ -206,10 +206,13 @@ class Workspace:
         from foolbench.models import TorchClassifier
 
         p = spec.params
-        clf = TorchClassifier(
-            module, input_shape=p["input_shape"], num_classes=int(p["num_classes"]),
-            bounds=p.get("bounds", (0.0, 1.0)), mean=p.get("mean"), std=p.get("std"), device=self.device,
-        )  # fmt: skip
+        try:  # the adapter probes the module with one input: a wrong output shape is caught here
+            clf = TorchClassifier(
+                module, input_shape=p["input_shape"], num_classes=int(p["num_classes"]),
+                bounds=p.get("bounds", (0.0, 1.0)), mean=p.get("mean"), std=p.get("std"), device=self.device,
+            )  # fmt: skip
+        except (RuntimeError, FoolbenchError) as err:
+            raise ConfigError(f"model {spec.name!r}: factory {p['factory']!r} gives a bad model: {err}") from None
         self._check_shape(spec.name, clf)
         try:
             clf.log_probs(self.data(spec.name)[1][0][:2])
