@@ -270,7 +270,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<config>", folder: str |
 
 
 def load_config(config: str | Path) -> SuiteConfig:
-    """Load a built-in suite by name (``"quick"``, ``"paper"``) or a TOML file.
+    """Load a built-in suite by name (``"quick"``, ``"paper"``, ``"paper-imagenet"``) or a TOML file.
 
     Raises:
         ConfigError: malformed TOML (with its line and column) or an invalid suite.

@@ -111,6 +111,7 @@ _FOOLING_RATES = ("fooled_0_99", "fooled_0_996", "fooled_0_9999", "median_confid
 
 
 GRID_LIMIT = 25  # classes shown in a cell's image grid (the most confident ones when there are more)
+KEEP_IMAGES_LIMIT = 100  # a fooling cell keeps its elites as tensors only up to this many classes
 
 
 def _fooling_metrics(res: Any, classes: list[int], target: Target, ctx: Context) -> CellOutput:
@@ -144,7 +145,11 @@ def _fooling_metrics(res: Any, classes: list[int], target: Target, ctx: Context)
         "grid_classes": [int(c) for c in shown.classes],
         **_detected(target, res.images),
     }
-    return CellOutput(metrics, {"images": res.images.cpu()}, {name: grid.read_bytes()})
+    # the elites travel back and are saved beside the cell (the diversity across runs reads them), except for
+    # searches over many classes: 1,000 ImageNet elites are 600 MB (the top ones are in the grid, and the
+    # search's checkpoint keeps every genome)
+    tensors = {"images": res.images.cpu()} if len(classes) <= KEEP_IMAGES_LIMIT else {}
+    return CellOutput(metrics, tensors, {name: grid.read_bytes()})
 
 
 def _fooling_report(title: str, cells: list[dict[str, Any]]) -> list[str]:

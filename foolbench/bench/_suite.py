@@ -234,7 +234,8 @@ def run_suite(
     run only suite files you trust. Built-in suites name only foolbench's own factories.
 
     Args:
-        config: a built-in suite name (``"quick"``, ``"paper"``), a TOML path or a :class:`SuiteConfig`.
+        config: a built-in suite name (``"quick"``, ``"paper"``, ``"paper-imagenet"``), a TOML path or a
+            :class:`SuiteConfig`.
         out: output folder.
         device: ``"cpu"`` or ``"cuda"`` (default CPU).
         progress: show a progress bar over the cells, and one inside the running cell.

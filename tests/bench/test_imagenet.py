@@ -134,6 +134,7 @@ def test_grid_shows_the_most_confident_classes(tmp_path: Path, monkeypatch: pyte
     from foolbench.bench import _methods
 
     monkeypatch.setattr(_methods, "GRID_LIMIT", 3)
+    monkeypatch.setattr(_methods, "KEEP_IMAGES_LIMIT", 5)  # 10 classes: more than that, the elites are not kept
     cfg = {
         "data": {"dataset": "mnist", "train": 50, "test": 50},
         "models": [{"zoo": "lenet-mnist"}],
@@ -143,6 +144,7 @@ def test_grid_shows_the_most_confident_classes(tmp_path: Path, monkeypatch: pyte
     m = cell["metrics"]
     order = sorted(range(10), key=lambda i: -m["confidence"][i])
     assert m["grid_classes"] == [m["class_indices"][i] for i in order[:3]]
+    assert (tmp_path / m["grid"]).is_file() and not (tmp_path / "cells" / f"{cell['key']}.pt").exists()
     q = torch.tensor(m["curve_quantiles"])
     assert q.shape[1] == 6 and bool((q[:, 1:].diff(dim=1) >= 0).all())  # q10 <= q25 <= median <= q75 <= q90
 

@@ -94,3 +94,20 @@ def test_runs_are_independent_and_their_diversity_is_measured(tmp_path: Path) ->
     # resumed: nothing recomputed, the same diversity
     again = run_suite(parse_config(runs_suite(3)), out=tmp_path, progress=False)
     assert again["diversity"][0]["pixel"] == div["pixel"] and math.isfinite(again["diversity"][0]["median_pixel"])
+
+
+def test_runs_fan_out_through_any_executor_with_the_same_result(tmp_path: Path) -> None:
+    from tests.bench.test_executor import ReversedPickling
+
+    local = run_suite(parse_config(runs_suite(2)), out=tmp_path / "a", progress=False)
+    other = run_suite(parse_config(runs_suite(2)), out=tmp_path / "b", progress=False, executor=ReversedPickling())
+
+    def timeless(res: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in c["metrics"].items() if k != "seconds"} for c in res["cells"]]
+
+    assert timeless(local) == timeless(other)
+    drop = {"run_cells"}
+    assert [{k: v for k, v in d.items() if k not in drop} for d in local["diversity"]] == [
+        {k: v for k, v in d.items() if k not in drop} for d in other["diversity"]
+    ]
+    assert [c["seed"] for c in local["cells"]] == [c["seed"] for c in other["cells"]]
