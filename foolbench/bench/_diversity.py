@@ -107,7 +107,7 @@ def diversity(
     for j, c in enumerate(classes):
         out["pixel"].append(mean_pairwise(_unit(stacked[:, j], bounds)))
         out["feature"].append(None if feats is None else mean_pairwise(feats[:, j]))
-        x = None if real is None else real[0][real[1].cpu() == c][:REAL_LIMIT]
+        x = None if real is None else real[0][real[1] == c][:REAL_LIMIT]
         n = 0 if x is None else int(x.shape[0])
         out["real_count"].append(n)
         if x is None or n < 2:
