@@ -7,6 +7,7 @@ methods is in this module.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -396,6 +397,9 @@ def _curve_quantiles(evaluations: torch.Tensor, confidence: torch.Tensor, points
     """Rows ``[evaluations, q10, q25, median, q75, q90]`` of the best confidence over the classes."""
     if evaluations.numel() == 0:
         return []
-    idx = torch.linspace(0, evaluations.numel() - 1, min(points, evaluations.numel())).round().long()
+    # spaced evenly in log(generation), the axis it is drawn on; always the first and the last record
+    n = evaluations.numel()
+    idx = torch.logspace(0, math.log10(n), min(points, n), dtype=torch.float64).round().long().clamp(1, n) - 1
+    idx = torch.unique(torch.cat([idx, torch.tensor([0, n - 1])]))
     q = torch.quantile(confidence.double()[idx], torch.tensor(QUANTILES, dtype=torch.float64), dim=1)  # (Q, P)
     return [[float(evaluations[i]), *map(float, q[:, j])] for j, i in enumerate(idx)]
