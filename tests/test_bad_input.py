@@ -101,7 +101,7 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
         "zoo name",
         lambda: fb.models.load_model("resnet50"),
         InvalidArgumentError,
-        r"model must be one of 'lenet-mnist', 'efficientnet-lite0'; got 'resnet50'",
+        r"model must be one of 'lenet-mnist', 'efficientnet-lite0', 'lenet-mnist-noise-trained'; got 'resnet50'",
     ),
     (
         "mnist split",
@@ -363,7 +363,7 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
         "suite file",
         lambda: fb.bench.load_config("no/such/suite.toml"),
         FileNotFoundError,
-        r"suite config not found: 'no/such/suite.toml' \(built-in suites: \['quick', 'paper'\]\)",
+        r"suite config not found: 'no/such/suite.toml' \(built-in suites: \['quick', 'paper', 'paper-imagenet'\]\)",
     ),
     (
         "suite kind",

@@ -19,9 +19,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["BUILTIN_SUITES", "Spec", "SuiteConfig", "load_config", "parse_config"]
+__all__ = ["BUILTIN_SUITES", "Spec", "SuiteConfig", "load_config", "parse_config", "run_name"]
 
-BUILTIN_SUITES = ("quick", "paper")
+BUILTIN_SUITES = ("quick", "paper", "paper-imagenet")
 BUILTIN_DATASETS = ("mnist", "imagenet-photos")
 INT64 = 2**63
 
@@ -65,6 +65,8 @@ class Spec:
         kind: the registry key (``"median"``, ``"pgd"``, ...; models: ``"zoo"`` or ``"factory"``).
         params: the parameters, defaults filled in.
         only: for defenses and methods, the model names it applies to (None: all).
+        group: for one of ``runs = N`` independent runs, the method's name without the run suffix.
+        run: for one of ``runs = N`` independent runs, its index (1..N); None otherwise.
 
     Examples:
         >>> load_config("quick").defenses[1]
@@ -75,6 +77,8 @@ class Spec:
     kind: str
     params: dict[str, Any]
     only: tuple[str, ...] | None = None
+    group: str | None = field(default=None, repr=False)
+    run: int | None = field(default=None, repr=False)
 
     def build(self, registry: Mapping[str, type[Any]]) -> Any:
         """An instance of the class ``registry`` holds for :attr:`kind`, with these parameters."""
@@ -149,8 +153,23 @@ def _specs(raw: Any, where: str, registry: Mapping[str, type[Any]], source: str)
         if only is not None and (not isinstance(only, list) or not all(isinstance(m, str) for m in only)):
             raise ConfigError(f"{at}.models must be a list of model names, got {only!r}")
         name = _name(entry["name"], at) if "name" in entry else _label(cls.kind, params)
-        out.append(Spec(name, cls.kind, params.as_dict(), None if only is None else tuple(only)))
+        values, models = params.as_dict(), None if only is None else tuple(only)
+        runs = int(values.get("runs", 1))
+        if runs > 1:  # N independent runs: N cells (an executor fans them out), seeded by their names
+            out += [Spec(run_name(name, i), cls.kind, values, models, name, i) for i in range(1, runs + 1)]
+        else:
+            out.append(Spec(name, cls.kind, values, models))
     return _unique(out, where, source)
+
+
+def run_name(name: str, run: int) -> str:
+    """The cell name of run ``run`` (1-based) of a method with ``runs = N``.
+
+    Examples:
+        >>> run_name("evolve-direct", 2)
+        'evolve-direct#run2'
+    """
+    return f"{name}#run{run}"
 
 
 def _keys(entry: dict[str, Any], rules: dict[str, dict[str, Any]], where: str) -> dict[str, Any]:
@@ -251,7 +270,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<config>", folder: str |
 
 
 def load_config(config: str | Path) -> SuiteConfig:
-    """Load a built-in suite by name (``"quick"``, ``"paper"``) or a TOML file.
+    """Load a built-in suite by name (``"quick"``, ``"paper"``, ``"paper-imagenet"``) or a TOML file.
 
     Raises:
         ConfigError: malformed TOML (with its line and column) or an invalid suite.

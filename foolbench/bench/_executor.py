@@ -72,7 +72,8 @@ class CellTask:
         from tqdm.auto import tqdm
 
         desc = f"{self.model} / {self.defense} / {self.method}"
-        with tqdm(total=100, desc=desc, unit="%", leave=False, disable=not self.progress) as bar:
+        # mininterval=0: the few updates a cell makes are each shown (a fast cell would skip them)
+        with tqdm(total=100, desc=desc, unit="%", leave=False, disable=not self.progress, mininterval=0) as bar:
 
             def advance(fraction: float) -> None:
                 bar.update(max(0, min(100, round(100 * fraction))) - bar.n)

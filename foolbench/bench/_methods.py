@@ -6,6 +6,8 @@ methods is in this module.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -47,22 +49,38 @@ class RandomMethod(Method[RandomParams]):
 
     kind = "random"
     title = "Random generation-0 images (the paper's baseline)"
-    rates = tuple(
-        f"{e}_{m}" for e in ("direct", "cppn") for m in ("median_confidence", "max_confidence", "share_at_0.99")
+    rates = (
+        *(
+            f"{e}_{m}"
+            for e in ("direct", "cppn")
+            for m in ("median_confidence", "max_confidence", "share_at_0.99", "top_class_share", "mean_pixel")
+        ),
+        "data_mean_pixel",
     )
     Params = RandomParams
 
     def run(self, target: Target, ctx: Context) -> CellOutput:
-        clf, metrics = target.classifier, {}
+        clf = target.classifier
+        metrics: dict[str, Any] = {}
         gen = torch.Generator().manual_seed(ctx.seed)
+        lo, hi = clf.bounds
+        names = getattr(clf, "class_names", None)
         for name in ("direct", "cppn"):
             enc = encoding(name, clf.input_shape)
             images = enc.render(enc.sample(int(self.params.n), gen))
-            lo, hi = clf.bounds
-            conf = clf.probs(images * (hi - lo) + lo)[:, target.classes].max(1).values.double().cpu()
+            probs = clf.probs(images * (hi - lo) + lo)
+            conf = probs[:, target.classes].max(1).values.double().cpu()
             metrics[f"{name}_median_confidence"] = float(conf.median())
             metrics[f"{name}_max_confidence"] = float(conf.max())
             metrics[f"{name}_share_at_0.99"] = float((conf >= 0.99).double().mean())
+            # which class takes the random images (e.g. the shipped LeNet calls all noise an 8)
+            top = torch.bincount(probs.argmax(1).cpu(), minlength=clf.num_classes)
+            metrics[f"{name}_top_class"] = int(top.argmax())
+            metrics[f"{name}_top_class_name"] = str(names[int(top.argmax())]) if names else str(int(top.argmax()))
+            metrics[f"{name}_top_class_share"] = float(top.max()) / int(self.params.n)
+            metrics[f"{name}_mean_pixel"] = float(images.double().mean())
+        test = ctx.test[0]
+        metrics["data_mean_pixel"] = float(((test.double() - lo) / (hi - lo)).mean().clamp(0, 1))
         return CellOutput(metrics)
 
     @classmethod
@@ -70,14 +88,21 @@ class RandomMethod(Method[RandomParams]):
         def pair(m: dict[str, Any], e: str) -> str:
             return f"{fmt(m[f'{e}_median_confidence'])} / {fmt(m[f'{e}_max_confidence'])}"
 
-        rows = [[c["model"], c["defense"], c["method"], pair(c["metrics"], "direct"), pair(c["metrics"], "cppn")]
-                for c in cells]  # fmt: skip
+        def taken(m: dict[str, Any], e: str) -> str:
+            if f"{e}_top_class_share" not in m:  # a cell from before this column
+                return "-"
+            return f"{m[f'{e}_top_class_name']} ({fmt(m[f'{e}_top_class_share'])})"
+
+        rows = [[c["model"], c["defense"], c["method"], pair(c["metrics"], "direct"), taken(c["metrics"], "direct"),
+                 pair(c["metrics"], "cppn"), taken(c["metrics"], "cppn")] for c in cells]  # fmt: skip
         header = [
             "model",
             "defense",
             "method",
             "noise: median / max top confidence",
+            "noise: most predicted class (share)",
             "CPPN: median / max top confidence",
+            "CPPN: most predicted class (share)",
         ]
         return [f"## {cls.title}", "", *table(header, rows), ""]
 
@@ -86,11 +111,22 @@ _CLASSES = param(None, "target classes (default: every class)", type="ints", lo=
 _FOOLING_RATES = ("fooled_0_99", "fooled_0_996", "fooled_0_9999", "median_confidence", "detection_rate")
 
 
+GRID_LIMIT = 25  # classes shown in a cell's image grid (the most confident ones when there are more)
+KEEP_IMAGES_LIMIT = 100  # a fooling cell keeps its elites as tensors only up to this many classes
+
+
 def _fooling_metrics(res: Any, classes: list[int], target: Target, ctx: Context) -> CellOutput:
     conf = res.confidence.double()
     reach = {t: res.evaluations_to(t) for t in (0.99, 0.9999)}
     grid = ctx.scratch / "grid.png"
-    res.save_png(grid)
+    shown = res
+    if len(classes) > GRID_LIMIT:  # the top ones by confidence: a 1,000-class grid is unreadable and huge
+        top = conf.argsort(descending=True, stable=True)[:GRID_LIMIT]
+        shown = dataclasses.replace(
+            res, images=res.images[top.to(res.images.device)], confidence=conf[top], classes=res.classes[top],
+            class_names=tuple(res.class_names[int(i)] for i in top), found_at=res.found_at[top],
+        )  # fmt: skip
+    shown.save_png(grid)
     name = f"images/{ctx.key}.png"
     metrics = {
         "classes": len(classes),
@@ -103,10 +139,18 @@ def _fooling_metrics(res: Any, classes: list[int], target: Target, ctx: Context)
         "median_evaluations_to_0_99": _median_reached(reach[0.99]),
         "median_evaluations_to_0_9999": _median_reached(reach[0.9999]),
         "curve": _curve(res.history.evaluations, res.history.confidence),
+        "curve_quantiles": _curve_quantiles(res.history.evaluations, res.history.confidence),
+        "class_indices": [int(c) for c in classes],
+        "confidence": [float(c) for c in conf],
         "grid": name,
+        "grid_classes": [int(c) for c in shown.classes],
         **_detected(target, res.images),
     }
-    return CellOutput(metrics, {"images": res.images.cpu()}, {name: grid.read_bytes()})
+    # the elites travel back and are saved beside the cell (the diversity across runs reads them), except for
+    # searches over many classes: 1,000 ImageNet elites are 600 MB (the top ones are in the grid, and the
+    # search's checkpoint keeps every genome)
+    tensors = {"images": res.images.cpu()} if len(classes) <= KEEP_IMAGES_LIMIT else {}
+    return CellOutput(metrics, tensors, {name: grid.read_bytes()})
 
 
 def _fooling_report(title: str, cells: list[dict[str, Any]]) -> list[str]:
@@ -138,6 +182,19 @@ class MapElitesParams(Params):
     )
     target_confidence: float = param(0.9999, "stop once every class reaches it", type="float", lo=0, hi=1, lo_open=True)
     classes: list[int] | None = _CLASSES
+    parents: str = param(
+        "unmet-first", "parent selection (uniform: the paper's)", type="str",
+        choices=("unmet-first", "uniform", "curiosity"),
+    )  # fmt: skip
+    decay_factor: float = param(
+        1.0, "multiply the mutation strength by this every decay_every generations (1: constant)",
+        type="float", lo=0, hi=1, lo_open=True,
+    )  # fmt: skip
+    decay_every: int = param(1000, "generations per mutation decay step", type="int", lo=1, hi=10**9)
+    runs: int = param(
+        1, "independent runs, each its own cell and seed (the report measures diversity across them)",
+        type="int", lo=1, hi=100,
+    )  # fmt: skip
 
 
 @register_method
@@ -150,12 +207,16 @@ class MapElitesMethod(Method[MapElitesParams]):
     Params = MapElitesParams
 
     def run(self, target: Target, ctx: Context) -> CellOutput:
-        from foolbench.search import MAPElites
+        from foolbench.search import MAPElites, StepDecay
 
         p, clf = self.params, target.classifier
         classes = p.classes or target.classes
         enc = encoding(p.encoding, clf.input_shape, mutation_rate=p.mutation_rate, eta=p.eta)
-        search = MAPElites(clf, enc, classes=classes, batch_size=p.batch_size, seed=ctx.seed)
+        schedule = None if p.decay_factor == 1.0 else StepDecay(factor=p.decay_factor, every=p.decay_every)
+        search = MAPElites(
+            clf, enc, classes=classes, batch_size=p.batch_size, seed=ctx.seed, parents=p.parents,
+            mutation_schedule=schedule,
+        )  # fmt: skip
         res = search.run(
             max_evaluations=p.max_evaluations, max_seconds=p.max_seconds, target_confidence=p.target_confidence,
             progress=ctx.show_progress, checkpoint=ctx.scratch / "map-elites.pt",
@@ -327,3 +388,18 @@ def _curve(evaluations: torch.Tensor, confidence: torch.Tensor, points: int = 60
     idx = torch.linspace(0, evaluations.numel() - 1, min(points, evaluations.numel())).round().long()
     med = confidence.double().median(dim=1).values
     return [[float(evaluations[i]), float(med[i])] for i in idx]
+
+
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def _curve_quantiles(evaluations: torch.Tensor, confidence: torch.Tensor, points: int = 60) -> list[list[float]]:
+    """Rows ``[evaluations, q10, q25, median, q75, q90]`` of the best confidence over the classes."""
+    if evaluations.numel() == 0:
+        return []
+    # spaced evenly in log(generation), the axis it is drawn on; always the first and the last record
+    n = evaluations.numel()
+    idx = torch.logspace(0, math.log10(n), min(points, n), dtype=torch.float64).round().long().clamp(1, n) - 1
+    idx = torch.unique(torch.cat([idx, torch.tensor([0, n - 1])]))
+    q = torch.quantile(confidence.double()[idx], torch.tensor(QUANTILES, dtype=torch.float64), dim=1)  # (Q, P)
+    return [[float(evaluations[i]), *map(float, q[:, j])] for j, i in enumerate(idx)]

@@ -13,7 +13,7 @@ import torch
 from foolbench import _io
 from foolbench.bench._registry import METHODS, Method, fmt, table
 
-__all__ = ["CLAIMS", "Claim", "claims", "markdown", "write_reports"]
+__all__ = ["CLAIMS", "IMAGENET_GROUPS", "Claim", "claims", "imagenet_group", "markdown", "write_reports"]
 
 
 def _cells(results: dict[str, Any], **match: str) -> list[dict[str, Any]]:
@@ -32,13 +32,21 @@ def _evolved(results: dict[str, Any], encoding: str, defense_kind: str = "none",
         if c["params"]["encoding"] == encoding and datasets.get(c["model"], "mnist") == dataset
     ]
     parts = []
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for c in found:
-        m, n = c["metrics"], c["metrics"]["classes"]
-        extra = f", {round(m['fooled_0_996'] * n)}/{n} >= 99.6%" if dataset != "mnist" and "fooled_0_996" in m else ""
+        runs.setdefault((c["model"], c.get("group") or c["key"]), []).append(c)
+    for (model, _), group in runs.items():
+        n = group[0]["metrics"]["classes"]
+
+        def mean(name: str, group: list[dict[str, Any]] = group) -> float:
+            return float(statistics.mean(c["metrics"][name] for c in group))
+
+        label = model if len(group) == 1 else f"{model} ({group[0]['group']}, mean of {len(group)} runs)"
+        extra = f", {mean('fooled_0_996') * n:.0f}/{n} >= 99.6%" if dataset != "mnist" else ""
         parts.append(
-            f"{c['model']}: {round(m['fooled_0_9999'] * n)}/{n} classes >= 99.99%, "
-            f"{round(m['fooled_0_99'] * n)}/{n} >= 99%{extra} "
-            f"(median {fmt(m['median_confidence'])}, {m['evaluations']:,} evals)"
+            f"{label}: {mean('fooled_0_9999') * n:.0f}/{n} classes >= 99.99%, "
+            f"{mean('fooled_0_99') * n:.0f}/{n} >= 99%{extra} "
+            f"(median {fmt(mean('median_confidence'))}, {mean('evaluations'):,.0f} evals)"
         )
     return "; ".join(parts) or None
 
@@ -47,12 +55,29 @@ def _joined(parts: list[str]) -> str | None:
     return "; ".join(parts) or None
 
 
+def _zoo_name(results: dict[str, Any], model: str) -> str | None:
+    return next((m.get("zoo") for m in results["settings"]["models"] if m["name"] == model), None)
+
+
+def _random_one(results: dict[str, Any], c: dict[str, Any]) -> str:
+    m = c["metrics"]
+    text = (
+        f"{c['model']}: median top confidence {fmt(m['direct_median_confidence'])} (noise), "
+        f"{fmt(m['cppn_median_confidence'])} (CPPN)"
+    )
+    if _zoo_name(results, c["model"]) == "lenet-mnist-noise-trained":
+        return text + " (a model trained for it: outlier exposure on uniform noise, so low by construction)"
+    if m["direct_median_confidence"] >= 0.5 and "direct_top_class_share" in m:
+        text += (
+            f". The premise does not hold for this model: {fmt(m['direct_top_class_share'])} of the noise is "
+            f"called {m['direct_top_class_name']!r}; the noise has mean pixel {m['direct_mean_pixel']:.2f}, "
+            f"the real images {m['data_mean_pixel']:.2f}, far outside what it was trained on"
+        )
+    return text
+
+
 def _random(results: dict[str, Any]) -> str | None:
-    return _joined([
-        f"{c['model']}: median top confidence {fmt(c['metrics']['direct_median_confidence'])} (noise), "
-        f"{fmt(c['metrics']['cppn_median_confidence'])} (CPPN)"
-        for c in _cells(results, method_kind="random", defense_kind="none")
-    ])  # fmt: skip
+    return _joined([_random_one(results, c) for c in _cells(results, method_kind="random", defense_kind="none")])
 
 
 def _ascent(results: dict[str, Any]) -> str | None:
@@ -97,6 +122,20 @@ def _fine_tuning(results: dict[str, Any]) -> str | None:
     ])  # fmt: skip
 
 
+def _diversity(results: dict[str, Any]) -> str | None:
+    parts = []
+    for d in results.get("diversity", []):
+        if d["defense"] != "none":
+            continue
+        real = d["median_real_pixel"]
+        ratio = f", real images of a class {real:.3f}" if real is not None else ""
+        parts.append(
+            f"{d['model']} / {d['method']}: {d['runs']} runs, mean elite confidence {fmt(d['mean_confidence'])}; "
+            f"median pixel distance between runs' elites {d['median_pixel']:.3f}{ratio}"
+        )
+    return _joined(parts)
+
+
 def _pgd_transfer(results: dict[str, Any]) -> str | None:
     off = _off_diagonal(results, "pgd")
     return None if off is None else f"PGD examples misclassified by the other models: mean {fmt(off)}"
@@ -120,7 +159,11 @@ CLAIMS: tuple[Claim, ...] = (
           lambda r: _evolved(r, "cppn")),
     Claim("CPPN images fool an ImageNet net for many classes", PAPER + ", Fig. 1", ">= 99.6% (AlexNet)",
           lambda r: _evolved(r, "cppn", dataset="imagenet-photos")),
+    Claim("Direct-encoded evolved images fool an ImageNet net less often than CPPN images", PAPER + ", Sec. 3.2",
+          "less successful (qualitative)", lambda r: _evolved(r, "direct", dataset="imagenet-photos")),
     Claim("Random, unevolved images get low confidence", PAPER, "low", _random),
+    Claim("Evolved images selected across 5 runs are diverse yet confident", PAPER + ", Fig. 8",
+          "mean 99.12% (5 runs)", _diversity),
     Claim("Gradient ascent from noise produces fooling images", PAPER, ">= 99.99%", _ascent),
     Claim("Retraining with an extra fooling class: MNIST nets are still fooled", PAPER, "MNIST still 99.99%",
           _retraining),
@@ -182,6 +225,8 @@ def markdown(results: dict[str, Any], plots: list[str] = ()) -> str:  # type: ig
     )
     lines.append("")
     lines += _method_sections(results["cells"])
+    lines += diversity_section(results.get("diversity", []))
+    lines += super_categories_section(results)
     for tr in results["transfer"].values():
         lines += [f"## {tr['title']}: rows made on, columns evaluated on", ""]
         lines += table(
@@ -221,6 +266,109 @@ def markdown(results: dict[str, Any], plots: list[str] = ()) -> str:  # type: ig
     return "\n".join(lines) + "\n"
 
 
+# A coarse, documented grouping of the 1,000 ImageNet-1k class indices (the standard class order), for
+# "which kinds of class fool most". Boundaries follow the WordNet ordering of the classes: 151-268 are
+# the dog breeds, 0-397 the animals, 924-969 food and drink, 970-980 landscapes, 981-983 people, 984-998
+# plants and fungi; everything else (398-923 and 999) is man-made objects. Coarse: e.g. 923 "plate" is
+# counted as an object and 968 "cup" as food and drink.
+IMAGENET_GROUPS: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = (
+    ("dogs (151-268)", ((151, 268),)),
+    ("other animals (0-150, 269-397)", ((0, 150), (269, 397))),
+    ("man-made objects (398-923, 999)", ((398, 923), (999, 999))),
+    ("food and drink (924-969)", ((924, 969),)),
+    ("nature, people, plants and fungi (970-998)", ((970, 998),)),
+)
+
+
+def imagenet_group(index: int) -> str:
+    """The coarse super-category of ImageNet-1k class ``index`` (see :data:`IMAGENET_GROUPS`).
+
+    Examples:
+        >>> imagenet_group(207), imagenet_group(285), imagenet_group(965)
+        ('dogs (151-268)', 'other animals (0-150, 269-397)', 'food and drink (924-969)')
+    """
+    return next(name for name, spans in IMAGENET_GROUPS if any(lo <= index <= hi for lo, hi in spans))
+
+
+def _imagenet_cells(results: dict[str, Any]) -> list[dict[str, Any]]:
+    datasets = _datasets(results)
+    return [
+        c for c in results["cells"]
+        if c["method_kind"] == "map-elites" and datasets.get(c["model"]) == "imagenet-photos"
+        and len(c["metrics"].get("confidence") or []) > 0
+    ]  # fmt: skip
+
+
+def super_categories_section(results: dict[str, Any]) -> list[str]:
+    """Markdown: per ImageNet evolution cell, median confidence and share >= 99% per coarse super-category."""
+    cells = [c for c in _imagenet_cells(results) if len(c["metrics"]["confidence"]) >= 50]
+    if not cells:
+        return []
+    lines = [
+        "## Which ImageNet super-categories fool most",
+        "",
+        ("A coarse grouping by class index (the WordNet order of ImageNet-1k): dogs 151-268, other animals "
+         "0-150 and 269-397, man-made objects 398-923 and 999, food and drink 924-969, nature, people, "
+         "plants and fungi 970-998."),
+        "",
+    ]  # fmt: skip
+    header = ["model", "defense", "method", "super-category", "classes", "median confidence", ">= 99%"]
+    rows = []
+    for c in cells:
+        by: dict[str, list[float]] = {}
+        for idx, conf in zip(c["metrics"]["class_indices"], c["metrics"]["confidence"], strict=True):
+            by.setdefault(imagenet_group(int(idx)), []).append(float(conf))
+        for name, _ in IMAGENET_GROUPS:
+            if name in by:
+                v = by[name]
+                share = sum(x >= 0.99 for x in v) / len(v)
+                rows.append([c["model"], c["defense"], c["method"], name, str(len(v)),
+                             fmt(statistics.median(v)), fmt(share)])  # fmt: skip
+    return [*lines, *table(header, rows), ""]
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def diversity_section(groups: list[dict[str, Any]]) -> list[str]:
+    """Markdown of the diversity across independent runs (``runs = N``): one summary row per method, then per class."""
+    if not groups:
+        return []
+    lines = [
+        "## Diversity across independent runs",
+        "",
+        (
+            "Mean pairwise distance between the runs' elites of each class: in pixels (L2 of the images scaled "
+            "to [0, 1], divided by sqrt(number of pixel values)) and in the model's penultimate features (the "
+            "input of its last linear layer, L2 divided by sqrt(feature count)); next to the same measure for "
+            "real images of that class. Medians over the classes:"
+        ),
+        "",
+    ]
+    header = ["model", "defense", "method", "runs", "mean elite confidence", "pixels: runs", "pixels: real",
+              "features: runs", "features: real", "reference"]  # fmt: skip
+    rows = [
+        [d["model"], d["defense"], d["method"], str(d["runs"]), fmt(d["mean_confidence"]), _num(d["median_pixel"]),
+         _num(d["median_real_pixel"]), _num(d["median_feature"]), _num(d["median_real_feature"]), d["reference"]]
+        for d in groups
+    ]  # fmt: skip
+    lines += [*table(header, rows), ""]
+    for d in groups:
+        if len(d["classes"]) > 20:
+            continue  # many classes: the medians above (every class is in results.json)
+        lines += [f"### {d['model']} / {d['defense']} / {d['method']}: per class", ""]
+        per = [
+            [str(c), fmt(d["per_class_mean_confidence"][i]), _num(d["pixel"][i]), _num(d["real_pixel"][i]),
+             _num(d["feature"][i]), _num(d["real_feature"][i]), str(d["real_count"][i])]
+            for i, c in enumerate(d["classes"])
+        ]  # fmt: skip
+        lines += table(["class", "mean confidence", "pixels: runs", "pixels: real", "features: runs",
+                        "features: real", "real images"], per)  # fmt: skip
+        lines.append("")
+    return lines
+
+
 def _plots(results: dict[str, Any], out: Path) -> list[str]:
     try:
         import matplotlib
@@ -243,6 +391,7 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
         ax.axhline(1e-4, color="grey", linestyle=":")
         ax.legend(fontsize=6)
         made.append(_save(fig, out / "plots" / "confidence_vs_evaluations.png", out))
+    made += _evolution_plots(results, out, plt)
     pgd = [c for c in results["cells"] if c["method_kind"] == "pgd"]
     if pgd:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -269,6 +418,38 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
         ax.set_xlabel("clean accuracy (cost)")
         ax.set_ylabel(f"robust accuracy at eps {list(pgd[0]['metrics']['robust_accuracy'])[-1]} (benefit)")
         made.append(_save(fig, out / "plots" / "defense_cost_vs_benefit.png", out))
+    return made
+
+
+def _evolution_plots(results: dict[str, Any], out: Path, plt: Any) -> list[str]:
+    """The confidence histogram over classes and the confidence quantiles vs evaluations (first run of each group)."""
+    made: list[str] = []
+    cells = [c for c in results["cells"] if c["method_kind"] == "map-elites" and (c.get("run") or 1) == 1]
+    spread = [c for c in cells if len(c["metrics"].get("confidence") or []) >= 2]
+    if spread:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for c in spread:
+            ax.hist(c["metrics"]["confidence"], bins=40, range=(0.0, 1.0), histtype="step",
+                    label=f"{c['model']}/{c['defense']}/{c.get('group') or c['method']}")  # fmt: skip
+        ax.set_xlabel("best confidence of a class")
+        ax.set_ylabel("classes")
+        ax.legend(fontsize=6)
+        made.append(_save(fig, out / "plots" / "confidence_histogram.png", out))
+    curves = [c for c in cells if c["metrics"].get("curve_quantiles")]
+    if curves:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for c in curves:
+            q = torch.tensor(c["metrics"]["curve_quantiles"], dtype=torch.float64)  # evals, q10, q25, q50, q75, q90
+            (line,) = ax.plot(q[:, 0], q[:, 3], label=f"{c['model']}/{c['defense']}/{c.get('group') or c['method']}")
+            ax.fill_between(q[:, 0], q[:, 2], q[:, 4], color=line.get_color(), alpha=0.25, linewidth=0)
+            ax.fill_between(q[:, 0], q[:, 1], q[:, 5], color=line.get_color(), alpha=0.1, linewidth=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("evaluations")
+        ax.set_ylabel("best confidence per class")
+        ax.set_title("median over classes; bands: 25-75% and 10-90%", fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=6)
+        made.append(_save(fig, out / "plots" / "confidence_quantiles_vs_evaluations.png", out))
     return made
 
 

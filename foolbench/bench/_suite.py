@@ -37,6 +37,7 @@ def _applies(spec: Spec, model: str) -> bool:
 
 
 def _record(task: CellTask, dspec: Spec, mspec: Spec, result: CellResult) -> dict[str, Any]:
+    runs = {} if mspec.run is None else {"group": mspec.group, "run": mspec.run}
     return {
         "key": task.key,
         "model": task.model,
@@ -49,6 +50,7 @@ def _record(task: CellTask, dspec: Spec, mspec: Spec, result: CellResult) -> dic
         "metrics": result.metrics,
         "wall_seconds": result.seconds,
         "digest": task.digest,
+        **runs,
     }
 
 
@@ -131,6 +133,36 @@ class _Driver:
             out[kind] = {"title": cls.transfer, "models": names, "matrix": matrix}
         return out
 
+    def diversity(self, order: list[str]) -> list[dict[str, Any]]:
+        """Per ``runs = N`` method, model and defense: how different the runs' elites are, per class."""
+        from foolbench.bench._diversity import diversity
+
+        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for key in order:
+            cell = self.cells.get(key)
+            if cell is not None and cell.get("group") is not None and "images" in self.tensors.get(key, {}):
+                groups.setdefault((cell["model"], cell["defense"], cell["group"]), []).append(cell)
+        out = []
+        for (model, defense, group), cells in groups.items():
+            if len(cells) < 2 or len({tuple(c["metrics"].get("class_indices") or []) for c in cells}) != 1:
+                continue
+            dspec = next(d for d in self.cfg.defenses if d.name == defense)
+            target = self.ws.target(model, dspec)
+            real = self.ws.data(model)[1]
+            measured = diversity(
+                target.classifier, [self.tensors[c["key"]]["images"] for c in cells],
+                list(cells[0]["metrics"]["class_indices"]), [c["metrics"]["confidence"] for c in cells], real,
+            )  # fmt: skip
+            dataset = self.ws.model_spec(model).params.get("dataset") or self.cfg.data["dataset"]
+            reference = (
+                f"real images of the class from the held-out split of {dataset!r} (at most 100 per class)"
+                if any(measured["real_count"]) and dataset != "imagenet-photos"
+                else f"real images of the class in {dataset!r}: too few (fewer than 2 per class) for a reference"
+            )
+            out.append({"model": model, "defense": defense, "method": group, "reference": reference,
+                        "run_cells": [c["key"] for c in cells], **measured})  # fmt: skip
+        return out
+
 
 def _settings(cfg: SuiteConfig, device: str | None, executor: Executor, fresh: bool) -> dict[str, Any]:
     """Every setting the results depend on, resolved (defaults filled in)."""
@@ -202,7 +234,8 @@ def run_suite(
     run only suite files you trust. Built-in suites name only foolbench's own factories.
 
     Args:
-        config: a built-in suite name (``"quick"``, ``"paper"``), a TOML path or a :class:`SuiteConfig`.
+        config: a built-in suite name (``"quick"``, ``"paper"``, ``"paper-imagenet"``), a TOML path or a
+            :class:`SuiteConfig`.
         out: output folder.
         device: ``"cpu"`` or ``"cuda"`` (default CPU).
         progress: show a progress bar over the cells, and one inside the running cell.
@@ -271,6 +304,7 @@ def run_suite(
         "failed": driver.failed,
         "defense_tables": tables,
         "transfer": driver.transfer(order),
+        "diversity": driver.diversity(order),
     }
     results["claims"] = claims(results)
     write_reports(results, out_dir)

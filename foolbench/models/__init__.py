@@ -4,8 +4,8 @@ Any ``torch.nn.Module`` becomes a :class:`Classifier` through
 :class:`TorchClassifier` (with ``precision``, ``channels_last`` and ``compile``
 options); :func:`check_classifier` turns any object with ``input_shape``,
 ``num_classes``, ``bounds`` and ``__call__`` into a :class:`BaseClassifier`;
-:class:`CountingClassifier` counts evaluations; :func:`weights_digest` keys caches; :func:`lenet_mnist` and :func:`efficientnet_lite0`
-are real pretrained models that work offline.
+:class:`CountingClassifier` counts evaluations; :func:`weights_digest` keys caches; :func:`lenet_mnist`, :func:`lenet_mnist_noise_trained` and
+:func:`efficientnet_lite0` are real pretrained models that work offline.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from foolbench.models._classifier import (
     check_device,
     weights_digest,
 )
-from foolbench.models._lenet import LeNet
+from foolbench.models._lenet import LeNet, lenet_mnist_noise_trained
 from foolbench.models._zoo import (
     MNIST_MEAN,
     MNIST_STD,
@@ -50,6 +50,7 @@ __all__ = [
     "imagenet_class_names",
     "imagenet_photos",
     "lenet_mnist",
+    "lenet_mnist_noise_trained",
     "load_model",
     "load_state_dict",
     "mnist_digits",

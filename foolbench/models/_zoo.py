@@ -14,7 +14,7 @@ import torch
 from foolbench import _checks
 from foolbench.errors import CheckpointError, MissingDependencyError
 from foolbench.models._classifier import TorchClassifier
-from foolbench.models._lenet import LeNet
+from foolbench.models._lenet import LeNet, lenet_mnist_noise_trained
 
 __all__ = [
     "MNIST_MEAN",
@@ -186,7 +186,7 @@ def zoo() -> dict[str, ModelInfo]:
     Examples:
         >>> import foolbench as fb
         >>> sorted(fb.models.zoo())
-        ['efficientnet-lite0', 'lenet-mnist']
+        ['efficientnet-lite0', 'lenet-mnist', 'lenet-mnist-noise-trained']
     """
     return {
         "lenet-mnist": ModelInfo(
@@ -207,11 +207,20 @@ def zoo() -> dict[str, ModelInfo]:
             "imagenet",
             "EfficientNet-Lite0, real ImageNet weights, 75.1% top-1",
         ),
+        "lenet-mnist-noise-trained": ModelInfo(
+            "lenet-mnist-noise-trained",
+            lenet_mnist_noise_trained,
+            (1, 28, 28),
+            10,
+            "MNIST",
+            None,
+            "LeNet trained with outlier exposure so uniform noise gets low confidence (98.6% held-out)",
+        ),
     }
 
 
 def load_model(name: str, **kwargs: object) -> TorchClassifier:
-    """Build a zoo model by name (``"lenet-mnist"``, ``"efficientnet-lite0"``).
+    """Build a zoo model by name (``"lenet-mnist"``, ``"lenet-mnist-noise-trained"``, ``"efficientnet-lite0"``).
 
     Raises:
         InvalidArgumentError: unknown name (the message lists the valid ones).

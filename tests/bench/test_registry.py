@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from foolbench.bench import (
+    BUILTIN_SUITES,
     DEFENSES,
     METHODS,
     CellOutput,
@@ -146,7 +147,7 @@ def test_reference_and_schema_cover_every_kind_and_key() -> None:
                 assert f"| `{f.name}` |" in text and f.metadata["doc"] in text
     assert "### `mean-confidence`" in text and "held-out images scored" in text  # registered kinds appear
     jsonschema = pytest.importorskip("jsonschema")
-    for name in ("quick", "paper"):
+    for name in BUILTIN_SUITES:
         raw = tomllib.loads(resources.files("foolbench.bench").joinpath(f"suites/{name}.toml").read_text())
         jsonschema.validate(raw, schema)
     bad = {"models": [{"zoo": "lenet-mnist"}], "methods": [{"kind": "pgd", "n": -5}]}

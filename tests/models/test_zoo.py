@@ -32,7 +32,7 @@ def test_digits_bad_split() -> None:
 
 
 def test_zoo_and_load_model() -> None:
-    assert set(fb.models.zoo()) == {"lenet-mnist", "efficientnet-lite0"}
+    assert set(fb.models.zoo()) == {"lenet-mnist", "lenet-mnist-noise-trained", "efficientnet-lite0"}
     with pytest.raises(InvalidArgumentError, match="model must be one of 'lenet-mnist'"):
         fb.models.load_model("resnet")
 
@@ -66,3 +66,15 @@ def test_foreign_weights_file_refused(tmp_path: object) -> None:
     path.write_bytes(b"not a torch file")
     with pytest.raises(CheckpointError, match="could not load weights"):
         fb.models.load_state_dict(path)
+
+
+def test_noise_trained_lenet_in_the_zoo(digits_test: tuple[torch.Tensor, torch.Tensor]) -> None:
+    clf = fb.models.load_model("lenet-mnist-noise-trained")
+    info = fb.models.zoo()["lenet-mnist-noise-trained"]
+    assert info.factory is fb.models.lenet_mnist_noise_trained and info.input_shape == clf.input_shape
+    x, y = digits_test
+    assert float((clf.predict(x) == y).double().mean()) >= 0.98
+    noise = torch.rand(256, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    # trained for it (outlier exposure): noise gets low confidence, where the shipped LeNet calls it an 8
+    assert float(clf.probs(noise).max(1).values.median()) < 0.5
+    assert float(fb.models.lenet_mnist().probs(noise).max(1).values.median()) > 0.9

@@ -1,0 +1,113 @@
+"""``runs = N``: independent runs as cells, and the diversity measured across them."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import foolbench as fb
+from foolbench.bench import parse_config, run_suite
+from foolbench.bench._diversity import mean_pairwise, penultimate
+from foolbench.errors import ConfigError
+
+
+def runs_suite(runs: int = 3) -> dict[str, Any]:
+    return {
+        "suite": {"seed": 1},
+        "data": {"dataset": "mnist", "train": 60, "test": 200},
+        "models": [{"zoo": "lenet-mnist"}],
+        "methods": [
+            {"kind": "map-elites", "name": "evo", "max_evaluations": 192, "batch_size": 64, "runs": runs,
+             "classes": [1, 7]},
+            {"kind": "random", "n": 8},
+        ],
+    }  # fmt: skip
+
+
+def test_runs_expand_into_cells_at_parse_time() -> None:
+    cfg = parse_config(runs_suite(3))
+    evo = [m for m in cfg.methods if m.kind == "map-elites"]
+    assert [(m.name, m.group, m.run) for m in evo] == [("evo#run1", "evo", 1), ("evo#run2", "evo", 2),
+                                                       ("evo#run3", "evo", 3)]  # fmt: skip
+    assert all(m.params["runs"] == 3 for m in evo)
+    one = parse_config(runs_suite(1))
+    assert [(m.name, m.run) for m in one.methods if m.kind == "map-elites"] == [("evo", None)]
+
+
+@pytest.mark.parametrize(("runs", "match"), [(0, r"runs must be in \[1, 100\]"), (2.5, "runs must be an integer")])
+def test_bad_runs_are_named(runs: Any, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        parse_config(runs_suite(runs))
+
+
+def test_runs_on_a_kind_without_runs_is_an_unknown_key() -> None:
+    cfg = runs_suite()
+    cfg["methods"][1]["runs"] = 2
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['runs'\]"):
+        parse_config(cfg)
+
+
+def test_mean_pairwise_and_penultimate_features(lenet: fb.models.TorchClassifier) -> None:
+    x = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
+    # pairs: (0,1) = 2, (0,2) = 2, (1,2) = 0 -> mean 4/3, divided by sqrt(4)
+    assert mean_pairwise(x) == pytest.approx(4 / 3 / 2)
+    images = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    feats = penultimate(lenet, images)
+    net = lenet.network()
+    z = (images - fb.models.MNIST_MEAN) / fb.models.MNIST_STD
+    z = F.max_pool2d(F.relu(net.conv1(z)), 2)
+    z = F.max_pool2d(F.relu(net.conv2(z)), 2)
+    expected = F.relu(net.fc1(z.flatten(1)))
+    assert feats is not None and feats.shape == (5, 500)
+    torch.testing.assert_close(feats, expected.double(), atol=1e-5, rtol=1e-5)
+    assert not net.fc2._forward_pre_hooks  # the hook is removed
+
+
+def test_runs_are_independent_and_their_diversity_is_measured(tmp_path: Path) -> None:
+    res = run_suite(parse_config(runs_suite(3)), out=tmp_path, progress=False)
+    assert not res["failed"]
+    runs = [c for c in res["cells"] if c.get("group") == "evo"]
+    assert [c["run"] for c in runs] == [1, 2, 3] and len({c["seed"] for c in runs}) == 3
+    images = [torch.load(tmp_path / "cells" / f"{c['key']}.pt")["images"] for c in runs]
+    assert not torch.equal(images[0], images[1])  # other seeds, other elites
+    (div,) = res["diversity"]
+    assert (div["model"], div["method"], div["runs"], div["classes"]) == ("lenet-mnist", "evo", 3, [1, 7])
+    for j in range(2):  # the report's figures are the measure of the saved elites
+        assert div["pixel"][j] == pytest.approx(mean_pairwise(torch.stack([im[j] for im in images])))
+        x, y = fb.models.mnist_digits("test", limit=200)
+        assert div["real_count"][j] == int((y == div["classes"][j]).sum())
+        assert div["real_pixel"][j] == pytest.approx(mean_pairwise(x[y == div["classes"][j]]))
+        assert div["feature"][j] is not None and div["feature"][j] > 0
+    confidence = [c["metrics"]["confidence"] for c in runs]
+    assert div["mean_confidence"] == pytest.approx(sum(map(sum, confidence)) / 6)
+    report = (tmp_path / "report.md").read_text()
+    assert "## Diversity across independent runs" in report and "held-out split of 'mnist'" in report
+    claim = next(r for r in res["claims"] if r["claim"].startswith("Evolved images selected across 5 runs"))
+    assert "3 runs" in claim["measured"]
+    direct = next(r for r in res["claims"] if r["claim"].startswith("Direct-encoded"))
+    assert "mean of 3 runs" in direct["measured"] and direct["measured"].count("lenet-mnist") == 1
+    # resumed: nothing recomputed, the same diversity
+    again = run_suite(parse_config(runs_suite(3)), out=tmp_path, progress=False)
+    assert again["diversity"][0]["pixel"] == div["pixel"] and math.isfinite(again["diversity"][0]["median_pixel"])
+
+
+def test_runs_fan_out_through_any_executor_with_the_same_result(tmp_path: Path) -> None:
+    from tests.bench.test_executor import ReversedPickling
+
+    local = run_suite(parse_config(runs_suite(2)), out=tmp_path / "a", progress=False)
+    other = run_suite(parse_config(runs_suite(2)), out=tmp_path / "b", progress=False, executor=ReversedPickling())
+
+    def timeless(res: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in c["metrics"].items() if k != "seconds"} for c in res["cells"]]
+
+    assert timeless(local) == timeless(other)
+    drop = {"run_cells"}
+    assert [{k: v for k, v in d.items() if k not in drop} for d in local["diversity"]] == [
+        {k: v for k, v in d.items() if k not in drop} for d in other["diversity"]
+    ]
+    assert [c["seed"] for c in local["cells"]] == [c["seed"] for c in other["cells"]]
