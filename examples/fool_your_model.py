@@ -23,7 +23,7 @@ args.out.mkdir(parents=True, exist_ok=True)
 torch.manual_seed(0)  # the MLP's initial weights
 net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
 x, y = fb.data.mnist_digits("train")
-fb.data.train_classifier(net, x, y, epochs=1 if args.fast else 3, max_shift=0)
+fb.data.train_classifier(net, x, y, epochs=1 if args.fast else 5, max_shift=0)
 
 # --- the 10 lines -----------------------------------------------------------------------------
 recipe = fb.search.MNIST_RECIPE  # batch 64, 2% of pixels per mutation, eta 1
