@@ -50,10 +50,11 @@ import matplotlib.pyplot as plt
 fig, ax = plt.subplots(figsize=(8, 3.5))
 names = [r[0] for r in rows]
 for i, (label, col) in enumerate(
-    [("clean accuracy", 1), ("robust accuracy, PGD eps 0.3", 2), ("evolved confidence", 3)]
+    [("clean accuracy", 1), ("robust accuracy, PGD eps 0.3", 2), ("evolved median confidence", 3)]
 ):
     ax.bar([j + 0.27 * (i - 1) for j in range(len(rows))], [r[col] for r in rows], width=0.27, label=label)
 ax.set_xticks(range(len(rows)), names, fontsize=7)
-ax.legend(fontsize=7)
+ax.set_ylim(0, 1.05)
+ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
 fig.tight_layout()
 fig.savefig(out / "defenses_compared.png", dpi=120)
