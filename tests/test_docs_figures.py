@@ -115,3 +115,45 @@ def test_suite_reference_page_is_current() -> None:
     assert page.read_text(encoding="utf-8") == TOOL.reference_page(), (
         "docs/methods/suite_reference.md is stale: run python tools/make_docs_figures.py --reference"
     )
+
+
+def test_docs_build_uses_stored_figures_and_prints_each_step(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The build hook in docs/conf.py runs no example when the figures are stored, and says so per step."""
+    import subprocess
+
+    monkeypatch.setenv("FOOLBENCH_DOCS_OFFLINE", "1")
+    spec = importlib.util.spec_from_file_location("foolbench_docs_conf", DOCS / "conf.py")
+    assert spec is not None and spec.loader is not None
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+
+    def no_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"the docs build ran {args}")
+
+    monkeypatch.setattr(subprocess, "run", no_run)
+    monkeypatch.setattr(conf, "REFERENCE", DOCS / "methods" / "suite_reference.md")  # unchanged: not rewritten
+    conf._figures(None)
+    lines = capsys.readouterr().out.splitlines()
+    examples = sorted(p.stem for p in (ROOT / "examples").glob("[!_]*.py"))
+    for i, stem in enumerate(examples, 1):
+        assert (
+            f"[foolbench docs] figure {i}/{len(examples)} {stem}: stored full-run figure docs/figures/{stem}.png"
+            in lines
+        )
+    assert "[foolbench docs] figures: every stored figure matches the current code and defaults" in lines
+
+
+def test_a_changed_default_makes_figures_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    import foolbench as fb
+
+    assert TOOL.stale() == []
+    monkeypatch.setattr(
+        fb.search, "MNIST_RECIPE", fb.search.EvolutionRecipe(batch_size=32, mutation_rate=0.02, eta=1.0)
+    )
+    assert {"demo", "fool_your_model", "ascent_vs_evolution", "cppn_mnist"} <= set(TOOL.stale())
+    monkeypatch.undo()
+    original = fb.search.MAPElites.__init__
+    monkeypatch.setattr(original, "__kwdefaults__", {**original.__kwdefaults__, "parents": "uniform"})
+    assert "cppn_imagenet" in TOOL.stale()
