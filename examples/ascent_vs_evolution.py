@@ -6,16 +6,22 @@ shows evolution's images on the top row and gradient ascent's below, with their 
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import torch
-from _common import parse
 
 import foolbench as fb
 
-fast, out = parse(__doc__ or "")
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--fast", action="store_true", help="small budgets (CI runs every example this way)")
+parser.add_argument("--out", type=Path, default=Path("out"), help="folder for the figure")
+args = parser.parse_args()
+args.out.mkdir(parents=True, exist_ok=True)
+fast, out = args.fast, args.out
 clf = fb.models.lenet_mnist()
-evolved = fb.search.MAPElites(
-    clf, fb.encodings.DirectEncoding((1, 28, 28), mutation_rate=0.02, eta=1.0), batch_size=64, seed=0
-)
+recipe = fb.search.MNIST_RECIPE  # batch 64, 2% of pixels per mutation, eta 1
+evolved = fb.search.MAPElites(clf, recipe.encoding((1, 28, 28)), batch_size=recipe.batch_size, seed=0)
 evo = evolved.run(max_evaluations=5_000 if fast else 40_000, target_confidence=0.9999, progress=False)
 grad = fb.search.GradientAscent(clf, steps=50 if fast else 300, seed=0).run()
 print(f"evolution: {evo.evaluations:,} black-box evaluations, median {float(evo.confidence.median()):.6f}")

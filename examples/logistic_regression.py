@@ -7,12 +7,19 @@ Saves ``logistic_regression.png`` (x and x' as bars).
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import torch
-from _common import parse
 
 import foolbench as fb
 
-fast, out = parse(__doc__ or "")
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--fast", action="store_true", help="small budgets (CI runs every example this way)")
+parser.add_argument("--out", type=Path, default=Path("out"), help="folder for the figure")
+args = parser.parse_args()
+args.out.mkdir(parents=True, exist_ok=True)
+fast, out = args.fast, args.out
 w = torch.tensor([-1.0, -1, 1, -1, 1, -1, 1, 1, -1, 1])
 x = torch.tensor([2.0, -1, 3, -2, 2, 2, 1, -4, 5, 1]).view(1, 1, 1, 10)
 lin = torch.nn.Linear(10, 2)

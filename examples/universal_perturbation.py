@@ -7,18 +7,25 @@ held-out digits, and on a second, independently trained CNN. Saves ``universal_p
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import torch
-from _common import parse
 
 import foolbench as fb
 
-fast, out = parse(__doc__ or "")
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--fast", action="store_true", help="small budgets (CI runs every example this way)")
+parser.add_argument("--out", type=Path, default=Path("out"), help="folder for the figure")
+args = parser.parse_args()
+args.out.mkdir(parents=True, exist_ok=True)
+fast, out = args.fast, args.out
 lenet = fb.models.lenet_mnist()
-x_train, y_train = fb.models.mnist_digits("train")
-x_test, _ = fb.models.mnist_digits("test")
+x_train, y_train = fb.data.mnist_digits("train")
+x_test, _ = fb.data.mnist_digits("test")
 torch.manual_seed(0)
 cnn_net = fb.bench.factories.small_cnn(10)
-fb.models.train_classifier(cnn_net, x_train, y_train, epochs=1 if fast else 3, max_shift=0)
+fb.data.train_classifier(cnn_net, x_train, y_train, epochs=1 if fast else 3, max_shift=0)
 cnn = fb.models.TorchClassifier(cnn_net.eval(), input_shape=(1, 28, 28), num_classes=10)
 
 uap = fb.search.UniversalPerturbation(eps=0.3, method="sgd", max_passes=3 if fast else 20, seed=0)
