@@ -67,10 +67,10 @@ class ModelOutputError(FoolbenchError, ValueError):
     Examples:
         >>> import torch, foolbench as fb
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 3)).eval()
-        >>> fb.models.TorchClassifier(net, input_shape=(1, 28, 28), num_classes=10).probs(torch.rand(2, 1, 28, 28))
+        >>> fb.models.TorchClassifier(net, input_shape=(1, 28, 28), num_classes=10)
         Traceback (most recent call last):
         ...
-        foolbench.errors.ModelOutputError: the model must return logits of shape (B, num_classes) = (2, 10), got (2, 3)
+        foolbench.errors.ModelOutputError: the module must return logits of shape (B, num_classes) = (1, 10) for one input of input_shape=(1, 28, 28), got (1, 3)
     """
 
 
