@@ -259,19 +259,20 @@ def run_suite(
         >>> res["schema"], len(res["cells"]), res["failed"]
         ('foolbench.bench/2', 1, [])
     """
-    from tqdm.auto import tqdm
-
     executor = LocalExecutor() if executor is None else executor
     if not callable(getattr(executor, "map", None)):
         raise InvalidTypeError(f"executor must have a map(tasks) method, got {type(executor).__name__}")
     cfg = config if isinstance(config, SuiteConfig) else load_config(config)
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    ws = workspace(cfg, out_dir, device, fresh=fresh, new=True)
-    driver = _Driver(cfg, out_dir, ws, device, fresh)
-    driver.progress = progress
-    tasks, clean, tables = [], [], []
+    out_dir = _io.out_folder(out)
+    with _io.locked_folder(out_dir):  # a second writer into the same folder is refused
+        return _run(cfg, out_dir, device=device, progress=progress, executor=executor, fresh=fresh)
+
+
+def _plan(cfg: SuiteConfig, ws: Any, driver: _Driver) -> tuple[list[CellTask], list[Any], list[Any]]:
+    """The cell tasks of a suite, with the clean accuracy and round tables of every (model, defense)."""
+    tasks: list[CellTask] = []
+    clean: list[Any] = []
+    tables: list[Any] = []
     for mspec in cfg.models:
         for dspec in (d for d in cfg.defenses if _applies(d, mspec.name)):
             target = ws.target(mspec.name, dspec)
@@ -281,6 +282,19 @@ def run_suite(
             if target.table is not None:
                 tables.append({"model": mspec.name, "defense": dspec.name, **target.table})
             tasks += [driver.task(mspec.name, dspec, s) for s in cfg.methods if _applies(s, mspec.name)]
+    return tasks, clean, tables
+
+
+def _run(
+    cfg: SuiteConfig, out_dir: Path, *, device: str | None, progress: bool, executor: Executor, fresh: bool
+) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    ws = workspace(cfg, out_dir, device, fresh=fresh, new=True)
+    driver = _Driver(cfg, out_dir, ws, device, fresh)
+    driver.progress = progress
+    tasks, clean, tables = _plan(cfg, ws, driver)
     order = [t.key for t in tasks]
     with tqdm(total=len(tasks), disable=not progress, desc=f"suite {cfg.name}", unit="cell", leave=False) as bar:
         todo = [t for t in tasks if not driver.cached(t)]

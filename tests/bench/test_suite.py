@@ -239,3 +239,15 @@ def test_every_builtin_kind_runs(tmp_path: Path) -> None:
     assert "detection_rate" in pgd[("lenet-mnist", "feature-squeezing")]
     # PGD at eps 0.2 lowers the undefended LeNet's accuracy on these digits
     assert pgd[("lenet-mnist", "none")]["robust_accuracy"]["0.2"] < pgd[("lenet-mnist", "none")]["clean_accuracy"]
+
+
+def test_a_second_writer_into_the_same_out_folder_is_refused(tmp_path: Path) -> None:
+    from foolbench import _io
+    from foolbench.errors import InvalidArgumentError
+
+    with _io.locked_folder(tmp_path), pytest.raises(_io.FolderBusyError, match="in use by another foolbench run"):
+        run_suite("quick", out=tmp_path, progress=False)
+    assert not (tmp_path / "results.json").exists()
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(InvalidArgumentError, match="must be a folder"):
+        run_suite("quick", out=tmp_path / "a-file" / "out", progress=False)
