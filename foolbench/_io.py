@@ -230,9 +230,21 @@ def save_grid(
     """Save a (B, C, H, W) batch in [0, 1] as a PNG grid with a caption under each image.
 
     Small images are enlarged with nearest-neighbour sampling so pixels stay visible.
+
+    Raises:
+        InvalidArgumentError: ``images`` is not a (B, 1 or 3, H, W) tensor, or there is not one caption per
+            image, or ``columns`` is not a positive int.
     """
     from PIL import Image, ImageDraw
 
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] not in (1, 3):
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise InvalidArgumentError(f"images must be a (B, 1 or 3, H, W) tensor, got {got}")
+    if isinstance(captions, str) or len(captions) != images.shape[0]:
+        count = "a string" if isinstance(captions, str) else f"{len(captions)}"
+        raise InvalidArgumentError(f"captions must hold one caption per image ({images.shape[0]}), got {count}")
+    if columns is not None and (isinstance(columns, bool) or not isinstance(columns, int) or columns < 1):
+        raise InvalidArgumentError(f"columns must be an int >= 1 or None, got {columns!r}")
     imgs = images.detach().float().clamp(0, 1).cpu()
     if imgs.shape[1] == 1:
         imgs = imgs.expand(-1, 3, -1, -1)

@@ -22,7 +22,7 @@ import torch
 from foolbench import _checkpoint, _checks
 from foolbench.encodings import Encoding, Genomes
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
-from foolbench.models import Classifier, check_classifier
+from foolbench.models import Classifier, check_classifier, weights_digest
 from foolbench.search._archive import ClassArchive
 from foolbench.search._callbacks import Budget, Callback, Checkpointer, ProgressBar, StopAtTarget
 from foolbench.search._evaluator import (
@@ -82,6 +82,8 @@ class Evolution(ABC):
                 f"evaluator must be callable as evaluator(genomes, columns=...), got {type(evaluator).__name__}"
             )
         self.encoding = encoding
+        # a checkpoint resumed with another model (even of the same shape) is refused
+        self._model_digest = weights_digest(self.classifier.network())
         self.evaluator: Evaluator = LocalEvaluator(self.classifier, encoding) if evaluator is None else evaluator
         self.classes = classes
         self.batch_size = _checks.positive_int("batch_size", batch_size)
@@ -130,6 +132,7 @@ class Evolution(ABC):
             "encoding": self.encoding.config(),
             "input_shape": list(self.classifier.input_shape),
             "num_classes": self.classifier.num_classes,
+            "model": self._model_digest,
             "mutation_schedule": self.schedule.config(),
             "rng_device": self.device.type,
         }

@@ -83,6 +83,16 @@ class FoolingResult:
     found_at: torch.Tensor
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        conf = self.confidence
+        median = float(conf.median()) if conf.numel() else math.nan
+        return (
+            f"FoolingResult(method={self.method!r}, classes={len(self.classes)}, "
+            f"images={tuple(self.images.shape)}, median_confidence={median:.6f}, "
+            f"fooled_at_0.9999={int(self.fooled(0.9999).sum())}/{len(self.classes)}, "
+            f"evaluations={self.evaluations}, seconds={self.seconds:.1f})"
+        )
+
     def fooled(self, threshold: float = 0.9999) -> torch.Tensor:
         """(K,) bool: which classes reached ``threshold`` confidence."""
         return self.confidence >= threshold

@@ -352,3 +352,21 @@ def test_reduced_precision_search_reports_float32_confidence(lenet: fb.models.To
     res = search(fast, seed=0).run(generations=4, progress=False)
     exact = lenet.probs(res.images)[torch.arange(10), res.classes].double()
     assert torch.allclose(res.confidence, exact, rtol=0, atol=1e-6)  # the fp32 model's numbers, not bf16's
+
+
+def test_checkpoint_of_another_model_of_the_same_shape_is_refused(
+    lenet: fb.models.TorchClassifier, tmp_path: Path
+) -> None:
+    ckpt = tmp_path / "run.pt"
+    search(lenet, seed=3).run(generations=2, progress=False, checkpoint=ckpt)
+    untrained = fb.models.TorchClassifier(fb.models.LeNet().eval(), input_shape=(1, 28, 28), num_classes=10)
+    with pytest.raises(CheckpointError, match="model: saved"):
+        search(untrained, seed=3).run(generations=4, progress=False, checkpoint=ckpt)
+
+
+def test_results_have_a_short_repr_and_grids_check_captions(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
+    res = search(lenet, seed=0).run(generations=2, progress=False)
+    text = repr(res)
+    assert text.startswith("FoolingResult(method='map_elites', classes=10") and "tensor" not in text
+    with pytest.raises(InvalidArgumentError, match=r"one caption per image \(10\), got 3"):
+        fb.save_grid(res.images, ["a", "b", "c"], tmp_path / "g.png")
