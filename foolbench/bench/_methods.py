@@ -319,6 +319,63 @@ class PGDMethod(Method[PGDParams]):
 
 
 @dataclass(frozen=True)
+class AttacksParams(Params):
+    """Parameters of ``AttacksMethod``."""
+
+    eps: float = param(0.3, "L-inf perturbation budget", type="float", lo=0, lo_open=True)
+    n: int = param(200, "held-out images attacked (at most the test split)", type="int", lo=1)
+    pgd_steps: int = param(40, "PGD steps (gradient-based, BPDA through defenses)", type="int", lo=1, hi=10**6)
+    square_queries: int = param(500, "Square Attack queries (score-based, gradient-free)", type="int", lo=1)
+
+
+@register_method
+class AttacksMethod(Method[AttacksParams]):
+    """Robust accuracy under a gradient attack (PGD) and a gradient-free one (Square), and the worst case.
+
+    An image counts as robust in the worst case only when every attack fails on it, so a defense that
+    masks gradients (PGD fails) but not scores (Square succeeds) shows it here.
+    """
+
+    kind = "attacks"
+    title = "Robust accuracy: PGD, Square Attack (gradient-free) and the worst case over both"
+    rates = ("clean_accuracy", "robust_pgd", "robust_square", "robust_worst_case")
+    Params = AttacksParams
+
+    def run(self, target: Target, ctx: Context) -> CellOutput:
+        from foolbench.search import PGD, SquareAttack
+
+        p, clf = self.params, target.classifier
+        x, y = ctx.test
+        xs, ys = x[: p.n], y[: p.n]
+        correct = clf.predict(xs).cpu() == ys.cpu()
+        held = {}
+        for i, (name, attack) in enumerate(
+            [("pgd", PGD(eps=p.eps, steps=p.pgd_steps)), ("square", SquareAttack(p.eps, queries=p.square_queries))]
+        ):
+            adv = attack(clf, xs, ys, seed=ctx.seed).adversarial
+            held[name] = correct & (clf.predict(adv).cpu() == ys.cpu())
+            ctx.progress((i + 1) / 2)
+        metrics = {
+            "clean_accuracy": float(correct.double().mean()),
+            "robust_pgd": float(held["pgd"].double().mean()),
+            "robust_square": float(held["square"].double().mean()),
+            "robust_worst_case": float((held["pgd"] & held["square"]).double().mean()),
+            "eps": p.eps,
+        }
+        return CellOutput(metrics)
+
+    @classmethod
+    def report(cls, cells: list[dict[str, Any]]) -> list[str]:
+        rows = [
+            [c["model"], c["defense"], f"{c['metrics']['eps']:g}"]
+            + [fmt(c["metrics"][k]) for k in ("clean_accuracy", "robust_pgd", "robust_square", "robust_worst_case")]
+            for c in cells
+        ]
+        header = ["model", "defense", "eps", "clean", "PGD", "Square", "worst case"]
+        return [f"## {cls.title}", "", *table(header, rows), ""]
+
+
+@dataclass(frozen=True)
 class UAPParams(Params):
     """Parameters of ``UAPMethod``."""
 

@@ -251,3 +251,22 @@ def test_a_second_writer_into_the_same_out_folder_is_refused(tmp_path: Path) -> 
     (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(InvalidArgumentError, match="must be a folder"):
         run_suite("quick", out=tmp_path / "a-file" / "out", progress=False)
+
+
+def test_attacks_kind_reports_the_worst_case_over_a_gradient_and_a_gradient_free_attack(tmp_path: Path) -> None:
+    cfg = parse_config(
+        {
+            "suite": {"seed": 0},
+            "data": {"dataset": "mnist", "train": 100, "test": 60},
+            "models": [{"zoo": "lenet-mnist"}],
+            "defenses": [{"kind": "none"}, {"kind": "bit-depth", "bits": 1}],
+            "methods": [{"kind": "attacks", "eps": 0.3, "n": 40, "pgd_steps": 10, "square_queries": 100}],
+        }
+    )
+    res = run_suite(cfg, out=tmp_path, progress=False)
+    by = {c["defense"]: c["metrics"] for c in res["cells"]}
+    for m in by.values():
+        assert m["robust_worst_case"] <= min(m["robust_pgd"], m["robust_square"]) <= m["clean_accuracy"]
+    assert by["none"]["robust_worst_case"] < 0.2  # an undefended LeNet falls to eps 0.3
+    report = (tmp_path / "report.md").read_text()
+    assert "| model | defense | eps | clean | PGD | Square | worst case |" in report
