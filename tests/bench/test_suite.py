@@ -80,9 +80,13 @@ def test_suite_results_schema_reports_and_user_factory(user_module: None, tmp_pa
     assert len(on_disk["cells"]) == 2 * 2 * 4
     by = {(c["model"], c["defense"], c["method_kind"]): c["metrics"] for c in on_disk["cells"]}
     evo = by[("lenet-mnist", "none", "map-elites")]
-    assert 0 <= evo["fooled_0_99"] <= 1 and evo["evaluations"] == 1536 and (out / evo["grid"]).is_file()
+    assert evo["evaluations"] == 1536 and (out / evo["grid"]).is_file()  # 24 whole generations of 64
+    conf = evo["confidence"]  # per class; the share at >= 99% is computed from it
+    assert len(conf) == 10 and evo["fooled_0_99"] == pytest.approx(sum(c >= 0.99 for c in conf) / 10)
+    # lenet calls uniform noise an 8 at ~99.8% (the random baseline shows it): that elite is there at once
+    assert by[("lenet-mnist", "none", "random")]["direct_top_class"] == 8 and conf[8] >= 0.99
     assert set(by[("user", "median", "pgd")]["robust_accuracy"]) == {"0.1", "0.3"}
-    assert 0 <= by[("user", "none", "uap")]["fooling_rate"] <= 1
+    assert by[("user", "none", "uap")]["fooling_rate"] > 0.25  # eps 0.3 against a small MLP (measured 0.335)
     # the user's model was trained: it reads held-out digits far above chance
     clean = {(c["model"], c["defense"]): c["clean_accuracy"] for c in on_disk["clean"]}
     assert clean[("user", "none")] > 0.6
