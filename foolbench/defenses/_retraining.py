@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from foolbench import _checks, _io
+from foolbench import _checkpoint, _checks
 from foolbench.encodings import DirectEncoding, Encoding
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 from foolbench.models import Classifier, TorchClassifier, check_classifier, train_classifier, weights_digest
@@ -115,7 +115,7 @@ class _Rounds:
     """
 
     fmt = "foolbench.defense"
-    version = 2
+    version = 3
     original: TorchClassifier
     rounds: int
     _data: dict[str, torch.Tensor]
@@ -128,7 +128,7 @@ class _Rounds:
 
     def _save(self, path: Path | None, key: dict[str, Any], state: dict[str, Any]) -> None:
         if path is not None:
-            _io.save_torch(path, {"format": self.fmt, "version": self.version, "config": key, **state})
+            _checkpoint.save(path, _checkpoint.wrap(fmt=self.fmt, version=self.version, config=key, payload=state))
 
     def _load(self, path: Path | None, key: dict[str, Any], needs: dict[str, type]) -> dict[str, Any] | None:
         """The checkpoint's state, cut to ``self.rounds + 1`` rounds; None when there is none.
@@ -138,17 +138,10 @@ class _Rounds:
         """
         if path is None or not path.exists():
             return None
-        state = _io.load_torch(path)
-        _io.check_state(state, fmt=self.fmt, version=self.version, path=path)
-        stored = state.get("config")
-        if stored != key:
-            old = stored if isinstance(stored, dict) else {}
-            diff = sorted(k for k in {*old, *key} if old.get(k) != key.get(k))
-            raise CheckpointError(
-                f"{str(path)!r} was written by another configuration or starting model (differs in {diff}: "
-                f"stored {[old.get(k) for k in diff]}, this run {[key.get(k) for k in diff]}); "
-                "use another checkpoint path or delete the file"
-            )
+        # format, version, configuration (model and data digests included) and checksum, shared with the searches
+        state = _checkpoint.check(
+            _checkpoint.load(path), fmt=self.fmt, version=self.version, config=key, source=str(path)
+        )
         rows, models = state.get("rows"), state.get("models")
         if not isinstance(rows, list) or not isinstance(models, list) or not 0 < len(rows) == len(models):
             raise CheckpointError(f"{str(path)!r} holds no finished rounds (rows/models missing or mismatched)")

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import foolbench as fb
+from foolbench import _checkpoint
 from foolbench.defenses import AdversarialFineTuning, FoolingClassRetraining
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 
@@ -52,9 +53,9 @@ def test_fooling_class_retraining_rounds_and_resume(
     assert torch.equal(rng, torch.random.get_rng_state())
     assert fb.models.weights_digest(short.classifier) == fb.models.weights_digest(first.classifier)
     assert fb.models.weights_digest(longer.classifier) != fb.models.weights_digest(first.classifier)
-    with pytest.raises(CheckpointError, match=r"another configuration or starting model \(differs in \['epochs'\]"):
+    with pytest.raises(CheckpointError, match=r"another configuration \(epochs: saved"):
         retraining(lenet, train, test, epochs=3).run(checkpoint=ckpt, progress=False)
-    with pytest.raises(CheckpointError, match=r"differs in \['data'\]"):
+    with pytest.raises(CheckpointError, match=r"another configuration \(data: saved"):
         retraining(lenet, (train[0][:1999], train[1][:1999]), test).run(checkpoint=ckpt, progress=False)
 
 
@@ -77,11 +78,11 @@ def test_fooling_class_retraining_refuses_another_models_checkpoint(
     assert out.out == "" and "fooling-class retraining" in out.err  # a tqdm bar on stderr, never print
     assert len(again.rows) == 3
     untrained = lenet.replace(module=fb.models.LeNet().eval())  # same architecture and preprocessing
-    with pytest.raises(CheckpointError, match=r"differs in \['model'\]"):
+    with pytest.raises(CheckpointError, match=r"another configuration \(model: saved"):
         retraining(untrained, train, test, **opts).run(checkpoint=ckpt, progress=False)
     fresh = retraining(untrained, train, test, **opts).run(checkpoint=tmp_path / "other.pt", progress=False)
     assert float(fresh.rows[0]["clean_accuracy"]) <= 0.3  # its own, untrained accuracy
-    with pytest.raises(CheckpointError, match=r"differs in \['architecture'\]"):
+    with pytest.raises(CheckpointError, match=r"another configuration \(architecture: saved"):
         FoolingClassRetraining(lenet, lambda k: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, k)),
                                *train, *test, rounds=1, searches_per_round=1, **opts).run(checkpoint=ckpt, progress=False)  # fmt: skip
 
@@ -110,12 +111,16 @@ def test_adversarial_fine_tuning(
     assert strip(again.run(checkpoint=ckpt, progress=False).rows) == rows and len(again.perturbations) == 2
     assert fb.models.weights_digest(again.classifier) == fb.models.weights_digest(first.classifier)
     state = torch.load(ckpt, weights_only=True)
-    del state["perturbations"]
-    torch.save(state, tmp_path / "cut.pt")
+    del state["payload"]["perturbations"]
+    torch.save(state, tmp_path / "cut.pt")  # edited without its checksum
+    with pytest.raises(CheckpointError, match="damaged or was edited"):
+        make(1).run(checkpoint=tmp_path / "cut.pt", progress=False)
+    state["checksum"] = _checkpoint.digest([state["config"], state["payload"]])
+    torch.save(state, tmp_path / "cut.pt")  # edited and re-signed: the field check names it
     with pytest.raises(CheckpointError, match="missing or corrupt field 'perturbations'"):
         make(1).run(checkpoint=tmp_path / "cut.pt", progress=False)
     untrained = lenet.replace(module=fb.models.LeNet().eval())
-    with pytest.raises(CheckpointError, match=r"differs in \['model'\]"):
+    with pytest.raises(CheckpointError, match=r"another configuration \(model: saved"):
         AdversarialFineTuning(untrained, *digits_train, *digits_test, uap=uap, fit_images=300, rounds=1, epochs=1).run(
             checkpoint=ckpt, progress=False
         )
