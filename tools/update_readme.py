@@ -41,8 +41,10 @@ def block(res: dict[str, Any]) -> str:
             "worst case over PGD and the gradient-free Square Attack:"
         ),
         "",
-        "| model | defense | clean acc. | evolve, direct | evolve, CPPN | gradient ascent | PGD eps 0.3 robust acc. "
-        "| worst case (PGD, Square) | UAP eps 0.3 fooling |",
+        (
+            "| model | defense | clean acc. | evolve, direct | evolve, CPPN | gradient ascent | PGD eps 0.3 robust acc. "
+            "| worst case (PGD, Square) | UAP eps 0.3 fooling |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
 

@@ -122,7 +122,7 @@ class Method(ABC, Generic[P]):
 
     Examples:
         >>> sorted(METHODS)[:2]
-        ['gradient-ascent', 'map-elites']
+        ['attacks', 'gradient-ascent']
     """
 
     kind: ClassVar[str]

@@ -139,7 +139,10 @@ def test_resume_skips_finished_cells(user_module: None, tmp_path: Path, monkeypa
 @pytest.mark.parametrize(
     ("mutate", "match"),
     [
-        (lambda c: c["methods"].append({"kind": "cw"}), r"unknown kind 'cw'; valid kinds: \['gradient-ascent'"),
+        (
+            lambda c: c["methods"].append({"kind": "cw"}),
+            r"unknown kind 'cw'; valid kinds: \['attacks', 'gradient-ascent'",
+        ),
         (lambda c: c["defenses"].append({"kind": "jpeg"}), r"unknown kind 'jpeg'.*'bit-depth'"),
         (lambda c: c["methods"][0].update(steps=3), r"unknown key\(s\) \['steps'\]"),
         (lambda c: c.update(models=[]), r"\[\[models\]\] must be a non-empty array"),
@@ -229,6 +232,7 @@ def test_every_builtin_kind_runs(tmp_path: Path) -> None:
             {"kind": "map-elites", "max_evaluations": 64, "classes": [3], "encoding": "cppn", "models": ["mlp"]},
             {"kind": "gradient-ascent", "steps": 2, "classes": [1], "models": ["lenet-mnist"]},
             {"kind": "uap", "fit": 16, "held_out": 16, "max_passes": 1, "models": ["lenet-mnist"]},
+            {"kind": "attacks", "n": 8, "pgd_steps": 2, "square_queries": 8, "models": ["lenet-mnist"]},
         ],
     }  # fmt: skip
     assert {d["kind"] for d in cfg["defenses"]} == set(DEFENSES) and {m["kind"] for m in cfg["methods"]} == set(METHODS)
