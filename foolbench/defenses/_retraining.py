@@ -10,6 +10,7 @@ for fewer rounds than a checkpoint holds reads its rows from it, and a longer on
 from __future__ import annotations
 
 import copy
+import functools
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from foolbench.encodings import DirectEncoding, Encoding
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 from foolbench.models import Classifier, TorchClassifier, check_classifier, train_classifier, weights_digest
 from foolbench.models._classifier import tensors_digest
-from foolbench.search import PGD, MAPElites, UniversalPerturbation, fooling_rate
+from foolbench.search import PGD, MAPElites, MapExecutor, SerialMap, UniversalPerturbation, fooling_rate
 
 __all__ = ["AdversarialFineTuning", "FoolingClassRetraining", "RoundTable", "accuracy"]
 
@@ -155,6 +156,21 @@ class _Rounds:
         return {**state, "rows": rows[:keep], "models": models[:keep]}
 
 
+def _one_search(
+    clf: TorchClassifier,
+    encoding: Encoding,
+    num_classes: int,
+    batch_size: int,
+    max_evaluations: int,
+    target: float,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One fresh MAP-Elites search of a retraining round (top level, so executors can ship it)."""
+    search = MAPElites(clf, encoding, classes=list(range(num_classes)), batch_size=batch_size, seed=seed)
+    res = search.run(max_evaluations=max_evaluations, target_confidence=target, progress=False)
+    return res.images.cpu(), res.confidence, res.evaluations
+
+
 class FoolingClassRetraining(_Rounds):
     """The retraining defense of Nguyen, Yosinski & Clune (2015): fooling images become class K.
 
@@ -177,6 +193,8 @@ class FoolingClassRetraining(_Rounds):
         rounds: retraining rounds R >= 1 (R + 1 models are measured).
         encoding: genome encoding of the searches (default: direct, MNIST-tuned recipe).
         searches_per_round: MAP-Elites runs per round.
+        executor: runs a round's searches (default in this process, one after another); e.g.
+            ``foolbench.distributed.RayMap()`` spreads them over a Ray cluster with the same results.
         max_evaluations: budget of each run.
         search_batch_size: children per generation.
         target_confidence: the level counted as fooled (and each run's early stop).
@@ -222,8 +240,12 @@ class FoolingClassRetraining(_Rounds):
         batch_size: int = 64,
         lr: float = 2e-3,
         seed: int = 0,
+        executor: MapExecutor | None = None,
     ) -> None:
         self.original = _classifier(classifier)
+        self.executor: MapExecutor = SerialMap() if executor is None else executor
+        if not callable(getattr(self.executor, "map", None)):
+            raise InvalidTypeError(f"executor must have a map(fn, items) method, got {type(executor).__name__}")
         if not callable(model_fn):
             raise InvalidTypeError(f"model_fn must be callable as model_fn(num_classes), got {type(model_fn).__name__}")
         self.model_fn = model_fn
@@ -279,22 +301,18 @@ class FoolingClassRetraining(_Rounds):
         )
 
     def _search(self, clf: TorchClassifier, round_: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        images, conf, evals = [], [], 0
-        for s in range(self.searches_per_round):
-            search = MAPElites(
-                clf,
-                self.encoding,
-                classes=list(range(self.num_classes)),
-                batch_size=self.search_batch_size,
-                seed=self.seed + 1000 * round_ + s,
-            )
-            res = search.run(
-                max_evaluations=self.max_evaluations, target_confidence=self.target_confidence, progress=False
-            )
-            images.append(res.images.cpu())
-            conf.append(res.confidence)
-            evals += res.evaluations
-        return torch.cat(images), torch.cat(conf), evals
+        one = functools.partial(
+            _one_search,
+            clf,
+            self.encoding,
+            self.num_classes,
+            self.search_batch_size,
+            self.max_evaluations,
+            self.target_confidence,
+        )
+        seeds = [self.seed + 1000 * round_ + s for s in range(self.searches_per_round)]
+        runs = self.executor.map(one, seeds)  # independent, seeded searches: anywhere, same results
+        return torch.cat([r[0] for r in runs]), torch.cat([r[1] for r in runs]), sum(r[2] for r in runs)
 
     def _train(self, fooling: torch.Tensor, previous: TorchClassifier, round_: int) -> TorchClassifier:
         k = self.num_classes

@@ -4,6 +4,7 @@
   plugs into any search as ``evaluator=``.
 - :class:`RayExecutor`: a suite's cells as Ray tasks (``run_suite(..., executor=RayExecutor())``,
   ``foolbench bench --ray``); the driver alone writes the output folder.
+- :class:`RayMap`: independent runs (the fresh searches of a retraining round) as Ray tasks.
 - :func:`connect`: join or start a cluster; :func:`require_ray`: one clear error when Ray is missing.
 
 Nothing here imports Ray until it is used: without the extra, every other API works as before.
@@ -11,7 +12,7 @@ Nothing here imports Ray until it is used: without the extra, every other API wo
 
 from __future__ import annotations
 
-from foolbench.distributed._executor import RayExecutor
+from foolbench.distributed._executor import RayExecutor, RayMap
 from foolbench.distributed._ray import RayEvaluator, WorkerError, connect, require_ray
 
-__all__ = ["RayEvaluator", "RayExecutor", "WorkerError", "connect", "require_ray"]
+__all__ = ["RayEvaluator", "RayExecutor", "RayMap", "WorkerError", "connect", "require_ray"]

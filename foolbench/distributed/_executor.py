@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from foolbench import _checks
 from foolbench.bench import CellResult, CellTask
 from foolbench.distributed._ray import _first_line, connect
 from foolbench.errors import InvalidArgumentError
 
-__all__ = ["RayExecutor"]
+__all__ = ["RayExecutor", "RayMap"]
 
 
 def _run_cell(task: CellTask, threads: int | None) -> CellResult:
@@ -88,3 +88,57 @@ class RayExecutor:
         except Exception as err:  # noqa: BLE001 - a failing cell is reported, the others go on
             return CellFailed(_first_line(err))
         return result
+
+
+T = TypeVar("T")
+
+
+def _call(fn: Callable[[Any], T], item: Any, threads: int | None) -> T:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return fn(item)
+
+
+class RayMap:
+    """Independent runs as Ray tasks: a :class:`~foolbench.search.MapExecutor` for repeated seeds and the
+    fresh searches of a retraining round (``FoolingClassRetraining(..., executor=RayMap())``).
+
+    Each call is one task with ``num_cpus`` / ``num_gpus``; results come back in the items' order, so
+    the caller sees the same list as with :class:`~foolbench.search.SerialMap`.
+
+    Args:
+        address: the cluster (see :func:`foolbench.distributed.connect`).
+        num_cpus: CPUs per call.
+        num_gpus: GPUs per call (a fraction shares a GPU).
+        threads: torch threads per call (default: ``num_cpus`` rounded down, at least 1).
+
+    Raises:
+        MissingDependencyError: Ray is not installed.
+        WorkerError: a call failed on its worker.
+    """
+
+    def __init__(
+        self, *, address: str | None = "auto", num_cpus: float = 1, num_gpus: float = 0, threads: int | None = None
+    ) -> None:
+        self.num_cpus = _checks.real("num_cpus", num_cpus, low=0.0)
+        self.num_gpus = _checks.real("num_gpus", num_gpus, low=0.0)
+        self.threads = _checks.optional_positive_int("threads", threads) or max(1, int(self.num_cpus))
+        self._ray = connect(address)
+        self._remote = self._ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus)(_call)
+
+    def __repr__(self) -> str:
+        return f"RayMap(num_cpus={self.num_cpus:g}, num_gpus={self.num_gpus:g})"
+
+    def map(self, fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
+        """Run ``fn(item)`` for every item as Ray tasks; the results in the items' order."""
+        from foolbench.distributed._ray import WorkerError
+
+        refs = [self._remote.remote(fn, item, self.threads) for item in items]
+        try:
+            return list(self._ray.get(refs))
+        except Exception as err:
+            for ref in refs:
+                self._ray.cancel(ref, force=True)
+            raise WorkerError(f"a run failed on a Ray worker: {_first_line(err)}") from err

@@ -41,6 +41,7 @@ from foolbench.search._operators import (
 )
 from foolbench.search._recipes import MNIST_RECIPE, EvolutionRecipe, run_ascent, run_evolution, run_uap
 from foolbench.search._result import FoolingResult, History
+from foolbench.search._runs import MapExecutor, SerialMap
 from foolbench.search._square import SquareAttack
 from foolbench.search._uap import UAPResult, UniversalPerturbation, fooling_rate, transfer_matrix
 
@@ -70,9 +71,11 @@ __all__ = [
     "JSONLLogger",
     "LocalEvaluator",
     "MAPElites",
+    "MapExecutor",
     "MutationSchedule",
     "ParentSelector",
     "ProgressBar",
+    "SerialMap",
     "SingleClassEvolution",
     "SquareAttack",
     "StepDecay",

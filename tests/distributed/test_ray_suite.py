@@ -101,3 +101,25 @@ def test_resources_the_cluster_lacks(cluster: Any) -> None:
         RayExecutor(num_gpus=1)
     with pytest.raises(InvalidArgumentError, match="num_cpus"):
         RayExecutor(num_cpus=-1)
+
+
+def test_retraining_round_searches_fan_out_with_the_same_results(cluster: Any) -> None:
+    import torch
+
+    import foolbench as fb
+    from foolbench.distributed import RayMap
+
+    x, y = fb.data.mnist_digits("train", limit=200)
+    xt, yt = fb.data.mnist_digits("test", limit=100)
+
+    def make(executor: Any) -> fb.defenses.FoolingClassRetraining:
+        return fb.defenses.FoolingClassRetraining(
+            fb.models.lenet_mnist(), fb.models.LeNet, x, y, xt, yt, rounds=1, searches_per_round=2,
+            max_evaluations=256, epochs=1, seed=0, executor=executor,
+        )  # fmt: skip
+
+    local = make(None).run(progress=False)
+    remote = make(RayMap(threads=1)).run(progress=False)
+    strip = [{k: v for k, v in r.items() if "seconds" not in k} for r in local.rows]
+    assert strip == [{k: v for k, v in r.items() if "seconds" not in k} for r in remote.rows]
+    assert isinstance(RayMap(threads=1), fb.search.MapExecutor) and torch.get_num_threads() >= 1
