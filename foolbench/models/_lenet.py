@@ -73,19 +73,7 @@ def lenet_mnist_noise_trained(*, device: torch.device | str | None = None, batch
         >>> bool(clf.probs(noise).max(1).values.median() < 0.5)
         True
     """
-    # _zoo imports LeNet from this module, so its helpers are imported here, at call time
-    from foolbench.models._zoo import MNIST_MEAN, MNIST_STD, _asset, load_state_dict
+    # _zoo imports LeNet from this module, so its loader is imported here, at call time
+    from foolbench.models._zoo import shipped_lenet
 
-    net = LeNet()
-    net.load_state_dict(load_state_dict(_asset("lenet_mnist_noise_trained.pt")))
-    net.eval()
-    return TorchClassifier(
-        net,
-        input_shape=(1, 28, 28),
-        num_classes=10,
-        mean=MNIST_MEAN,
-        std=MNIST_STD,
-        device=device,
-        batch_size=batch_size,
-        class_names=[str(i) for i in range(10)],
-    )
+    return shipped_lenet("lenet_mnist_noise_trained.pt", device=device, batch_size=batch_size)

@@ -81,8 +81,13 @@ def lenet_mnist(*, device: torch.device | str | None = None, batch_size: int = 1
         >>> clf.probs(torch.zeros(2, 1, 28, 28)).shape
         torch.Size([2, 10])
     """
+    return shipped_lenet("lenet_mnist.pt", device=device, batch_size=batch_size)
+
+
+def shipped_lenet(asset: str, *, device: str | torch.device | None, batch_size: int) -> TorchClassifier:
+    """A LeNet with the weights of a shipped ``asset`` and MNIST's normalisation inside the adapter."""
     net = LeNet()
-    net.load_state_dict(load_state_dict(_asset("lenet_mnist.pt")))
+    net.load_state_dict(load_state_dict(_asset(asset)))
     net.eval()
     return TorchClassifier(
         net,
