@@ -13,19 +13,41 @@ from foolbench.errors import InvalidArgumentError
 __all__ = ["RayExecutor", "RayMap"]
 
 
-def _run_cell(task: CellTask, threads: int | None) -> CellResult:
+T = TypeVar("T")
+
+
+def _call(fn: Callable[[Any], T], item: Any, threads: int | None) -> T:
+    """``fn(item)`` on a worker, with torch set to ``threads`` threads."""
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    return task.run()
+    return fn(item)
+
+
+class _RayTasks:
+    """Resources per task (checked against the cluster) and the remote function that runs one."""
+
+    def __init__(self, *, address: str | None, num_cpus: float, num_gpus: float, threads: int | None) -> None:
+        self.num_cpus = _checks.real("num_cpus", num_cpus, low=0.0)
+        self.num_gpus = _checks.real("num_gpus", num_gpus, low=0.0)
+        self.threads = _checks.optional_positive_int("threads", threads) or max(1, int(self.num_cpus))
+        self.address = address
+        self._ray = connect(address)
+        have = self._ray.cluster_resources()
+        if self.num_cpus > float(have.get("CPU", 0)) or self.num_gpus > float(have.get("GPU", 0)):
+            raise InvalidArgumentError(
+                f"each task asks for num_cpus={self.num_cpus:g}, num_gpus={self.num_gpus:g}; the cluster has "
+                f"{float(have.get('CPU', 0)):g} CPUs and {float(have.get('GPU', 0)):g} GPUs"
+            )
+        self._remote = self._ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)(_call)
 
 
 class CellFailed(RuntimeError):
     """A cell failed on a Ray worker (its error message kept, its traceback left on the worker)."""
 
 
-class RayExecutor:
+class RayExecutor(_RayTasks):
     """Run suite cells as Ray tasks, each with the resources it needs; results come back as they finish.
 
     The driver (``run_suite``) alone writes the output folder: a worker only returns its cell's
@@ -52,18 +74,7 @@ class RayExecutor:
     def __init__(
         self, *, address: str | None = "auto", num_cpus: float = 1, num_gpus: float = 0, threads: int | None = None
     ) -> None:
-        self.num_cpus = _checks.real("num_cpus", num_cpus, low=0.0)
-        self.num_gpus = _checks.real("num_gpus", num_gpus, low=0.0)
-        self.threads = _checks.optional_positive_int("threads", threads) or max(1, int(self.num_cpus))
-        self.address = address
-        self._ray = connect(address)
-        have = self._ray.cluster_resources()
-        if self.num_cpus > float(have.get("CPU", 0)) or self.num_gpus > float(have.get("GPU", 0)):
-            raise InvalidArgumentError(
-                f"each cell asks for num_cpus={self.num_cpus:g}, num_gpus={self.num_gpus:g}; the cluster has "
-                f"{float(have.get('CPU', 0)):g} CPUs and {float(have.get('GPU', 0)):g} GPUs"
-            )
-        self._remote = self._ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)(_run_cell)
+        super().__init__(address=address, num_cpus=num_cpus, num_gpus=num_gpus, threads=threads)
 
     def __repr__(self) -> str:
         return f"RayExecutor(address={self.address!r}, num_cpus={self.num_cpus:g}, num_gpus={self.num_gpus:g})"
@@ -71,7 +82,7 @@ class RayExecutor:
     def map(self, tasks: Iterable[CellTask]) -> Iterator[tuple[CellTask, CellResult | Exception]]:
         """Submit every task at once; yield each with its result (or its error) as it finishes."""
         ray = self._ray
-        pending = {self._remote.remote(task, self.threads): task for task in tasks}
+        pending = {self._remote.remote(CellTask.run, task, self.threads): task for task in tasks}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -90,18 +101,7 @@ class RayExecutor:
         return result
 
 
-T = TypeVar("T")
-
-
-def _call(fn: Callable[[Any], T], item: Any, threads: int | None) -> T:
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    return fn(item)
-
-
-class RayMap:
+class RayMap(_RayTasks):
     """Independent runs as Ray tasks: a :class:`~foolbench.search.MapExecutor` for repeated seeds and the
     fresh searches of a retraining round (``FoolingClassRetraining(..., executor=RayMap())``).
 
@@ -116,17 +116,14 @@ class RayMap:
 
     Raises:
         MissingDependencyError: Ray is not installed.
+        InvalidArgumentError: bad resources, an unreachable cluster, more per call than the cluster has.
         WorkerError: a call failed on its worker.
     """
 
     def __init__(
         self, *, address: str | None = "auto", num_cpus: float = 1, num_gpus: float = 0, threads: int | None = None
     ) -> None:
-        self.num_cpus = _checks.real("num_cpus", num_cpus, low=0.0)
-        self.num_gpus = _checks.real("num_gpus", num_gpus, low=0.0)
-        self.threads = _checks.optional_positive_int("threads", threads) or max(1, int(self.num_cpus))
-        self._ray = connect(address)
-        self._remote = self._ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus)(_call)
+        super().__init__(address=address, num_cpus=num_cpus, num_gpus=num_gpus, threads=threads)
 
     def __repr__(self) -> str:
         return f"RayMap(num_cpus={self.num_cpus:g}, num_gpus={self.num_gpus:g})"
