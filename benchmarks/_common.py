@@ -16,3 +16,8 @@ def best_of(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) -> f
         fn()
         best = min(best, time.perf_counter() - t)
     return best
+
+
+# The CPU proxy of the paper's ImageNet run: regular textures a pattern-producing network paints
+# naturally (chosen before running; used by bench_cppn.py and bench_search_ablation.py).
+TEXTURE_CLASSES = [599, 489, 904, 646, 611, 741, 815, 539, 556, 794]

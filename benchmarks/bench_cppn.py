@@ -25,10 +25,9 @@ import torch
 import foolbench as fb
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _common import TEXTURE_CLASSES as IMAGENET_CLASSES
 from _common import best_of
 
-# Regular textures a pattern-producing network paints naturally (chosen before running).
-IMAGENET_CLASSES = [599, 489, 904, 646, 611, 741, 815, 539, 556, 794]
 PAPER_EVALUATIONS = 5_000 * 400
 
 

@@ -184,7 +184,7 @@ class MapElitesParams(Params):
     classes: list[int] | None = _CLASSES
     parents: str = param(
         "unmet-first", "parent selection (uniform: the paper's)", type="str",
-        choices=("unmet-first", "uniform", "curiosity"),
+        choices=("unmet-first", "uniform", "curiosity", "weakest"),
     )  # fmt: skip
     decay_factor: float = param(
         1.0, "multiply the mutation strength by this every decay_every generations (1: constant)",

@@ -37,6 +37,7 @@ from foolbench.search._operators import (
     StepDecay,
     Uniform,
     UnmetFirst,
+    Weakest,
     weighted_draw,
 )
 from foolbench.search._recipes import MNIST_RECIPE, EvolutionRecipe, run_ascent, run_evolution, run_uap
@@ -86,6 +87,7 @@ __all__ = [
     "UnitVisualization",
     "UniversalPerturbation",
     "UnmetFirst",
+    "Weakest",
     "fooling_rate",
     "lp_norm",
     "project",

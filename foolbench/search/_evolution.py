@@ -450,7 +450,8 @@ class MAPElites(Evolution):
         batch_size: children per generation.
         seed: seeds the search's own generator; the global RNG is never touched.
         parents: ``"unmet-first"`` (default: parents from classes still below 99.99%), ``"uniform"``
-            (the paper), ``"curiosity"`` (elites whose children recently entered the archive), or a
+            (the paper), ``"curiosity"`` (elites whose children recently entered the archive),
+            ``"weakest"`` (rank weights favouring the least-fooled classes), or a
             :class:`~foolbench.search.ParentSelector`.
         mutation_schedule: mutation strength per generation: a number, a
             :class:`~foolbench.search.MutationSchedule` such as :class:`~foolbench.search.StepDecay`,

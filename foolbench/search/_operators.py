@@ -19,6 +19,7 @@ __all__ = [
     "StepDecay",
     "Uniform",
     "UnmetFirst",
+    "Weakest",
     "parent_selector",
     "weighted_draw",
 ]
@@ -192,15 +193,59 @@ class Curiosity:
         return f"Curiosity(confidence={self.confidence:g}, reward={self.reward:g}, penalty={self.penalty:g})"
 
 
-_SELECTORS: dict[str, type[Uniform | UnmetFirst | Curiosity]] = {
+class Weakest:
+    """Parents mostly from the weakest niches: linear rank weights among those still below ``confidence``.
+
+    The niches still below ``confidence`` (all occupied ones once none is) are
+    ranked by their elite's confidence; the weakest gets weight ``k``, the next
+    ``k - 1``, ..., the strongest 1. The budget goes where a class lags, which
+    lifts the median class rather than the best one. Ranks come from one
+    ``argsort``: nothing is read back to the host.
+
+    Args:
+        confidence: classes at or above it stop giving parents while others are below (1: never).
+
+    Examples:
+        >>> import math, torch
+        >>> sel = Weakest(confidence=1.0)
+        >>> fit = torch.tensor([math.log(0.9), math.log(0.1), -torch.inf])
+        >>> draws = sel(fit, torch.tensor([True, True, False]), 3000, torch.Generator().manual_seed(0))
+        >>> round(float((draws == 1).float().mean()), 1)  # weights 1 : 2
+        0.7
+    """
+
+    def __init__(self, *, confidence: float = 0.9999) -> None:
+        self.confidence = _checks.real("confidence", confidence, low=0.0, high=1.0, low_open=True)
+        self._log = math.log(self.confidence)
+
+    def __call__(
+        self, fitness: torch.Tensor, occupied: torch.Tensor, n: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        pool = occupied & (fitness < self._log)
+        pool = torch.where(pool.any(), pool, occupied)
+        key = torch.where(pool, fitness.float(), torch.inf)
+        order = torch.argsort(key, stable=True)
+        rank = torch.empty_like(order).scatter_(0, order, torch.arange(len(order), device=order.device))
+        weights = (pool.sum() - rank).clamp(min=0) * pool
+        return weighted_draw(weights, n, generator)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "weakest", "confidence": self.confidence}
+
+    def __repr__(self) -> str:
+        return f"Weakest(confidence={self.confidence:g})"
+
+
+_SELECTORS: dict[str, type[Uniform | UnmetFirst | Curiosity | Weakest]] = {
     "uniform": Uniform,
     "unmet-first": UnmetFirst,
     "curiosity": Curiosity,
+    "weakest": Weakest,
 }
 
 
 def parent_selector(spec: str | ParentSelector) -> ParentSelector:
-    """Turn ``"uniform"`` / ``"unmet-first"`` or a selector object into a :class:`ParentSelector`.
+    """Turn a name (``"uniform"``, ``"unmet-first"``, ``"curiosity"``, ``"weakest"``) or a selector object into a :class:`ParentSelector`.
 
     Raises:
         InvalidArgumentError: an unknown name.

@@ -74,6 +74,19 @@ def test_parent_selectors(lenet: fb.models.TorchClassifier) -> None:
     assert set(picks.tolist()) == {0, 1, 2, 3}
     counts = torch.bincount(picks, minlength=4).float()
     assert float(counts.min()) > 60  # roughly uniform over 4 niches
+    # weakest: rank weights 3 : 2 : 1 over the unmet niches 3 (0.1), 1 (0.5), 4 (0.9); none from met ones
+    fit5 = torch.log(torch.tensor([0.99999, 0.5, 0.99999, 0.1, 0.9, 0.0]))
+    occ5 = torch.tensor([True, True, True, True, True, False])
+    counts = torch.bincount(fb.search.Weakest()(fit5, occ5, 6000, g), minlength=6).float() / 6000
+    assert counts[[0, 2, 5]].sum() == 0
+    assert counts[3] == pytest.approx(3 / 6, abs=0.03) and counts[1] == pytest.approx(2 / 6, abs=0.03)
+    assert counts[4] == pytest.approx(1 / 6, abs=0.03)
+    met = torch.full((3,), math.log(0.99999))  # all met: ranks over every occupied niche
+    assert set(fb.search.Weakest()(met, torch.ones(3, dtype=torch.bool), 300, g).tolist()) == {0, 1, 2}
+    assert search(lenet, parents="weakest").run(generations=2, progress=False).settings["parents"] == {
+        "name": "weakest",
+        "confidence": 0.9999,
+    }
     with pytest.raises(InvalidArgumentError, match="parents must be one of"):
         search(lenet, parents="best")
     with pytest.raises(InvalidTypeError, match="parents must be a name or a ParentSelector"):
