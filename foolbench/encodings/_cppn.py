@@ -25,6 +25,7 @@ import importlib
 import importlib.util
 import math
 import warnings
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = ["ACTIVATIONS", "CPPNEncoding", "CPPNGenomes"]
 
 NUM_INPUTS = 4
 WEIGHT_LIMIT = 10.0
+_STAMP = "_foolbench_made"  # attribute set on batches from sample()/mutate(): (weakref to weight, version)
 _LINEAR_LIMIT = 10.0
 
 
@@ -167,25 +169,40 @@ def _hidden_slots(g: CPPNGenomes, first_hidden: int) -> torch.Tensor:
     return slots
 
 
-# Mutation operators: each changes the batch ``g`` in place, for the genomes its coin flip picks.
+def _set_at(t: torch.Tensor, idx: torch.Tensor, do: torch.Tensor, value: torch.Tensor | float | bool) -> None:
+    """``t[r, idx[r]] = value`` (or ``value[r]``) for the rows ``r`` where ``do``; in place, no host read.
+
+    A gather, a where and a scatter over every row instead of a boolean row selection: the
+    operators never ask the device how many genomes they change.
+
+    Shape:
+        - t: (B, K); idx, do: (B,); value: a scalar or (B,).
+    """
+    col = idx[:, None]
+    current = t.gather(1, col)
+    new = value[:, None].to(t.dtype) if isinstance(value, torch.Tensor) else torch.full_like(current, value)
+    t.scatter_(1, col, torch.where(do[:, None], new, current))
+
+
+# Mutation operators: each changes the batch ``g`` in place, for the genomes its coin flip picks,
+# with element-wise tensor operations only (no host synchronisation, so a CUDA step never waits).
 def _delete_connection(g: CPPNGenomes, generator: torch.Generator, probability: float) -> None:
     """Remove one random connection."""
     idx, ok = _pick(g.edge.flatten(1), generator)
-    rows = torch.nonzero(_chance(g, probability, generator) & ok).flatten()
-    g.edge.view(len(g), -1)[rows, idx[rows]] = False  # a view: clone() made the batch contiguous
-    g.weight.view(len(g), -1)[rows, idx[rows]] = 0.0
+    do = _chance(g, probability, generator) & ok
+    _set_at(g.edge.view(len(g), -1), idx, do, False)  # views: clone() made the batch contiguous
+    _set_at(g.weight.view(len(g), -1), idx, do, 0.0)
 
 
 def _delete_node(g: CPPNGenomes, generator: torch.Generator, probability: float, first_hidden: int) -> None:
     """Remove one random hidden node with its connections."""
     node, ok = _pick(g.active & _hidden_slots(g, first_hidden), generator)
-    rows = torch.nonzero(_chance(g, probability, generator) & ok).flatten()
-    k = node[rows]
-    g.active[rows, k] = False
-    g.edge[rows, k, :] = False
-    g.edge[rows, :, k] = False
-    g.weight[rows, k, :] = 0.0
-    g.weight[rows, :, k] = 0.0
+    do = _chance(g, probability, generator) & ok
+    kill = (torch.arange(g.active.shape[1], device=g.device) == node[:, None]) & do[:, None]
+    touching = kill[:, :, None] | kill[:, None, :]
+    g.active &= ~kill
+    g.edge &= ~touching
+    g.weight.masked_fill_(touching, 0.0)
 
 
 def _add_node(
@@ -208,18 +225,18 @@ def _add_node(
     key = low + (0.25 + 0.5 * _uniform(g, generator, torch.float64)) * (high - low)
     do &= (key > low) & (key < high)  # a key strictly between its ends (round-off could tie)
     new_act = _new_activations(g, generator, num_activations)
-    r = torch.nonzero(do).flatten()
-    i, j, s = i[r], j[r], free[r]
-    old = g.weight[r, j, i]
-    g.edge[r, j, i] = False
-    g.weight[r, j, i] = 0.0
-    g.active[r, s] = True
-    g.order[r, s] = key[r]
-    g.activation[r, s] = new_act[r]
-    g.edge[r, s, i] = True
-    g.weight[r, s, i] = 1.0
-    g.edge[r, j, s] = True
-    g.weight[r, j, s] = old
+    edge, weight = g.edge.view(len(g), -1), g.weight.view(len(g), -1)
+    old = weight.gather(1, idx[:, None])[:, 0]
+    # the new node s is inactive before, so (j, i), (s, i) and (j, s) are three distinct cells
+    _set_at(edge, idx, do, False)
+    _set_at(weight, idx, do, 0.0)
+    _set_at(g.active, free, do, True)
+    _set_at(g.order, free, do, key)
+    _set_at(g.activation, free, do, new_act)
+    _set_at(edge, free * n + i, do, True)
+    _set_at(weight, free * n + i, do, 1.0)
+    _set_at(edge, j * n + free, do, True)
+    _set_at(weight, j * n + free, do, old)
 
 
 def _add_connection(
@@ -231,9 +248,9 @@ def _add_connection(
     idx, ok = _pick(candidates.flatten(1), generator)
     room = g.num_connections() < max_connections
     w = (_uniform(g, generator) * 2 - 1) * init_weight
-    rows = torch.nonzero(_chance(g, probability, generator) & ok & room).flatten()
-    g.edge.view(len(g), -1)[rows, idx[rows]] = True
-    g.weight.view(len(g), -1)[rows, idx[rows]] = w[rows].to(g.weight.dtype)
+    do = _chance(g, probability, generator) & ok & room
+    _set_at(g.edge.view(len(g), -1), idx, do, True)
+    _set_at(g.weight.view(len(g), -1), idx, do, w)
 
 
 def _change_weights(
@@ -241,21 +258,21 @@ def _change_weights(
 ) -> None:
     """Perturb ``share`` of a genome's connections (at least one) by bounded polynomial mutation.
 
-    Each step is ``scale`` times the polynomial-mutation step, clipped to [-10, 10].
+    Each step is ``scale`` times the polynomial-mutation step, clipped to [-10, 10]. The steps are
+    drawn for every weight slot and used where a connection is hit, so the number of draws never
+    depends on the genomes (no host read).
     """
     do = _chance(g, probability, generator)
     u = torch.rand(g.edge.shape, generator=generator, device=generator.device).to(g.device)
     hit = g.edge & (u < share) & do[:, None, None]
     one, ok = _pick(g.edge.flatten(1), generator)
-    rows = torch.nonzero(do & ok).flatten()
-    hit.view(len(g), -1)[rows, one[rows]] = True
-    if hit.any():
-        x = (g.weight[hit] + WEIGHT_LIMIT) / (2 * WEIGHT_LIMIT)
-        step = torch.rand(x.shape, generator=generator, device=generator.device).to(x)
-        moved = polynomial_mutation(x, step, eta)
-        if scale != 1.0:
-            moved = (x + scale * (moved - x)).clamp_(0.0, 1.0)
-        g.weight[hit] = moved * (2 * WEIGHT_LIMIT) - WEIGHT_LIMIT
+    _set_at(hit.view(len(g), -1), one, do & ok, True)
+    x = (g.weight + WEIGHT_LIMIT) / (2 * WEIGHT_LIMIT)
+    step = torch.rand(g.edge.shape, generator=generator, device=generator.device).to(x)
+    moved = polynomial_mutation(x, step, eta)
+    if scale != 1.0:
+        moved = (x + scale * (moved - x)).clamp_(0.0, 1.0)
+    g.weight.copy_(torch.where(hit, moved * (2 * WEIGHT_LIMIT) - WEIGHT_LIMIT, g.weight))
 
 
 def _change_activation(g: CPPNGenomes, generator: torch.Generator, probability: float, num_activations: int) -> None:
@@ -263,8 +280,7 @@ def _change_activation(g: CPPNGenomes, generator: torch.Generator, probability: 
     non_input = torch.arange(g.active.shape[1], device=g.device) >= NUM_INPUTS
     node, ok = _pick(g.active & non_input, generator)
     new_act = _new_activations(g, generator, num_activations)
-    rows = torch.nonzero(_chance(g, probability, generator) & ok).flatten()
-    g.activation[rows, node[rows]] = new_act[rows]
+    _set_at(g.activation, node, _chance(g, probability, generator) & ok, new_act)
 
 
 class CPPNEncoding:
@@ -435,7 +451,7 @@ class CPPNEncoding:
         order = torch.full((n, big_n), 0.5, dtype=torch.float64, device=dev)
         order[:, :NUM_INPUTS] = 0.0
         order[:, NUM_INPUTS : self._first_hidden] = 1.0
-        return CPPNGenomes(weight, edge, active, activation, order)
+        return self._mark(CPPNGenomes(weight, edge, active, activation, order))
 
     def _check(self, genomes: Any) -> CPPNGenomes:
         if not isinstance(genomes, CPPNGenomes):
@@ -476,7 +492,9 @@ class CPPNEncoding:
                 raise InvalidArgumentError(f"genomes.{name} must have dtype {dtype}, got {t.dtype}")
         if not g.weight.is_floating_point():
             raise InvalidArgumentError(f"genomes.weight must be floating point, got {g.weight.dtype}")
-        if not torch.isfinite(g.weight).all():
+        # a batch straight from sample()/mutate() is finite by construction: skipping the check keeps
+        # a CUDA generation step free of host reads
+        if not self._finite_by_construction(g) and not torch.isfinite(g.weight).all():
             raise InvalidArgumentError("genomes.weight must be finite, got NaN or inf")
         if g.weight.abs().max() > WEIGHT_LIMIT:
             raise InvalidArgumentError(
@@ -546,7 +564,19 @@ class CPPNEncoding:
         _add_connection(g, generator, p["add_connection"], self.max_connections, self.init_weight)
         _change_weights(g, generator, p["change_connection"], self.rates["weight_rate"], self.eta, strength)
         _change_activation(g, generator, p["change_activation"], len(self.activations))
+        return self._mark(g)
+
+    @staticmethod
+    def _mark(g: CPPNGenomes) -> CPPNGenomes:
+        """Stamp a batch this encoding made (finite by construction) with its weight tensor's version."""
+        setattr(g, _STAMP, (weakref.ref(g.weight), g.weight._version))
         return g
+
+    @staticmethod
+    def _finite_by_construction(g: CPPNGenomes) -> bool:
+        """Whether ``g`` came from :meth:`sample` / :meth:`mutate` and its weights were not changed since."""
+        stamp = getattr(g, _STAMP, None)
+        return stamp is not None and stamp[0]() is g.weight and stamp[1] == g.weight._version
 
     # --------------------------------------------------------------- rendering
     def _grid(self, height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -585,7 +615,9 @@ class CPPNEncoding:
             if not isinstance(size, (tuple, list)) or len(size) != 2:
                 raise InvalidArgumentError(f"size must be (H, W), got {size!r}")
             _, height, width = _checks.shape3("size", (1, *size))
-        if not torch.isfinite(g.weight).all():
+        # a batch straight from sample()/mutate() is finite by construction: skipping the check keeps
+        # a CUDA generation step free of host reads
+        if not self._finite_by_construction(g) and not torch.isfinite(g.weight).all():
             raise InvalidArgumentError("genomes.weight must be finite, got NaN or inf")
         grid = self._grid(height, width, g.device, g.weight.dtype)
         image = self._render_triton(grid, g) if self._uses_triton(g) else None

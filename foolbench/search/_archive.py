@@ -39,6 +39,8 @@ class ClassArchive:
     Args:
         classes: (M,) target class of each niche.
         encoding: how genomes are stored and checkpointed.
+        sync_free: insert without reading anything back to the host (a masked select over all
+            niches); None (default): off the CPU only, where copying just the improved niches is cheaper.
 
     Attributes:
         classes: (M,) int64 target classes.
@@ -59,7 +61,7 @@ class ClassArchive:
         True
     """
 
-    def __init__(self, classes: torch.Tensor, encoding: Encoding) -> None:
+    def __init__(self, classes: torch.Tensor, encoding: Encoding, *, sync_free: bool | None = None) -> None:
         if classes.dim() != 1 or classes.numel() == 0:
             raise InvalidArgumentError(f"classes must be a non-empty 1-D tensor, got shape {tuple(classes.shape)}")
         self.encoding = encoding
@@ -69,6 +71,7 @@ class ClassArchive:
         self.occupied = torch.zeros(m, dtype=torch.bool, device=classes.device)
         self.found_at = torch.zeros(m, dtype=torch.long, device=classes.device)
         self.genomes: Genomes | None = None
+        self.sync_free = classes.device.type != "cpu" if sync_free is None else bool(sync_free)
 
     def __len__(self) -> int:
         return int(self.classes.shape[0])
@@ -98,8 +101,9 @@ class ClassArchive:
     def add_scores(self, genomes: Genomes, scores: torch.Tensor, *, evaluations: int) -> torch.Tensor:
         """Like :meth:`add` with the (B, M) scores of the archive's classes only.
 
-        On CUDA the update reads nothing back to the host (a masked select over
-        all niches); on the CPU only the improved niches are copied.
+        With ``sync_free`` (the default off the CPU) the update reads nothing back
+        to the host (a masked select over all niches); otherwise only the improved
+        niches are copied.
 
         Shape:
             - scores: (B, M)
@@ -113,7 +117,7 @@ class ClassArchive:
         )
         if self.genomes is None:
             self.genomes = genomes[arg.to(_device_of(genomes))]
-        elif self.fitness.is_cuda:
+        elif self.sync_free:
             self.genomes = select_rows(improved, genomes[arg], self.genomes)
         else:
             idx = torch.nonzero(improved).flatten()

@@ -69,9 +69,11 @@ class LocalEvaluator:
     Args:
         classifier: the model that scores the images.
         encoding: turns genomes into images in [0, 1]; mapped to the classifier's ``bounds``.
+        checked: check the images' values before the model sees them (a read back to the host); None
+            (default): on CPU only, since a CUDA step must not wait for the device.
 
     Raises:
-        InvalidTypeError: ``classifier`` or ``encoding`` does not follow its protocol.
+        InvalidTypeError: ``classifier`` or ``encoding`` does not follow its protocol; ``checked`` not a bool.
         InvalidArgumentError: the encoding's image shape differs from the classifier's input shape.
 
     Shape:
@@ -88,7 +90,10 @@ class LocalEvaluator:
         (torch.Size([4, 10]), torch.Size([4, 2]))
     """
 
-    def __init__(self, classifier: Classifier, encoding: Encoding) -> None:
+    def __init__(self, classifier: Classifier, encoding: Encoding, *, checked: bool | None = None) -> None:
+        if checked is not None and not isinstance(checked, bool):
+            raise InvalidTypeError(f"checked must be True, False or None, got {type(checked).__name__}")
+        self.checked = checked
         self.classifier = check_classifier(classifier)
         check_encoding(encoding)
         check_shapes(encoding, self.classifier)
@@ -106,7 +111,7 @@ class LocalEvaluator:
     def __call__(self, genomes: Genomes, *, columns: torch.Tensor | None = None) -> torch.Tensor:
         # On CUDA the rendered images are in bounds by construction: skip the checks that read values
         # back (a NaN score then simply never enters the archive).
-        checked = torch.device(self.classifier.device).type != "cuda"
+        checked = self.checked if self.checked is not None else torch.device(self.classifier.device).type != "cuda"
         log_probs = self.classifier.log_probs(self.images(genomes), checked=checked)
         return log_probs if columns is None else log_probs.index_select(1, columns.to(log_probs.device))
 

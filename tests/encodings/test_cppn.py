@@ -185,9 +185,13 @@ def test_bad_genomes() -> None:
     with pytest.raises(InvalidArgumentError, match=r"expected weight of shape \(B, 32, 32\)"):
         enc.render(other)
     g = enc.sample(2, gen())
-    g.weight[0, 4, 0] = float("nan")
+    g.weight[0, 4, 0] = float("nan")  # a sampled batch changed in place is checked again
     with pytest.raises(InvalidArgumentError, match="finite"):
         enc.render(g)
+    m = enc.mutate(enc.sample(2, gen()), gen())
+    m.weight = m.weight.clone().fill_(float("inf"))  # a replaced weight tensor too
+    with pytest.raises(InvalidArgumentError, match="finite"):
+        enc.render(m)
     with pytest.raises(InvalidArgumentError, match=r"size must be \(H, W\)"):
         enc.render(enc.sample(1, gen()), size=(8,))  # type: ignore[arg-type]
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import foolbench as fb
 from foolbench.search import _calls
@@ -79,3 +80,71 @@ def test_uap_updates(method: str, lenet: fb.models.TorchClassifier, monkeypatch:
             v = update(lenet, x, yb, v, guard)
     guard.check()
     assert float(v.abs().max()) <= 0.3 + 1e-6
+
+
+class _Probe(TorchDispatchMode):
+    """Fails on the ATen ops that synchronise with the host on CUDA, including those Python never sees
+    (boolean-mask indexing, ``masked_select``, ``torch.where(cond)``, ``unique``)."""
+
+    SYNCING = frozenset(
+        {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::is_nonzero", "aten::equal"}
+        | {"aten::_unique2", "aten::unique_dim", "aten::unique_consecutive", "aten::allclose"}
+    )
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        name = func._schema.name
+        if name in self.SYNCING:
+            raise HostRead(f"host-synchronising op inside the step: {name}")
+        if name == "aten::index" and any(i is not None and i.dtype in (torch.bool, torch.uint8) for i in args[1]):
+            raise HostRead("host-synchronising op inside the step: boolean-mask indexing")
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_dispatch_probe_catches_hidden_syncs() -> None:
+    x = torch.randn(6)
+    for hidden in (
+        lambda: x[x > 0],
+        lambda: torch.where(x > 0),
+        lambda: torch.unique(x),
+        lambda: x.masked_select(x > 0),
+    ):
+        with _Probe(), pytest.raises(HostRead):
+            hidden()
+    with _Probe():
+        torch.where(x > 0, x, 0.0).cumsum(0)  # element-wise ops pass
+
+
+@pytest.mark.parametrize(
+    "encoding",
+    [fb.encodings.DirectEncoding((1, 28, 28), mutation_rate=0.05), fb.encodings.CPPNEncoding((1, 28, 28))],
+    ids=["direct", "cppn"],
+)
+@pytest.mark.parametrize("parents", ["unmet-first", "uniform", "curiosity", "weakest"])
+def test_generation_step(
+    encoding: fb.encodings.Encoding,
+    parents: str,
+    lenet: fb.models.TorchClassifier,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Selection, mutation, render, evaluation and archive insert of a generation, as on CUDA.
+
+    The CPPN's tensor render (the CPU reference) reads genome sizes back to plan its chunks, so for
+    CPPNs the evaluation runs outside the trap; on CUDA the Triton kernel renders without a read
+    (the CUDA test in test_evolution_seams covers it there).
+    """
+    ev = fb.search.LocalEvaluator(lenet, encoding, checked=False)  # the CUDA setting
+    s = fb.search.MAPElites(lenet, encoding, batch_size=32, seed=0, parents=parents, evaluator=ev)
+    s.step()  # generation 0 allocates the archive
+    s.archive.sync_free = True  # the CUDA branch of the insert
+    direct = isinstance(encoding, fb.encodings.DirectEncoding)
+    for _ in range(4):
+        with no_host_reads(monkeypatch), _Probe():
+            genomes = s.ask()
+            if direct:
+                scores = ev(genomes)
+        if not direct:
+            scores = ev(genomes)
+        with no_host_reads(monkeypatch), _Probe():
+            s._commit(s._scores(scores))
+    assert s.generation == 5 and s.evaluations == 5 * 32
+    assert len(s.result().history) == 5
