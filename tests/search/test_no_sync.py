@@ -1,8 +1,10 @@
 """The step loops read nothing back to the host (issue 14): every tensor-to-Python conversion is trapped.
 
 On CPU a read-back costs nothing, so this is checked by making ``bool(tensor)``, ``.item()``,
-``int()``, ``float()``, ``.tolist()`` and ``nonzero`` raise while the loops run; on CUDA the same
-code then never waits for the device between steps.
+``int()``, ``float()``, ``.tolist()`` and ``nonzero`` raise while the loops run, and by a dispatch
+mode that fails on the ATen ops that synchronise on CUDA (``_local_scalar_dense``, ``nonzero``,
+``masked_select``, boolean-mask indexing, ``unique``...), which catches reads Python never sees.
+On CUDA the same code then never waits for the device between steps.
 """
 
 from __future__ import annotations
@@ -38,6 +40,24 @@ def no_host_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
+class _Probe(TorchDispatchMode):
+    """Fails on the ATen ops that synchronise with the host on CUDA, including those Python never sees
+    (boolean-mask indexing, ``masked_select``, ``torch.where(cond)``, ``unique``)."""
+
+    SYNCING = frozenset(
+        {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::is_nonzero", "aten::equal"}
+        | {"aten::_unique2", "aten::unique_dim", "aten::unique_consecutive", "aten::allclose"}
+    )
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        name = func._schema.name
+        if name in self.SYNCING:
+            raise HostRead(f"host-synchronising op inside the step: {name}")
+        if name == "aten::index" and any(i is not None and i.dtype in (torch.bool, torch.uint8) for i in args[1]):
+            raise HostRead("host-synchronising op inside the step: boolean-mask indexing")
+        return func(*args, **(kwargs or {}))
+
+
 @pytest.mark.parametrize(
     "attack",
     [
@@ -55,7 +75,7 @@ def test_attack_step_loops(
     gen = torch.Generator().manual_seed(0)
     guard = _calls.FiniteGuard("test")
     bar = _calls.progress_bar(None, False, "test")
-    with no_host_reads(monkeypatch):
+    with no_host_reads(monkeypatch), _Probe():
         adv, _ = attack._run(lenet, x, y, None, gen, bar, guard)
     guard.check()
     assert adv.shape == x.shape
@@ -75,29 +95,11 @@ def test_uap_updates(method: str, lenet: fb.models.TorchClassifier, monkeypatch:
     v = torch.zeros(1, 28, 28)
     guard = _calls.FiniteGuard("test")
     update = uap._sgd_update if method == "sgd" else uap._deepfool_update
-    with no_host_reads(monkeypatch):
+    with no_host_reads(monkeypatch), _Probe():
         for _ in range(2):
             v = update(lenet, x, yb, v, guard)
     guard.check()
     assert float(v.abs().max()) <= 0.3 + 1e-6
-
-
-class _Probe(TorchDispatchMode):
-    """Fails on the ATen ops that synchronise with the host on CUDA, including those Python never sees
-    (boolean-mask indexing, ``masked_select``, ``torch.where(cond)``, ``unique``)."""
-
-    SYNCING = frozenset(
-        {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::is_nonzero", "aten::equal"}
-        | {"aten::_unique2", "aten::unique_dim", "aten::unique_consecutive", "aten::allclose"}
-    )
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        name = func._schema.name
-        if name in self.SYNCING:
-            raise HostRead(f"host-synchronising op inside the step: {name}")
-        if name == "aten::index" and any(i is not None and i.dtype in (torch.bool, torch.uint8) for i in args[1]):
-            raise HostRead("host-synchronising op inside the step: boolean-mask indexing")
-        return func(*args, **(kwargs or {}))
 
 
 def test_the_dispatch_probe_catches_hidden_syncs() -> None:
@@ -148,3 +150,31 @@ def test_generation_step(
             s._commit(s._scores(scores))
     assert s.generation == 5 and s.evaluations == 5 * 32
     assert len(s.result().history) == 5
+
+
+class _Count(TorchDispatchMode):
+    """Counts the host-synchronising ops (see :class:`_Probe`) instead of failing on them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.count += func._schema.name in _Probe.SYNCING
+        return func(*args, **(kwargs or {}))
+
+
+def test_run_loop_reads_back_only_every_sync_every_generations(lenet: fb.models.TorchClassifier) -> None:
+    """Target check and progress bar read the device once per ``sync_every`` generations, not per step."""
+    enc = fb.encodings.DirectEncoding((1, 28, 28), mutation_rate=0.05)
+    counts = {}
+    for every in (1, 8):
+        ev = fb.search.LocalEvaluator(lenet, enc, checked=False)
+        s = fb.search.MAPElites(lenet, enc, batch_size=16, seed=0, evaluator=ev)
+        s.step()
+        s.archive.sync_free = True
+        with _Count() as probe:
+            s.run(generations=33, target_confidence=0.9999, progress=True, sync_every=every)
+        counts[every] = probe.count
+    assert counts[1] >= 32  # at least one read per generation
+    assert counts[8] <= counts[1] / 6  # reads every 8th generation (and at the end)
