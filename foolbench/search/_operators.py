@@ -49,6 +49,12 @@ def weighted_draw(weights: torch.Tensor, n: int, generator: torch.Generator) -> 
     return torch.searchsorted(cdf, u, right=True).clamp_(max=w.shape[0] - 1)
 
 
+def unmet_pool(fitness: torch.Tensor, occupied: torch.Tensor, log_confidence: float) -> torch.Tensor:
+    """(M,) bool: occupied niches whose elite is below ``log_confidence``, or every occupied one once none is."""
+    pool = occupied & (fitness < log_confidence)
+    return torch.where(pool.any(), pool, occupied)
+
+
 @runtime_checkable
 class ParentSelector(Protocol):
     """Chooses which elites of an archive become parents.
@@ -114,8 +120,7 @@ class UnmetFirst:
     def __call__(
         self, fitness: torch.Tensor, occupied: torch.Tensor, n: int, generator: torch.Generator
     ) -> torch.Tensor:
-        unmet = occupied & (fitness < self._log)
-        return weighted_draw(torch.where(unmet.any(), unmet, occupied), n, generator)
+        return weighted_draw(unmet_pool(fitness, occupied, self._log), n, generator)
 
     def config(self) -> dict[str, Any]:
         return {"name": "unmet-first", "confidence": self.confidence}
@@ -161,8 +166,7 @@ class Curiosity:
         self, fitness: torch.Tensor, occupied: torch.Tensor, n: int, generator: torch.Generator
     ) -> torch.Tensor:
         score = self.score if self.score is not None else torch.zeros_like(fitness)
-        pool = occupied & (fitness < self._log)
-        pool = torch.where(pool.any(), pool, occupied)
+        pool = unmet_pool(fitness, occupied, self._log)
         weights = pool.float() * (self.floor + torch.nn.functional.softplus(score.to(fitness.device)))
         return weighted_draw(weights, n, generator)
 
@@ -193,7 +197,7 @@ class Curiosity:
         return f"Curiosity(confidence={self.confidence:g}, reward={self.reward:g}, penalty={self.penalty:g})"
 
 
-class Weakest:
+class Weakest(UnmetFirst):
     """Parents mostly from the weakest niches: linear rank weights among those still below ``confidence``.
 
     The niches still below ``confidence`` (all occupied ones once none is) are
@@ -214,15 +218,10 @@ class Weakest:
         0.7
     """
 
-    def __init__(self, *, confidence: float = 0.9999) -> None:
-        self.confidence = _checks.real("confidence", confidence, low=0.0, high=1.0, low_open=True)
-        self._log = math.log(self.confidence)
-
     def __call__(
         self, fitness: torch.Tensor, occupied: torch.Tensor, n: int, generator: torch.Generator
     ) -> torch.Tensor:
-        pool = occupied & (fitness < self._log)
-        pool = torch.where(pool.any(), pool, occupied)
+        pool = unmet_pool(fitness, occupied, self._log)
         key = torch.where(pool, fitness.float(), torch.inf)
         order = torch.argsort(key, stable=True)
         rank = torch.empty_like(order).scatter_(0, order, torch.arange(len(order), device=order.device))
@@ -236,7 +235,7 @@ class Weakest:
         return f"Weakest(confidence={self.confidence:g})"
 
 
-_SELECTORS: dict[str, type[Uniform | UnmetFirst | Curiosity | Weakest]] = {
+_SELECTORS: dict[str, type[Uniform | UnmetFirst | Curiosity]] = {
     "uniform": Uniform,
     "unmet-first": UnmetFirst,
     "curiosity": Curiosity,
