@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -44,12 +45,35 @@ def require_ray() -> Any:
     return ray
 
 
-def connect(address: str | None = "auto", *, num_cpus: int | None = None) -> Any:
+def _probe(address: str, timeout: float) -> None:
+    """Raise :class:`InvalidArgumentError` unless a TCP connection to ``[ray://]HOST:PORT`` opens in time.
+
+    ``ray.init`` waits minutes (retrying the cluster's control service) before it gives up on an
+    address nobody listens at; one socket connect answers in ``timeout`` seconds.
+    """
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise InvalidArgumentError(
+            f"address must be 'auto', 'local', 'HOST:PORT' or 'ray://HOST:PORT', got {address!r}"
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        detail = f"no answer within {timeout:g} s" if isinstance(err, TimeoutError) else str(err)
+        raise InvalidArgumentError(
+            f"cannot reach the Ray cluster at address {address!r}: {detail} (is 'ray start --head' running there?)"
+        ) from err
+
+
+def connect(address: str | None = "auto", *, num_cpus: int | None = None, timeout: float = 10.0) -> Any:
     """Join a Ray cluster (``"auto"``: the one ``RAY_ADDRESS`` or ``ray start`` names, else start one here).
 
     Args:
         address: ``"auto"``, ``"local"`` (always a new local cluster) or ``"ray://HOST:PORT"``/``"HOST:PORT"``.
         num_cpus: CPUs of a local cluster started here.
+        timeout: seconds to wait for a TCP connection to a named cluster before giving up.
 
     Returns:
         The :mod:`ray` module, initialised.
@@ -68,6 +92,9 @@ def connect(address: str | None = "auto", *, num_cpus: int | None = None) -> Any
         address = None
     if address is None and num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
+    named = address if address not in (None, "auto") else os.environ.get("RAY_ADDRESS")
+    if named and named != "auto":
+        _probe(named, _checks.real("timeout", timeout, low=0.0, low_open=True))
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:

@@ -40,6 +40,24 @@ def test_bench_ray_without_the_extra_is_one_line(
 ray = pytest.importorskip("ray")
 
 
+def test_an_unreachable_address_fails_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    def init(**kwargs: Any) -> None:
+        raise AssertionError("ray.init must not be called for an address nobody listens at")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(InvalidArgumentError, match=r"cannot reach the Ray cluster at address '127.0.0.1:1'"):
+        fb.distributed.connect("127.0.0.1:1")  # refused at once
+    # TEST-NET-1: nothing answers; the probe gives up after its timeout instead of ray.init's minutes
+    with pytest.raises(InvalidArgumentError, match=r"ray://192.0.2.1:10001"):
+        fb.distributed.connect("ray://192.0.2.1:10001", timeout=0.5)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    with pytest.raises(InvalidArgumentError, match="cannot reach"):
+        fb.distributed.connect()  # "auto" follows RAY_ADDRESS
+    with pytest.raises(InvalidArgumentError, match="address must be"):
+        fb.distributed.connect("no-port-here")
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     threads = torch.get_num_threads()
