@@ -87,6 +87,17 @@ def test_parent_selectors(lenet: fb.models.TorchClassifier) -> None:
         "name": "weakest",
         "confidence": 0.9999,
     }
+    # focus: 3/4 of the draws from niche 2 (unmet), the rest uniform over the occupied niches
+    picks = fb.search.Focus([2], share=0.75)(fit, torch.tensor([True, True, True, False]), 8000, g)
+    counts = torch.bincount(picks, minlength=4).float() / 8000
+    assert counts[3] == 0 and counts[2] == pytest.approx(0.75 + 0.25 / 3, abs=0.02)
+    assert counts[0] == pytest.approx(0.25 / 3, abs=0.02)
+    with pytest.raises(InvalidArgumentError, match="niches must be"):
+        fb.search.Focus([])
+    with pytest.raises(InvalidArgumentError, match="share"):
+        fb.search.Focus([1], share=1.5)
+    with pytest.raises(InvalidArgumentError, match="Focus niches go up to 12"):
+        search(lenet, classes=[0, 1], parents=fb.search.Focus([12])).run(generations=2, progress=False)
     with pytest.raises(InvalidArgumentError, match="parents must be one of"):
         search(lenet, parents="best")
     with pytest.raises(InvalidTypeError, match="parents must be a name or a ParentSelector"):
@@ -346,6 +357,15 @@ def test_curiosity_scores_follow_successful_parents_and_resume(
     resumed = search(lenet, seed=2, parents="curiosity").run(generations=8, progress=False, checkpoint=ckpt)
     assert torch.equal(full.images, resumed.images)
     assert full.settings["parents"]["name"] == "curiosity"
+
+
+def test_focus_keeps_every_class_as_stepping_stones(lenet: fb.models.TorchClassifier) -> None:
+    """All 10 digits in the archive, 90% of the parents from digits 3 and 8: those two get most of the work."""
+    res = search(lenet, seed=0, parents=fb.search.Focus([3, 8], share=0.9)).run(generations=12, progress=False)
+    assert res.settings["parents"] == {"name": "focus", "niches": [3, 8], "share": 0.9, "confidence": 0.9999}
+    assert len(res.classes) == 10 and bool((res.confidence > 0).all())
+    plain = search(lenet, seed=0).run(generations=12, progress=False)
+    assert not torch.equal(res.images, plain.images)
 
 
 def test_warm_start_from_another_search(lenet: fb.models.TorchClassifier) -> None:

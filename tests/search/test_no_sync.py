@@ -121,10 +121,12 @@ def test_the_dispatch_probe_catches_hidden_syncs() -> None:
     [fb.encodings.DirectEncoding((1, 28, 28), mutation_rate=0.05), fb.encodings.CPPNEncoding((1, 28, 28))],
     ids=["direct", "cppn"],
 )
-@pytest.mark.parametrize("parents", ["unmet-first", "uniform", "curiosity", "weakest"])
+@pytest.mark.parametrize(
+    "parents", ["unmet-first", "uniform", "curiosity", "weakest", fb.search.Focus([3, 8])], ids=str
+)
 def test_generation_step(
     encoding: fb.encodings.Encoding,
-    parents: str,
+    parents: str | fb.search.ParentSelector,
     lenet: fb.models.TorchClassifier,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
