@@ -21,6 +21,7 @@ import torch
 
 from foolbench import _checkpoint, _checks
 from foolbench.encodings import Encoding, Genomes
+from foolbench.encodings._base import select_rows
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 from foolbench.models import Classifier, check_classifier, weights_digest
 from foolbench.search._archive import ClassArchive
@@ -661,11 +662,13 @@ class SingleClassEvolution(Evolution):
             top = torch.topk(both, size, sorted=False).indices
             survivors = torch.zeros(both.shape[0], dtype=torch.bool, device=self.device)
             survivors[top] = True
-            losers = torch.nonzero(~survivors[:size]).flatten()
-            winners = torch.nonzero(survivors[size:]).flatten()
-            if losers.numel():
-                self._pop[losers] = genomes[winners]
-                self._fit[losers] = fresh[winners]
+            # the k-th losing slot (in slot order) takes the k-th winning child (in batch order), written
+            # as a gather and a masked select so nothing is read back to the host
+            losers = ~survivors[:size]
+            winners_first = torch.argsort((~survivors[size:]).to(torch.uint8), stable=True)
+            source = winners_first[(torch.cumsum(losers, 0) - 1).clamp_(min=0)]
+            self._pop = select_rows(losers, genomes[source], self._pop)
+            self._fit = torch.where(losers, fresh[source], self._fit)
         return (self._fit.max() > old_best).long()
 
     def best_log_probs(self) -> torch.Tensor:

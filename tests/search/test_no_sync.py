@@ -154,6 +154,18 @@ def test_generation_step(
     assert len(s.result().history) == 5
 
 
+def test_single_class_generation_step(lenet: fb.models.TorchClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The (mu + lambda) baseline's tournament, mutation, evaluation and survivor selection."""
+    enc = fb.encodings.DirectEncoding((1, 28, 28), mutation_rate=0.05)
+    ev = fb.search.LocalEvaluator(lenet, enc, checked=False)
+    s = fb.search.SingleClassEvolution(lenet, enc, target=3, batch_size=16, population=12, seed=0, evaluator=ev)
+    s.step()
+    with no_host_reads(monkeypatch), _Probe():
+        for _ in range(4):
+            s._step()
+    assert s.generation == 5
+
+
 class _Count(TorchDispatchMode):
     """Counts the host-synchronising ops (see :class:`_Probe`) instead of failing on them."""
 
