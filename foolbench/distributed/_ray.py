@@ -92,9 +92,10 @@ def connect(address: str | None = "auto", *, num_cpus: int | None = None, timeou
         address = None
     if address is None and num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
+    timeout = _checks.real("timeout", timeout, low=0.0, low_open=True)
     named = address if address not in (None, "auto") else os.environ.get("RAY_ADDRESS")
-    if named and named != "auto":
-        _probe(named, _checks.real("timeout", timeout, low=0.0, low_open=True))
+    if named and named not in ("auto", "local"):
+        _probe(named, timeout)
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:

@@ -2,12 +2,46 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from typing_extensions import Self, TypeVar
 
-__all__ = ["Encoding", "Genomes", "TensorBatch", "select_rows"]
+__all__ = ["Encoding", "Genomes", "TensorBatch", "is_clean", "mark_clean", "select_rows"]
+
+_CLEAN = "_foolbench_clean"  # attribute of a clean batch: ((weakref to field, its version), ...)
+
+
+_B = TypeVar("_B")
+
+
+def mark_clean(batch: _B) -> _B:
+    """Record that ``batch`` is known valid (finite, in range) as its tensors are now; returns it.
+
+    An encoding marks what it makes (``sample``, ``mutate`` of a clean batch) and what passed its
+    checks, so a later call can skip a check that would read values back from the device. The
+    mark remembers each field's tensor and in-place version counter: replacing a field or writing
+    into it (``g.weight[0] = nan``) makes the batch unclean again. Writes that bypass the version
+    counter (``.data``, NumPy views) are not seen. Plain tensors and inference-mode tensors (which
+    have no version counter) are never marked.
+    """
+    if isinstance(batch, TensorBatch):
+        tensors = [getattr(batch, name) for name in batch.fields]
+        if not any(t.is_inference() for t in tensors):
+            setattr(batch, _CLEAN, tuple((weakref.ref(t), t._version) for t in tensors))
+    return batch
+
+
+def is_clean(batch: Any) -> bool:
+    """Whether ``batch`` carries a :func:`mark_clean` mark that still matches its tensors."""
+    stamp = getattr(batch, _CLEAN, None)
+    if stamp is None or not isinstance(batch, TensorBatch):
+        return False
+    tensors = [getattr(batch, name) for name in batch.fields]
+    return len(stamp) == len(tensors) and all(
+        ref() is t and version == t._version for (ref, version), t in zip(stamp, tensors, strict=True)
+    )
 
 
 @runtime_checkable
@@ -64,7 +98,8 @@ def select_rows(mask: torch.Tensor, new: Any, old: Any) -> Any:
 
     if isinstance(new, torch.Tensor):
         return pick(new, old)
-    return type(old)(*(pick(getattr(new, f), getattr(old, f)) for f in old.fields))
+    out = type(old)(*(pick(getattr(new, f), getattr(old, f)) for f in old.fields))
+    return mark_clean(out) if is_clean(new) and is_clean(old) else out
 
 
 class TensorBatch:
@@ -92,7 +127,13 @@ class TensorBatch:
         return {name: getattr(self, name) for name in self.fields}
 
     def _map(self, fn: Any) -> Self:
-        return type(self)(*(fn(getattr(self, name)) for name in self.fields))
+        out = type(self)(*(fn(getattr(self, name)) for name in self.fields))
+        return mark_clean(out) if is_clean(self) else out  # a part or copy of a clean batch is clean
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop(_CLEAN, None)  # weak references do not pickle; a loaded batch is checked again
+        return state
 
     def __len__(self) -> int:
         return int(getattr(self, self.fields[0]).shape[0])

@@ -25,7 +25,6 @@ import importlib
 import importlib.util
 import math
 import warnings
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 import torch
 
 from foolbench import _checks
-from foolbench.encodings._base import TensorBatch
+from foolbench.encodings._base import TensorBatch, is_clean, mark_clean
 from foolbench.encodings._direct import polynomial_mutation
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError, MissingDependencyError
 
@@ -41,7 +40,6 @@ __all__ = ["ACTIVATIONS", "CPPNEncoding", "CPPNGenomes"]
 
 NUM_INPUTS = 4
 WEIGHT_LIMIT = 10.0
-_STAMP = "_foolbench_made"  # attribute set on batches from sample()/mutate(): (weakref to weight, version)
 _LINEAR_LIMIT = 10.0
 
 
@@ -423,6 +421,7 @@ class CPPNEncoding:
         self.backend = backend
         self._triton_failed = False
         self._grids: dict[tuple[int, int, str, torch.dtype], torch.Tensor] = {}
+        self._tables: dict[str, torch.Tensor] = {}
 
     def __repr__(self) -> str:
         return (
@@ -451,7 +450,7 @@ class CPPNEncoding:
         order = torch.full((n, big_n), 0.5, dtype=torch.float64, device=dev)
         order[:, :NUM_INPUTS] = 0.0
         order[:, NUM_INPUTS : self._first_hidden] = 1.0
-        return self._mark(CPPNGenomes(weight, edge, active, activation, order))
+        return mark_clean(CPPNGenomes(weight, edge, active, activation, order))
 
     def _check(self, genomes: Any) -> CPPNGenomes:
         if not isinstance(genomes, CPPNGenomes):
@@ -492,9 +491,7 @@ class CPPNEncoding:
                 raise InvalidArgumentError(f"genomes.{name} must have dtype {dtype}, got {t.dtype}")
         if not g.weight.is_floating_point():
             raise InvalidArgumentError(f"genomes.weight must be floating point, got {g.weight.dtype}")
-        # a batch straight from sample()/mutate() is finite by construction: skipping the check keeps
-        # a CUDA generation step free of host reads
-        if not self._finite_by_construction(g) and not torch.isfinite(g.weight).all():
+        if not torch.isfinite(g.weight).all():
             raise InvalidArgumentError("genomes.weight must be finite, got NaN or inf")
         if g.weight.abs().max() > WEIGHT_LIMIT:
             raise InvalidArgumentError(
@@ -555,7 +552,8 @@ class CPPNEncoding:
             - genomes, output: B genomes.
         """
         strength = _checks.real("strength", strength, low=0.0, low_open=True)
-        g = self._check(genomes).clone()
+        clean = is_clean(self._check(genomes))
+        g = genomes.clone()
         p = {k: min(1.0, v * strength) for k, v in self.rates.items() if k != "weight_rate"}
         hidden = self._first_hidden
         _delete_connection(g, generator, p["delete_connection"])
@@ -564,19 +562,7 @@ class CPPNEncoding:
         _add_connection(g, generator, p["add_connection"], self.max_connections, self.init_weight)
         _change_weights(g, generator, p["change_connection"], self.rates["weight_rate"], self.eta, strength)
         _change_activation(g, generator, p["change_activation"], len(self.activations))
-        return self._mark(g)
-
-    @staticmethod
-    def _mark(g: CPPNGenomes) -> CPPNGenomes:
-        """Stamp a batch this encoding made (finite by construction) with its weight tensor's version."""
-        setattr(g, _STAMP, (weakref.ref(g.weight), g.weight._version))
-        return g
-
-    @staticmethod
-    def _finite_by_construction(g: CPPNGenomes) -> bool:
-        """Whether ``g`` came from :meth:`sample` / :meth:`mutate` and its weights were not changed since."""
-        stamp = getattr(g, _STAMP, None)
-        return stamp is not None and stamp[0]() is g.weight and stamp[1] == g.weight._version
+        return mark_clean(g) if clean else g  # the operators keep a finite batch finite
 
     # --------------------------------------------------------------- rendering
     def _grid(self, height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -615,10 +601,12 @@ class CPPNEncoding:
             if not isinstance(size, (tuple, list)) or len(size) != 2:
                 raise InvalidArgumentError(f"size must be (H, W), got {size!r}")
             _, height, width = _checks.shape3("size", (1, *size))
-        # a batch straight from sample()/mutate() is finite by construction: skipping the check keeps
-        # a CUDA generation step free of host reads
-        if not self._finite_by_construction(g) and not torch.isfinite(g.weight).all():
-            raise InvalidArgumentError("genomes.weight must be finite, got NaN or inf")
+        # a clean batch (made by sample()/mutate(), or checked here before, and not written since)
+        # skips the check: a CUDA generation step then reads nothing back from the device
+        if not is_clean(g):
+            if not torch.isfinite(g.weight).all():
+                raise InvalidArgumentError("genomes.weight must be finite, got NaN or inf")
+            mark_clean(g)
         grid = self._grid(height, width, g.device, g.weight.dtype)
         image = self._render_triton(grid, g) if self._uses_triton(g) else None
         if image is None:
@@ -688,7 +676,10 @@ class CPPNEncoding:
         try:
             w, act, sizes = self._ordered(g, all_slots=True)  # each program stops at its genome's size
             _cppn_triton = importlib.import_module("foolbench.encodings._cppn_triton")  # optional: on first use
-            table = torch.tensor([_cppn_triton.ACTIVATION_CODES[a] for a in self.activations], device=act.device)
+            table = self._tables.get(str(act.device))
+            if table is None:  # built once per device: a copy from the host inside a step would wait for it
+                codes = [_cppn_triton.ACTIVATION_CODES[a] for a in self.activations]
+                table = self._tables[str(act.device)] = torch.tensor(codes, device=act.device)
             image: torch.Tensor = _cppn_triton.render(grid, w, table[act], sizes, self.num_outputs)
             return image
         except Exception as exc:  # noqa: BLE001 - any kernel failure falls back to the reference path

@@ -204,9 +204,9 @@ class Weakest(UnmetFirst):
 
     The niches still below ``confidence`` (all occupied ones once none is) are
     ranked by their elite's confidence; the weakest gets weight ``k``, the next
-    ``k - 1``, ..., the strongest 1. The budget goes where a class lags, which
-    lifts the median class rather than the best one. Ranks come from one
-    ``argsort``: nothing is read back to the host.
+    ``k - 1``, ..., the strongest 1 (tied niches share the better weight). The
+    budget goes where a class lags, which lifts the median class rather than the
+    best one. Ranks come from a sort: nothing is read back to the host.
 
     Args:
         confidence: classes at or above it stop giving parents while others are below (1: never).
@@ -225,8 +225,7 @@ class Weakest(UnmetFirst):
     ) -> torch.Tensor:
         pool = unmet_pool(fitness, occupied, self._log)
         key = torch.where(pool, fitness.float(), torch.inf)
-        order = torch.argsort(key, stable=True)
-        rank = torch.empty_like(order).scatter_(0, order, torch.arange(len(order), device=order.device))
+        rank = torch.searchsorted(torch.sort(key).values, key)  # equal fitness, equal rank
         weights = (pool.sum() - rank).clamp(min=0) * pool
         return weighted_draw(weights, n, generator)
 
@@ -253,7 +252,7 @@ class Focus:
         confidence: niches of interest at or above it stop giving parents while others are below.
 
     Raises:
-        InvalidArgumentError: empty or negative ``niches``, ``share`` outside [0, 1].
+        InvalidArgumentError: empty ``niches`` or one not an int >= 0, ``share`` outside [0, 1].
 
     Examples:
         >>> import torch
@@ -266,7 +265,10 @@ class Focus:
     def __init__(self, niches: Sequence[int], *, share: float = 0.5, confidence: float = 0.9999) -> None:
         if isinstance(niches, (str, bytes)) or not isinstance(niches, Sequence) or not niches:
             raise InvalidArgumentError(f"niches must be a non-empty list of archive positions, got {niches!r}")
-        self.niches = [_checks.nonnegative_int("niches", int(k)) for k in niches]
+        for k in niches:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+                raise InvalidArgumentError(f"niches must hold archive positions (ints >= 0), got {k!r}")
+        self.niches = sorted(set(niches))
         self.share = _checks.real("share", share, low=0.0, high=1.0)
         self.confidence = _checks.real("confidence", confidence, low=0.0, high=1.0, low_open=True)
         self._log = math.log(self.confidence)
@@ -282,10 +284,12 @@ class Focus:
             )
         mine = self._mask
         if mine is None or mine.shape != occupied.shape or mine.device != occupied.device:
-            mine = torch.zeros(occupied.shape, dtype=torch.bool)  # built once on the host, then moved
-            mine[self.niches] = True
-            self._mask = mine = mine.to(occupied.device)
-        focused = weighted_draw(unmet_pool(fitness, occupied & mine, self._log), n, generator)
+            mine = torch.zeros(occupied.shape, dtype=torch.bool, device=occupied.device)
+            for k in self.niches:  # built once, on the device: no copy from the host inside a step
+                mine[k] = True
+            self._mask = mine
+        ours = unmet_pool(fitness, occupied & mine, self._log)
+        focused = weighted_draw(torch.where(ours.any(), ours, occupied), n, generator)
         anywhere = weighted_draw(occupied, n, generator)
         use_focused = torch.rand(n, generator=generator, device=generator.device).to(fitness.device) < self.share
         return torch.where(use_focused, focused, anywhere)

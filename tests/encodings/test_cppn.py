@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,31 @@ def test_bad_genomes() -> None:
         enc.render(m)
     with pytest.raises(InvalidArgumentError, match=r"size must be \(H, W\)"):
         enc.render(enc.sample(1, gen()), size=(8,))  # type: ignore[arg-type]
+
+
+def test_clean_batches_skip_the_finiteness_read_and_only_they() -> None:
+    """sample()/mutate() mark their batches clean; a write, a NaN parent or pickling drops the mark."""
+    from foolbench.encodings import is_clean
+    from foolbench.encodings._base import select_rows
+
+    enc = CPPNEncoding((1, 8, 8))
+    g = enc.sample(4, gen())
+    child = enc.mutate(g[torch.tensor([0, 0, 2, 3])], gen())
+    assert is_clean(g) and is_clean(child) and is_clean(child.to("cpu"))
+    assert is_clean(select_rows(torch.tensor([True, False, True, False]), child, g))
+    child.weight[1, 4, 0] = float("nan")  # an in-place write: checked again
+    assert not is_clean(child)
+    nan_parent = enc.mutate(child, gen())  # a NaN parent gives an unclean child, never a silent NaN image
+    assert not is_clean(nan_parent)
+    with pytest.raises(InvalidArgumentError, match="finite"):
+        enc.render(nan_parent)
+    with pytest.raises(InvalidArgumentError, match="finite"):
+        enc.validate(enc.sample(2, gen())._map(lambda t: t.clone().fill_(float("nan")) if t.is_floating_point() else t))
+    loaded = pickle.loads(pickle.dumps(g))  # the mark does not travel: a loaded batch is checked once
+    assert not is_clean(loaded) and torch.equal(enc.render(loaded), enc.render(g)) and is_clean(loaded)
+    with torch.inference_mode():  # inference tensors have no version counter: never marked, still work
+        h = enc.mutate(enc.sample(2, gen()), gen())
+        assert not is_clean(h) and enc.render(h).shape == (2, 1, 8, 8)
 
 
 def test_validate_catches_cycles_and_dangling_connections() -> None:

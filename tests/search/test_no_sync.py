@@ -47,14 +47,17 @@ class _Probe(TorchDispatchMode):
     SYNCING = frozenset(
         {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::is_nonzero", "aten::equal"}
         | {"aten::_unique2", "aten::unique_dim", "aten::unique_consecutive", "aten::allclose"}
+        | {"aten::bincount", "aten::repeat_interleave"}
     )
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         name = func._schema.name
         if name in self.SYNCING:
             raise HostRead(f"host-synchronising op inside the step: {name}")
-        if name == "aten::index" and any(i is not None and i.dtype in (torch.bool, torch.uint8) for i in args[1]):
-            raise HostRead("host-synchronising op inside the step: boolean-mask indexing")
+        if name in ("aten::index", "aten::index_put", "aten::index_put_") and any(
+            i is not None and i.dtype in (torch.bool, torch.uint8) for i in args[1]
+        ):
+            raise HostRead(f"host-synchronising op inside the step: boolean-mask {name}")
         return func(*args, **(kwargs or {}))
 
 
@@ -104,12 +107,20 @@ def test_uap_updates(method: str, lenet: fb.models.TorchClassifier, monkeypatch:
 
 def test_the_dispatch_probe_catches_hidden_syncs() -> None:
     x = torch.randn(6)
-    for hidden in (
+
+    def assign() -> None:
+        x.clone()[x > 0] = 0.0
+
+    hidden_ops: list[Any] = [
         lambda: x[x > 0],
+        assign,
         lambda: torch.where(x > 0),
         lambda: torch.unique(x),
         lambda: x.masked_select(x > 0),
-    ):
+        lambda: torch.bincount((x > 0).long()),
+        lambda: torch.repeat_interleave(torch.tensor([1, 2])),
+    ]
+    for hidden in hidden_ops:
         with _Probe(), pytest.raises(HostRead):
             hidden()
     with _Probe():
