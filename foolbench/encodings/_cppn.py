@@ -524,6 +524,7 @@ class CPPNEncoding:
                 f"genomes exceed max_connections={self.max_connections}: "
                 f"up to {int(g.num_connections().max())} connections"
             )
+        mark_clean(g)  # checked in full: later renders (a resumed search's parents) need not read it again
 
     # ---------------------------------------------------------------- mutation
     def mutate(self, genomes: CPPNGenomes, generator: torch.Generator, *, strength: float = 1.0) -> CPPNGenomes:

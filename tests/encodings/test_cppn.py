@@ -217,6 +217,8 @@ def test_clean_batches_skip_the_finiteness_read_and_only_they() -> None:
         enc.validate(enc.sample(2, gen())._map(lambda t: t.clone().fill_(float("nan")) if t.is_floating_point() else t))
     loaded = pickle.loads(pickle.dumps(g))  # the mark does not travel: a loaded batch is checked once
     assert not is_clean(loaded) and torch.equal(enc.render(loaded), enc.render(g)) and is_clean(loaded)
+    enc.validate(loaded2 := pickle.loads(pickle.dumps(g)))  # a full validation marks it too (checkpoints)
+    assert is_clean(loaded2)
     with torch.inference_mode():  # inference tensors have no version counter: never marked, still work
         h = enc.mutate(enc.sample(2, gen()), gen())
         assert not is_clean(h) and enc.render(h).shape == (2, 1, 8, 8)
