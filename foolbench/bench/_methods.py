@@ -195,6 +195,10 @@ class MapElitesParams(Params):
         1, "independent runs, each its own cell and seed (the report measures diversity across them)",
         type="int", lo=1, hi=100,
     )  # fmt: skip
+    warmup: float = param(
+        0.0, "share of max_evaluations spent first on every class of the model, whose elites then seed "
+        "the search on `classes` (stepping stones; 0: none)", type="float", lo=0, hi=0.9,
+    )  # fmt: skip
 
 
 @register_method
@@ -213,14 +217,28 @@ class MapElitesMethod(Method[MapElitesParams]):
         classes = p.classes or target.classes
         enc = encoding(p.encoding, clf.input_shape, mutation_rate=p.mutation_rate, eta=p.eta)
         schedule = None if p.decay_factor == 1.0 else StepDecay(factor=p.decay_factor, every=p.decay_every)
-        search = MAPElites(
-            clf, enc, classes=classes, batch_size=p.batch_size, seed=ctx.seed, parents=p.parents,
-            mutation_schedule=schedule,
-        )  # fmt: skip
+        common: dict[str, Any] = {
+            "batch_size": p.batch_size, "seed": ctx.seed, "parents": p.parents, "mutation_schedule": schedule
+        }  # fmt: skip
+        initial, spent = None, 0
+        if p.warmup > 0 and len(classes) < clf.num_classes:
+            warm = MAPElites(clf, enc, **common)
+            warm.run(
+                max_evaluations=max(1, int(p.warmup * p.max_evaluations)), progress=ctx.show_progress,
+                checkpoint=ctx.scratch / "map-elites-warmup.pt",
+            )  # fmt: skip
+            initial, spent = warm.best_genomes()[torch.tensor(classes, device=warm.device)], warm.evaluations
+        search = MAPElites(clf, enc, classes=classes, initial=initial, **common)
         res = search.run(
-            max_evaluations=p.max_evaluations, max_seconds=p.max_seconds, target_confidence=p.target_confidence,
-            progress=ctx.show_progress, checkpoint=ctx.scratch / "map-elites.pt",
+            max_evaluations=max(1, p.max_evaluations - spent), max_seconds=p.max_seconds,
+            target_confidence=p.target_confidence, progress=ctx.show_progress,
+            checkpoint=ctx.scratch / "map-elites.pt",
         )  # fmt: skip
+        if spent:  # count the warm-up in the budget the cell reports
+            history = type(res.history)(res.history.evaluations + spent, res.history.confidence)
+            res = dataclasses.replace(
+                res, evaluations=res.evaluations + spent, history=history, found_at=res.found_at + spent
+            )
         return _fooling_metrics(res, classes, target, ctx)
 
     @classmethod

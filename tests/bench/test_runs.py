@@ -111,3 +111,22 @@ def test_runs_fan_out_through_any_executor_with_the_same_result(tmp_path: Path) 
         {k: v for k, v in d.items() if k not in drop} for d in other["diversity"]
     ]
     assert [c["seed"] for c in local["cells"]] == [c["seed"] for c in other["cells"]]
+
+
+def test_warmup_on_every_class_seeds_the_focused_search(tmp_path: Path) -> None:
+    """``warmup = 0.25``: a quarter of the budget on all 10 digits, then digits 1 and 7 from those elites."""
+    cfg = runs_suite(1)
+    cfg["methods"][0].update(max_evaluations=256, warmup=0.25)
+    res = run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    (cell,) = [c for c in res["cells"] if c["method"] == "evo"]
+    # warm-up: one generation of 64 on every class; then the 2 seeded elites and whole generations of 64
+    assert cell["metrics"]["evaluations"] == 64 + 2 + 3 * 64
+    plain = runs_suite(1)
+    plain["methods"][0].update(max_evaluations=256)
+    other = run_suite(parse_config(plain), out=tmp_path / "plain", progress=False)
+    (base,) = [c for c in other["cells"] if c["method"] == "evo"]
+    assert cell["digest"] != base["digest"]  # the warm-up is part of what determines the cell
+    with pytest.raises(ConfigError, match=r"warmup must be in \[0, 0.9\]"):
+        bad = runs_suite(1)
+        bad["methods"][0]["warmup"] = 1.0
+        parse_config(bad)
