@@ -16,7 +16,8 @@ parents, ``weakest`` parents (rank weights favouring the least-fooled classes), 
 0.5 and 2 (CPPN operator rates and weight steps), ``cycle`` (strengths 0.5/1/2 in turn: several
 emitters of different strengths), and for ImageNet ``warm-start`` (the first quarter of the budget on
 all 1,000 classes, then the 10 classes seeded with that warm-up's elites) and ``focus 0.5`` (all
-1,000 classes in the archive as stepping stones, half the parents from the 10: ``fb.search.Focus``).
+1,000 classes in the archive as stepping stones, half the parents from the 10: ``fb.search.Focus``)
+and ``warm + str. 2`` (the warm start with mutation strength 2 in both phases).
 
 ``--out FILE.json`` keeps every variant's curve (evaluations, median and per-class confidence per
 generation) for plotting; ``--only NAME ...`` runs some variants.
@@ -54,6 +55,7 @@ def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
     if include_warm:
         out["warm-start"] = {"warm": True}
         out["focus 0.5"] = {"focus": 0.5}
+        out["warm + str. 2"] = {"warm": True, "mutation_schedule": 2.0}
     out["strength 2"] = {"mutation_schedule": 2.0}
     out["strength 0.5"] = {"mutation_schedule": 0.5}
     return out
@@ -105,7 +107,8 @@ def imagenet(
         initial, budget, offset = None, evaluations, 0
         t = time.perf_counter()
         if kw.pop("warm", False):
-            warm = fb.search.MAPElites(clf, enc, batch_size=batch, seed=0)
+            schedule = kw.get("mutation_schedule")
+            warm = fb.search.MAPElites(clf, enc, batch_size=batch, seed=0, mutation_schedule=schedule)
             offset = warm.run(max_evaluations=evaluations // 4, progress=False).evaluations
             initial, budget = warm.best_genomes()[TEXTURE_CLASSES], evaluations - offset
         classes: list[int] | None = TEXTURE_CLASSES
