@@ -1,8 +1,9 @@
 """CPPN fooling images for the shipped MNIST LeNet: regular patterns it calls digits.
 
 MAP-Elites over CPPN genomes (small networks that paint the image from pixel coordinates) until
-every digit has an image the LeNet gives >= 99.99% (seed 2: 15,488 evaluations, about 6 s on a
-2-core CPU; some seeds stall just under 99.99% on one digit within 100,000). Saves ``cppn_mnist.png``. Run ``python cppn_mnist.py --out out``
+every digit has an image the LeNet gives >= 99.99% (seed 6: 9,792 evaluations, about 5 s on a
+2-core CPU). Most seeds stall just under 99.99% on a digit or two: seeds 0-5 do not reach it within
+100,000 evaluations (seeds 2-5 end with their weakest digit between 99.94% and 99.99%). Saves ``cppn_mnist.png``. Run ``python cppn_mnist.py --out out``
 (``--fast``: a quick check with a small budget).
 """
 
@@ -21,7 +22,7 @@ args.out.mkdir(parents=True, exist_ok=True)
 
 clf = fb.models.lenet_mnist()
 encoding = fb.encodings.CPPNEncoding((1, 28, 28))
-search = fb.search.MAPElites(clf, encoding, batch_size=64, seed=2)
+search = fb.search.MAPElites(clf, encoding, batch_size=64, seed=6)
 result = search.run(max_evaluations=2_000 if args.fast else 100_000, target_confidence=0.9999, progress=False)
 result.save_png(args.out / "cppn_mnist.png")
 print(result.to_markdown("CPPN images for LeNet-MNIST"))
