@@ -341,23 +341,17 @@ def test_cuda_generation_step_has_no_host_sync(encoding: Any, parents: Any) -> N
     if isinstance(encoding, fb.encodings.CPPNEncoding):
         pytest.importorskip("triton")  # the tensor render reads genome sizes back by design
     clf = fb.models.lenet_mnist(device="cuda")
-    s = MAPElites(clf, encoding, batch_size=256, seed=0, parents=parents)
-    s.step()  # generation 0 allocates
-    s._step()  # and the first mutation (caches, masks)
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(3):
-            s._step()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    assert s.generation == 5
+    _steps_without_sync(MAPElites(clf, encoding, batch_size=256, seed=0, parents=parents))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_single_class_step_has_no_host_sync() -> None:
     clf = fb.models.lenet_mnist(device="cuda")
-    s = fb.search.SingleClassEvolution(clf, ENC, target=3, batch_size=256, population=64, seed=0)
+    _steps_without_sync(fb.search.SingleClassEvolution(clf, ENC, target=3, batch_size=256, population=64, seed=0))
+
+
+def _steps_without_sync(s: fb.search.Evolution) -> None:
+    """Two warm-up generations (allocation, caches, masks), then three under sync-debug 'error'."""
     s.step()
     s._step()
     torch.cuda.synchronize()
