@@ -82,7 +82,8 @@ class Genomes(Protocol):
 def select_rows(mask: torch.Tensor, new: Any, old: Any) -> Any:
     """Genome ``i`` of ``new`` where ``mask[i]``, else of ``old``; no host synchronisation.
 
-    Works on tensors and :class:`TensorBatch` batches of the same length.
+    Works on tensors and :class:`TensorBatch` batches of the same length without a host read; any
+    other :class:`Genomes` batch through indexing with the mask (which reads it back).
 
     Shape:
         - mask: (B,) bool.
@@ -98,6 +99,10 @@ def select_rows(mask: torch.Tensor, new: Any, old: Any) -> Any:
 
     if isinstance(new, torch.Tensor):
         return pick(new, old)
+    if not isinstance(old, TensorBatch):  # a genome type of its own: only what Genomes promises (reads the mask)
+        out = old[torch.arange(len(old), device=mask.device)]
+        out[mask] = new[mask]
+        return out
     out = type(old)(*(pick(getattr(new, f), getattr(old, f)) for f in old.fields))
     return mark_clean(out) if is_clean(new) and is_clean(old) else out
 

@@ -21,7 +21,7 @@ import torch
 
 from foolbench import _checkpoint, _checks
 from foolbench.encodings import Encoding, Genomes
-from foolbench.encodings._base import TensorBatch, select_rows
+from foolbench.encodings._base import select_rows
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 from foolbench.models import Classifier, check_classifier, weights_digest
 from foolbench.search._archive import ClassArchive
@@ -667,10 +667,7 @@ class SingleClassEvolution(Evolution):
             losers = ~survivors[:size]
             winners_first = torch.argsort((~survivors[size:]).to(torch.uint8), stable=True)
             source = winners_first[(torch.cumsum(losers, 0) - 1).clamp_(min=0)]
-            if isinstance(genomes, (torch.Tensor, TensorBatch)):
-                self._pop = select_rows(losers, genomes[source], self._pop)
-            else:  # a genome type of its own: only what the Genomes protocol promises (reads the mask)
-                self._pop[losers] = genomes[source][losers]
+            self._pop = select_rows(losers, genomes[source], self._pop)
             self._fit = torch.where(losers, fresh[source], self._fit)
         return (self._fit.max() > old_best).long()
 

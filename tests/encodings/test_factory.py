@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from foolbench.encodings import CPPNEncoding, DirectEncoding, from_name
 from foolbench.errors import InvalidArgumentError, InvalidTypeError
@@ -28,3 +29,25 @@ def test_unknown_option_lists_the_valid_ones() -> None:
         from_name("direct", (1, 8, 8), mutation_rate=2.0)  # the encoding's own check
     with pytest.raises(InvalidArgumentError, match="image_shape"):
         from_name("cppn", (8, 8))
+
+
+def test_select_rows_serves_a_genome_type_of_its_own() -> None:
+    """Only the Genomes protocol (len, get/set item): the rows are picked by the mask, ``old`` untouched."""
+    from foolbench.encodings._base import select_rows
+
+    class Mine:
+        def __init__(self, t: torch.Tensor) -> None:
+            self.t = t
+
+        def __len__(self) -> int:
+            return len(self.t)
+
+        def __getitem__(self, index: object) -> Mine:
+            return Mine(self.t[index])
+
+        def __setitem__(self, index: object, value: Mine) -> None:
+            self.t[index] = value.t
+
+    old, new = Mine(torch.zeros(3, 2)), Mine(torch.ones(3, 2))
+    out = select_rows(torch.tensor([True, False, True]), new, old)
+    assert out.t.sum(1).tolist() == [2.0, 0.0, 2.0] and float(old.t.sum()) == 0.0
