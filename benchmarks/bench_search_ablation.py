@@ -16,8 +16,10 @@ parents, ``weakest`` parents (rank weights favouring the least-fooled classes), 
 0.5 and 2 (CPPN operator rates and weight steps), ``cycle`` (strengths 0.5/1/2 in turn: several
 emitters of different strengths), and for ImageNet ``warm-start`` (the first quarter of the budget on
 all 1,000 classes, then the 10 classes seeded with that warm-up's elites) and ``focus 0.5`` (all
-1,000 classes in the archive as stepping stones, half the parents from the 10: ``fb.search.Focus``)
-and ``warm + str. 2`` (the warm start with mutation strength 2 in both phases).
+1,000 classes in the archive as stepping stones, half the parents from the 10: ``fb.search.Focus``),
+``warm + str. 2`` (the warm start with mutation strength 2 in both phases) and ``warm + focus`` (the
+same warm-up, then the same search goes on with all 1,000 classes in the archive and three quarters
+of the parents from the 10).
 
 ``--out FILE.json`` keeps every variant's curve (evaluations, median and per-class confidence per
 generation) for plotting; ``--only NAME ...`` runs some variants.
@@ -56,6 +58,7 @@ def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
         out["warm-start"] = {"warm": True}
         out["focus 0.5"] = {"focus": 0.5}
         out["warm + str. 2"] = {"warm": True, "mutation_schedule": 2.0}
+        out["warm + focus"] = {"warm": True, "focus": 0.75}
     out["strength 2"] = {"mutation_schedule": 2.0}
     out["strength 0.5"] = {"mutation_schedule": 0.5}
     return out
@@ -94,14 +97,19 @@ def mnist(seeds: int, only: list[str] | None) -> dict[str, Any]:
 
 
 def imagenet(
-    evaluations: int, batch: int, only: list[str] | None, out: dict[str, Any], save: Callable[[], None]
+    evaluations: int,
+    batch: int,
+    seed: int,
+    only: list[str] | None,
+    out: dict[str, Any],
+    save: Callable[[], None],
 ) -> None:
     """Run the variants, filling ``out`` with each curve and calling ``save`` after each."""
     clf = fb.models.efficientnet_lite0()
     enc = fb.encodings.CPPNEncoding((3, 224, 224))
     print(
         f"ImageNet CPU proxy: EfficientNet-Lite0 224x224, 10 texture classes, {evaluations:,} evaluations "
-        f"per variant, batch {batch}"
+        f"per variant, batch {batch}, seed {seed}"
     )
     head = " / ".join(f"{100 * lv:g}%" for lv in LEVELS)
     print(f"  variant        | evaluations | median conf | >= 99% | time  | median first >= {head} at")
@@ -111,16 +119,21 @@ def imagenet(
         kw = dict(kw)
         initial, budget, offset = None, evaluations, 0
         t = time.perf_counter()
-        if kw.pop("warm", False):
-            schedule = kw.get("mutation_schedule")
-            warm = fb.search.MAPElites(clf, enc, batch_size=batch, seed=0, mutation_schedule=schedule)
-            offset = warm.run(max_evaluations=evaluations // 4, progress=False).evaluations
-            initial, budget = warm.best_genomes()[TEXTURE_CLASSES], evaluations - offset
         classes: list[int] | None = TEXTURE_CLASSES
         share = kw.pop("focus", None)
-        if share is not None:  # every class in the archive (stepping stones), a share of the parents from the 10
+        search: fb.search.MAPElites | None = None
+        if kw.pop("warm", False):
+            schedule = kw.get("mutation_schedule")
+            warm = fb.search.MAPElites(clf, enc, batch_size=batch, seed=seed, mutation_schedule=schedule)
+            offset = warm.run(max_evaluations=evaluations // 4, progress=False).evaluations
+            if share is not None:  # the same search goes on, its parents now mostly from the 10
+                warm.parents, search, classes, offset = fb.search.Focus(TEXTURE_CLASSES, share=share), warm, None, 0
+            else:
+                initial, budget = warm.best_genomes()[TEXTURE_CLASSES], evaluations - offset
+        elif share is not None:  # every class in the archive (stepping stones), a share of the parents from the 10
             classes, kw["parents"] = None, fb.search.Focus(TEXTURE_CLASSES, share=share)
-        search = fb.search.MAPElites(clf, enc, classes=classes, batch_size=batch, seed=0, initial=initial, **kw)
+        if search is None:
+            search = fb.search.MAPElites(clf, enc, classes=classes, batch_size=batch, seed=seed, initial=initial, **kw)
         res = search.run(max_evaluations=budget, progress=False)
         seconds = time.perf_counter() - t
         curve, final = res.history.confidence, res.confidence
@@ -148,6 +161,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--evaluations", type=int, default=16_000)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0, help="ImageNet runs: the search seed")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", nargs="+", help="run only these variants (names as printed)")
     parser.add_argument("--out", type=Path, help="write the curves to this JSON file")
@@ -166,7 +180,9 @@ def main() -> None:
     if args.task in ("imagenet", "all"):
         out["imagenet_classes"] = TEXTURE_CLASSES
         out["imagenet"] = {}
-        imagenet(160 if args.quick else args.evaluations, args.batch_size, args.only, out["imagenet"], save)
+        out["imagenet_seed"] = args.seed
+        evaluations = 160 if args.quick else args.evaluations
+        imagenet(evaluations, args.batch_size, args.seed, args.only, out["imagenet"], save)
     save()
 
 

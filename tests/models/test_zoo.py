@@ -78,3 +78,14 @@ def test_noise_trained_lenet_in_the_zoo(digits_test: tuple[torch.Tensor, torch.T
     # trained for it (outlier exposure): noise gets low confidence, where the shipped LeNet calls it an 8
     assert float(clf.probs(noise).max(1).values.median()) < 0.5
     assert float(fb.models.lenet_mnist().probs(noise).max(1).values.median()) > 0.9
+
+
+def test_efficientnet_lite0_channels_last_by_default_same_scores() -> None:
+    fast = fb.models.efficientnet_lite0(image_size=96)
+    plain = fb.models.efficientnet_lite0(image_size=96, channels_last=False)
+    assert fast.channels_last and not plain.channels_last
+    assert fast.network()._conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    x, _ = fb.models.imagenet_photos(96)
+    torch.testing.assert_close(fast.log_probs(x), plain.log_probs(x), atol=2e-4, rtol=0)
+    with pytest.raises(InvalidArgumentError, match="precision"):
+        fb.models.efficientnet_lite0(image_size=96, precision="fp8")
