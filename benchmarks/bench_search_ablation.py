@@ -19,7 +19,9 @@ all 1,000 classes, then the 10 classes seeded with that warm-up's elites) and ``
 1,000 classes in the archive as stepping stones, half the parents from the 10: ``fb.search.Focus``),
 ``warm + str. 2`` (the warm start with mutation strength 2 in both phases) and ``warm + focus`` (the
 same warm-up, then the same search goes on with all 1,000 classes in the archive and three quarters
-of the parents from the 10).
+of the parents from the 10), ``ramp 2 -> 0.5`` (``fb.search.RampStrength``: strength 2 falling
+geometrically to 0.5 over the run) and ``warm + ramp`` (the warm-up at strength 2, then the ramp over
+the focused search).
 
 ``--out FILE.json`` keeps every variant's curve (evaluations, median and per-class confidence per
 generation) for plotting; ``--only NAME ...`` runs some variants.
@@ -59,6 +61,8 @@ def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
         out["focus 0.5"] = {"focus": 0.5}
         out["warm + str. 2"] = {"warm": True, "mutation_schedule": 2.0}
         out["warm + focus"] = {"warm": True, "focus": 0.75}
+        out["warm + ramp"] = {"warm": True, "ramp": True}
+    out["ramp 2 -> 0.5"] = {"ramp": True}
     out["strength 2"] = {"mutation_schedule": 2.0}
     out["strength 0.5"] = {"mutation_schedule": 0.5}
     return out
@@ -122,8 +126,9 @@ def imagenet(
         classes: list[int] | None = TEXTURE_CLASSES
         share = kw.pop("focus", None)
         search: fb.search.MAPElites | None = None
+        ramp = kw.pop("ramp", False)
         if kw.pop("warm", False):
-            schedule = kw.get("mutation_schedule")
+            schedule = 2.0 if ramp else kw.get("mutation_schedule")
             warm = fb.search.MAPElites(clf, enc, batch_size=batch, seed=seed, mutation_schedule=schedule)
             offset = warm.run(max_evaluations=evaluations // 4, progress=False).evaluations
             if share is not None:  # the same search goes on, its parents now mostly from the 10
@@ -132,6 +137,8 @@ def imagenet(
                 initial, budget = warm.best_genomes()[TEXTURE_CLASSES], evaluations - offset
         elif share is not None:  # every class in the archive (stepping stones), a share of the parents from the 10
             classes, kw["parents"] = None, fb.search.Focus(TEXTURE_CLASSES, share=share)
+        if ramp:  # strength 2 falling to 0.5 over the (focused) search's generations
+            kw["mutation_schedule"] = fb.search.RampStrength(start=2.0, end=0.5, generations=budget // batch)
         if search is None:
             search = fb.search.MAPElites(clf, enc, classes=classes, batch_size=batch, seed=seed, initial=initial, **kw)
         res = search.run(max_evaluations=budget, progress=False)

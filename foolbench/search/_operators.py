@@ -18,6 +18,7 @@ __all__ = [
     "Focus",
     "MutationSchedule",
     "ParentSelector",
+    "RampStrength",
     "StepDecay",
     "Uniform",
     "UnmetFirst",
@@ -421,6 +422,41 @@ class CycleStrength:
 
     def __repr__(self) -> str:
         return f"CycleStrength({self.strengths})"
+
+
+class RampStrength:
+    """Move the strength geometrically from ``start`` to ``end`` over ``generations``, then keep ``end``.
+
+    A strong mutation climbs fast from random images and a weak one makes the last small steps
+    (``start=2, end=0.5``: the CPPN search on ImageNet gains from strength 2 early, MNIST's final
+    step to 99.99% from 0.5). Generation ``g`` (counted from 1) gets
+    ``start * (end / start) ** min(1, (g - 1) / max(1, generations - 1))``.
+
+    Args:
+        start: strength of generation 1, > 0.
+        end: strength from generation ``generations`` on, > 0.
+        generations: length of the ramp, >= 1.
+
+    Examples:
+        >>> sched = RampStrength(start=2.0, end=0.5, generations=3)
+        >>> [sched(g) for g in (1, 2, 3, 10)]
+        [2.0, 1.0, 0.5, 0.5]
+    """
+
+    def __init__(self, *, start: float = 2.0, end: float = 0.5, generations: int = 1000) -> None:
+        self.start = _checks.real("start", start, low=0.0, low_open=True)
+        self.end = _checks.real("end", end, low=0.0, low_open=True)
+        self.generations = _checks.positive_int("generations", generations)
+
+    def __call__(self, generation: int) -> float:
+        t = min(1.0, max(0, generation - 1) / max(1, self.generations - 1))
+        return float(self.start * (self.end / self.start) ** t)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "ramp", "start": self.start, "end": self.end, "generations": self.generations}
+
+    def __repr__(self) -> str:
+        return f"RampStrength(start={self.start:g}, end={self.end:g}, generations={self.generations})"
 
 
 def mutation_schedule(spec: float | MutationSchedule | None) -> MutationSchedule:
