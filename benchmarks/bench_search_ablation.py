@@ -21,7 +21,8 @@ all 1,000 classes, then the 10 classes seeded with that warm-up's elites) and ``
 same warm-up, then the same search goes on with all 1,000 classes in the archive and three quarters
 of the parents from the 10), ``ramp 2 -> 0.5`` (``fb.search.RampStrength``: strength 2 falling
 geometrically to 0.5 over the run) and ``warm + ramp`` (the warm-up at strength 2, then the ramp over
-the focused search).
+the focused search), ``crossover 0.25`` (a quarter of the children bred from two elites before
+mutation: ``MAPElites(crossover=0.25)``) and ``warm + cross.`` (the warm start, then crossover 0.25).
 
 ``--out FILE.json`` keeps every variant's curve (evaluations, median and per-class confidence per
 generation) for plotting; ``--only NAME ...`` runs some variants.
@@ -62,7 +63,9 @@ def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
         out["warm + str. 2"] = {"warm": True, "mutation_schedule": 2.0}
         out["warm + focus"] = {"warm": True, "focus": 0.75}
         out["warm + ramp"] = {"warm": True, "ramp": True}
+        out["warm + cross."] = {"warm": True, "crossover": 0.25}
     out["ramp 2 -> 0.5"] = {"ramp": True}
+    out["crossover 0.25"] = {"crossover": 0.25}
     out["strength 2"] = {"mutation_schedule": 2.0}
     out["strength 0.5"] = {"mutation_schedule": 0.5}
     return out

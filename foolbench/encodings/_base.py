@@ -174,7 +174,9 @@ G = TypeVar("G", bound=Genomes, default=Any)
 class Encoding(Protocol[G]):
     """Maps genomes to images; all operations work on whole batches.
 
-    Generic in its genome type ``G`` (a :class:`Genomes` batch).
+    Generic in its genome type ``G`` (a :class:`Genomes` batch). An encoding may also offer
+    ``crossover(genomes, mates, generator, *, probability=1.0) -> G`` (both shipped ones do), which
+    ``MAPElites(crossover=...)`` uses to breed children from two elites.
 
     Attributes:
         image_shape: (C, H, W) of a rendered image.

@@ -565,6 +565,58 @@ class CPPNEncoding:
         _change_activation(g, generator, p["change_activation"], len(self.activations))
         return mark_clean(g) if clean else g  # the operators keep a finite batch finite
 
+    def crossover(
+        self, genomes: CPPNGenomes, mates: CPPNGenomes, generator: torch.Generator, *, probability: float = 1.0
+    ) -> CPPNGenomes:
+        """Children of ``genomes`` that take some matching genes from ``mates`` (NEAT-style, by slot).
+
+        A child keeps its first parent's topology (so it stays acyclic and within capacity); with
+        ``probability`` per child, each connection present in both parents takes the mate's weight
+        with chance 1/2, and each hidden or output node active in both takes the mate's activation
+        with chance 1/2. Slots stand for NEAT's innovation numbers: genomes that share an ancestor
+        (every search starts from the same minimal network) hold homologous genes in the same slots.
+
+        Args:
+            genomes: first parents (their topology is kept).
+            mates: second parents, same batch size.
+            generator: the source of every random draw (the same number whatever the genomes).
+            probability: share of the children that are crossed, in [0, 1]; the others are copies.
+
+        Returns:
+            B children (new tensors; the inputs are not modified).
+
+        Raises:
+            InvalidArgumentError: batches of different sizes or of another configuration, or
+                ``probability`` outside [0, 1].
+
+        Shape:
+            - genomes, mates, output: B genomes.
+
+        Examples:
+            >>> import torch
+            >>> enc = CPPNEncoding((1, 8, 8))
+            >>> a, b = enc.sample(4, torch.Generator().manual_seed(0)), enc.sample(4, torch.Generator().manual_seed(1))
+            >>> child = enc.crossover(a, b, torch.Generator().manual_seed(2))
+            >>> torch.equal(child.edge, a.edge), bool(((child.weight == a.weight) | (child.weight == b.weight)).all())
+            (True, True)
+        """
+        probability = _checks.real("probability", probability, low=0.0, high=1.0)
+        a, b = self._check(genomes), self._check(mates)
+        if len(a) != len(b):
+            raise InvalidArgumentError(f"mates must have as many genomes as genomes ({len(a)}), got {len(b)}")
+        b = b.to(a.device)
+        clean = is_clean(a) and is_clean(b)
+        do = _chance(a, probability, generator)
+        u_w = torch.rand(a.edge.shape, generator=generator, device=generator.device).to(a.device)
+        u_a = torch.rand(a.active.shape, generator=generator, device=generator.device).to(a.device)
+        take_w = a.edge & b.edge & (u_w < 0.5) & do[:, None, None]
+        non_input = torch.arange(a.active.shape[1], device=a.device) >= NUM_INPUTS
+        take_a = a.active & b.active & non_input & (u_a < 0.5) & do[:, None]
+        child = a.clone()
+        child.weight.copy_(torch.where(take_w, b.weight, a.weight))
+        child.activation.copy_(torch.where(take_a, b.activation, a.activation))
+        return mark_clean(child) if clean else child
+
     # --------------------------------------------------------------- rendering
     def _grid(self, height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         key = (height, width, str(device), dtype)

@@ -138,6 +138,42 @@ class DirectEncoding:
         flat[pos] = flat[pos].clamp(0.0, 1.0)  # old + (new - old) may round one step past a bound
         return child
 
+    def crossover(
+        self, genomes: torch.Tensor, mates: torch.Tensor, generator: torch.Generator, *, probability: float = 1.0
+    ) -> torch.Tensor:
+        """Uniform crossover: with ``probability`` per child, each gene comes from the mate with chance 1/2.
+
+        Args:
+            genomes: first parents.
+            mates: second parents, same shape.
+            generator: the source of every random draw.
+            probability: share of the children that are crossed, in [0, 1]; the others are copies.
+
+        Returns:
+            A new batch (the inputs are not modified).
+
+        Raises:
+            InvalidArgumentError: shapes that differ or do not fit, or ``probability`` outside [0, 1].
+
+        Shape:
+            - genomes, mates, output: (B, C, H, W)
+
+        Examples:
+            >>> import torch
+            >>> enc = DirectEncoding((1, 4, 4))
+            >>> a, b = torch.zeros(2, 1, 4, 4), torch.ones(2, 1, 4, 4)
+            >>> child = enc.crossover(a, b, torch.Generator().manual_seed(0))
+            >>> bool(((child == 0) | (child == 1)).all()), 0 < float(child.mean()) < 1
+            (True, True)
+        """
+        probability = _checks.real("probability", probability, low=0.0, high=1.0)
+        a, b = self._check(genomes), self._check(mates)
+        if a.shape != b.shape:
+            raise InvalidArgumentError(f"mates must have the shape of genomes {tuple(a.shape)}, got {tuple(b.shape)}")
+        do = torch.rand(a.shape[0], generator=generator, device=generator.device).to(a.device) < probability
+        u = torch.rand(a.shape, generator=generator, device=generator.device).to(a.device)
+        return torch.where((u < 0.5) & do.view(-1, 1, 1, 1), b.to(a.device), a)
+
     def render(self, genomes: torch.Tensor) -> torch.Tensor:
         """The images themselves (direct encoding), (B, C, H, W) in [0, 1]."""
         return self._check(genomes)

@@ -430,7 +430,8 @@ class RampStrength:
     A strong mutation climbs fast from random images and a weak one makes the last small steps
     (``start=2, end=0.5``: the CPPN search on ImageNet gains from strength 2 early, MNIST's final
     step to 99.99% from 0.5). Generation ``g`` (counted from 1) gets
-    ``start * (end / start) ** min(1, (g - 1) / max(1, generations - 1))``.
+    ``start * (end / start) ** min(1, (g - 1) / (generations - 1))`` (``end`` from the start when
+    ``generations`` is 1).
 
     Args:
         start: strength of generation 1, > 0.
@@ -449,7 +450,7 @@ class RampStrength:
         self.generations = _checks.positive_int("generations", generations)
 
     def __call__(self, generation: int) -> float:
-        t = min(1.0, max(0, generation - 1) / max(1, self.generations - 1))
+        t = 1.0 if self.generations == 1 else min(1.0, max(0, generation - 1) / (self.generations - 1))
         return float(self.start * (self.end / self.start) ** t)
 
     def config(self) -> dict[str, Any]:

@@ -306,3 +306,42 @@ def test_map_elites_fools_lenet_with_cppn_and_resumes(lenet: fb.models.TorchClas
     other = CPPNEncoding((1, 28, 28), max_nodes=16)
     with pytest.raises(CheckpointError):
         fb.search.MAPElites(lenet, other, batch_size=32, seed=5).run(generations=9, progress=False, checkpoint=ckpt)
+
+
+def test_crossover_keeps_topology_and_mixes_matching_genes() -> None:
+    enc = CPPNEncoding((3, 16, 16))
+    rng = torch.Generator().manual_seed(0)
+    a, b = enc.sample(64, rng), enc.sample(64, rng)
+    for _ in range(10):  # grow both, so some genes match and some do not
+        a, b = enc.mutate(a, rng), enc.mutate(b, rng)
+    child = enc.crossover(a, b, torch.Generator().manual_seed(1))
+    assert torch.equal(child.edge, a.edge) and torch.equal(child.active, a.active)
+    assert torch.equal(child.order, a.order)
+    from_b = child.weight != a.weight
+    assert bool(from_b.any())  # the minimal network's input -> output genes match in every pair
+    assert torch.equal(child.weight[from_b], b.weight[from_b]) and bool((a.edge & b.edge)[from_b].all())
+    only_a = a.edge & ~b.edge
+    assert torch.equal(child.weight[only_a], a.weight[only_a])  # a gene the mate lacks is never touched
+    assert bool((child.activation != a.activation).any())
+    assert torch.equal(enc.render(child), enc.render(child.clone()))  # a valid genome (renders)
+    assert bool(enc.render(child).isfinite().all())
+    # the inputs are untouched, probability 0 copies, the same generator state gives the same children
+    a0 = a.clone()
+    enc.crossover(a, b, torch.Generator().manual_seed(1))
+    assert torch.equal(a.weight, a0.weight)
+    same = enc.crossover(a, b, torch.Generator().manual_seed(0), probability=0.0)
+    assert torch.equal(same.weight, a.weight) and torch.equal(same.activation, a.activation)
+    again = enc.crossover(a, b, torch.Generator().manual_seed(1))
+    assert torch.equal(again.weight, child.weight)
+
+
+def test_crossover_bad_input() -> None:
+    enc = CPPNEncoding((1, 8, 8))
+    rng = torch.Generator().manual_seed(0)
+    a = enc.sample(4, rng)
+    with pytest.raises(InvalidArgumentError, match="mates must have as many genomes"):
+        enc.crossover(a, a[torch.arange(3)], rng)
+    with pytest.raises(InvalidArgumentError, match="probability"):
+        enc.crossover(a, a, rng, probability=1.5)
+    with pytest.raises(InvalidArgumentError, match="do not fit"):
+        enc.crossover(a, CPPNEncoding((1, 8, 8), max_nodes=16).sample(4, rng), rng)

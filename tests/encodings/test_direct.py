@@ -104,3 +104,18 @@ def test_bad_genomes_and_state() -> None:
         enc.genomes_from_state({"pixels": torch.rand(2, 1, 14, 14)})
     with pytest.raises(InvalidArgumentError, match="image_shape"):
         DirectEncoding((28, 28))
+
+
+def test_crossover_mixes_genes_per_child() -> None:
+    enc = DirectEncoding((1, 8, 8))
+    a, b = torch.zeros(200, 1, 8, 8), torch.ones(200, 1, 8, 8)
+    child = enc.crossover(a, b, torch.Generator().manual_seed(0), probability=0.5)
+    share = child.flatten(1).mean(1)
+    crossed = share > 0
+    assert 60 < int(crossed.sum()) < 140  # about half the children are crossed
+    assert 0.35 < float(share[crossed].mean()) < 0.65  # and take about half their genes from the mate
+    assert bool(((child == 0) | (child == 1)).all()) and float(a.sum()) == 0.0
+    with pytest.raises(InvalidArgumentError, match="mates must have the shape"):
+        enc.crossover(a, b[:3], torch.Generator())
+    with pytest.raises(InvalidArgumentError, match="probability"):
+        enc.crossover(a, b, torch.Generator(), probability=-0.1)

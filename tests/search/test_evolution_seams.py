@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -433,3 +434,78 @@ def test_results_have_a_short_repr_and_grids_check_captions(lenet: fb.models.Tor
     assert text.startswith("FoolingResult(method='map_elites', classes=10") and "tensor" not in text
     with pytest.raises(InvalidArgumentError, match=r"one caption per image \(10\), got 3"):
         fb.save_grid(res.images, ["a", "b", "c"], tmp_path / "g.png")
+
+
+def test_crossover_breeds_children_from_two_elites(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
+    seen: list[tuple[int, float]] = []
+
+    class Spy(DirectEncoding):
+        def crossover(
+            self, genomes: torch.Tensor, mates: torch.Tensor, generator: torch.Generator, *, probability: float = 1.0
+        ) -> torch.Tensor:
+            seen.append((len(genomes), probability))
+            assert mates.shape == genomes.shape
+            return super().crossover(genomes, mates, generator, probability=probability)
+
+    enc = Spy((1, 28, 28), mutation_rate=0.02, eta=1.0)
+    crossed = MAPElites(lenet, enc, batch_size=16, seed=0, crossover=0.3)
+    res = crossed.run(generations=4, progress=False)
+    assert seen == [(16, 0.3)] * 3  # generations 1..3 (generation 0 is random)
+    assert res.settings["crossover"] == 0.3
+    plain = MAPElites(lenet, enc, batch_size=16, seed=0).run(generations=4, progress=False)
+    assert "crossover" not in plain.settings and not torch.equal(res.images, plain.images)
+    # same seed, same result; a checkpoint resumes it bit for bit and refuses another crossover rate
+    again = MAPElites(lenet, enc, batch_size=16, seed=0, crossover=0.3).run(generations=4, progress=False)
+    assert torch.equal(again.images, res.images)
+    ckpt = tmp_path / "x.pt"
+    MAPElites(lenet, enc, batch_size=16, seed=0, crossover=0.3).run(generations=2, progress=False, checkpoint=ckpt)
+    resumed = MAPElites(lenet, enc, batch_size=16, seed=0, crossover=0.3)
+    assert torch.equal(resumed.run(generations=4, progress=False, checkpoint=ckpt).images, res.images)
+    with pytest.raises(CheckpointError):
+        MAPElites(lenet, enc, batch_size=16, seed=0, crossover=0.5).run(generations=4, checkpoint=ckpt)
+
+
+def test_crossover_bad_values(lenet: fb.models.TorchClassifier) -> None:
+    with pytest.raises(InvalidArgumentError, match="crossover"):
+        search(lenet, crossover=1.5)
+    with pytest.raises(InvalidArgumentError, match="crossover"):
+        search(lenet, crossover=float("nan"))
+
+    class NoCrossover:
+        image_shape = (1, 28, 28)
+
+        def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+            return torch.rand(n, 1, 28, 28, generator=generator)
+
+        def mutate(self, genomes: torch.Tensor, generator: torch.Generator, *, strength: float = 1.0) -> torch.Tensor:
+            return genomes
+
+        def render(self, genomes: torch.Tensor) -> torch.Tensor:
+            return genomes
+
+        def config(self) -> dict[str, Any]:
+            return {}
+
+        def genomes_to_state(self, genomes: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"x": genomes}
+
+        def genomes_from_state(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
+            return state["x"]
+
+    assert isinstance(MAPElites(lenet, NoCrossover(), batch_size=8, seed=0), MAPElites)
+    with pytest.raises(InvalidArgumentError, match="crossover=0.5 needs an encoding with a crossover"):
+        MAPElites(lenet, NoCrossover(), batch_size=8, seed=0, crossover=0.5)
+
+
+def test_ramp_strength_falls_geometrically_then_holds() -> None:
+    sched = fb.search.RampStrength(start=2.0, end=0.5, generations=5)
+    values = [sched(g) for g in range(1, 9)]
+    assert values[0] == 2.0 and values[4:] == [0.5] * 4
+    assert all(a > b for a, b in itertools.pairwise(values[:5]))
+    assert math.isclose(values[2], 1.0)  # halfway in log-space
+    assert sched.config() == {"name": "ramp", "start": 2.0, "end": 0.5, "generations": 5}
+    assert fb.search.RampStrength(start=1.0, end=3.0, generations=1)(1) == 3.0
+    with pytest.raises(InvalidArgumentError, match="end"):
+        fb.search.RampStrength(end=0.0)
+    with pytest.raises(InvalidArgumentError, match="generations"):
+        fb.search.RampStrength(generations=0)

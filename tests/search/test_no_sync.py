@@ -133,11 +133,21 @@ def test_the_dispatch_probe_catches_hidden_syncs() -> None:
     ids=["direct", "cppn"],
 )
 @pytest.mark.parametrize(
-    "parents", ["unmet-first", "uniform", "curiosity", "weakest", fb.search.Focus([3, 8])], ids=str
+    ("parents", "crossover"),
+    [
+        ("unmet-first", 0.0),
+        ("uniform", 0.0),
+        ("curiosity", 0.0),
+        ("weakest", 0.0),
+        (fb.search.Focus([3, 8]), 0.0),
+        ("unmet-first", 0.5),
+    ],
+    ids=str,
 )
 def test_generation_step(
     encoding: fb.encodings.Encoding,
     parents: str | fb.search.ParentSelector,
+    crossover: float,
     lenet: fb.models.TorchClassifier,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -148,7 +158,7 @@ def test_generation_step(
     (the CUDA test in test_evolution_seams covers it there).
     """
     ev = fb.search.LocalEvaluator(lenet, encoding, checked=False)  # the CUDA setting
-    s = fb.search.MAPElites(lenet, encoding, batch_size=32, seed=0, parents=parents, evaluator=ev)
+    s = fb.search.MAPElites(lenet, encoding, batch_size=32, seed=0, parents=parents, evaluator=ev, crossover=crossover)
     s.step()  # generation 0 allocates the archive
     s.archive.sync_free = True  # the CUDA branch of the insert
     direct = isinstance(encoding, fb.encodings.DirectEncoding)
