@@ -199,6 +199,9 @@ class MapElitesParams(Params):
         0.0, "share of max_evaluations spent first on every class of the model, whose elites then seed "
         "the search on `classes` (stepping stones; 0: none)", type="float", lo=0, hi=0.9,
     )  # fmt: skip
+    crossover: float = param(
+        0.0, "share of the children bred from two elites before mutation (0: none)", type="float", lo=0, hi=1
+    )
 
 
 @register_method
@@ -218,7 +221,8 @@ class MapElitesMethod(Method[MapElitesParams]):
         enc = encoding(p.encoding, clf.input_shape, mutation_rate=p.mutation_rate, eta=p.eta)
         schedule = None if p.decay_factor == 1.0 else StepDecay(factor=p.decay_factor, every=p.decay_every)
         common: dict[str, Any] = {
-            "batch_size": p.batch_size, "seed": ctx.seed, "parents": p.parents, "mutation_schedule": schedule
+            "batch_size": p.batch_size, "seed": ctx.seed, "parents": p.parents, "mutation_schedule": schedule,
+            "crossover": p.crossover,
         }  # fmt: skip
         initial, spent = None, 0
         if p.warmup > 0 and len(classes) < clf.num_classes:
