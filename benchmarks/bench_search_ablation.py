@@ -87,6 +87,9 @@ def mnist(seeds: int, only: list[str] | None) -> dict[str, Any]:
             continue
         t = time.perf_counter()
         evals, lowest = [], []
+        kw = dict(kw)
+        if kw.pop("ramp", False):  # strength 2 falling to 0.5 over the budget's generations
+            kw["mutation_schedule"] = fb.search.RampStrength(start=2.0, end=0.5, generations=150_000 // 64)
         for seed in range(seeds):
             res = fb.search.MAPElites(clf, enc, batch_size=64, seed=seed, **kw).run(
                 max_evaluations=150_000, target_confidence=0.9999, progress=False
