@@ -172,7 +172,7 @@ class DirectEncoding:
             raise InvalidArgumentError(f"mates must have the shape of genomes {tuple(a.shape)}, got {tuple(b.shape)}")
         do = torch.rand(a.shape[0], generator=generator, device=generator.device).to(a.device) < probability
         u = torch.rand(a.shape, generator=generator, device=generator.device).to(a.device)
-        return torch.where((u < 0.5) & do.view(-1, 1, 1, 1), b.to(a.device), a)
+        return torch.where((u < 0.5) & do.view(-1, 1, 1, 1), b.to(a), a)
 
     def render(self, genomes: torch.Tensor) -> torch.Tensor:
         """The images themselves (direct encoding), (B, C, H, W) in [0, 1]."""

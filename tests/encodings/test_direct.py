@@ -115,6 +115,7 @@ def test_crossover_mixes_genes_per_child() -> None:
     assert 60 < int(crossed.sum()) < 140  # about half the children are crossed
     assert 0.35 < float(share[crossed].mean()) < 0.65  # and take about half their genes from the mate
     assert bool(((child == 0) | (child == 1)).all()) and float(a.sum()) == 0.0
+    assert enc.crossover(a, b.double(), torch.Generator()).dtype == a.dtype  # the first parents' dtype
     with pytest.raises(InvalidArgumentError, match="mates must have the shape"):
         enc.crossover(a, b[:3], torch.Generator())
     with pytest.raises(InvalidArgumentError, match="probability"):
