@@ -573,8 +573,10 @@ class CPPNEncoding:
         A child keeps its first parent's topology (so it stays acyclic and within capacity); with
         ``probability`` per child, each connection present in both parents takes the mate's weight
         with chance 1/2, and each hidden or output node active in both takes the mate's activation
-        with chance 1/2. Slots stand for NEAT's innovation numbers: genomes that share an ancestor
-        (every search starts from the same minimal network) hold homologous genes in the same slots.
+        with chance 1/2. Slots stand for NEAT's innovation numbers, which holds for genes inherited
+        from a shared ancestor (in a MAP-Elites archive, elites of one lineage often win several
+        classes) and for the input -> output connections every genome starts with; between unrelated
+        lineages a hidden slot usually holds different nodes, and crossing them acts as a large mutation.
 
         Args:
             genomes: first parents (their topology is kept).

@@ -450,8 +450,12 @@ class RampStrength:
         self.generations = _checks.positive_int("generations", generations)
 
     def __call__(self, generation: int) -> float:
-        t = 1.0 if self.generations == 1 else min(1.0, max(0, generation - 1) / (self.generations - 1))
-        return float(self.start * (self.end / self.start) ** t)
+        if self.generations == 1 or generation >= self.generations:
+            return self.end
+        if generation <= 1:
+            return self.start
+        t = max(0, generation - 1) / (self.generations - 1)
+        return math.exp((1.0 - t) * math.log(self.start) + t * math.log(self.end))  # in logs: no underflow
 
     def config(self) -> dict[str, Any]:
         return {"name": "ramp", "start": self.start, "end": self.end, "generations": self.generations}

@@ -335,14 +335,23 @@ def test_user_callback_can_stop_the_run(lenet: fb.models.TorchClassifier) -> Non
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("encoding", [ENC, fb.encodings.CPPNEncoding((1, 28, 28))], ids=["direct", "cppn"])
 @pytest.mark.parametrize(
-    "parents", ["unmet-first", "uniform", "curiosity", "weakest", fb.search.Focus([3, 8])], ids=str
+    ("parents", "crossover"),
+    [
+        ("unmet-first", 0.0),
+        ("uniform", 0.0),
+        ("curiosity", 0.0),
+        ("weakest", 0.0),
+        (fb.search.Focus([3, 8]), 0.0),
+        ("unmet-first", 0.5),
+    ],
+    ids=str,
 )
-def test_cuda_generation_step_has_no_host_sync(encoding: Any, parents: Any) -> None:
+def test_cuda_generation_step_has_no_host_sync(encoding: Any, parents: Any, crossover: float) -> None:
     """On CUDA (the CPPN through the Triton kernel when Triton is installed)."""
     if isinstance(encoding, fb.encodings.CPPNEncoding):
         pytest.importorskip("triton")  # the tensor render reads genome sizes back by design
     clf = fb.models.lenet_mnist(device="cuda")
-    _steps_without_sync(MAPElites(clf, encoding, batch_size=256, seed=0, parents=parents))
+    _steps_without_sync(MAPElites(clf, encoding, batch_size=256, seed=0, parents=parents, crossover=crossover))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
