@@ -17,6 +17,7 @@ from foolbench import _checkpoint
 from foolbench.encodings import DirectEncoding
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 from foolbench.search import MAPElites
+from tests.search.test_no_sync import SELECTOR_CASES
 
 ENC = DirectEncoding((1, 28, 28), mutation_rate=0.02, eta=1.0)
 
@@ -334,18 +335,7 @@ def test_user_callback_can_stop_the_run(lenet: fb.models.TorchClassifier) -> Non
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("encoding", [ENC, fb.encodings.CPPNEncoding((1, 28, 28))], ids=["direct", "cppn"])
-@pytest.mark.parametrize(
-    ("parents", "crossover"),
-    [
-        ("unmet-first", 0.0),
-        ("uniform", 0.0),
-        ("curiosity", 0.0),
-        ("weakest", 0.0),
-        (fb.search.Focus([3, 8]), 0.0),
-        ("unmet-first", 0.5),
-    ],
-    ids=str,
-)
+@pytest.mark.parametrize(("parents", "crossover"), SELECTOR_CASES, ids=str)
 def test_cuda_generation_step_has_no_host_sync(encoding: Any, parents: Any, crossover: float) -> None:
     """On CUDA (the CPPN through the Triton kernel when Triton is installed)."""
     if isinstance(encoding, fb.encodings.CPPNEncoding):

@@ -127,23 +127,23 @@ def test_the_dispatch_probe_catches_hidden_syncs() -> None:
         torch.where(x > 0, x, 0.0).cumsum(0)  # element-wise ops pass
 
 
+#: (parents, crossover) for the generation-step checks here and on CUDA (test_evolution_seams)
+SELECTOR_CASES = [
+    ("unmet-first", 0.0),
+    ("uniform", 0.0),
+    ("curiosity", 0.0),
+    ("weakest", 0.0),
+    (fb.search.Focus([3, 8]), 0.0),
+    ("unmet-first", 0.5),
+]
+
+
 @pytest.mark.parametrize(
     "encoding",
     [fb.encodings.DirectEncoding((1, 28, 28), mutation_rate=0.05), fb.encodings.CPPNEncoding((1, 28, 28))],
     ids=["direct", "cppn"],
 )
-@pytest.mark.parametrize(
-    ("parents", "crossover"),
-    [
-        ("unmet-first", 0.0),
-        ("uniform", 0.0),
-        ("curiosity", 0.0),
-        ("weakest", 0.0),
-        (fb.search.Focus([3, 8]), 0.0),
-        ("unmet-first", 0.5),
-    ],
-    ids=str,
-)
+@pytest.mark.parametrize(("parents", "crossover"), SELECTOR_CASES, ids=str)
 def test_generation_step(
     encoding: fb.encodings.Encoding,
     parents: str | fb.search.ParentSelector,
