@@ -71,6 +71,11 @@ def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
     return out
 
 
+def ramp(evaluations: int, batch: int) -> fb.search.RampStrength:
+    """The ``ramp`` variants' schedule: strength 2 falling to 0.5 over a budget's generations."""
+    return fb.search.RampStrength(start=2.0, end=0.5, generations=evaluations // batch)
+
+
 def first_reach(evaluations: torch.Tensor, confidence: torch.Tensor, level: float) -> str:
     """Evaluations at which the median class (confidence: generations x classes) first reached ``level``."""
     hit = torch.nonzero(confidence.median(dim=1).values >= level)
@@ -88,8 +93,8 @@ def mnist(seeds: int, only: list[str] | None) -> dict[str, Any]:
         t = time.perf_counter()
         evals, lowest = [], []
         kw = dict(kw)
-        if kw.pop("ramp", False):  # strength 2 falling to 0.5 over the budget's generations
-            kw["mutation_schedule"] = fb.search.RampStrength(start=2.0, end=0.5, generations=150_000 // 64)
+        if kw.pop("ramp", False):
+            kw["mutation_schedule"] = ramp(150_000, 64)
         for seed in range(seeds):
             res = fb.search.MAPElites(clf, enc, batch_size=64, seed=seed, **kw).run(
                 max_evaluations=150_000, target_confidence=0.9999, progress=False
@@ -132,9 +137,9 @@ def imagenet(
         classes: list[int] | None = TEXTURE_CLASSES
         share = kw.pop("focus", None)
         search: fb.search.MAPElites | None = None
-        ramp = kw.pop("ramp", False)
+        ramped = kw.pop("ramp", False)
         if kw.pop("warm", False):
-            schedule = 2.0 if ramp else kw.get("mutation_schedule")
+            schedule = 2.0 if ramped else kw.get("mutation_schedule")
             warm = fb.search.MAPElites(clf, enc, batch_size=batch, seed=seed, mutation_schedule=schedule)
             offset = warm.run(max_evaluations=evaluations // 4, progress=False).evaluations
             if share is not None:  # the same search goes on, its parents now mostly from the 10
@@ -143,8 +148,8 @@ def imagenet(
                 initial, budget = warm.best_genomes()[TEXTURE_CLASSES], evaluations - offset
         elif share is not None:  # every class in the archive (stepping stones), a share of the parents from the 10
             classes, kw["parents"] = None, fb.search.Focus(TEXTURE_CLASSES, share=share)
-        if ramp:  # strength 2 falling to 0.5 over the (focused) search's generations
-            kw["mutation_schedule"] = fb.search.RampStrength(start=2.0, end=0.5, generations=budget // batch)
+        if ramped:  # over the (focused) search's generations
+            kw["mutation_schedule"] = ramp(budget, batch)
         if search is None:
             search = fb.search.MAPElites(clf, enc, classes=classes, batch_size=batch, seed=seed, initial=initial, **kw)
         res = search.run(max_evaluations=budget, progress=False)
