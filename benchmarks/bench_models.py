@@ -2,7 +2,8 @@
 
 Prints TorchClassifier.probs throughput against the bare module on the same
 batches (target ratio >= 0.95) for lenet_mnist, and EfficientNet-Lite0 images/s
-at 224 x 224.
+at 224 x 224: channels-last vs contiguous, then by chunk size (``batch_size``) and
+precision, each measured alternately in one run.
 """
 
 from __future__ import annotations
@@ -58,6 +59,25 @@ def main() -> None:
             f"bare {bare:.1f} img/s, probs {ours:.1f} img/s, ratio {ours / bare:.3f}"
         )
     print(f"channels_last (the default) / contiguous, probs: {rates[True][0] / rates[False][0]:.2f}x")
+    chunks(x, repeats=1 if args.quick else 3)
+
+
+def chunks(x: torch.Tensor, repeats: int) -> None:
+    """EfficientNet-Lite0 probs images/s by chunk size and precision, rounds alternated."""
+    cases = [("fp32", 4), ("fp32", 8), ("fp32", 16), ("fp32", 64), ("bf16", 8), ("bf16", 16)]
+    clfs = {c: fb.models.efficientnet_lite0(precision=c[0], batch_size=c[1]) for c in cases}
+    best = dict.fromkeys(cases, 0.0)
+    for _ in range(repeats):
+        for case, clf in clfs.items():
+            best[case] = max(best[case], x.shape[0] / best_of(lambda clf=clf: clf.probs(x), repeats=1))
+    reference = clfs[("fp32", 4)].log_probs(x)
+    default = fb.models.efficientnet_lite0().batch_size
+    for (precision, chunk), rate in best.items():
+        drift = float((clfs[precision, chunk].log_probs(x) - reference).abs().max())
+        print(
+            f"efficientnet_lite0 {precision} chunks of {chunk:>2}{' (default)' if chunk == default and precision == 'fp32' else ''}: "
+            f"{rate:.1f} img/s, {rate / best['fp32', 16]:.2f}x chunks of 16; max |log-prob - fp32| {drift:.2g}"
+        )
 
 
 if __name__ == "__main__":

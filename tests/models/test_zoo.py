@@ -89,3 +89,17 @@ def test_efficientnet_lite0_channels_last_by_default_same_scores() -> None:
     torch.testing.assert_close(fast.log_probs(x), plain.log_probs(x), atol=2e-4, rtol=0)
     with pytest.raises(InvalidArgumentError, match="precision"):
         fb.models.efficientnet_lite0(image_size=96, precision="fp8")
+
+
+def test_efficientnet_lite0_default_chunk_by_device_and_precision() -> None:
+    # cache-sized chunks on a CPU (bench_models.py), large ones on a GPU; an explicit size wins
+    assert fb.models.efficientnet_lite0(image_size=96).batch_size == 4
+    assert fb.models.efficientnet_lite0(image_size=96, precision="bf16").batch_size == 8
+    assert fb.models.efficientnet_lite0(image_size=96, batch_size=32).batch_size == 32
+    from foolbench.models._zoo import default_chunk
+
+    assert default_chunk(torch.device("cuda"), "fp32") == default_chunk("cuda:1", "bf16") == 256
+    clf = fb.models.efficientnet_lite0(image_size=96)
+    x, _ = fb.models.imagenet_photos(96)
+    x = torch.cat([x, x.flip(3), x.flip(2)])  # 9 images: two full chunks of 4 and one of 1
+    torch.testing.assert_close(clf.log_probs(x), clf.replace(batch_size=9).log_probs(x), atol=2e-4, rtol=0)
