@@ -11,8 +11,9 @@ Prints, measured side by side in one run:
   on 10 classes (aim: median >= 99%), optionally after a warm-up on all 1,000 classes for a
   ``--warmup`` share of those minutes; per-class confidence, evaluations, throughput, and the time the
   paper's budget (5,000 generations x 400 images) would take at that throughput. ``--precision bf16``
-  searches with bfloat16 scores (the reported confidences are the float32 model's), ``--compile``
-  runs the model through ``torch.compile``.
+  searches with bfloat16 scores (the reported confidences are the float32 model's); ``--precision
+  fp32 bf16`` runs one search per precision taking turns in 30-second slices of their own time, so both
+  see the same machine load; ``--compile`` runs the model through ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -93,40 +94,67 @@ def bench_mnist(seeds: int) -> None:
 
 
 def bench_imagenet(
-    minutes: float, device: str, out_dir: Path, batch_size: int, warmup: float, precision: str, compile_model: bool
+    minutes: float,
+    device: str,
+    out_dir: Path,
+    batch_size: int,
+    warmup: float,
+    precisions: list[str],
+    compile_model: bool,
 ) -> None:
-    clf = fb.models.efficientnet_lite0(device=device, precision=precision).replace(compile=compile_model)
+    base = fb.models.efficientnet_lite0(device=device).replace(compile=compile_model)
+    models = {p: base if p == "fp32" else base.replace(precision=p, batch_size=2 * base.batch_size) for p in precisions}
     enc = fb.encodings.CPPNEncoding((3, 224, 224))
     initial, warm_seconds, warm_evals = None, 0.0, 0
     if warmup > 0:  # a share of the time on all 1,000 classes; its elites for the 10 seed the focused search
-        warm = fb.search.MAPElites(clf, enc, batch_size=batch_size, seed=0)
+        warm = fb.search.MAPElites(models[precisions[0]], enc, batch_size=batch_size, seed=0)
         warm_res = warm.run(max_seconds=60 * minutes * warmup, progress=False)
         initial, warm_seconds, warm_evals = (
             warm.best_genomes()[IMAGENET_CLASSES],
             warm_res.seconds,
             warm_res.evaluations,
         )
-    search = fb.search.MAPElites(clf, enc, classes=IMAGENET_CLASSES, batch_size=batch_size, seed=0, initial=initial)
-    result = search.run(max_seconds=60 * minutes - warm_seconds, target_confidence=0.99, progress=False)
-    if warmup > 0:
         print(f"warm-up on all 1,000 classes: {warm_evals:,} evaluations in {warm_seconds:.0f} s (counted below)")
-    seconds = result.seconds + warm_seconds
-    total = result.evaluations + warm_evals
-    names = clf.class_names or []
-    rate = total / seconds
-    print(
-        f"ImageNet CPPN (EfficientNet-Lite0 {precision}{', compiled' if compile_model else ''}, chunks of "
-        f"{clf.batch_size}, 224x224x3, {device}, batch {batch_size}, warm-up share {warmup:g}): "
-        f"{total:,} evaluations in "
-        f"{seconds:.0f} s ({rate:.1f} eval/s); median float32 confidence {float(result.confidence.median()):.4f}; "
-        f">= 99%: {int(result.fooled(0.99).sum())}/10"
-    )
-    for c, p, e in zip(result.classes.tolist(), result.confidence.tolist(), result.evaluations_to(0.99), strict=True):
-        e = None if e is None else e + warm_evals
-        print(f"  {c:4d} {names[c] if names else '':<22} {p:.4f}  evaluations to 99%: {'-' if e is None else f'{e:,}'}")
-    hours = PAPER_EVALUATIONS / rate / 3600
-    print(f"the paper's budget ({PAPER_EVALUATIONS:,} evaluations) at {rate:.1f} eval/s: {hours:.1f} h on this machine")
-    result.save(out_dir, prefix=f"imagenet_cppn_b{batch_size}_", title="CPPN fooling images for EfficientNet-Lite0")
+    searches = {
+        p: fb.search.MAPElites(clf, enc, classes=IMAGENET_CLASSES, batch_size=batch_size, seed=0, initial=initial)
+        for p, clf in models.items()
+    }
+    # several precisions take turns in slices of their own compute time, so a change of load hits all alike
+    budget, done = 60 * minutes - warm_seconds, set[str]()
+    while len(done) < len(searches):
+        for p, search in searches.items():
+            if p in done:
+                continue
+            res = search.run(max_seconds=min(budget, search.seconds + 30), target_confidence=0.99, progress=False)
+            if search.seconds >= budget or bool(res.fooled(0.99).all()):
+                done.add(p)
+    names = base.class_names or []
+    for p, search in searches.items():
+        result = search.result()
+        seconds, total = result.seconds + warm_seconds, result.evaluations + warm_evals
+        rate = total / seconds
+        print(
+            f"ImageNet CPPN (EfficientNet-Lite0 {p}{', compiled' if compile_model else ''}, chunks of "
+            f"{models[p].batch_size}, 224x224x3, {device}, batch {batch_size}, warm-up share {warmup:g}): "
+            f"{total:,} evaluations in {seconds:.0f} s ({rate:.1f} eval/s); median float32 confidence "
+            f"{float(result.confidence.median()):.4f}; >= 99%: {int(result.fooled(0.99).sum())}/10"
+        )
+        for c, q, e in zip(
+            result.classes.tolist(), result.confidence.tolist(), result.evaluations_to(0.99), strict=True
+        ):
+            e = None if e is None else e + warm_evals
+            print(
+                f"  {c:4d} {names[c] if names else '':<22} {q:.4f}  evaluations to 99%: {'-' if e is None else f'{e:,}'}"
+            )
+        hours = PAPER_EVALUATIONS / rate / 3600
+        print(
+            f"the paper's budget ({PAPER_EVALUATIONS:,} evaluations) at {rate:.1f} eval/s: {hours:.1f} h on this machine"
+        )
+        result.save(
+            out_dir,
+            prefix=f"imagenet_cppn_b{batch_size}_{p}_",
+            title=f"CPPN fooling images for EfficientNet-Lite0 ({p})",
+        )
 
 
 def main() -> None:
@@ -140,7 +168,13 @@ def main() -> None:
     parser.add_argument(
         "--warmup", type=float, default=0.0, help="imagenet part: share of the time spent on all 1,000 classes first"
     )
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="imagenet part")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=("fp32", "bf16", "fp16"),
+        default=["fp32"],
+        help="imagenet part: one search per precision, taking turns (each gets --minutes of its own time)",
+    )
     parser.add_argument("--compile", action="store_true", help="imagenet part: torch.compile the model")
     args = parser.parse_args()
     if args.device == "cpu":
@@ -153,6 +187,8 @@ def main() -> None:
     if args.part in ("imagenet", "all"):
         if not 0.0 <= args.warmup < 1.0:
             parser.error(f"--warmup must be in [0, 1), got {args.warmup}")
+        if len(set(args.precision)) != len(args.precision):
+            parser.error(f"--precision names a precision twice: {args.precision}")
         bench_imagenet(
             0.5 if args.quick else args.minutes,
             args.device,

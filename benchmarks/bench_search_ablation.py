@@ -22,7 +22,9 @@ same warm-up, then the same search goes on with all 1,000 classes in the archive
 of the parents from the 10), ``ramp 2 -> 0.5`` (``fb.search.RampStrength``: strength 2 falling
 geometrically to 0.5 over the run) and ``warm + ramp`` (the warm-up at strength 2, then the ramp over
 the focused search), ``crossover 0.25`` (a quarter of the children bred from two elites before
-mutation: ``MAPElites(crossover=0.25)``) and ``warm + cross.`` (the warm start, then crossover 0.25).
+mutation: ``MAPElites(crossover=0.25)``) and ``warm + cross.`` (the warm start, then crossover 0.25),
+and ``bf16`` (the baseline searching with bfloat16 scores, ``efficientnet_lite0(precision="bf16")``: its
+elites are re-scored by the float32 model, so its final confidences compare with the others).
 
 ``--out FILE.json`` keeps every variant's curve (evaluations, median and per-class confidence per
 generation) for plotting; ``--only NAME ...`` runs some variants.
@@ -64,6 +66,7 @@ def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
         out["warm + focus"] = {"warm": True, "focus": 0.75}
         out["warm + ramp"] = {"warm": True, "ramp": True}
         out["warm + cross."] = {"warm": True, "crossover": 0.25}
+        out["bf16"] = {"precision": "bf16"}
     out["ramp 2 -> 0.5"] = {"ramp": True}
     out["crossover 0.25"] = {"crossover": 0.25}
     out["strength 2"] = {"mutation_schedule": 2.0}
@@ -132,6 +135,7 @@ def imagenet(
         if only and name not in only:
             continue
         kw = dict(kw)
+        model = clf.replace(precision=kw.pop("precision"), batch_size=8) if "precision" in kw else clf
         initial, budget, offset = None, evaluations, 0
         t = time.perf_counter()
         classes: list[int] | None = TEXTURE_CLASSES
@@ -140,7 +144,7 @@ def imagenet(
         ramped = kw.pop("ramp", False)
         if kw.pop("warm", False):
             schedule = 2.0 if ramped else kw.get("mutation_schedule")
-            warm = fb.search.MAPElites(clf, enc, batch_size=batch, seed=seed, mutation_schedule=schedule)
+            warm = fb.search.MAPElites(model, enc, batch_size=batch, seed=seed, mutation_schedule=schedule)
             offset = warm.run(max_evaluations=evaluations // 4, progress=False).evaluations
             if share is not None:  # the same search goes on, its parents now mostly from the 10
                 warm.parents, search, classes, offset = fb.search.Focus(TEXTURE_CLASSES, share=share), warm, None, 0
@@ -151,7 +155,9 @@ def imagenet(
         if ramped:  # over the (focused) search's generations
             kw["mutation_schedule"] = ramp(budget, batch)
         if search is None:
-            search = fb.search.MAPElites(clf, enc, classes=classes, batch_size=batch, seed=seed, initial=initial, **kw)
+            search = fb.search.MAPElites(
+                model, enc, classes=classes, batch_size=batch, seed=seed, initial=initial, **kw
+            )
         res = search.run(max_evaluations=budget, progress=False)
         seconds = time.perf_counter() - t
         curve, final = res.history.confidence, res.confidence
