@@ -3,7 +3,7 @@
 Prints TorchClassifier.probs throughput against the bare module on the same
 batches (target ratio >= 0.95) for lenet_mnist, and EfficientNet-Lite0 images/s
 at 224 x 224: channels-last vs contiguous, then by chunk size (``batch_size``) and
-precision, each measured alternately in one run.
+precision (``--compile`` adds torch.compile rows), each measured alternately in one run.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def compare(clf: fb.models.TorchClassifier, x: torch.Tensor, repeats: int) -> tu
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, for CI smoke runs")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile rows (about 25 s to compile each)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device cpu")
@@ -59,13 +60,19 @@ def main() -> None:
             f"bare {bare:.1f} img/s, probs {ours:.1f} img/s, ratio {ours / bare:.3f}"
         )
     print(f"channels_last (the default) / contiguous, probs: {rates[True][0] / rates[False][0]:.2f}x")
-    chunks(x, repeats=1 if args.quick else 3)
+    chunks(x, repeats=1 if args.quick else 3, compiled=args.compile)
 
 
-def chunks(x: torch.Tensor, repeats: int) -> None:
+def chunks(x: torch.Tensor, repeats: int, compiled: bool) -> None:
     """EfficientNet-Lite0 probs images/s by chunk size and precision, rounds alternated."""
     cases = [("fp32", 4), ("fp32", 8), ("fp32", 16), ("fp32", 64), ("bf16", 8), ("bf16", 16)]
     clfs = {c: fb.models.efficientnet_lite0(precision=c[0], batch_size=c[1]) for c in cases}
+    if compiled:
+        for precision, chunk in [("fp32", 4), ("bf16", 8)]:
+            clf = fb.models.efficientnet_lite0(precision=precision, batch_size=chunk).replace(compile=True)
+            clf.probs(x)  # compile outside the timing
+            cases.append((precision + " compiled", chunk))
+            clfs[cases[-1]] = clf
     best = dict.fromkeys(cases, 0.0)
     for _ in range(repeats):
         for case, clf in clfs.items():
@@ -74,8 +81,9 @@ def chunks(x: torch.Tensor, repeats: int) -> None:
     default = fb.models.efficientnet_lite0().batch_size
     for (precision, chunk), rate in best.items():
         drift = float((clfs[precision, chunk].log_probs(x) - reference).abs().max())
+        mark = " (default)" if chunk == default and precision == "fp32" else ""
         print(
-            f"efficientnet_lite0 {precision} chunks of {chunk:>2}{' (default)' if chunk == default and precision == 'fp32' else ''}: "
+            f"efficientnet_lite0 {precision} chunks of {chunk:>2}{mark}: "
             f"{rate:.1f} img/s, {rate / best['fp32', 16]:.2f}x chunks of 16; max |log-prob - fp32| {drift:.2g}"
         )
 
