@@ -78,10 +78,9 @@ def chunks(x: torch.Tensor, repeats: int, compiled: bool) -> None:
         for case, clf in clfs.items():
             best[case] = max(best[case], x.shape[0] / best_of(lambda clf=clf: clf.probs(x), repeats=1))
     reference = clfs[("fp32", 4)].log_probs(x)
-    default = fb.models.efficientnet_lite0().batch_size
     for (precision, chunk), rate in best.items():
         drift = float((clfs[precision, chunk].log_probs(x) - reference).abs().max())
-        mark = " (default)" if chunk == default and precision == "fp32" else ""
+        mark = " (default)" if chunk == fb.models.default_chunk("cpu", precision.split()[0]) else ""
         print(
             f"efficientnet_lite0 {precision} chunks of {chunk:>2}{mark}: "
             f"{rate:.1f} img/s, {rate / best['fp32', 16]:.2f}x chunks of 16; max |log-prob - fp32| {drift:.2g}"

@@ -24,7 +24,8 @@ geometrically to 0.5 over the run) and ``warm + ramp`` (the warm-up at strength 
 the focused search), ``crossover 0.25`` (a quarter of the children bred from two elites before
 mutation: ``MAPElites(crossover=0.25)``) and ``warm + cross.`` (the warm start, then crossover 0.25),
 and ``bf16`` (the baseline searching with bfloat16 scores, ``efficientnet_lite0(precision="bf16")``: its
-elites are re-scored by the float32 model, so its final confidences compare with the others).
+elites are re-scored by the float32 model, so its final confidences compare with the others; its
+"first >= x%" columns and curve are its own bf16 scores).
 
 ``--out FILE.json`` keeps every variant's curve (evaluations, median and per-class confidence per
 generation) for plotting; ``--only NAME ...`` runs some variants.
@@ -135,7 +136,7 @@ def imagenet(
         if only and name not in only:
             continue
         kw = dict(kw)
-        model = clf.replace(precision=kw.pop("precision"), batch_size=8) if "precision" in kw else clf
+        model = fb.models.efficientnet_lite0(precision=kw.pop("precision")) if "precision" in kw else clf
         initial, budget, offset = None, evaluations, 0
         t = time.perf_counter()
         classes: list[int] | None = TEXTURE_CLASSES

