@@ -13,7 +13,8 @@ Prints, measured side by side in one run:
   paper's budget (5,000 generations x 400 images) would take at that throughput. ``--precision bf16``
   searches with bfloat16 scores (the reported confidences are the float32 model's); ``--precision
   fp32 bf16`` runs one search per precision taking turns in 30-second slices of their own time, so both
-  see the same machine load; ``--compile`` runs the model through ``torch.compile``.
+  see the same machine load; ``--verify`` makes a reduced-precision search re-score its improvements
+  in float32 (``MAPElites(verify=True)``); ``--compile`` runs the model through ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def bench_imagenet(
     warmup: float,
     precisions: list[str],
     compile_model: bool,
+    verify: bool,
 ) -> None:
     models = {
         p: fb.models.efficientnet_lite0(device=device, precision=p).replace(compile=compile_model) for p in precisions
@@ -120,7 +122,9 @@ def bench_imagenet(
         )
         print(f"warm-up on all 1,000 classes: {warm_evals:,} evaluations in {warm_seconds:.0f} s (counted below)")
     searches = {
-        p: fb.search.MAPElites(clf, enc, classes=IMAGENET_CLASSES, batch_size=batch_size, seed=0, initial=initial)
+        p: fb.search.MAPElites(
+            clf, enc, classes=IMAGENET_CLASSES, batch_size=batch_size, seed=0, initial=initial, verify=verify
+        )
         for p, clf in models.items()
     }
     # several precisions take turns in slices of their own compute time, so a change of load hits all alike
@@ -136,7 +140,7 @@ def bench_imagenet(
     names = models[precisions[0]].class_names or []
     for p, search in searches.items():
         result = search.result()
-        own = "" if p == "fp32" and not compile_model else f" ({p} scores)"
+        own = "" if (p == "fp32" and not compile_model) or verify else f" ({p} scores)"
         seconds, total = result.seconds + warm_seconds, result.evaluations + warm_evals
         rate = total / seconds
         print(
@@ -144,6 +148,7 @@ def bench_imagenet(
             f"{models[p].batch_size}, 224x224x3, {device}, batch {batch_size}, warm-up share {warmup:g}): "
             f"{total:,} evaluations in {seconds:.0f} s ({rate:.1f} eval/s); median float32 confidence "
             f"{float(result.confidence.median()):.4f}; >= 99%: {int(result.fooled(0.99).sum())}/10"
+            + (f"; {search.verifications:,} float32 checks (verify)" if search.verifications else "")
         )
         for c, q, e in zip(
             result.classes.tolist(), result.confidence.tolist(), result.evaluations_to(0.99), strict=True
@@ -182,6 +187,9 @@ def main() -> None:
         help="imagenet part: one search per precision, taking turns (each gets --minutes of its own time)",
     )
     parser.add_argument("--compile", action="store_true", help="imagenet part: torch.compile the model")
+    parser.add_argument(
+        "--verify", action="store_true", help="imagenet part: MAPElites(verify=True) (float32 re-scores improvements)"
+    )
     args = parser.parse_args()
     if args.device == "cpu":
         torch.set_num_threads(2)
@@ -205,6 +213,7 @@ def main() -> None:
             args.warmup,
             args.precision,
             args.compile,
+            args.verify,
         )
 
 

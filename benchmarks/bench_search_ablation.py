@@ -25,7 +25,8 @@ the focused search), ``crossover 0.25`` (a quarter of the children bred from two
 mutation: ``MAPElites(crossover=0.25)``) and ``warm + cross.`` (the warm start, then crossover 0.25),
 and ``bf16`` (the baseline searching with bfloat16 scores, ``efficientnet_lite0(precision="bf16")``: its
 elites are re-scored by the float32 model, so its final confidences compare with the others; its
-"first >= x%" columns and curve are its own bf16 scores).
+"first >= x%" columns and curve are its own bf16 scores), and ``bf16 + verify`` (``MAPElites(verify=True)``:
+bf16 screens every child, the float32 model re-scores those that beat an elite before they compete).
 
 ``--out FILE.json`` keeps every variant's curve (evaluations, median and per-class confidence per
 generation) for plotting; ``--only NAME ...`` runs some variants.
@@ -68,6 +69,7 @@ def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
         out["warm + ramp"] = {"warm": True, "ramp": True}
         out["warm + cross."] = {"warm": True, "crossover": 0.25}
         out["bf16"] = {"precision": "bf16"}
+        out["bf16 + verify"] = {"precision": "bf16", "verify": True}
     out["ramp 2 -> 0.5"] = {"ramp": True}
     out["crossover 0.25"] = {"crossover": 0.25}
     out["strength 2"] = {"mutation_schedule": 2.0}
@@ -166,9 +168,10 @@ def imagenet(
             curve, final = curve[:, TEXTURE_CLASSES], final[TEXTURE_CLASSES]
         evals = res.history.evaluations + offset
         reach = " / ".join(first_reach(evals, curve, level) for level in LEVELS)
+        checked = f" (+{search.verifications:,} float32 checks)" if search.verifications else ""
         print(
             f"  {name:14s} | {offset + res.evaluations:11,} | {100 * float(final.median()):10.2f}% | "
-            f"{int((final >= 0.99).sum()):2d}/10  | {seconds:4.0f}s | {reach}",
+            f"{int((final >= 0.99).sum()):2d}/10  | {seconds:4.0f}s | {reach}{checked}",
             flush=True,
         )
         out[name] = {
@@ -176,6 +179,7 @@ def imagenet(
             "confidence": curve.tolist(),
             "final": final.tolist(),
             "seconds": seconds,
+            "verifications": search.verifications,
         }
         save()
 

@@ -226,11 +226,15 @@ class Evolution(ABC):
     def _step(self, n: int | None = None) -> torch.Tensor:
         genomes = self.ask(n)
         try:
-            scores = self._scores(self.evaluator(genomes, columns=self._columns))
+            scores = self._verified(genomes, self._scores(self.evaluator(genomes, columns=self._columns)))
         except BaseException:
             self.cancel()
             raise
         return self._commit(scores)
+
+    def _verified(self, genomes: Genomes, scores: torch.Tensor) -> torch.Tensor:
+        """The scores a step commits (a subclass may re-score some rows); here ``scores`` as they are."""
+        return scores
 
     def step(self, n: int | None = None) -> int:
         """One generation: ask, score with the evaluator, tell. Returns how many classes improved."""
@@ -467,6 +471,14 @@ class MAPElites(Evolution):
             parent drawn by ``parents`` and a mate drawn uniformly from the occupied niches, crossed by
             the encoding's ``crossover`` (both shipped encodings have one). 0 (default) draws nothing
             extra, so the random stream is the one without crossover.
+        verify: for a classifier at reduced precision (``precision="bf16"``) or compiled: the children
+            whose fast scores beat an elite are scored again by the classifier's float32
+            :meth:`~foolbench.models.BaseClassifier.reference` before they compete, so the archive
+            holds float32 scores only and a lucky bf16 rounding never sits in it as an elite. The fast
+            model screens every child, the float32 one decides (``verifications`` counts its images;
+            ``evaluations`` counts children, as without it). Reads the candidate count back from the
+            device once per generation. Applies to :meth:`step` and :meth:`run`; with a float32
+            classifier it changes nothing.
 
     Raises:
         InvalidArgumentError: unknown or repeated classes, empty class list, shape mismatch, bad batch
@@ -498,6 +510,7 @@ class MAPElites(Evolution):
         device: str | torch.device | None = None,
         initial: Genomes | None = None,
         crossover: float = 0.0,
+        verify: bool = False,
     ) -> None:
         k = check_classifier(classifier).num_classes
         chosen = list(range(k)) if classes is None else _checks.class_list("classes", classes, num_classes=k)
@@ -518,6 +531,11 @@ class MAPElites(Evolution):
         if initial is not None and (len(initial) == 0 or not hasattr(initial, "__getitem__")):
             raise InvalidArgumentError("initial must be a non-empty batch of genomes (e.g. another search's elites)")
         self.crossover = _checks.real("crossover", crossover, low=0.0, high=1.0)
+        if not isinstance(verify, bool):
+            raise InvalidArgumentError(f"verify must be True or False, got {verify!r}")
+        self.verify = verify
+        self.verifications = 0
+        self._verifier: LocalEvaluator | None = None
         if self.crossover > 0 and not callable(getattr(encoding, "crossover", None)):
             raise InvalidArgumentError(
                 f"crossover={self.crossover:g} needs an encoding with a crossover(genomes, mates, generator, "
@@ -537,7 +555,24 @@ class MAPElites(Evolution):
             config["initial"] = _checkpoint.digest(self.encoding.genomes_to_state(self.initial))[:16]
         if self.crossover > 0:  # absent at 0, so checkpoints from before the option still resume
             config["crossover"] = self.crossover
+        if self.verify:
+            config["verify"] = True
         return config
+
+    def _verified(self, genomes: Genomes, scores: torch.Tensor) -> torch.Tensor:
+        if not self.verify:
+            return scores
+        if self._verifier is None:
+            reference = self.classifier.reference()
+            if reference is self.classifier:  # float32 already: nothing to verify
+                return scores
+            self._verifier = LocalEvaluator(reference, self.encoding)
+        rows = (scores > self.archive.fitness).any(dim=1).nonzero().flatten()
+        if rows.numel() == 0:
+            return scores
+        exact = self._verifier(genomes[rows], columns=self._columns).to(self.device).float()
+        self.verifications += int(rows.numel())
+        return scores.index_put((rows,), exact)
 
     def _parents(self, n: int) -> Genomes:
         pick = self.parents(self.archive.fitness, self.archive.occupied, n, self._rng)
@@ -578,10 +613,16 @@ class MAPElites(Evolution):
         selector_state = getattr(self.parents, "state_dict", None)
         if callable(selector_state):
             state["selector"] = selector_state()
+        if self.verify:
+            state["verifications"] = self.verifications
         return state
 
     def _load_state(self, state: dict[str, Any], *, source: str) -> None:
         self.archive.load_state_dict(state, source=source)
+        verifications = state.get("verifications", 0)
+        if not isinstance(verifications, int) or isinstance(verifications, bool) or verifications < 0:
+            raise CheckpointError(f"{source!r} verifications must be a count >= 0, got {verifications!r}")
+        self.verifications = verifications
         load = getattr(self.parents, "load_state_dict", None)
         if callable(load):
             selector = state.get("selector", {})

@@ -1,0 +1,57 @@
+"""MAPElites(verify=True): a reduced-precision model screens, its float32 reference decides."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import foolbench as fb
+from foolbench.errors import InvalidArgumentError
+
+
+def _search(clf: fb.models.TorchClassifier, *, verify: bool) -> fb.search.MAPElites:
+    enc = fb.encodings.DirectEncoding((1, 28, 28))
+    return fb.search.MAPElites(clf, enc, batch_size=32, seed=0, verify=verify)
+
+
+def test_verified_archive_holds_float32_scores() -> None:
+    fast = fb.models.lenet_mnist().replace(precision="bf16")
+    reference = fast.reference()
+    verified = _search(fast, verify=True)
+    verified.run(generations=6, progress=False)
+    exact = fb.search.LocalEvaluator(reference, verified.encoding)(verified.best_genomes())
+    # every elite's fitness is what the float32 model gives it, not its bf16 score
+    torch.testing.assert_close(verified.best_log_probs(), exact.diagonal(), atol=1e-5, rtol=0)
+    # generation 0 checks all 32 children (empty niches); later ones only those that beat an elite
+    assert 32 < verified.verifications < verified.evaluations
+    plain = _search(fast, verify=False)
+    plain.run(generations=6, progress=False)
+    exact_plain = fb.search.LocalEvaluator(reference, plain.encoding)(plain.best_genomes()).diagonal()
+    assert not torch.allclose(plain.best_log_probs(), exact_plain, atol=1e-5, rtol=0)  # bf16 scores
+    assert plain.verifications == 0
+
+
+def test_verify_changes_nothing_at_float32() -> None:
+    clf = fb.models.lenet_mnist()
+    a, b = _search(clf, verify=True), _search(clf, verify=False)
+    a.run(generations=4, progress=False)
+    b.run(generations=4, progress=False)
+    assert torch.equal(a.best_log_probs(), b.best_log_probs()) and a.verifications == 0
+
+
+def test_verify_recorded_and_resumed() -> None:
+    fast = fb.models.lenet_mnist().replace(precision="bf16")
+    whole = _search(fast, verify=True)
+    whole.run(generations=5, progress=False)
+    first = _search(fast, verify=True)
+    first.run(generations=3, progress=False)
+    state = first.state_dict()
+    assert state["config"]["verify"] is True and "verify" not in _search(fast, verify=False).state_dict()["config"]
+    again = _search(fast, verify=True)
+    again.load_state_dict(state)
+    assert again.verifications == first.verifications
+    again.run(generations=5, progress=False)
+    assert torch.equal(again.best_log_probs(), whole.best_log_probs())
+    assert again.verifications == whole.verifications
+    with pytest.raises(InvalidArgumentError, match="verify must be True or False"):
+        _search(fast, verify=1)  # type: ignore[arg-type]
