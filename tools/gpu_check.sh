@@ -25,5 +25,5 @@ timeout 180 python3 -m pytest -q -p no:cacheprovider -k "cuda or triton or bf16 
   tests/search tests/encodings tests/models > "$OUT/pytest.txt" 2>&1
 tail -n 5 "$OUT/pytest.txt"
 # 2. every row of the issue-14 table
-timeout 330 python3 benchmarks/bench_gpu.py
+timeout 390 python3 benchmarks/bench_gpu.py
 # 3. issue 16: the ablation's ImageNet proxy at GPU scale would go here once rows 1-2 are recorded
