@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from foolbench import bench, data, defenses, distributed, encodings, errors, models, search
 from foolbench._io import save_grid
+from foolbench._malloc import tune_malloc
 
 __version__ = "0.1.0"
 
@@ -25,4 +26,5 @@ __all__ = [
     "models",
     "save_grid",
     "search",
+    "tune_malloc",
 ]
