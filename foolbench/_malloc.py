@@ -21,9 +21,8 @@ def tune_malloc(*, mmap_threshold: int = _MMAP_MAX, trim_threshold: int = 2**30)
 
     By default glibc serves each large block (a rendered batch, a layer's activations) with a fresh
     ``mmap`` and returns it on free, so the next forward pass page-faults the same memory in again:
-    on the 2-core CPU a MAP-Elites + CPPN search on EfficientNet-Lite0 took about 3,400 page faults
-    per evaluation and ran at 43 evaluations/s, and 57 with this call (0 faults;
-    ``benchmarks/bench_cppn.py``). The price is that the process keeps its peak memory. It changes
+    on the 2-core CPU a MAP-Elites + CPPN search on EfficientNet-Lite0 took about 3,500 page faults
+    per evaluation, 0 with this call (``benchmarks/bench_malloc.py``: best 1.36x the evaluations/s). The price is that the process keeps its peak memory. It changes
     process-wide settings, so foolbench never calls it on import: the command line and the
     benchmarks call it; call it once at the start of your own CPU script. Setting the environment
     variable ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824``
