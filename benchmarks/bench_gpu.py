@@ -23,6 +23,7 @@ import argparse
 import importlib.util
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -200,6 +201,17 @@ def pgd_row(device: str, n: int, steps: int) -> None:
     print(line)
 
 
+def guarded(name: str, fn: Callable[[], object]) -> object:
+    """Run one row; a failure prints its traceback and the next rows still run (one GPU lease, every row)."""
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001 - report and go on: the other rows are still worth measuring
+        print(f"ROW FAILED: {name}", flush=True)
+        traceback.print_exc()
+        sys.stdout.flush()
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small sizes on the CPU: a smoke test, not figures")
@@ -216,12 +228,16 @@ def main() -> None:
         direct_rows(device, batches=(256,), generations=5)
         pgd_row(device, n=100, steps=10)
         return
-    t_fwd = effnet_rows(device, batch=256, size=224)
-    render_rows(device, n=256, size=224, t_forward=t_fwd, forward_batch=256)
-    imagenet_search_row(device, batch=512, size=224, seconds=args.seconds)
-    imagenet_search_row(device, batch=512, size=224, seconds=args.seconds / 2, verify=True)
-    direct_rows(device, batches=(1024, 8192), generations=50)
-    pgd_row(device, n=1000, steps=40)
+    t_fwd = guarded("effnet", lambda: effnet_rows(device, batch=256, size=224))
+    t_forward = t_fwd if isinstance(t_fwd, float) else float("nan")
+    guarded("render", lambda: render_rows(device, n=256, size=224, t_forward=t_forward, forward_batch=256))
+    guarded("imagenet", lambda: imagenet_search_row(device, batch=512, size=224, seconds=args.seconds))
+    guarded(
+        "imagenet verify",
+        lambda: imagenet_search_row(device, batch=512, size=224, seconds=args.seconds / 2, verify=True),
+    )
+    guarded("direct", lambda: direct_rows(device, batches=(1024, 8192), generations=50))
+    guarded("pgd", lambda: pgd_row(device, n=1000, steps=40))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,135 @@
+"""The paper's ImageNet run at its budget: MAP-Elites + CPPN over all 1,000 EfficientNet-Lite0 classes.
+
+``python benchmarks/bench_imagenet_gpu.py [--max-evaluations 2000000] [--max-seconds S] [--precision bf16]
+[--verify] [--batch-size 512] [--out DIR] [--quick]``
+
+Prints issue 16's table row (evaluations, search seconds, median confidence over the classes and the
+number of classes at >= 50 / 90 / 99 / 99.6 / 99.99%) at milestones: 777,216 and 1,922,560 evaluations
+(the two rows foolbench 0.1.0 was measured at on an H200), every 500,000, and at the end. Confidences are
+the float32 model's whatever ``--precision`` the search ran at (:meth:`~foolbench.search.MAPElites.result`
+re-scores the elites). With ``--out`` it writes, after every milestone, ``archive.pt`` (the elites'
+genomes: ``search.archive.state_dict()``, to render the images anywhere), ``confidence.json`` (per-class
+confidences, the milestone rows and the median over the classes every 10 generations) and ``best.png``
+(the 64 most confident images).
+
+On a CUDA machine this is the 2M-evaluation part of the ``paper-imagenet`` suite with the fast path on;
+``--quick`` runs it small on the CPU (64x64 images, batch 16, 10 seconds): a smoke test, not figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import foolbench as fb
+
+THRESHOLDS = (0.5, 0.9, 0.99, 0.996, 0.9999)
+MILESTONES = (777_216, 1_922_560)
+
+
+def row(res: fb.search.FoolingResult, wall: float) -> dict[str, object]:
+    conf = res.confidence
+    out: dict[str, object] = {
+        "evaluations": res.evaluations,
+        "search_seconds": round(res.seconds, 1),
+        "wall_seconds": round(wall, 1),
+        "median": round(float(conf.median()), 6),
+        "mean": round(float(conf.mean()), 6),
+    }
+    out.update({f">={100 * t:g}%": int((conf >= t).sum()) for t in THRESHOLDS})
+    return out
+
+
+def line(r: dict[str, object], classes: int) -> str:
+    counts = ", ".join(f"{k} {r[k]}" for k in r if str(k).startswith(">="))
+    return (
+        f"{r['evaluations']:,} evaluations, {r['search_seconds']} s searching ({r['wall_seconds']} s wall): "
+        f"median over {classes} classes {100 * float(r['median']):.2f}% (mean {100 * float(r['mean']):.2f}%); "
+        f"classes {counts}"
+    )
+
+
+def save(search: fb.search.MAPElites, res: fb.search.FoolingResult, rows: list[dict[str, object]], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(search.archive.state_dict(), out / "archive.pt")
+    hist = res.history
+    keep = slice(None, None, 10)
+    (out / "confidence.json").write_text(
+        json.dumps(
+            {
+                "settings": {k: str(v) for k, v in res.settings.items()},
+                "device": torch.cuda.get_device_name(0) if search.device.type == "cuda" else "cpu",
+                "torch": torch.__version__,
+                "classes": res.classes.tolist(),
+                "confidence": [round(float(c), 6) for c in res.confidence],
+                "found_at": res.found_at.tolist(),
+                "rows": rows,
+                "history_evaluations": hist.evaluations[keep].tolist(),
+                "history_median": [round(float(m), 5) for m in hist.median[keep]],
+            }
+        )
+    )
+    top = res.confidence.argsort(descending=True)[:64]
+    fb.search.FoolingResult(
+        images=res.images[top].cpu(),
+        confidence=res.confidence[top],
+        classes=res.classes[top],
+        evaluations=res.evaluations,
+        seconds=res.seconds,
+        history=res.history,
+        class_names=tuple(res.class_names[int(i)] for i in top),
+        method=res.method,
+        found_at=res.found_at[top],
+    ).save_png(out / "best.png", columns=8)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--max-evaluations", type=int, default=2_000_000)
+    parser.add_argument("--max-seconds", type=float, default=600.0, help="search seconds (the step's own time)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="bf16")
+    parser.add_argument("--verify", action="store_true", help="MAPElites(verify=True): float32 checks of improvers")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--quick", action="store_true", help="small on the CPU: a smoke test, not figures")
+    args = parser.parse_args()
+    device = "cpu" if args.quick or not torch.cuda.is_available() else "cuda"
+    size, batch = (64, 16) if args.quick else (224, args.batch_size)
+    precision = "fp32" if device == "cpu" and args.precision != "bf16" else args.precision
+    if device == "cpu":
+        fb.tune_malloc()
+    max_seconds = 10.0 if args.quick else args.max_seconds
+    clf = fb.models.efficientnet_lite0(device=device, image_size=size, precision=precision)
+    enc = fb.encodings.CPPNEncoding((3, size, size))
+    search = fb.search.MAPElites(clf, enc, batch_size=batch, seed=args.seed, verify=args.verify)
+    card = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+    print(
+        f"MAP-Elites + CPPN, {clf.num_classes} classes, {size}x{size}, batch {batch}, {precision}"
+        f"{' + verify' if args.verify else ''}, seed {args.seed}; device {card}; torch {torch.__version__}",
+        flush=True,
+    )
+    step = 500_000 if not args.quick else 2_000
+    stops = sorted({*MILESTONES, *range(step, args.max_evaluations, step), args.max_evaluations})
+    stops = [s for s in stops if s <= args.max_evaluations]
+    rows: list[dict[str, object]] = []
+    start = time.perf_counter()
+    for stop in stops:
+        res = search.run(max_evaluations=stop, max_seconds=max_seconds, progress=False)
+        rows.append(row(res, time.perf_counter() - start))
+        rate = res.evaluations / max(res.seconds, 1e-9)
+        verified = f", {search.verifications:,} float32 checks" if args.verify else ""
+        print(f"{line(rows[-1], len(res.classes))}; {rate:,.0f} eval/s{verified}", flush=True)
+        if args.out is not None:
+            save(search, res, rows, args.out)
+        if search.seconds >= max_seconds:
+            print(f"stopped by --max-seconds {max_seconds:g} before {stop:,} evaluations", flush=True)
+            break
+
+
+if __name__ == "__main__":
+    main()
