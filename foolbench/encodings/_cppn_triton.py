@@ -68,6 +68,15 @@ def _activate(x, code):  # type: ignore[no-untyped-def]
 
 
 @_jit
+def _hidden_step(vals, w_row, code_row, s, sources, r):  # type: ignore[no-untyped-def]
+    """Hidden node ``s``: its weighted sum over the sources before it, activated, written to row 4 + s."""
+    w = tl.load(w_row + s * sources + r, mask=r < 4 + s, other=0.0)
+    pre = tl.sum(w[:, None] * vals, axis=0)
+    y = _activate(pre, tl.load(code_row + s))
+    return tl.where(r[:, None] == 4 + s, y[None, :], vals)
+
+
+@_jit
 def _render_kernel(  # type: ignore[no-untyped-def]
     grid_ptr,  # (4, P) inputs x, y, d, 1
     w_ptr,  # (B, T, R) weights in evaluation order: T = S + C targets, R = 4 + S sources
@@ -81,6 +90,7 @@ def _render_kernel(  # type: ignore[no-untyped-def]
     C: tl.constexpr,
     BLOCK_R: tl.constexpr,
     BLOCK_P: tl.constexpr,
+    UNROLL: tl.constexpr,
 ):
     b = tl.program_id(0)
     offs = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -90,11 +100,13 @@ def _render_kernel(  # type: ignore[no-untyped-def]
     w_row = w_ptr + b * targets * sources
     code_row = code_ptr + b * targets
     steps = tl.load(steps_ptr + b)
-    for s in range(steps):
-        w = tl.load(w_row + s * sources + r, mask=r < 4 + s, other=0.0)
-        pre = tl.sum(w[:, None] * vals, axis=0)
-        y = _activate(pre, tl.load(code_row + s))
-        vals = tl.where(r[:, None] == 4 + s, y[None, :], vals)
+    if UNROLL > 0:  # the interpreter (see render): a loop of constant length, steps past the genome's skipped
+        for s in tl.static_range(UNROLL):
+            if s < steps:
+                vals = _hidden_step(vals, w_row, code_row, s, sources, r)
+    else:
+        for s in range(steps):
+            vals = _hidden_step(vals, w_row, code_row, s, sources, r)
     for c in tl.static_range(C):
         w = tl.load(w_row + (max_steps + c) * sources + r, mask=r < sources, other=0.0)
         pre = tl.sum(w[:, None] * vals, axis=0)
@@ -103,7 +115,16 @@ def _render_kernel(  # type: ignore[no-untyped-def]
         tl.store(out_ptr + (b * C + c) * pixels + offs, y, mask=pmask)
 
 
-def render(grid: torch.Tensor, w: torch.Tensor, codes: torch.Tensor, sizes: torch.Tensor, outputs: int) -> torch.Tensor:
+def render(
+    grid: torch.Tensor,
+    w: torch.Tensor,
+    codes: torch.Tensor,
+    sizes: torch.Tensor,
+    outputs: int,
+    *,
+    block_p: int | None = None,
+    num_warps: int | None = None,
+) -> torch.Tensor:
     """Output images of a batch whose weights are in evaluation order.
 
     Args:
@@ -112,6 +133,8 @@ def render(grid: torch.Tensor, w: torch.Tensor, codes: torch.Tensor, sizes: torc
         codes: (B, S + C) activation codes (:data:`ACTIVATION_CODES`).
         sizes: (B,) hidden nodes per genome (at most S).
         outputs: C.
+        block_p: pixels per program (a power of two; default 128 compiled, up to 4,096 interpreted).
+        num_warps: warps per program (Triton's default when None); for tuning benchmarks.
 
     Returns:
         (B, C, P) pixel values in [0, 1], in ``w``'s dtype (float64 stays float64, anything else
@@ -130,7 +153,8 @@ def render(grid: torch.Tensor, w: torch.Tensor, codes: torch.Tensor, sizes: torc
         return out.to(w.dtype)
     interpreted = os.environ.get("TRITON_INTERPRET") == "1"
     # the interpreter runs programs one after the other: fewer, larger blocks keep it quick
-    block_p = min(triton.next_power_of_2(pixels), 4096) if interpreted else 128
+    if block_p is None:
+        block_p = min(triton.next_power_of_2(pixels), 4096) if interpreted else 128
     block_r = max(16, triton.next_power_of_2(sources))
     launch = (b, triton.cdiv(pixels, block_p))
     _render_kernel[launch](
@@ -146,5 +170,9 @@ def render(grid: torch.Tensor, w: torch.Tensor, codes: torch.Tensor, sizes: torc
         C=outputs,
         BLOCK_R=block_r,
         BLOCK_P=block_p,
+        # Triton 3.6's interpreter (with NumPy >= 2.4) cannot loop over a run-time count; the interpreter
+        # does not compile, so a constant loop length costs it nothing. Compiled kernels keep range(steps).
+        UNROLL=(targets - outputs) if interpreted else 0,
+        **({} if num_warps is None else {"num_warps": num_warps}),
     )
     return out.to(w.dtype)
