@@ -134,7 +134,7 @@ def render(
         sizes: (B,) hidden nodes per genome (at most S).
         outputs: C.
         block_p: pixels per program (a power of two; default 128 compiled, up to 4,096 interpreted).
-        num_warps: warps per program (Triton's default when None); for tuning benchmarks.
+        num_warps: warps per program (default 1 compiled: four pixels per thread); for tuning benchmarks.
 
     Returns:
         (B, C, P) pixel values in [0, 1], in ``w``'s dtype (float64 stays float64, anything else
@@ -155,6 +155,10 @@ def render(
     # the interpreter runs programs one after the other: fewer, larger blocks keep it quick
     if block_p is None:
         block_p = min(triton.next_power_of_2(pixels), 4096) if interpreted else 128
+    if num_warps is None and not interpreted:
+        # four pixels per thread: on an H100 (256 genomes, 16.7 nodes, 224x224x3) 128 pixels x 1 warp took
+        # 0.79 ms, 512 x 4 0.94, 256 x 2 0.97, Triton's default 128 x 4 3.31 and 128 x 8 11.6 (tools/gpu_probe.py)
+        num_warps = 1
     block_r = max(16, triton.next_power_of_2(sources))
     launch = (b, triton.cdiv(pixels, block_p))
     _render_kernel[launch](

@@ -744,8 +744,9 @@ class SingleClassEvolution(Evolution):
             size = self._fit.shape[0]
             both = torch.cat([self._fit, fresh])
             top = torch.topk(both, size, sorted=False).indices
-            survivors = torch.zeros(both.shape[0], dtype=torch.bool, device=self.device)
-            survivors[top] = True
+            # index_fill_ takes the value as a scalar argument: ``survivors[top] = True`` copies a host
+            # tensor to the device and waits for it (seen on an H100 under sync-debug mode)
+            survivors = torch.zeros(both.shape[0], dtype=torch.bool, device=self.device).index_fill_(0, top, True)
             # the k-th losing slot (in slot order) takes the k-th winning child (in batch order), written
             # as a gather and a masked select so nothing is read back to the host
             losers = ~survivors[:size]
