@@ -9,6 +9,7 @@ On CUDA the same code then never waits for the device between steps.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -50,6 +51,10 @@ class _Probe(TorchDispatchMode):
         | {"aten::bincount", "aten::repeat_interleave"}
     )
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._from_python: weakref.WeakSet[torch.Tensor] = weakref.WeakSet()
+
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         name = func._schema.name
         if name in self.SYNCING:
@@ -58,7 +63,14 @@ class _Probe(TorchDispatchMode):
             i is not None and i.dtype in (torch.bool, torch.uint8) for i in args[1]
         ):
             raise HostRead(f"host-synchronising op inside the step: boolean-mask {name}")
-        return func(*args, **(kwargs or {}))
+        if name in ("aten::index_put", "aten::index_put_") and args[2] in self._from_python:
+            # ``t[idx] = True``: the value is a host tensor made from Python data, which index_put copies
+            # to the device and waits for (the single-class survivor mask did this; seen on an H100)
+            raise HostRead(f"host-synchronising op inside the step: {name} of a Python value")
+        out = func(*args, **(kwargs or {}))
+        if name == "aten::lift_fresh":
+            self._from_python.add(out)
+        return out
 
 
 @pytest.mark.parametrize(
@@ -111,9 +123,13 @@ def test_the_dispatch_probe_catches_hidden_syncs() -> None:
     def assign() -> None:
         x.clone()[x > 0] = 0.0
 
+    def assign_python_value() -> None:
+        torch.zeros(6, dtype=torch.bool)[torch.tensor([1, 3])] = True
+
     hidden_ops: list[Any] = [
         lambda: x[x > 0],
         assign,
+        assign_python_value,
         lambda: torch.where(x > 0),
         lambda: torch.unique(x),
         lambda: x.masked_select(x > 0),
@@ -125,6 +141,10 @@ def test_the_dispatch_probe_catches_hidden_syncs() -> None:
             hidden()
     with _Probe():
         torch.where(x > 0, x, 0.0).cumsum(0)  # element-wise ops pass
+        y = x.clone()
+        y[:2] = 0.0  # a slice fill takes the number as a scalar
+        y[torch.tensor([1, 3])] = x.max()  # a device value
+        torch.zeros(6, dtype=torch.bool).index_fill_(0, torch.tensor([1, 3]), True)
 
 
 #: (parents, crossover) for the generation-step checks here and on CUDA (test_evolution_seams)
