@@ -202,6 +202,28 @@ class MapElitesParams(Params):
     crossover: float = param(
         0.0, "share of the children bred from two elites before mutation (0: none)", type="float", lo=0, hi=1
     )
+    precision: str = param(
+        "fp32", "precision the search scores children at (bf16/fp16: autocast on the model; the reported "
+        "confidences are always the float32 model's)", type="str", choices=("fp32", "bf16", "fp16"),
+    )  # fmt: skip
+    verify: bool = param(
+        False, "re-score children that beat an elite with the float32 model before they compete "
+        "(MAPElites(verify=True); with precision bf16/fp16)", type="bool",
+    )  # fmt: skip
+
+
+def _at_precision(clf: Any, precision: str) -> Any:
+    """``clf`` scoring at ``precision``: a TorchClassifier's ``replace(precision=...)``; fp32 leaves it as is."""
+    if precision == "fp32":
+        return clf
+    from foolbench.models import TorchClassifier
+
+    if not isinstance(clf, TorchClassifier):
+        raise ConfigError(
+            f"precision = {precision!r} needs a model the suite runs as a TorchClassifier (an undefended zoo "
+            f"or factory model); this cell's model is a {type(clf).__name__}: use precision = 'fp32' here"
+        )
+    return clf.replace(precision=precision)
 
 
 @register_method
@@ -216,13 +238,14 @@ class MapElitesMethod(Method[MapElitesParams]):
     def run(self, target: Target, ctx: Context) -> CellOutput:
         from foolbench.search import MAPElites, StepDecay
 
-        p, clf = self.params, target.classifier
+        p = self.params
+        clf = _at_precision(target.classifier, p.precision)
         classes = p.classes or target.classes
         enc = encoding(p.encoding, clf.input_shape, mutation_rate=p.mutation_rate, eta=p.eta)
         schedule = None if p.decay_factor == 1.0 else StepDecay(factor=p.decay_factor, every=p.decay_every)
         common: dict[str, Any] = {
             "batch_size": p.batch_size, "seed": ctx.seed, "parents": p.parents, "mutation_schedule": schedule,
-            "crossover": p.crossover,
+            "crossover": p.crossover, "verify": p.verify,
         }  # fmt: skip
         initial, spent = None, 0
         if p.warmup > 0 and len(classes) < clf.num_classes:

@@ -130,3 +130,41 @@ def test_warmup_on_every_class_seeds_the_focused_search(tmp_path: Path) -> None:
         bad = runs_suite(1)
         bad["methods"][0]["warmup"] = 1.0
         parse_config(bad)
+
+
+def test_precision_and_verify_reach_the_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``precision = "bf16"``, ``verify = true``: the search scores with the bf16 adapter and verifies."""
+    seen: list[tuple[str, bool]] = []
+    original = fb.search.MAPElites.__init__
+
+    def spy(self: fb.search.MAPElites, classifier: Any, *args: Any, **kwargs: Any) -> None:
+        seen.append((classifier.precision, kwargs.get("verify", False)))
+        original(self, classifier, *args, **kwargs)
+
+    monkeypatch.setattr(fb.search.MAPElites, "__init__", spy)
+    cfg = runs_suite(1)
+    cfg["methods"] = [cfg["methods"][0]]
+    cfg["methods"][0].update(precision="bf16", verify=True)
+    res = run_suite(parse_config(cfg), out=tmp_path / "bf16", progress=False)
+    assert seen == [("bf16", True)]
+    plain = runs_suite(1)
+    plain["methods"] = [plain["methods"][0]]
+    other = run_suite(parse_config(plain), out=tmp_path / "fp32", progress=False)
+    assert seen[1:] == [("fp32", False)]
+    assert res["cells"][0]["digest"] != other["cells"][0]["digest"]
+
+
+def test_precision_needs_a_torch_classifier_and_a_known_value(tmp_path: Path) -> None:
+    cfg = runs_suite(1)
+    cfg["methods"] = [cfg["methods"][0]]
+    cfg["methods"][0]["precision"] = "fp8"
+    with pytest.raises(ConfigError, match=r"precision must be one of"):
+        parse_config(cfg)
+    cfg["methods"][0]["precision"] = "bf16"
+    cfg["defenses"] = [{"kind": "none"}, {"kind": "median", "size": 3}]
+    res = run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    # the undefended cell runs; the defended one fails alone, saying why, and the suite goes on
+    assert [c["defense"] for c in res["cells"]] == ["none"]
+    (failed,) = res["failed"]
+    assert failed["defense"] == "median"
+    assert "precision = 'bf16' needs a model the suite runs as a TorchClassifier" in failed["error"]
