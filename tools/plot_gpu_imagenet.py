@@ -18,9 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from make_docs_figures import _shrink  # noqa: E402
+from make_docs_figures import _shrink
 
-from foolbench.bench._report import imagenet_group  # noqa: E402
+from foolbench.bench._report import imagenet_group
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def main() -> None:
             f"{r['>=90%']} | {r['>=99%']} | {r['>=99.6%']} | {r['>=99.99%']} |"
         )
     groups: dict[str, list[float]] = defaultdict(list)
-    for c, p in zip(data["classes"], data["confidence"]):
+    for c, p in zip(data["classes"], data["confidence"], strict=True):
         groups[imagenet_group(c)].append(p)
     print("\n| super-category | classes | median | >= 99% |\n|---|---|---|---|")
     for name, values in sorted(groups.items(), key=lambda kv: -statistics.median(kv[1])):
