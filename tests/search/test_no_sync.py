@@ -53,7 +53,9 @@ class _Probe(TorchDispatchMode):
 
     def __init__(self) -> None:
         super().__init__()
-        self._from_python: weakref.WeakSet[torch.Tensor] = weakref.WeakSet()
+        # by id, each with a weak reference to tell a live tensor from a later one at the same address
+        # (a WeakSet would compare tensors with ==, which is element-wise)
+        self._from_python: dict[int, weakref.ref[torch.Tensor]] = {}
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         name = func._schema.name
@@ -63,14 +65,18 @@ class _Probe(TorchDispatchMode):
             i is not None and i.dtype in (torch.bool, torch.uint8) for i in args[1]
         ):
             raise HostRead(f"host-synchronising op inside the step: boolean-mask {name}")
-        if name in ("aten::index_put", "aten::index_put_") and args[2] in self._from_python:
+        if name in ("aten::index_put", "aten::index_put_") and self._made_from_python(args[2]):
             # ``t[idx] = True``: the value is a host tensor made from Python data, which index_put copies
             # to the device and waits for (the single-class survivor mask did this; seen on an H100)
             raise HostRead(f"host-synchronising op inside the step: {name} of a Python value")
         out = func(*args, **(kwargs or {}))
         if name == "aten::lift_fresh":
-            self._from_python.add(out)
+            self._from_python[id(out)] = weakref.ref(out)
         return out
+
+    def _made_from_python(self, t: Any) -> bool:
+        ref = self._from_python.get(id(t))
+        return ref is not None and ref() is t
 
 
 @pytest.mark.parametrize(
@@ -126,10 +132,14 @@ def test_the_dispatch_probe_catches_hidden_syncs() -> None:
     def assign_python_value() -> None:
         torch.zeros(6, dtype=torch.bool)[torch.tensor([1, 3])] = True
 
+    def assign_python_values() -> None:
+        torch.zeros(6)[torch.tensor([1, 3])] = torch.tensor([2.0, 5.0])
+
     hidden_ops: list[Any] = [
         lambda: x[x > 0],
         assign,
         assign_python_value,
+        assign_python_values,
         lambda: torch.where(x > 0),
         lambda: torch.unique(x),
         lambda: x.masked_select(x > 0),
