@@ -104,6 +104,8 @@ class Evolution(ABC):
         # a checkpoint resumed with another model (even of the same shape) is refused
         self._model_digest = weights_digest(self.classifier.network())
         self.evaluator: Evaluator = LocalEvaluator(self.classifier, encoding) if evaluator is None else evaluator
+        self._reference_eval: LocalEvaluator | None = None  # the float32 reference's, made on first use
+        self._reference_differs: bool | None = None
         self.classes = classes
         self.batch_size = _checks.positive_int("batch_size", batch_size)
         self.seed = secrets.randbits(62) if seed is None else _checks.seed_int("seed", seed)
@@ -367,11 +369,20 @@ class Evolution(ABC):
         the elites are re-scored by its float32 :meth:`~foolbench.models.BaseClassifier.reference`, so
         a reported 99.99% means the same at every precision.
         """
-        reference = self.classifier.reference()
-        if reference is self.classifier:
+        reference = self._reference_evaluator()
+        if reference is None:
             return self.best_log_probs().double().exp().cpu()
-        scores = LocalEvaluator(reference, self.encoding)(self.best_genomes()).double()
+        scores = reference(self.best_genomes()).double()
         return scores[torch.arange(len(self.classes)), torch.tensor(self.classes)].exp().cpu()
+
+    def _reference_evaluator(self) -> LocalEvaluator | None:
+        """An evaluator of the float32 reference (made once), or None when the classifier is its own."""
+        if self._reference_eval is None and self._reference_differs is not False:
+            reference = self.classifier.reference()
+            self._reference_differs = reference is not self.classifier
+            if self._reference_differs:
+                self._reference_eval = LocalEvaluator(reference, self.encoding)
+        return self._reference_eval
 
     def _history_confidence(self) -> torch.Tensor:
         """(G, M) float64 best confidence per class after each generation (kept as log-probs until asked)."""
@@ -553,7 +564,6 @@ class MAPElites(Evolution):
             raise InvalidArgumentError(f"verify must be True or False, got {verify!r}")
         self.verify = verify
         self.verifications = 0
-        self._verifier: LocalEvaluator | None = None
         if self.crossover > 0 and not callable(getattr(encoding, "crossover", None)):
             raise InvalidArgumentError(
                 f"crossover={self.crossover:g} needs an encoding with a crossover(genomes, mates, generator, "
@@ -580,11 +590,9 @@ class MAPElites(Evolution):
     def _verified(self, genomes: Genomes, scores: torch.Tensor) -> torch.Tensor:
         if not self.verify:
             return scores
-        if self._verifier is None:
-            reference = self.classifier.reference()
-            if reference is self.classifier:  # float32 already: nothing to verify
-                return scores
-            self._verifier = LocalEvaluator(reference, self.encoding)
+        verifier = self._reference_evaluator()
+        if verifier is None:  # float32 already: nothing to verify
+            return scores
         rows = (scores > self.archive.fitness).any(dim=1).nonzero().flatten()
         n = int(rows.numel())
         if n == 0:
@@ -593,7 +601,7 @@ class MAPElites(Evolution):
             # cuDNN plans its convolutions per input shape, and the number of improvers changes every
             # generation: on an H100 each new size cost about a second (296 vs 11,651 eval/s).
             rows = pad_rows(rows, len(genomes))
-        exact = self._verifier(genomes[rows], columns=self._columns).to(self.device).float()[:n]
+        exact = verifier(genomes[rows], columns=self._columns).to(self.device).float()[:n]
         self.verifications += n
         return scores.index_put((rows[:n],), exact)
 
