@@ -35,7 +35,8 @@ echo "--- $(( $(date +%s) - START )) s: bench_gpu.py"
 timeout 240 python3 benchmarks/bench_gpu.py --seconds 20
 echo "bench_gpu exit $?"
 # 2b. how much of the direct loop a CUDA graph would remove (a timing probe, about 10 s)
-timeout 60 python3 tools/gpu_graph_probe.py
+timeout 40 python3 tools/gpu_graph_probe.py 1024
+timeout 40 python3 tools/gpu_graph_probe.py 8192
 # 3. issue 16: the paper's budget over all 1,000 classes, in the time left (search seconds, then re-scoring)
 LEFT=$(( TOTAL - ($(date +%s) - START) - 45 ))
 echo "--- $(( $(date +%s) - START )) s: bench_imagenet_gpu.py, $LEFT search seconds"

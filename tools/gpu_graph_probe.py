@@ -1,6 +1,6 @@
 """How much a CUDA graph could save in the direct-encoding loop (issue 14's host-bound row), on a GPU.
 
-``python tools/gpu_graph_probe.py``: MAP-Elites + direct encoding on lenet_mnist at batch 1,024 and
+``python tools/gpu_graph_probe.py [BATCH ...]``: MAP-Elites + direct encoding on lenet_mnist at batch 1,024 and
 8,192; per generation, the eager ``search._step()`` against a CUDA graph of the same step replayed,
 and the bare forward. A timing probe only: a replayed step reads the archive tensors it was captured
 with (the search's own step reassigns some), so the replays do not chain generations correctly; what
@@ -8,6 +8,8 @@ it measures is how much of a generation is host overhead a graph would remove.
 """
 
 from __future__ import annotations
+
+import sys
 
 import torch
 
@@ -59,6 +61,7 @@ def probe(batch: int) -> None:
 
 
 if __name__ == "__main__":
+    # one batch size per process (``gpu_graph_probe.py 1024``): a failed capture can leave CUDA unusable
     print(f"{torch.cuda.get_device_name(0)}; torch {torch.__version__}", flush=True)
-    for b in (1024, 8192):
-        probe(b)
+    for b in sys.argv[1:] or ["1024"]:
+        probe(int(b))

@@ -203,8 +203,9 @@ class MapElitesParams(Params):
         0.0, "share of the children bred from two elites before mutation (0: none)", type="float", lo=0, hi=1
     )
     precision: str = param(
-        "fp32", "precision the search scores children at (bf16/fp16: autocast on the model; the reported "
-        "confidences are always the float32 model's)", type="str", choices=("fp32", "bf16", "fp16"),
+        "fp32", "precision the search scores children at (bf16/fp16: autocast on the model); the final "
+        "confidences are always the float32 model's, the curve and the target stop are the search's "
+        "scores, float32 only with verify", type="str", choices=("fp32", "bf16", "fp16"),
     )  # fmt: skip
     verify: bool = param(
         False, "re-score children that beat an elite with the float32 model before they compete "

@@ -90,7 +90,8 @@ def _render_kernel(  # type: ignore[no-untyped-def]
     C: tl.constexpr,
     BLOCK_R: tl.constexpr,
     BLOCK_P: tl.constexpr,
-    UNROLL: tl.constexpr,
+    INTERPRET: tl.constexpr,
+    INTERPRET_STEPS: tl.constexpr,
 ):
     b = tl.program_id(0)
     offs = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -100,8 +101,8 @@ def _render_kernel(  # type: ignore[no-untyped-def]
     w_row = w_ptr + b * targets * sources
     code_row = code_ptr + b * targets
     steps = tl.load(steps_ptr + b)
-    if UNROLL > 0:  # the interpreter (see render): a loop of constant length, steps past the genome's skipped
-        for s in tl.static_range(UNROLL):
+    if INTERPRET:  # the interpreter (see render): a loop of constant length, steps past the genome's skipped
+        for s in tl.static_range(INTERPRET_STEPS):
             if s < steps:
                 vals = _hidden_step(vals, w_row, code_row, s, sources, r)
     else:
@@ -176,7 +177,8 @@ def render(
         BLOCK_P=block_p,
         # Triton 3.6's interpreter (with NumPy >= 2.4) cannot loop over a run-time count; the interpreter
         # does not compile, so a constant loop length costs it nothing. Compiled kernels keep range(steps).
-        UNROLL=(targets - outputs) if interpreted else 0,
+        INTERPRET=interpreted,
+        INTERPRET_STEPS=(targets - outputs) if interpreted else 0,
         **({} if num_warps is None else {"num_warps": num_warps}),
     )
     return out.to(w.dtype)

@@ -55,3 +55,32 @@ def test_verify_recorded_and_resumed() -> None:
     assert again.verifications == whole.verifications
     with pytest.raises(InvalidArgumentError, match="verify must be True or False"):
         _search(fast, verify=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("classes", [None, [3, 5, 8]])
+def test_padded_rescoring_gives_the_same_search(classes: list[int] | None) -> None:
+    """On CUDA the re-scored children are padded to a power of two; here the padding is forced on CPU."""
+    fast = fb.models.lenet_mnist().replace(precision="bf16")
+    enc = fb.encodings.DirectEncoding((1, 28, 28))
+    plain = fb.search.MAPElites(fast, enc, classes=classes, batch_size=24, seed=0, verify=True)
+    padded = fb.search.MAPElites(fast, enc, classes=classes, batch_size=24, seed=0, verify=True)
+    assert not padded._pad_rescoring  # the CPU default
+    padded._pad_rescoring = True
+    calls: list[int] = []
+    verifier = padded._reference_evaluator()
+    assert verifier is not None
+    original = verifier.__call__
+
+    def spy(genomes: torch.Tensor, **kw: object) -> torch.Tensor:
+        calls.append(len(genomes))
+        return original(genomes, **kw)  # type: ignore[arg-type]
+
+    padded._reference_eval = spy  # type: ignore[assignment]
+    plain.run(generations=6, progress=False)
+    padded.run(generations=6, progress=False)
+    torch.testing.assert_close(padded.best_log_probs(), plain.best_log_probs(), atol=1e-6, rtol=0)
+    assert padded.verifications == plain.verifications
+    # the checks inside the run: powers of two, or the whole batch; then result() re-scores the elites
+    *checks, reported = calls
+    assert checks and all(n == 24 or n & (n - 1) == 0 for n in checks)
+    assert reported == len(classes or range(10))
