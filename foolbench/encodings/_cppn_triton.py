@@ -175,7 +175,7 @@ def render(
         C=outputs,
         BLOCK_R=block_r,
         BLOCK_P=block_p,
-        # Triton 3.6's interpreter (with NumPy >= 2.4) cannot loop over a run-time count; the interpreter
+        # Triton 3.6's interpreter (seen with NumPy 2.4 and 2.5; 3.9's can) cannot loop over a run-time count; the interpreter
         # does not compile, so a constant loop length costs it nothing. Compiled kernels keep range(steps).
         INTERPRET=interpreted,
         INTERPRET_STEPS=(targets - outputs) if interpreted else 0,
