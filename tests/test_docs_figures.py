@@ -1,6 +1,6 @@
 """The docs show stored full-run figures, and those figures are fresh (checked without recomputing).
 
-Rule: every image a docs page references exists; every one under ``docs/figures/`` has a manifest
+Rule: every image a docs page references exists; every one under ``docs/figures/`` (or ``docs/figures/gpu/``, figures of runs on a lent GPU, whose manifests name the run instead of settings) has a manifest
 ``<name>.json`` beside it that lists it (file name, byte count, SHA-256), and the manifest's
 ``settings`` equal what ``tools/make_docs_figures.py`` would use now (the example's syntax tree, its
 arguments, the CLI's parsed defaults and the defaults of every foolbench callable it uses). A changed
@@ -22,6 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 FIGURES = DOCS / "figures"
+GPU_FIGURES = FIGURES / "gpu"  # measured on a lent GPU: not regenerable here, so their manifests name the run
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -43,8 +44,8 @@ def _referenced() -> list[tuple[Path, Path]]:
     return [(page, (page.parent / ref).resolve()) for page in pages for ref in IMAGE.findall(page.read_text())]
 
 
-def _manifest(name: str) -> dict[str, object]:
-    path = FIGURES / f"{name}.json"
+def _manifest(name: str, folder: Path = FIGURES) -> dict[str, object]:
+    path = folder / f"{name}.json"
     assert path.is_file(), f"{path.relative_to(ROOT)} missing: run tools/make_docs_figures.py --only {name}"
     data: dict[str, object] = json.loads(path.read_text(encoding="utf-8"))
     return data
@@ -56,8 +57,8 @@ def test_every_referenced_image_exists_and_is_a_stored_figure() -> None:
     for page, image in refs:
         where = f"{page.relative_to(ROOT)} -> {image}"
         assert image.is_file(), f"missing image: {where}"
-        assert image.parent == FIGURES, f"docs images live in docs/figures/ (stored, with a manifest): {where}"
-        manifest = _manifest(image.stem)
+        assert image.parent in (FIGURES, GPU_FIGURES), f"docs images live in docs/figures/ (with a manifest): {where}"
+        manifest = _manifest(image.stem, image.parent)
         assert manifest["figure"] == image.name, where
         data = image.read_bytes()
         assert manifest["bytes"] == len(data), f"{where}: the PNG is not the one its manifest describes"
@@ -157,3 +158,15 @@ def test_a_changed_default_makes_figures_stale(monkeypatch: pytest.MonkeyPatch) 
     original = fb.search.MAPElites.__init__
     monkeypatch.setattr(original, "__kwdefaults__", {**original.__kwdefaults__, "parents": "uniform"})
     assert "cppn_imagenet" in TOOL.stale()
+
+
+def test_gpu_figures_name_the_run_behind_them() -> None:
+    """A figure from a GPU run names its results file (kept in the repository) and the card it ran on."""
+    pngs = sorted(GPU_FIGURES.glob("*.png"))
+    assert pngs, "docs/figures/gpu/ holds no figure"
+    for png in pngs:
+        manifest = _manifest(png.stem, GPU_FIGURES)
+        source = ROOT / str(manifest["source"])
+        assert source.is_file(), f"{png.name}: its results file {manifest['source']} is missing"
+        results = json.loads(source.read_text(encoding="utf-8"))
+        assert results["device"] == manifest["device"] and "cpu" not in str(manifest["device"]).lower(), png.name

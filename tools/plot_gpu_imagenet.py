@@ -3,24 +3,41 @@
 ``python tools/plot_gpu_imagenet.py RESULT.json [--best DIR/best.png] [--name NAME]`` writes
 ``docs/figures/gpu/NAME_curve.png`` (median confidence over the classes vs evaluations, and the
 histogram of the final per-class confidences) and, given ``--best``, a shrunk copy of the best-images
-grid as ``NAME_best.png``; it prints the milestone rows and the ImageNet super-category table as
+grid as ``NAME_best.png``, each with a manifest ``.json`` naming the run (results file, device) behind it; it prints the milestone rows and the ImageNet super-category table as
 Markdown for the docs.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 from make_docs_figures import _shrink
 
 from foolbench.bench._report import imagenet_group
+
+
+def _manifest(png: Path, result: Path, data: dict[str, Any]) -> None:
+    """``NAME.json`` beside a GPU figure: the PNG it describes, and the run (results file, device) behind it."""
+    raw = png.read_bytes()
+    manifest = {
+        "figure": png.name,
+        "bytes": len(raw),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "source": result.resolve().relative_to(ROOT).as_posix(),
+        "device": data["device"],
+        "torch": data["torch"],
+        "command": "benchmarks/bench_imagenet_gpu.py, then tools/plot_gpu_imagenet.py",
+    }
+    png.with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
 def main() -> None:
@@ -47,8 +64,10 @@ def main() -> None:
     fig.suptitle(f"MAP-Elites + CPPN vs EfficientNet-Lite0, {data['device']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / f"{args.name}_curve.png", dpi=110)
+    _manifest(out / f"{args.name}_curve.png", args.result, data)
     if args.best is not None:
         _shrink(args.best, out / f"{args.name}_best.png")
+        _manifest(out / f"{args.name}_best.png", args.result, data)
     print("| evaluations | search seconds | median | >= 50% | >= 90% | >= 99% | >= 99.6% | >= 99.99% |")
     print("|---|---|---|---|---|---|---|---|")
     for r in data["rows"]:
