@@ -4,7 +4,7 @@ On a CUDA machine (the figures issue 14 asks for; about 5 minutes on one H100/H2
 
 1. EfficientNet-Lite0 224x224, batch 256: the adapter's ``log_probs`` vs the bare module (fp32), img/s;
 2. the same in bf16 + channels_last: ``TorchClassifier(precision="bf16", channels_last=True)`` vs the
-   bare module under autocast;
+   bare module under autocast; then the bf16 adapter on 512 images in chunks of 128, 256 and 512;
 3. CPPN render of 256 evolved genomes at 224x224x3: batched (Triton kernel on CUDA) vs one genome at a
    time, and render time / EfficientNet fp32 forward time of the same 256 images;
 4. MAP-Elites + CPPN over all 1,000 ImageNet classes, batch 512, bf16: evaluations/s and the time the
@@ -82,7 +82,19 @@ def effnet_rows(device: str, batch: int, size: int) -> float:
             f"{batch / t_fast_bare:,.0f} img/s, ratio {t_fast_bare / t_fast:.3f}; "
             f"{t_adapter / t_fast:.2f}x the fp32 adapter"
         )
+
     return t_bare
+
+
+def chunk_row(device: str, images: int, size: int) -> None:
+    """The bf16 adapter by chunk size (the GPU default is 256): whether larger chunks feed the card better."""
+    fast = fb.models.efficientnet_lite0(device=device, image_size=size, precision="bf16")
+    x = torch.rand(images, 3, size, size, device=device)
+    rates = []
+    for chunk in (128, 256, 512):
+        sized = fast.replace(batch_size=chunk)
+        rates.append(f"{chunk}: {images / timed(lambda sized=sized: sized.log_probs(x), device, 10):,.0f}")
+    print(f"EfficientNet-Lite0 bf16 adapter, {images} images by chunk size: {', '.join(rates)} img/s")
 
 
 def grown(enc: fb.encodings.CPPNEncoding, n: int, device: str) -> fb.encodings.CPPNGenomes:
@@ -234,6 +246,7 @@ def main() -> None:
         pgd_row(device, n=100, steps=10)
         return
     t_fwd = guarded("effnet", lambda: effnet_rows(device, batch=256, size=224))
+    guarded("chunks", lambda: chunk_row(device, images=512, size=224))
     t_forward = t_fwd if isinstance(t_fwd, float) else float("nan")
     guarded("render", lambda: render_rows(device, n=256, size=224, t_forward=t_forward, forward_batch=256))
     guarded("imagenet", lambda: imagenet_search_row(device, batch=512, size=224, seconds=args.seconds))
