@@ -12,21 +12,9 @@ from __future__ import annotations
 import sys
 
 import torch
+from gpu_probe import cuda_ms  # tools/ is on the path when this script runs
 
 import foolbench as fb
-
-
-def per_call_ms(fn, reps: int = 200) -> float:  # type: ignore[no-untyped-def]
-    for _ in range(10):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / reps
 
 
 def probe(batch: int) -> None:
@@ -40,7 +28,7 @@ def probe(batch: int) -> None:
         with torch.no_grad():
             torch.log_softmax(module(pre(x)), 1)
 
-    eager, forward = per_call_ms(search._step), per_call_ms(bare)
+    eager, forward = cuda_ms(search._step), cuda_ms(bare)
     line = f"batch {batch:,}: eager step {eager:.3f} ms, bare forward {forward:.3f} ms"
     try:
         graph = torch.cuda.CUDAGraph()
@@ -53,7 +41,7 @@ def probe(batch: int) -> None:
         torch.cuda.current_stream().wait_stream(side)
         with torch.no_grad(), torch.cuda.graph(graph):
             search._step()
-        replay = per_call_ms(graph.replay)
+        replay = cuda_ms(graph.replay)
         line += f", graph replay {replay:.3f} ms: loop / bare forward {forward / eager:.2f} eager, {forward / replay:.2f} graphed"
     except Exception as exc:  # noqa: BLE001 - the probe reports what stops a capture
         line += f"; capture failed: {type(exc).__name__}: {str(exc)[:300]}"
