@@ -104,8 +104,8 @@ class Evolution(ABC):
         # a checkpoint resumed with another model (even of the same shape) is refused
         self._model_digest = weights_digest(self.classifier.network())
         self.evaluator: Evaluator = LocalEvaluator(self.classifier, encoding) if evaluator is None else evaluator
-        self._reference_eval: LocalEvaluator | None = None  # the float32 reference's, made on first use
-        self._reference_differs: bool | None = None
+        reference = self.classifier.reference()  # the float32 twin of a reduced-precision classifier
+        self._reference_eval = None if reference is self.classifier else LocalEvaluator(reference, encoding)
         self.classes = classes
         self.batch_size = _checks.positive_int("batch_size", batch_size)
         self.seed = secrets.randbits(62) if seed is None else _checks.seed_int("seed", seed)
@@ -376,12 +376,7 @@ class Evolution(ABC):
         return scores[torch.arange(len(self.classes)), torch.tensor(self.classes)].exp().cpu()
 
     def _reference_evaluator(self) -> LocalEvaluator | None:
-        """An evaluator of the float32 reference (made once), or None when the classifier is its own."""
-        if self._reference_eval is None and self._reference_differs is not False:
-            reference = self.classifier.reference()
-            self._reference_differs = reference is not self.classifier
-            if self._reference_differs:
-                self._reference_eval = LocalEvaluator(reference, self.encoding)
+        """The evaluator of the float32 reference, or None when the classifier is its own reference."""
         return self._reference_eval
 
     def _history_confidence(self) -> torch.Tensor:
