@@ -73,18 +73,7 @@ def save(search: fb.search.MAPElites, res: fb.search.FoolingResult, rows: list[d
             }
         )
     )
-    top = res.confidence.argsort(descending=True)[:64]
-    fb.search.FoolingResult(
-        images=res.images[top].cpu(),
-        confidence=res.confidence[top],
-        classes=res.classes[top],
-        evaluations=res.evaluations,
-        seconds=res.seconds,
-        history=res.history,
-        class_names=tuple(res.class_names[int(i)] for i in top),
-        method=res.method,
-        found_at=res.found_at[top],
-    ).save_png(out / "best.png", columns=8)
+    res.most_confident(64).save_png(out / "best.png", columns=8)
 
 
 def main() -> None:

@@ -121,11 +121,7 @@ def _fooling_metrics(res: Any, classes: list[int], target: Target, ctx: Context)
     grid = ctx.scratch / "grid.png"
     shown = res
     if len(classes) > GRID_LIMIT:  # the top ones by confidence: a 1,000-class grid is unreadable and huge
-        top = conf.argsort(descending=True, stable=True)[:GRID_LIMIT]
-        shown = dataclasses.replace(
-            res, images=res.images[top.to(res.images.device)], confidence=conf[top], classes=res.classes[top],
-            class_names=tuple(res.class_names[int(i)] for i in top), found_at=res.found_at[top],
-        )  # fmt: skip
+        shown = res.most_confident(GRID_LIMIT)
     shown.save_png(grid)
     name = f"images/{ctx.key}.png"
     metrics = {

@@ -105,6 +105,7 @@ class Evolution(ABC):
         self._model_digest = weights_digest(self.classifier.network())
         self.evaluator: Evaluator = LocalEvaluator(self.classifier, encoding) if evaluator is None else evaluator
         reference = self.classifier.reference()  # the float32 twin of a reduced-precision classifier
+        # its evaluator (None when the classifier is its own reference), shared by verify and the reported confidences
         self._reference_eval = None if reference is self.classifier else LocalEvaluator(reference, encoding)
         self.classes = classes
         self.batch_size = _checks.positive_int("batch_size", batch_size)
@@ -369,15 +370,11 @@ class Evolution(ABC):
         the elites are re-scored by its float32 :meth:`~foolbench.models.BaseClassifier.reference`, so
         a reported 99.99% means the same at every precision.
         """
-        reference = self._reference_evaluator()
+        reference = self._reference_eval
         if reference is None:
             return self.best_log_probs().double().exp().cpu()
         scores = reference(self.best_genomes()).double()
         return scores[torch.arange(len(self.classes)), torch.tensor(self.classes)].exp().cpu()
-
-    def _reference_evaluator(self) -> LocalEvaluator | None:
-        """The evaluator of the float32 reference, or None when the classifier is its own reference."""
-        return self._reference_eval
 
     def _history_confidence(self) -> torch.Tensor:
         """(G, M) float64 best confidence per class after each generation (kept as log-probs until asked)."""
@@ -589,7 +586,7 @@ class MAPElites(Evolution):
     def _verified(self, genomes: Genomes, scores: torch.Tensor) -> torch.Tensor:
         if not self.verify:
             return scores
-        verifier = self._reference_evaluator()
+        verifier = self._reference_eval
         if verifier is None:  # float32 already: nothing to verify
             return scores
         rows = (scores > self.archive.fitness).any(dim=1).nonzero().flatten()

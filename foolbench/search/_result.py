@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from foolbench import _io
+from foolbench import _checks, _io
 
 __all__ = ["FoolingResult", "History"]
 
@@ -96,6 +96,36 @@ class FoolingResult:
     def fooled(self, threshold: float = 0.9999) -> torch.Tensor:
         """(K,) bool: which classes reached ``threshold`` confidence."""
         return self.confidence >= threshold
+
+    def most_confident(self, k: int) -> FoolingResult:
+        """The ``k`` classes with the highest confidence, most confident first (ties in class order).
+
+        Images, confidences, classes, names, ``found_at`` and the history's columns are all cut to those
+        classes; a 1,000-class result's grid of the best 64 is ``result.most_confident(64).save_png(...)``.
+
+        Raises:
+            InvalidArgumentError: ``k`` is not an integer >= 1.
+
+        Examples:
+            >>> r = FoolingResult(images=torch.zeros(3, 1, 2, 2), confidence=torch.tensor([0.2, 0.9, 0.5]).double(),
+            ...                   classes=torch.tensor([4, 5, 6]), evaluations=3, seconds=0.1,
+            ...                   history=History(torch.tensor([3]), torch.tensor([[0.25, 0.75, 0.5]]).double()),
+            ...                   class_names=("4", "5", "6"), method="demo", found_at=torch.tensor([1, 2, 3]))
+            >>> top = r.most_confident(2)
+            >>> top.classes.tolist(), top.class_names, top.history.confidence.tolist()
+            ([5, 6], ('5', '6'), [[0.75, 0.5]])
+        """
+        k = _checks.positive_int("k", k)
+        top = self.confidence.argsort(descending=True, stable=True)[:k]
+        return replace(
+            self,
+            images=self.images[top.to(self.images.device)],
+            confidence=self.confidence[top],
+            classes=self.classes[top],
+            class_names=tuple(self.class_names[int(i)] for i in top),
+            found_at=self.found_at[top],
+            history=History(self.history.evaluations, self.history.confidence[:, top]),
+        )
 
     def evaluations_to(self, threshold: float = 0.9999) -> list[int | None]:
         """Evaluations at the first record where each class reached ``threshold`` (None: never)."""

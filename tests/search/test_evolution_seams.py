@@ -513,3 +513,16 @@ def test_ramp_strength_falls_geometrically_then_holds() -> None:
         fb.search.RampStrength(end=0.0)
     with pytest.raises(InvalidArgumentError, match="generations"):
         fb.search.RampStrength(generations=0)
+
+
+def test_most_confident_cuts_every_per_class_field(lenet: fb.models.TorchClassifier) -> None:
+    res = search(lenet, seed=0).run(generations=3, progress=False)
+    top = res.most_confident(3)
+    order = res.confidence.argsort(descending=True, stable=True)[:3]
+    assert top.classes.tolist() == res.classes[order].tolist()
+    assert torch.equal(top.images, res.images[order]) and torch.equal(top.found_at, res.found_at[order])
+    assert torch.equal(top.history.confidence, res.history.confidence[:, order])
+    assert bool((top.confidence[:-1] >= top.confidence[1:]).all())
+    assert len(res.most_confident(50).classes) == len(res.classes)  # k past K keeps them all
+    with pytest.raises(InvalidArgumentError, match="k must be"):
+        res.most_confident(0)

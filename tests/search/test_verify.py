@@ -67,7 +67,7 @@ def test_padded_rescoring_gives_the_same_search(classes: list[int] | None) -> No
     assert not padded._pad_rescoring  # the CPU default
     padded._pad_rescoring = True
     calls: list[int] = []
-    verifier = padded._reference_evaluator()
+    verifier = padded._reference_eval
     assert verifier is not None
     original = verifier.__call__
 
