@@ -233,6 +233,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small sizes on the CPU: a smoke test, not figures")
     parser.add_argument("--seconds", type=float, default=30.0, help="timed seconds of the 1,000-class search")
+    parser.add_argument(
+        "--skip-search", action="store_true", help="leave out the 1,000-class search rows (measured by another run)"
+    )
     args = parser.parse_args()
     device = "cpu" if args.quick or not torch.cuda.is_available() else "cuda"
     card = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
@@ -249,11 +252,12 @@ def main() -> None:
     guarded("chunks", lambda: chunk_row(device, images=512, size=224))
     t_forward = t_fwd if isinstance(t_fwd, float) else float("nan")
     guarded("render", lambda: render_rows(device, n=256, size=224, t_forward=t_forward, forward_batch=256))
-    guarded("imagenet", lambda: imagenet_search_row(device, batch=512, size=224, seconds=args.seconds))
-    guarded(
-        "imagenet verify",
-        lambda: imagenet_search_row(device, batch=512, size=224, seconds=args.seconds / 2, verify=True),
-    )
+    if not args.skip_search:
+        guarded("imagenet", lambda: imagenet_search_row(device, batch=512, size=224, seconds=args.seconds))
+        guarded(
+            "imagenet verify",
+            lambda: imagenet_search_row(device, batch=512, size=224, seconds=args.seconds / 2, verify=True),
+        )
     guarded("direct", lambda: direct_rows(device, batches=(1024, 8192), generations=50))
     guarded("pgd", lambda: pgd_row(device, n=1000, steps=40))
 

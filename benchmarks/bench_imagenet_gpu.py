@@ -1,7 +1,14 @@
 """The paper's ImageNet run at its budget: MAP-Elites + CPPN over all 1,000 EfficientNet-Lite0 classes.
 
 ``python benchmarks/bench_imagenet_gpu.py [--max-evaluations 2000000] [--max-seconds S] [--precision bf16]
-[--verify] [--batch-size 512] [--out DIR] [--quick]``
+[--verify] [--batch-size 512] [--encoding cppn|direct] [--search map-elites|random] [--checkpoint FILE]
+[--out DIR] [--quick]``
+
+``--encoding direct`` runs the paper's other encoding (pixels, with the mutation strength halved every
+1,000 generations as in the ``paper-imagenet`` suite); ``--search random`` is the equal-budget baseline
+(:class:`~foolbench.search.RandomSearch`: fresh random genomes every generation, each class's best kept).
+``--checkpoint FILE`` resumes a run stopped by ``--max-seconds`` (which counts the search time of every
+run so far) or a killed process, bit for bit.
 
 Prints issue 16's table row (evaluations, search seconds, median confidence over the classes and the
 number of classes at >= 50 / 90 / 99 / 99.6 / 99.99%) at milestones: 777,216 and 1,922,560 evaluations
@@ -84,6 +91,9 @@ def main() -> None:
     parser.add_argument("--verify", action="store_true", help="MAPElites(verify=True): float32 checks of improvers")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--encoding", choices=("cppn", "direct"), default="cppn")
+    parser.add_argument("--search", choices=("map-elites", "random"), default="map-elites")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to this file")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="small on the CPU: a smoke test, not figures")
     args = parser.parse_args()
@@ -94,21 +104,38 @@ def main() -> None:
         fb.tune_malloc()
     max_seconds = 10.0 if args.quick else args.max_seconds
     clf = fb.models.efficientnet_lite0(device=device, image_size=size, precision=precision)
-    enc = fb.encodings.CPPNEncoding((3, size, size))
-    search = fb.search.MAPElites(clf, enc, batch_size=batch, seed=args.seed, verify=args.verify)
+    search: fb.search.MAPElites
+    if args.encoding == "cppn":
+        enc: fb.encodings.Encoding = fb.encodings.CPPNEncoding((3, size, size))
+        schedule = None
+    else:  # the paper-imagenet suite's direct search: the MNIST recipe's rates, strength halved every 1,000 generations
+        enc = fb.encodings.DirectEncoding((3, size, size), mutation_rate=0.02, eta=1.0)
+        schedule = fb.search.StepDecay(factor=0.5, every=1000)
+    if args.search == "random":
+        search = fb.search.RandomSearch(clf, enc, batch_size=batch, seed=args.seed, verify=args.verify)
+    else:
+        search = fb.search.MAPElites(
+            clf, enc, batch_size=batch, seed=args.seed, verify=args.verify, mutation_schedule=schedule
+        )
     card = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+    what = "MAP-Elites" if args.search == "map-elites" else "random sampling"
     print(
-        f"MAP-Elites + CPPN, {clf.num_classes} classes, {size}x{size}, batch {batch}, {precision}"
+        f"{what} + {args.encoding}, {clf.num_classes} classes, {size}x{size}, batch {batch}, {precision}"
         f"{' + verify' if args.verify else ''}, seed {args.seed}; device {card}; torch {torch.__version__}",
         flush=True,
     )
     step = 500_000 if not args.quick else 2_000
     stops = sorted({*MILESTONES, *range(step, args.max_evaluations, step), args.max_evaluations})
     stops = [s for s in stops if s <= args.max_evaluations]
+    if args.checkpoint is not None and args.checkpoint.exists():
+        search.load_checkpoint(args.checkpoint)
+        print(f"resumed from {args.checkpoint} at {search.evaluations:,} evaluations", flush=True)
     rows: list[dict[str, object]] = []
     start = time.perf_counter()
     for stop in stops:
-        res = search.run(max_evaluations=stop, max_seconds=max_seconds, progress=False)
+        if search.evaluations >= stop:  # resumed from a checkpoint past this milestone
+            continue
+        res = search.run(max_evaluations=stop, max_seconds=max_seconds, progress=False, checkpoint=args.checkpoint)
         rows.append(row(res, time.perf_counter() - start))
         rate = res.evaluations / max(res.seconds, 1e-9)
         verified = f", {search.verifications:,} float32 checks" if args.verify else ""

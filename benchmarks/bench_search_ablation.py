@@ -26,7 +26,9 @@ mutation: ``MAPElites(crossover=0.25)``) and ``warm + cross.`` (the warm start, 
 and ``bf16`` (the baseline searching with bfloat16 scores, ``efficientnet_lite0(precision="bf16")``: its
 elites are re-scored by the float32 model, so its final confidences compare with the others; its
 "first >= x%" columns and curve are its own bf16 scores), and ``bf16 + verify`` (``MAPElites(verify=True)``:
-bf16 screens every child, the float32 model re-scores those that beat an elite before they compete).
+bf16 screens every child, the float32 model re-scores those that beat an elite before they compete), and
+``random`` (no evolution: :class:`~foolbench.search.RandomSearch` samples fresh random CPPN genomes at the
+same budget and keeps each class's best).
 
 ``--out FILE.json`` keeps every variant's curve (evaluations, median and per-class confidence per
 generation) for plotting; ``--only NAME ...`` runs some variants.
@@ -70,6 +72,7 @@ def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
         out["warm + cross."] = {"warm": True, "crossover": 0.25}
         out["bf16"] = {"precision": "bf16"}
         out["bf16 + verify"] = {"precision": "bf16", "verify": True}
+        out["random"] = {"random": True}  # no evolution: fresh random genomes at the same budget
     out["ramp 2 -> 0.5"] = {"ramp": True}
     out["crossover 0.25"] = {"crossover": 0.25}
     out["strength 2"] = {"mutation_schedule": 2.0}
@@ -157,6 +160,8 @@ def imagenet(
             classes, kw["parents"] = None, fb.search.Focus(TEXTURE_CLASSES, share=share)
         if ramped:  # over the (focused) search's generations
             kw["mutation_schedule"] = ramp(budget, batch)
+        if kw.pop("random", False):
+            search = fb.search.RandomSearch(model, enc, classes=classes, batch_size=batch, seed=seed)
         if search is None:
             search = fb.search.MAPElites(
                 model, enc, classes=classes, batch_size=batch, seed=seed, initial=initial, **kw

@@ -35,17 +35,19 @@ def block(res: dict[str, Any]) -> str:
     lines = [
         START,
         (
-            f"Measured by `foolbench bench --suite quick` (foolbench {res['foolbench']}, torch {res['torch']}, "
-            f"{res['device']}, seed {res['seed']}, {_threads(res)}; {len(cells)} cells). Fooling images (share of "
+            f"Measured by `foolbench bench --suite quick` (foolbench {res['foolbench']} with the unreleased changes "
+            f"of CHANGELOG.md, torch "
+            f"{res['torch']}, {res['device']}, seed {res['seed']}, {_threads(res)}; {len(cells)} cells in "
+            f"{_minutes(res['seconds'])} on the 2-core CPU machine). Fooling images (share of "
             "the 10 digits at >= 99.99%, and the evaluations used); robust accuracy at eps 0.3 under PGD, and the "
             "worst case over PGD and the gradient-free Square Attack:"
         ),
         "",
         (
-            "| model | defense | clean acc. | evolve, direct | evolve, CPPN | gradient ascent | PGD eps 0.3 robust acc. "
-            "| worst case (PGD, Square) | UAP eps 0.3 fooling |"
+            "| model | defense | clean acc. | evolve, direct | evolve, CPPN | random sampling, direct | gradient ascent "
+            "| PGD eps 0.3 robust acc. | worst case (PGD, Square) | UAP eps 0.3 fooling |"
         ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def find(model: str, defense: str, kind: str, encoding: str | None = None) -> dict[str, Any] | None:
@@ -70,7 +72,8 @@ def block(res: dict[str, Any]) -> str:
         pgd_text = pct(robust) + (f", {pct(pgd['detection_rate'])} detected" if pgd and "detection_rate" in pgd else "")
         lines.append(
             f"| {model} | {defense} | {pct(row['clean_accuracy'])} | {evo(find(model, defense, 'map-elites', 'direct'))} "
-            f"| {evo(find(model, defense, 'map-elites', 'cppn'))} | {evo(find(model, defense, 'gradient-ascent'))} "
+            f"| {evo(find(model, defense, 'map-elites', 'cppn'))} | {evo(find(model, defense, 'random-search'))} "
+            f"| {evo(find(model, defense, 'gradient-ascent'))} "
             f"| {pgd_text} | {pct(None if worst is None else worst['robust_worst_case'])} "
             f"| {pct(None if uap is None else uap['fooling_rate'])} |"
         )
@@ -84,6 +87,10 @@ def block(res: dict[str, Any]) -> str:
     lines += [f"| {c['claim']} | {c['published']} | {c['measured']} |" for c in res["claims"]]
     lines.append(END)
     return "\n".join(lines)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {int(seconds % 60)} s"
 
 
 def _threads(res: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""The built-in method kinds of a suite: random, map-elites, gradient-ascent, pgd, uap.
+"""The built-in method kinds of a suite: random, map-elites, random-search, gradient-ascent, pgd, uap.
 
 Every call into :mod:`foolbench.search` and :mod:`foolbench.encodings` made by the bench's
 methods is in this module.
@@ -18,7 +18,15 @@ from foolbench.bench._params import Params, param
 from foolbench.bench._registry import CellOutput, Context, Method, Target, fmt, register_method, table
 from foolbench.errors import ConfigError
 
-__all__ = ["GradientAscentMethod", "MapElitesMethod", "PGDMethod", "RandomMethod", "UAPMethod", "encoding"]
+__all__ = [
+    "GradientAscentMethod",
+    "MapElitesMethod",
+    "PGDMethod",
+    "RandomMethod",
+    "RandomSearchMethod",
+    "UAPMethod",
+    "encoding",
+]
 
 
 def encoding(name: str, shape: Any, *, mutation_rate: float = 0.02, eta: float | None = None) -> Any:
@@ -263,6 +271,51 @@ class MapElitesMethod(Method[MapElitesParams]):
             res = dataclasses.replace(
                 res, evaluations=res.evaluations + spent, history=history, found_at=res.found_at + spent
             )
+        return _fooling_metrics(res, classes, target, ctx)
+
+    @classmethod
+    def report(cls, cells: list[dict[str, Any]]) -> list[str]:
+        return _fooling_report(cls.title, cells)
+
+
+@dataclass(frozen=True)
+class RandomSearchParams(Params):
+    """Parameters of ``RandomSearchMethod``."""
+
+    encoding: str = param("cppn", "genome encoding sampled", type="str", choices=("direct", "cppn"))
+    max_evaluations: int = param(30_000, "evaluation budget (give the evolution's to compare)", type="int", lo=1)
+    max_seconds: float | None = param(None, "time budget in seconds (default: none)", type="float", lo=0, lo_open=True)
+    batch_size: int = param(64, "random images per generation", type="int", lo=1, hi=1_000_000)
+    target_confidence: float = param(0.9999, "stop once every class reaches it", type="float", lo=0, hi=1, lo_open=True)
+    classes: list[int] | None = _CLASSES
+    precision: str = param(
+        "fp32", "precision the images are scored at (the final confidences are the float32 model's)",
+        type="str", choices=("fp32", "bf16", "fp16"),
+    )  # fmt: skip
+    verify: bool = param(False, "re-score images that beat an elite with the float32 model", type="bool")
+
+
+@register_method
+class RandomSearchMethod(Method[RandomSearchParams]):
+    """Random sampling at an evolution's budget, each class's best kept: what evolution is measured against."""
+
+    kind = "random-search"
+    title = "Fooling images: random sampling at equal budget (the baseline)"
+    rates = _FOOLING_RATES
+    Params = RandomSearchParams
+
+    def run(self, target: Target, ctx: Context) -> CellOutput:
+        from foolbench.search import RandomSearch
+
+        p = self.params
+        clf = _at_precision(target.classifier, p.precision)
+        classes = p.classes or target.classes
+        enc = encoding(p.encoding, clf.input_shape)
+        search = RandomSearch(clf, enc, classes=classes, batch_size=p.batch_size, seed=ctx.seed, verify=p.verify)
+        res = search.run(
+            max_evaluations=p.max_evaluations, max_seconds=p.max_seconds, target_confidence=p.target_confidence,
+            progress=ctx.show_progress, checkpoint=ctx.scratch / "random-search.pt",
+        )  # fmt: skip
         return _fooling_metrics(res, classes, target, ctx)
 
     @classmethod

@@ -1,8 +1,9 @@
 """Searches for fooling images and adversarial perturbations.
 
-- Black-box evolution: :class:`MAPElites`, :class:`SingleClassEvolution` (ask/tell, ``run(...)``), built
-  from an :class:`Evaluator` (:class:`LocalEvaluator` by default), a :class:`ParentSelector`, a
-  :class:`MutationSchedule` and :class:`Callback` objects (budgets, progress, checkpoints, loggers).
+- Black-box evolution: :class:`MAPElites`, :class:`SingleClassEvolution` (ask/tell, ``run(...)``) and
+  the random-sampling baseline :class:`RandomSearch`, built from an :class:`Evaluator`
+  (:class:`LocalEvaluator` by default), a :class:`ParentSelector`, a :class:`MutationSchedule` and
+  :class:`Callback` objects (budgets, progress, checkpoints, loggers).
 - White-box fooling images: :class:`GradientAscent` (also visualises internal units).
 - Perturbation attacks, called as ``attack(classifier, images, labels, target=None)``:
   :class:`FGSM`, :class:`PGD`, :class:`DeepFool`, :class:`SquareAttack` (score-based, gradient-free),
@@ -27,7 +28,7 @@ from foolbench.search._callbacks import (
 )
 from foolbench.search._cw import CarliniWagnerL2
 from foolbench.search._evaluator import Evaluator, LocalEvaluator
-from foolbench.search._evolution import Evolution, MAPElites, SingleClassEvolution
+from foolbench.search._evolution import Evolution, MAPElites, RandomSearch, SingleClassEvolution
 from foolbench.search._operators import (
     ConstantStrength,
     Curiosity,
@@ -80,6 +81,7 @@ __all__ = [
     "ParentSelector",
     "ProgressBar",
     "RampStrength",
+    "RandomSearch",
     "SerialMap",
     "SingleClassEvolution",
     "SquareAttack",

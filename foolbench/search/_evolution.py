@@ -38,7 +38,7 @@ from foolbench.search._operators import MutationSchedule, ParentSelector, parent
 from foolbench.search._operators import mutation_schedule as _schedule
 from foolbench.search._result import FoolingResult, History
 
-__all__ = ["Evolution", "MAPElites", "SingleClassEvolution", "search_device"]
+__all__ = ["Evolution", "MAPElites", "RandomSearch", "SingleClassEvolution", "search_device"]
 
 _FORMAT = "foolbench.evolution"
 _VERSION = 2
@@ -161,7 +161,8 @@ class Evolution(ABC):
 
     # -- ask / tell ---------------------------------------------------------------------
     def ask(self, n: int | None = None) -> Genomes:
-        """Propose ``n`` (default ``batch_size``) new genomes: random ones in generation 0, mutants after.
+        """Propose ``n`` (default ``batch_size``) new genomes: random ones in generation 0, mutants after
+        (:class:`RandomSearch`: random ones every generation).
 
         If anything fails before the batch is told, the search's RNG is rolled
         back: a checkpoint never holds the random draws of a batch that was not
@@ -174,18 +175,21 @@ class Evolution(ABC):
             raise RuntimeError("ask() called twice: pass the log-probabilities of the last batch to tell() first")
         n = self.batch_size if n is None else _checks.positive_int("n", n)
         before = self._rng.get_state()
-        genomes: Genomes
         try:
-            if self.generation == 0:
-                genomes = self.encoding.sample(n, self._rng)
-            else:
-                genomes = self.encoding.mutate(
-                    self._parents(n), self._rng, strength=float(self.schedule(self.generation))
-                )
+            genomes = self._propose(n)
         except BaseException:
             self._rng.set_state(before)
             raise
         self._asked, self._rng_before_ask = genomes, before
+        return genomes
+
+    def _propose(self, n: int) -> Genomes:
+        """The next ``n`` genomes to evaluate: random ones in generation 0, mutated parents after."""
+        genomes: Genomes
+        if self.generation == 0:
+            genomes = self.encoding.sample(n, self._rng)
+        else:
+            genomes = self.encoding.mutate(self._parents(n), self._rng, strength=float(self.schedule(self.generation)))
         return genomes
 
     def cancel(self) -> None:
@@ -654,6 +658,72 @@ class MAPElites(Evolution):
             if not isinstance(selector, dict):
                 raise CheckpointError(f"{source!r} selector state must be a dict")
             load(selector, self.device)
+
+
+class RandomSearch(MAPElites):
+    """Random sampling at the search's budget: the baseline that evolution has to beat.
+
+    Every generation is a fresh batch from ``encoding.sample`` (what MAP-Elites evaluates
+    in generation 0); nothing is mutated or inherited. The archive keeps, per target
+    class, the most confident image seen, so the result, history, budgets, checkpoints
+    and ``verify`` work as in :class:`MAPElites`, and the two compare at equal
+    evaluations: ``evaluations_to(0.99)`` of each says what evolution buys.
+
+    Args:
+        classifier: the model to fool.
+        encoding: how genomes become images (its ``sample`` is the distribution searched).
+        classes: target classes (default: all).
+        batch_size: random genomes per generation.
+        seed: seeds the search's own generator.
+        evaluator: scores genomes (default :class:`~foolbench.search.LocalEvaluator`).
+        device: where genomes, archive and RNG live (default: the classifier's device).
+        verify: re-score in float32 the samples that beat an elite (see :class:`MAPElites`).
+
+    Raises:
+        InvalidArgumentError: as :class:`MAPElites`.
+
+    Examples:
+        >>> import foolbench as fb
+        >>> clf = fb.models.lenet_mnist()
+        >>> rs = fb.search.RandomSearch(clf, fb.encodings.CPPNEncoding((1, 28, 28)), batch_size=64, seed=0)
+        >>> res = rs.run(max_evaluations=256, progress=False)
+        >>> res.evaluations, res.settings["method"]
+        (256, 'random_search')
+    """
+
+    method = "random_search"
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        encoding: Encoding,
+        *,
+        classes: list[int] | None = None,
+        batch_size: int = 256,
+        seed: int | None = None,
+        evaluator: Evaluator | None = None,
+        device: str | torch.device | None = None,
+        verify: bool = False,
+    ) -> None:
+        super().__init__(
+            classifier,
+            encoding,
+            classes=classes,
+            batch_size=batch_size,
+            seed=seed,
+            evaluator=evaluator,
+            device=device,
+            verify=verify,
+        )
+
+    def _propose(self, n: int) -> Genomes:
+        genomes: Genomes = self.encoding.sample(n, self._rng)
+        return genomes
+
+    def _config(self) -> dict[str, Any]:
+        config = super()._config()
+        del config["parents"], config["mutation_schedule"]  # neither is used
+        return config
 
 
 class SingleClassEvolution(Evolution):

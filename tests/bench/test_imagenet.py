@@ -30,6 +30,8 @@ def test_paper_imagenet_is_a_builtin_suite_at_the_papers_budget() -> None:
         p = evo[name]
         assert (p["encoding"], p["max_evaluations"], p["batch_size"], p["classes"]) == (encoding, 2_000_000, 512, None)
     assert any(m.kind == "random" for m in cfg.methods)
+    (sampled,) = [m.params for m in cfg.methods if m.kind == "random-search"]  # the equal-budget baseline
+    assert (sampled["encoding"], sampled["max_evaluations"]) == ("cppn", evo["evolve-cppn"]["max_evaluations"])
     assert sum(1 for m in cfg.methods if m.group == "diverse-cppn") == 5
 
 
@@ -52,7 +54,7 @@ def test_a_tiny_paper_imagenet_runs_on_cpu(tmp_path: Path) -> None:
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("skimage")
     res = run_suite(parse_config(tiny_imagenet(), source="paper-imagenet.toml"), out=tmp_path, progress=False)
-    assert not res["failed"] and len(res["cells"]) == 1 + 2 + 2
+    assert not res["failed"] and len(res["cells"]) == 1 + 2 + 1 + 2
     evo = next(c for c in res["cells"] if c["method"] == "evolve-cppn")
     assert evo["metrics"]["class_indices"] == [207, 530, 963] and len(evo["metrics"]["confidence"]) == 3
     assert (tmp_path / evo["metrics"]["grid"]).is_file()
@@ -60,6 +62,11 @@ def test_a_tiny_paper_imagenet_runs_on_cpu(tmp_path: Path) -> None:
     assert "/3 >= 99.6%" in claims["CPPN images fool an ImageNet net for many classes"]
     assert (
         "efficientnet-lite0" in claims["Direct-encoded evolved images fool an ImageNet net less often than CPPN images"]
+    )
+    sampled = claims["Evolution, not sampling, finds them: random images at the same budget fool few classes"]
+    assert (
+        sampled.startswith("cppn on imagenet-photos: random sampling efficientnet-lite0: ")
+        and "; evolution " in sampled
     )
     (div,) = res["diversity"]
     assert div["runs"] == 2 and "too few" in div["reference"]  # one shipped photo per class: no reference

@@ -230,6 +230,8 @@ def test_every_builtin_kind_runs(tmp_path: Path) -> None:
         "methods": [
             {"kind": "random", "n": 4}, {"kind": "pgd", "eps": 0.2, "n": 8, "steps": 2},
             {"kind": "map-elites", "max_evaluations": 64, "classes": [3], "encoding": "cppn", "models": ["mlp"]},
+            {"kind": "random-search", "max_evaluations": 64, "batch_size": 32, "classes": [3, 5],
+             "models": ["lenet-mnist"]},
             {"kind": "gradient-ascent", "steps": 2, "classes": [1], "models": ["lenet-mnist"]},
             {"kind": "uap", "fit": 16, "held_out": 16, "max_passes": 1, "models": ["lenet-mnist"]},
             {"kind": "attacks", "n": 8, "pgd_steps": 2, "square_queries": 8, "models": ["lenet-mnist"]},
@@ -245,6 +247,8 @@ def test_every_builtin_kind_runs(tmp_path: Path) -> None:
     assert [r["round"] for r in fooling["rows"]] == [0, 1]
     pgd = {(c["model"], c["defense"]): c["metrics"] for c in res["cells"] if c["method_kind"] == "pgd"}
     assert "detection_rate" in pgd[("lenet-mnist", "feature-squeezing")]
+    sampled = [c["metrics"] for c in res["cells"] if c["method_kind"] == "random-search"]
+    assert sampled and all(m["evaluations"] == 64 and m["class_indices"] == [3, 5] for m in sampled)
     # PGD at eps 0.2 lowers the undefended LeNet's accuracy on these digits
     assert pgd[("lenet-mnist", "none")]["robust_accuracy"]["0.2"] < pgd[("lenet-mnist", "none")]["clean_accuracy"]
 

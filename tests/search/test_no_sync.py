@@ -217,6 +217,19 @@ def test_single_class_generation_step(lenet: fb.models.TorchClassifier, monkeypa
     assert s.generation == 5
 
 
+def test_random_search_step(lenet: fb.models.TorchClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RandomSearch: a fresh sample, its evaluation and the archive insert."""
+    enc = fb.encodings.DirectEncoding((1, 28, 28))
+    ev = fb.search.LocalEvaluator(lenet, enc, checked=False)
+    s = fb.search.RandomSearch(lenet, enc, batch_size=16, seed=0, evaluator=ev)
+    s.step()
+    s.archive.sync_free = True
+    with no_host_reads(monkeypatch), _Probe():
+        for _ in range(3):
+            s._step()
+    assert s.generation == 4
+
+
 class _Count(TorchDispatchMode):
     """Counts the host-synchronising ops (see :class:`_Probe`) instead of failing on them."""
 
