@@ -351,6 +351,14 @@ def test_cuda_single_class_step_has_no_host_sync() -> None:
     _steps_without_sync(fb.search.SingleClassEvolution(clf, ENC, target=3, batch_size=256, population=64, seed=0))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("encoding", [ENC, fb.encodings.CPPNEncoding((1, 28, 28))], ids=["direct", "cppn"])
+def test_cuda_random_search_step_has_no_host_sync(encoding: Any) -> None:
+    if isinstance(encoding, fb.encodings.CPPNEncoding):
+        pytest.importorskip("triton")
+    _steps_without_sync(fb.search.RandomSearch(fb.models.lenet_mnist(device="cuda"), encoding, batch_size=256, seed=0))
+
+
 def _steps_without_sync(s: fb.search.Evolution) -> None:
     """Two warm-up generations (allocation, caches, masks), then three under sync-debug 'error'."""
     s.step()

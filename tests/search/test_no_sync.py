@@ -217,16 +217,29 @@ def test_single_class_generation_step(lenet: fb.models.TorchClassifier, monkeypa
     assert s.generation == 5
 
 
-def test_random_search_step(lenet: fb.models.TorchClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
-    """RandomSearch: a fresh sample, its evaluation and the archive insert."""
-    enc = fb.encodings.DirectEncoding((1, 28, 28))
-    ev = fb.search.LocalEvaluator(lenet, enc, checked=False)
-    s = fb.search.RandomSearch(lenet, enc, batch_size=16, seed=0, evaluator=ev)
+@pytest.mark.parametrize(
+    "encoding",
+    [fb.encodings.DirectEncoding((1, 28, 28)), fb.encodings.CPPNEncoding((1, 28, 28))],
+    ids=["direct", "cppn"],
+)
+def test_random_search_step(
+    encoding: fb.encodings.Encoding, lenet: fb.models.TorchClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RandomSearch: a fresh sample, its evaluation (CPPN: outside the trap, as above) and the archive insert."""
+    ev = fb.search.LocalEvaluator(lenet, encoding, checked=False)
+    s = fb.search.RandomSearch(lenet, encoding, batch_size=16, seed=0, evaluator=ev)
     s.step()
     s.archive.sync_free = True
-    with no_host_reads(monkeypatch), _Probe():
-        for _ in range(3):
-            s._step()
+    direct = isinstance(encoding, fb.encodings.DirectEncoding)
+    for _ in range(3):
+        with no_host_reads(monkeypatch), _Probe():
+            genomes = s.ask()
+            if direct:
+                scores = ev(genomes)
+        if not direct:
+            scores = ev(genomes)
+        with no_host_reads(monkeypatch), _Probe():
+            s._commit(s._scores(scores))
     assert s.generation == 4
 
 
