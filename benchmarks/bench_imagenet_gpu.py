@@ -14,8 +14,8 @@ Prints issue 16's table row (evaluations, search seconds, median confidence over
 number of classes at >= 50 / 90 / 99 / 99.6 / 99.99%) at milestones: 777,216 and 1,922,560 evaluations
 (the two rows foolbench 0.1.0 was measured at on an H200), every 500,000, and at the end. Confidences are
 the float32 model's whatever ``--precision`` the search ran at (:meth:`~foolbench.search.MAPElites.result`
-re-scores the elites). With ``--out`` it writes, after every milestone, ``archive.pt`` (the elites'
-genomes: ``search.archive.state_dict()``, to render the images anywhere), ``confidence.json`` (per-class
+re-scores the elites). With ``--out`` it writes, after every milestone, ``archive.pt`` (CPPN only: the elites'
+genomes, ``search.archive.state_dict()``, to render the images anywhere), ``confidence.json`` (per-class
 confidences, the milestone rows and the median over the classes every 10 generations) and ``best.png``
 (the 64 most confident images).
 
@@ -54,7 +54,7 @@ def row(res: fb.search.FoolingResult, wall: float) -> dict[str, object]:
 def line(r: dict[str, object], classes: int) -> str:
     counts = ", ".join(f"{k} {r[k]}" for k in r if str(k).startswith(">="))
     return (
-        f"{r['evaluations']:,} evaluations, {r['search_seconds']} s searching ({r['wall_seconds']} s wall): "
+        f"{r['evaluations']:,} evaluations, {r['search_seconds']} s searching ({r['wall_seconds']} s wall this call): "
         f"median over {classes} classes {100 * float(r['median']):.2f}% (mean {100 * float(r['mean']):.2f}%); "
         f"classes {counts}"
     )
@@ -62,7 +62,8 @@ def line(r: dict[str, object], classes: int) -> str:
 
 def save(search: fb.search.MAPElites, res: fb.search.FoolingResult, rows: list[dict[str, object]], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(search.archive.state_dict(), out / "archive.pt")
+    if isinstance(search.encoding, fb.encodings.CPPNEncoding):  # direct genomes are the images: 600 MB
+        torch.save(search.archive.state_dict(), out / "archive.pt")
     hist = res.history
     keep = slice(None, None, 10)
     (out / "confidence.json").write_text(
@@ -131,11 +132,16 @@ def main() -> None:
         search.load_checkpoint(args.checkpoint)
         print(f"resumed from {args.checkpoint} at {search.evaluations:,} evaluations", flush=True)
     rows: list[dict[str, object]] = []
+    earlier = args.out / "confidence.json" if args.out is not None else None
+    if search.evaluations and earlier is not None and earlier.is_file():  # the rows of the runs before
+        rows = [r for r in json.loads(earlier.read_text())["rows"] if int(r["evaluations"]) <= search.evaluations]
     start = time.perf_counter()
     for stop in stops:
         if search.evaluations >= stop:  # resumed from a checkpoint past this milestone
             continue
         res = search.run(max_evaluations=stop, max_seconds=max_seconds, progress=False, checkpoint=args.checkpoint)
+        if rows and rows[-1]["evaluations"] == res.evaluations:  # nothing new since the last row (a resume)
+            rows.pop()
         rows.append(row(res, time.perf_counter() - start))
         rate = res.evaluations / max(res.seconds, 1e-9)
         verified = f", {search.verifications:,} float32 checks" if args.verify else ""

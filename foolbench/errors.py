@@ -104,5 +104,5 @@ class ConfigError(InvalidArgumentError):
         >>> fb.bench.parse_config({"models": [{"zoo": "lenet-mnist"}], "methods": [{"kind": "cw"}]})
         Traceback (most recent call last):
         ...
-        foolbench.errors.ConfigError: <config>: methods[0] has unknown kind 'cw'; valid kinds: ['attacks', 'gradient-ascent', 'map-elites', 'pgd', 'random', 'uap']
+        foolbench.errors.ConfigError: <config>: methods[0] has unknown kind 'cw'; valid kinds: ['attacks', 'gradient-ascent', 'map-elites', 'pgd', 'random', 'random-search', 'uap']
     """

@@ -37,8 +37,8 @@ def block(res: dict[str, Any]) -> str:
         (
             f"Measured by `foolbench bench --suite quick` (foolbench {res['foolbench']} with the unreleased changes "
             f"of CHANGELOG.md, torch "
-            f"{res['torch']}, {res['device']}, seed {res['seed']}, {_threads(res)}; {len(cells)} cells in "
-            f"{_minutes(res['seconds'])} on the 2-core CPU machine). Fooling images (share of "
+            f"{res['torch']}, {res['device']}, seed {res['seed']}, {_threads(res)}; {len(cells)} cells; the suite's last "
+            f"invocation took {_minutes(res['seconds'])}). Fooling images (share of "
             "the 10 digits at >= 99.99%, and the evaluations used); robust accuracy at eps 0.3 under PGD, and the "
             "worst case over PGD and the gradient-free Square Attack:"
         ),
@@ -72,7 +72,7 @@ def block(res: dict[str, Any]) -> str:
         pgd_text = pct(robust) + (f", {pct(pgd['detection_rate'])} detected" if pgd and "detection_rate" in pgd else "")
         lines.append(
             f"| {model} | {defense} | {pct(row['clean_accuracy'])} | {evo(find(model, defense, 'map-elites', 'direct'))} "
-            f"| {evo(find(model, defense, 'map-elites', 'cppn'))} | {evo(find(model, defense, 'random-search'))} "
+            f"| {evo(find(model, defense, 'map-elites', 'cppn'))} | {evo(find(model, defense, 'random-search', 'direct'))} "
             f"| {evo(find(model, defense, 'gradient-ascent'))} "
             f"| {pgd_text} | {pct(None if worst is None else worst['robust_worst_case'])} "
             f"| {pct(None if uap is None else uap['fooling_rate'])} |"

@@ -30,13 +30,15 @@ def _evolved(
     defense_kind: str = "none",
     dataset: str = "mnist",
     method_kind: str = "map-elites",
+    budget: int | None = None,
 ) -> str | None:
     datasets = _datasets(results)
     found = [
         c
         for c in _cells(results, method_kind=method_kind, defense_kind=defense_kind)
         if c["params"]["encoding"] == encoding and datasets.get(c["model"], "mnist") == dataset
-    ]
+        and (budget is None or c["params"]["max_evaluations"] == budget)
+    ]  # fmt: skip
     parts = []
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for c in found:
@@ -88,13 +90,20 @@ def _random(results: dict[str, Any]) -> str | None:
 
 def _random_search(results: dict[str, Any]) -> str | None:
     """Random sampling at a budget next to evolution, per encoding and dataset where both ran."""
-    parts = []
-    for dataset in dict.fromkeys(_datasets(results).values()):
-        for enc in ("cppn", "direct"):
-            sampled = _evolved(results, enc, dataset=dataset, method_kind="random-search")
-            if sampled:
-                evolved = _evolved(results, enc, dataset=dataset) or "not in this suite"
-                parts.append(f"{enc} on {dataset}: random sampling {sampled}; evolution {evolved}")
+    parts: list[str] = []
+    datasets = _datasets(results)
+    for c in _cells(results, method_kind="random-search", defense_kind="none"):
+        enc, dataset, budget = (
+            c["params"]["encoding"],
+            datasets.get(c["model"], "mnist"),
+            c["params"]["max_evaluations"],
+        )
+        key = f"{enc} on {dataset}, {budget:,} evaluations"
+        if any(p.startswith(key) for p in parts):
+            continue
+        sampled = _evolved(results, enc, dataset=dataset, method_kind="random-search", budget=budget)
+        evolved = _evolved(results, enc, dataset=dataset, budget=budget) or "no evolution at this budget in this suite"
+        parts.append(f"{key}: random sampling {sampled}; evolution {evolved}")
     return _joined(parts)
 
 

@@ -74,9 +74,11 @@ def pad_rows(rows: torch.Tensor, total: int) -> torch.Tensor:
 class Evolution(ABC):
     """The ask/tell protocol, run loop, history and checkpoints shared by evolutionary searches.
 
-    Subclasses say how parents are drawn and how an evaluated batch is inserted;
-    everything else (evaluation through the evaluator, RNG, counters, history,
-    checkpoints, callbacks) lives here.
+    Subclasses say how parents are drawn (``_parents``) and how an evaluated batch is
+    inserted (``_insert``), and may change what a generation proposes (``_propose``:
+    random genomes in generation 0, mutated parents after); everything else
+    (evaluation through the evaluator, RNG, counters, history, checkpoints,
+    callbacks) lives here.
     """
 
     method = "evolution"
