@@ -168,6 +168,28 @@ SELECTOR_CASES = [
 ]
 
 
+def _trapped_generations(
+    s: fb.search.MAPElites, ev: fb.search.LocalEvaluator, n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Generation 0 (it allocates the archive), then ``n`` generations with every host read trapped.
+
+    The archive takes its CUDA branch; the CPPN's tensor render (the CPU reference) reads genome sizes back
+    to plan its chunks, so for CPPNs the evaluation runs outside the trap.
+    """
+    s.step()
+    s.archive.sync_free = True
+    direct = isinstance(s.encoding, fb.encodings.DirectEncoding)
+    for _ in range(n):
+        with no_host_reads(monkeypatch), _Probe():
+            genomes = s.ask()
+            if direct:
+                scores = ev(genomes)
+        if not direct:
+            scores = ev(genomes)
+        with no_host_reads(monkeypatch), _Probe():
+            s._commit(s._scores(scores))
+
+
 @pytest.mark.parametrize(
     "encoding",
     [fb.encodings.DirectEncoding((1, 28, 28), mutation_rate=0.05), fb.encodings.CPPNEncoding((1, 28, 28))],
@@ -189,18 +211,7 @@ def test_generation_step(
     """
     ev = fb.search.LocalEvaluator(lenet, encoding, checked=False)  # the CUDA setting
     s = fb.search.MAPElites(lenet, encoding, batch_size=32, seed=0, parents=parents, evaluator=ev, crossover=crossover)
-    s.step()  # generation 0 allocates the archive
-    s.archive.sync_free = True  # the CUDA branch of the insert
-    direct = isinstance(encoding, fb.encodings.DirectEncoding)
-    for _ in range(4):
-        with no_host_reads(monkeypatch), _Probe():
-            genomes = s.ask()
-            if direct:
-                scores = ev(genomes)
-        if not direct:
-            scores = ev(genomes)
-        with no_host_reads(monkeypatch), _Probe():
-            s._commit(s._scores(scores))
+    _trapped_generations(s, ev, 4, monkeypatch)
     assert s.generation == 5 and s.evaluations == 5 * 32
     assert len(s.result().history) == 5
 
@@ -228,18 +239,7 @@ def test_random_search_step(
     """RandomSearch: a fresh sample, its evaluation (CPPN: outside the trap, as above) and the archive insert."""
     ev = fb.search.LocalEvaluator(lenet, encoding, checked=False)
     s = fb.search.RandomSearch(lenet, encoding, batch_size=16, seed=0, evaluator=ev)
-    s.step()
-    s.archive.sync_free = True
-    direct = isinstance(encoding, fb.encodings.DirectEncoding)
-    for _ in range(3):
-        with no_host_reads(monkeypatch), _Probe():
-            genomes = s.ask()
-            if direct:
-                scores = ev(genomes)
-        if not direct:
-            scores = ev(genomes)
-        with no_host_reads(monkeypatch), _Probe():
-            s._commit(s._scores(scores))
+    _trapped_generations(s, ev, 3, monkeypatch)
     assert s.generation == 4
 
 
