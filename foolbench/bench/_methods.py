@@ -195,6 +195,10 @@ class MapElitesParams(Params):
         type="float", lo=0, hi=1, lo_open=True,
     )  # fmt: skip
     decay_every: int = param(1000, "generations per mutation decay step", type="int", lo=1, hi=10**9)
+    strength: float = param(
+        1.0, "constant mutation strength (CPPN: operator rates and weight steps; direct: the rate) when "
+        "decay_factor is 1", type="float", lo=0, hi=100, lo_open=True,
+    )  # fmt: skip
     runs: int = param(
         1, "independent runs, each its own cell and seed (the report measures diversity across them)",
         type="int", lo=1, hi=100,
@@ -215,6 +219,13 @@ class MapElitesParams(Params):
         False, "re-score children that beat an elite with the float32 model before they compete "
         "(MAPElites(verify=True); with precision bf16/fp16)", type="bool",
     )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.decay_factor != 1.0 and self.strength != 1.0:
+            raise ConfigError(
+                f"map-elites: give strength (constant, got {self.strength:g}) or decay_factor (decaying from 1, "
+                f"got {self.decay_factor:g}), not both"
+            )
 
 
 def _at_precision(clf: Any, precision: str) -> Any:
@@ -247,7 +258,9 @@ class MapElitesMethod(Method[MapElitesParams]):
         clf = _at_precision(target.classifier, p.precision)
         classes = p.classes or target.classes
         enc = encoding(p.encoding, clf.input_shape, mutation_rate=p.mutation_rate, eta=p.eta)
-        schedule = None if p.decay_factor == 1.0 else StepDecay(factor=p.decay_factor, every=p.decay_every)
+        schedule: Any = None if p.strength == 1.0 else p.strength
+        if p.decay_factor != 1.0:
+            schedule = StepDecay(factor=p.decay_factor, every=p.decay_every)
         common: dict[str, Any] = {
             "batch_size": p.batch_size, "seed": ctx.seed, "parents": p.parents, "mutation_schedule": schedule,
             "crossover": p.crossover, "verify": p.verify,

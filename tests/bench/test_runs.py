@@ -132,6 +132,21 @@ def test_warmup_on_every_class_seeds_the_focused_search(tmp_path: Path) -> None:
         parse_config(bad)
 
 
+def test_strength_reaches_the_search(tmp_path: Path) -> None:
+    """``strength = 2``: a constant mutation strength, recorded in the cell; with a decay it is refused."""
+    cfg = runs_suite(1)
+    cfg["methods"] = [cfg["methods"][0]]
+    cfg["methods"][0].update(strength=2.0, max_evaluations=128)
+    res = run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert res["cells"][0]["params"]["strength"] == 2.0
+    ckpt = next(tmp_path.rglob("map-elites.pt"))
+    config = torch.load(ckpt, weights_only=True)["config"]
+    assert config["mutation_schedule"] == {"name": "constant", "strength": 2.0}
+    cfg["methods"][0]["decay_factor"] = 0.5
+    with pytest.raises(ConfigError, match="not both"):
+        parse_config(cfg)
+
+
 def test_precision_and_verify_reach_the_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``precision = "bf16"``, ``verify = true``: the search scores with the bf16 adapter and verifies."""
     seen: list[tuple[str, bool]] = []
