@@ -101,7 +101,7 @@ class SuiteConfig:
     Examples:
         >>> cfg = load_config("quick")
         >>> [m.name for m in cfg.models], len(cfg.methods)
-        (['lenet-mnist', 'cnn'], 7)
+        (['lenet-mnist', 'cnn'], 8)
     """
 
     name: str
