@@ -92,15 +92,17 @@ def _random_search(results: dict[str, Any]) -> str | None:
     """Random sampling at a budget next to evolution, per encoding and dataset where both ran."""
     parts: list[str] = []
     datasets = _datasets(results)
+    seen: set[tuple[str, str, int]] = set()
     for c in _cells(results, method_kind="random-search", defense_kind="none"):
         enc, dataset, budget = (
             c["params"]["encoding"],
             datasets.get(c["model"], "mnist"),
             c["params"]["max_evaluations"],
         )
-        key = f"{enc} on {dataset}, {budget:,} evaluations"
-        if any(p.startswith(key) for p in parts):
+        if (enc, dataset, budget) in seen:  # one row per encoding, dataset and budget, every model in it
             continue
+        seen.add((enc, dataset, budget))
+        key = f"{enc} on {dataset}, {budget:,} evaluations"
         sampled = _evolved(results, enc, dataset=dataset, method_kind="random-search", budget=budget)
         evolved = _evolved(results, enc, dataset=dataset, budget=budget) or "no evolution at this budget in this suite"
         parts.append(f"{key}: random sampling {sampled}; evolution {evolved}")
