@@ -72,6 +72,7 @@ def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
         out["warm + cross."] = {"warm": True, "crossover": 0.25}
         out["bf16"] = {"precision": "bf16"}
         out["bf16 + verify"] = {"precision": "bf16", "verify": True}
+        out["bf16 + verify + str. 2"] = {"precision": "bf16", "verify": True, "mutation_schedule": 2.0}
         out["random"] = {"random": True}  # no evolution: fresh random genomes at the same budget
     out["ramp 2 -> 0.5"] = {"ramp": True}
     out["crossover 0.25"] = {"crossover": 0.25}

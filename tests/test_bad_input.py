@@ -414,6 +414,11 @@ CLI_CASES = [
     (["evolve", "--device", "tpu9"], "argument --device: device must be a torch device such as 'cpu'"),
     (["evolve", "--threads", "-1"], "argument --threads: threads must be an int >= 0, got -1"),
     (["evolve", "--image-size", "64"], "--image-size applies to ImageNet models only"),
+    (["evolve", "--method", "random"], "invalid choice: 'random'"),
+    (["evolve", "--strength", "0"], "--strength must be"),
+    (["evolve", "--method", "random-search", "--strength", "2"], "--strength applies to method='map-elites'"),
+    (["evolve", "--verify"], "--verify needs a reduced precision to re-score in float32"),
+    (["evolve", "--precision", "fp64"], "invalid choice: 'fp64'"),
 ]
 if not torch.cuda.is_available():
     CLI_CASES.append((["evolve", "--device", "cuda"], "argument --device: device is 'cuda' but "))

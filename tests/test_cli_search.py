@@ -44,6 +44,35 @@ def test_evolve_cppn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "checkpoint" in capsys.readouterr().err
 
 
+def test_evolve_method_strength_and_precision_reach_the_search(tmp_path: Path) -> None:
+    """--method random-search is RandomSearch (fresh samples, no mutation: far below MAP-Elites at
+    equal budget on the CPPN LeNet digits); --strength and --precision/--verify reach MAPElites and
+    its checkpoint, so a run of other settings refuses to resume it."""
+    base = ["evolve", "--encoding", "cppn", "--classes", "1,5", "--no-progress", "--max-evaluations", "2048"]
+    assert main([*base, "--out", str(tmp_path / "me")]) == 0
+    assert main([*base, "--out", str(tmp_path / "rs"), "--method", "random-search"]) == 0
+    me, rs = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("me", "rs"))
+    assert rs["settings"]["search"]["method"] == "random_search" and rs["results"]["evaluations"] == 2048
+    assert me["results"]["median_confidence"] > rs["results"]["median_confidence"] + 0.05
+    args = [*base, "--out", str(tmp_path / "b"), "--strength", "2", "--precision", "bf16", "--verify"]
+    assert main([*args, "--generations", "2"]) == 0
+    search = json.loads((tmp_path / "b" / "summary.json").read_text())["settings"]["search"]
+    assert search["mutation_schedule"] == {"name": "constant", "strength": 2.0}
+    assert search["precision"] == "bf16" and search["verify"] is True
+    for changed in ({"precision": "fp32", "verify": False}, {"verify": False}):  # fp32, or bf16 unverified
+        kwargs = {"precision": "bf16", "verify": True, **changed}
+        with pytest.raises(fb.errors.CheckpointError, match="another configuration"):
+            fb.search.run_evolution(
+                tmp_path / "b",
+                encoding="cppn",
+                classes=["1", "5"],
+                strength=2.0,
+                generations=3,
+                progress=False,
+                **kwargs,
+            )
+
+
 @pytest.mark.parametrize(
     ("argv", "match"),
     [

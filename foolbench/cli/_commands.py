@@ -123,6 +123,24 @@ def _evolve_options(p: argparse.ArgumentParser, *, max_evaluations: int) -> None
     p.add_argument("--max-nodes", type=int, default=32, help="cppn: node slots per genome")
     p.add_argument("--max-connections", type=int, default=128, help="cppn: connections per genome")
     p.add_argument(
+        "--method",
+        choices=("map-elites", "random-search"),
+        default="map-elites",
+        help="map-elites, or random-search: fresh random genomes every generation (the equal-budget baseline)",
+    )
+    p.add_argument(
+        "--strength", type=float, default=1.0, help="map-elites: mutation strength (2 helps CPPNs on ImageNet)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="score children under autocast (reported confidences stay float32)",
+    )
+    p.add_argument(
+        "--verify", action="store_true", help="with bf16/fp16: re-score in float32 the children that beat an elite"
+    )
+    p.add_argument(
         "--checkpoint", default=None, help="checkpoint file, resumed when present (default: OUT/checkpoint.pt)"
     )
     p.add_argument("--checkpoint-every", type=int, default=25, help="generations between checkpoints")

@@ -148,7 +148,7 @@ class Evolution(ABC):
     def _load_state(self, state: dict[str, Any], *, source: str) -> None: ...
 
     def _config(self) -> dict[str, Any]:
-        return {
+        config: dict[str, Any] = {
             "method": self.method,
             "classes": list(self.classes),
             "batch_size": self.batch_size,
@@ -160,6 +160,10 @@ class Evolution(ABC):
             "mutation_schedule": self.schedule.config(),
             "rng_device": self.device.type,
         }
+        precision = getattr(self.classifier, "precision", "fp32")
+        if precision != "fp32":  # absent at fp32, so checkpoints from before the key still resume
+            config["precision"] = precision
+        return config
 
     # -- ask / tell ---------------------------------------------------------------------
     def ask(self, n: int | None = None) -> Genomes:
