@@ -14,7 +14,10 @@ Prints, measured side by side in one run:
   searches with bfloat16 scores (the reported confidences are the float32 model's); ``--precision
   fp32 bf16`` runs one search per precision taking turns in 30-second slices of their own time, so both
   see the same machine load; ``--verify`` makes a reduced-precision search re-score its improvements
-  in float32 (``MAPElites(verify=True)``); ``--compile`` runs the model through ``torch.compile``.
+  in float32 (``MAPElites(verify=True)``); ``--compile`` runs the model through ``torch.compile``;
+  ``--strength`` sets a constant mutation strength, ``--seed`` the search seed. The setting that
+  reached the aim on the 2-core CPU: ``--part imagenet --batch-size 16 --precision bf16 --verify
+  --strength 2`` (see ``bench_search_ablation.py``'s ``bf16 + verify + str. 2``).
 """
 
 from __future__ import annotations
@@ -103,6 +106,8 @@ def bench_imagenet(
     precisions: list[str],
     compile_model: bool,
     verify: bool,
+    strength: float = 1.0,
+    seed: int = 0,
 ) -> None:
     models = {
         p: fb.models.efficientnet_lite0(device=device, precision=p).replace(compile=compile_model) for p in precisions
@@ -113,7 +118,9 @@ def bench_imagenet(
             clf.log_probs(enc.render(enc.sample(batch_size, torch.Generator().manual_seed(0)).to(device)))
     initial, warm_seconds, warm_evals = None, 0.0, 0
     if warmup > 0:  # a share of the time on all 1,000 classes; its elites for the 10 seed the focused search
-        warm = fb.search.MAPElites(models[precisions[0]], enc, batch_size=batch_size, seed=0)
+        warm = fb.search.MAPElites(
+            models[precisions[0]], enc, batch_size=batch_size, seed=seed, mutation_schedule=strength
+        )
         warm_res = warm.run(max_seconds=60 * minutes * warmup, progress=False)
         initial, warm_seconds, warm_evals = (
             warm.best_genomes()[IMAGENET_CLASSES],
@@ -123,7 +130,14 @@ def bench_imagenet(
         print(f"warm-up on all 1,000 classes: {warm_evals:,} evaluations in {warm_seconds:.0f} s (counted below)")
     searches = {
         p: fb.search.MAPElites(
-            clf, enc, classes=IMAGENET_CLASSES, batch_size=batch_size, seed=0, initial=initial, verify=verify
+            clf,
+            enc,
+            classes=IMAGENET_CLASSES,
+            batch_size=batch_size,
+            seed=seed,
+            initial=initial,
+            verify=verify,
+            mutation_schedule=strength,
         )
         for p, clf in models.items()
     }
@@ -145,7 +159,8 @@ def bench_imagenet(
         rate = total / seconds
         print(
             f"ImageNet CPPN (EfficientNet-Lite0 {p}{', compiled' if compile_model else ''}, chunks of "
-            f"{models[p].batch_size}, 224x224x3, {device}, batch {batch_size}, warm-up share {warmup:g}): "
+            f"{models[p].batch_size}, 224x224x3, {device}, batch {batch_size}, warm-up share {warmup:g}, "
+            f"strength {strength:g}, seed {seed}): "
             f"{total:,} evaluations in {seconds:.0f} s ({rate:.1f} eval/s); median float32 confidence "
             f"{float(result.confidence.median()):.4f}; >= 99%: {int(result.fooled(0.99).sum())}/10"
             + (f"; {search.verifications:,} float32 checks (verify)" if search.verifications else "")
@@ -187,6 +202,8 @@ def main() -> None:
         help="imagenet part: one search per precision, taking turns (each gets --minutes of its own time)",
     )
     parser.add_argument("--compile", action="store_true", help="imagenet part: torch.compile the model")
+    parser.add_argument("--strength", type=float, default=1.0, help="imagenet part: constant mutation strength")
+    parser.add_argument("--seed", type=int, default=0, help="imagenet part: the search seed")
     parser.add_argument(
         "--verify", action="store_true", help="imagenet part: MAPElites(verify=True) (float32 re-scores improvements)"
     )
@@ -215,6 +232,8 @@ def main() -> None:
             args.precision,
             args.compile,
             args.verify,
+            args.strength,
+            args.seed,
         )
 
 
