@@ -1,6 +1,6 @@
 """The docs show stored full-run figures, and those figures are fresh (checked without recomputing).
 
-Rule: every image a docs page references exists; every one under ``docs/figures/`` (or ``docs/figures/gpu/``, figures of runs on a lent GPU, whose manifests name the run instead of settings) has a manifest
+Rule: every image a docs page references exists; every one under ``docs/figures/`` (or ``docs/figures/gpu/``, figures of runs on a lent GPU, and ``docs/figures/cpu/``, plots of long CPU benchmark runs, whose manifests name the run instead of settings) has a manifest
 ``<name>.json`` beside it that lists it (file name, byte count, SHA-256), and the manifest's
 ``settings`` equal what ``tools/make_docs_figures.py`` would use now (the example's syntax tree, its
 arguments, the CLI's parsed defaults and the defaults of every foolbench callable it uses). A changed
@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 FIGURES = DOCS / "figures"
 GPU_FIGURES = FIGURES / "gpu"  # measured on a lent GPU: not regenerable here, so their manifests name the run
+CPU_FIGURES = FIGURES / "cpu"  # plots of long CPU benchmark runs kept in benchmarks/results/: manifests name the run
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -57,7 +58,9 @@ def test_every_referenced_image_exists_and_is_a_stored_figure() -> None:
     for page, image in refs:
         where = f"{page.relative_to(ROOT)} -> {image}"
         assert image.is_file(), f"missing image: {where}"
-        assert image.parent in (FIGURES, GPU_FIGURES), f"docs images live in docs/figures/ (with a manifest): {where}"
+        assert image.parent in (FIGURES, GPU_FIGURES, CPU_FIGURES), (
+            f"docs images live in docs/figures/ (with a manifest): {where}"
+        )
         manifest = _manifest(image.stem, image.parent)
         assert manifest["figure"] == image.name, where
         data = image.read_bytes()
@@ -170,3 +173,18 @@ def test_gpu_figures_name_the_run_behind_them() -> None:
         assert source.is_file(), f"{png.name}: its results file {manifest['source']} is missing"
         results = json.loads(source.read_text(encoding="utf-8"))
         assert results["device"] == manifest["device"] and "cpu" not in str(manifest["device"]).lower(), png.name
+
+
+def test_cpu_figures_name_the_run_behind_them_and_are_shown() -> None:
+    """A plot of a long CPU benchmark names its results file (kept in the repository) and a CPU machine,
+    and a docs page shows it (like every stored run figure)."""
+    pngs = sorted(CPU_FIGURES.glob("*.png"))
+    assert pngs, "docs/figures/cpu/ holds no figure"
+    shown = {image for _, image in _referenced()}
+    for png in [*pngs, *GPU_FIGURES.glob("*.png")]:
+        assert png.resolve() in shown, f"{png.relative_to(ROOT)} is stored but no docs page shows it"
+    for png in pngs:
+        manifest = _manifest(png.stem, CPU_FIGURES)
+        source = ROOT / str(manifest["source"])
+        assert source.is_file(), f"{png.name}: its results file {manifest['source']} is missing"
+        assert "cpu" in str(manifest["device"]).lower() and manifest["command"], png.name

@@ -1,0 +1,120 @@
+"""Evaluations-to-threshold curves of the CPU proxy over ten seeds, from ``benchmarks/results/search_ablation_cpu.json``.
+
+``python tools/plot_search_ablation.py`` writes ``docs/figures/cpu/search_ablation_curves.png``: for
+each variant with ten seeds (the default search, mutation strength 2, and strength 2 with bf16 scores
+re-scored in float32 at 2.5x the budget), the median confidence of the 10 texture classes (the lower middle value, as the benchmark reports it) against
+evaluations (one thin line per seed, the mean over seeds thick) and the number of the 100 class-runs
+(10 classes x 10 seeds) at >= 99%. Beside it a manifest ``.json`` names the results file and the
+machine. It prints the evaluations at which each variant's mean curve first reaches 90/95/99%.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = Path(__import__("os").environ.get("ABL", ROOT / "benchmarks" / "results" / "search_ablation_cpu.json"))
+OUT = ROOT / "docs" / "figures" / "cpu" / "search_ablation_curves.png"
+VARIANTS = {  # name in the results file -> legend
+    "baseline": "default (strength 1, float32)",
+    "strength 2": "strength 2 (float32)",
+    "bf16 + verify + str. 2": "strength 2, bf16 + verify",
+}
+MACHINE = "2-core x86_64 CPU (avx512_bf16), torch 2.13.0+cpu"
+
+
+def median(values: list[float]) -> float:
+    """The lower of the two middle values for an even count, as ``torch.median`` (and the benchmark) report."""
+    return sorted(values)[(len(values) - 1) // 2]
+
+
+def seeds(data: dict[str, Any], name: str) -> dict[int, dict[str, Any]]:
+    """Every seed's run of variant ``name``: seed 0 from ``imagenet``, the others from ``imagenet_seeds``;
+    the default's seeds 0-4 are the float32 runs of ``imagenet_precision`` (channels-last, as the docs' table)."""
+    runs = {0: data["imagenet"].get(name)} | {int(s): v.get(name) for s, v in data["imagenet_seeds"].items()}
+    if name == "baseline":
+        runs |= {int(s): v["fp32"] for s, v in data.get("imagenet_precision", {}).items() if "fp32" in v}
+    return {s: r for s, r in sorted(runs.items()) if r is not None}
+
+
+def at(run: dict[str, Any], grid: list[int]) -> list[list[float]]:
+    """The run's per-class confidences at each evaluation count of ``grid`` (the last record at or before it)."""
+    out, i = [], 0
+    evals, conf = run["evaluations"], run["confidence"]
+    for g in grid:
+        while i + 1 < len(evals) and evals[i + 1] <= g:
+            i += 1
+        out.append(conf[i])
+    return out
+
+
+def main() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = json.loads(SOURCE.read_text(encoding="utf-8"))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for (name, label), colour in zip(VARIANTS.items(), ("tab:grey", "tab:blue", "tab:red"), strict=True):
+        runs = seeds(data, name)
+        if len(runs) < 2:
+            print(f"{name}: {len(runs)} seed(s), skipped")
+            continue
+        end = min(r["evaluations"][-1] for r in runs.values())
+        grid = list(range(400, end + 1, 400))
+        sampled = {s: at(r, grid) for s, r in runs.items()}
+        medians = {s: [median(c) for c in rows] for s, rows in sampled.items()}
+        for curve in medians.values():
+            left.plot(grid, [100 * m for m in curve], color=colour, alpha=0.25, linewidth=0.7)
+        mean = [statistics.fmean(m[i] for m in medians.values()) for i in range(len(grid))]
+        left.plot(grid, [100 * m for m in mean], color=colour, linewidth=2, label=f"{label}, {len(runs)} seeds")
+        hits = [sum(c >= 0.99 for rows in sampled.values() for c in rows[i]) for i in range(len(grid))]
+        right.plot(grid, hits, color=colour, linewidth=2, label=label)
+        reach = [next((f"{g:,}" for g, m in zip(grid, mean, strict=True) if m >= lv), "-") for lv in (0.9, 0.95, 0.99)]
+        finals = [median(r["final"]) for r in runs.values()]
+        print(
+            f"{name}: seeds {sorted(runs)}; mean of the per-seed medians first >= 90/95/99% at {' / '.join(reach)} "
+            f"evaluations; final per-seed medians {', '.join(f'{100 * f:.1f}' for f in finals)}%; "
+            f"class-runs >= 99% at the end: {sum(c >= 0.99 for r in runs.values() for c in r['final'])}"
+        )
+    left.axhline(99, color="black", linewidth=0.6, linestyle=":")
+    left.set(
+        xlabel="evaluations",
+        ylabel="median confidence of the 10 classes (%)",
+        ylim=(0, 100),
+        title="per seed (thin), mean over seeds (thick)",
+    )
+    left.legend(fontsize=8, loc="lower right")
+    left.grid(alpha=0.3)
+    right.set(
+        xlabel="evaluations", ylabel="class-runs >= 99% (10 classes x 10 seeds)", title="classes fooled at >= 99%"
+    )
+    right.grid(alpha=0.3)
+    fig.suptitle(
+        f"MAP-Elites + CPPN vs EfficientNet-Lite0 224x224, 10 texture classes, batch 16 ({MACHINE})", fontsize=9
+    )
+    fig.tight_layout()
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(OUT, dpi=100)
+    raw = OUT.read_bytes()
+    manifest = {
+        "figure": OUT.name,
+        "bytes": len(raw),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "source": SOURCE.resolve().relative_to(ROOT).as_posix()
+        if SOURCE.resolve().is_relative_to(ROOT)
+        else str(SOURCE),
+        "device": MACHINE,
+        "command": "benchmarks/bench_search_ablation.py --task imagenet (per seed), then tools/plot_search_ablation.py",
+    }
+    OUT.with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {OUT.relative_to(ROOT)} ({len(raw) / 1000:.0f} KB)")
+
+
+if __name__ == "__main__":
+    main()
