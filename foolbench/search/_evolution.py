@@ -491,7 +491,9 @@ class MAPElites(Evolution):
             :class:`~foolbench.search.ParentSelector`.
         mutation_schedule: mutation strength per generation: a number, a
             :class:`~foolbench.search.MutationSchedule` such as :class:`~foolbench.search.StepDecay`,
-            or None (strength 1: the encoding's own rates).
+            or None (strength 1: the encoding's own rates). For CPPNs on ImageNet models 2.0 climbed
+            faster (``benchmarks/bench_search_ablation.py``: 8 of 10 seeds of the 10-class proxy);
+            on MNIST a weaker mutation finishes the last step to 99.99% better.
         evaluator: scores genomes (default :class:`~foolbench.search.LocalEvaluator`); any
             :class:`~foolbench.search.Evaluator` (another process, other GPUs) gives the same result.
         device: where genomes, archive and RNG live (default: the classifier's device). Fix it to keep
