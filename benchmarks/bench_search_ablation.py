@@ -28,7 +28,9 @@ elites are re-scored by the float32 model, so its final confidences compare with
 "first >= x%" columns and curve are its own bf16 scores), and ``bf16 + verify`` (``MAPElites(verify=True)``:
 bf16 screens every child, the float32 model re-scores those that beat an elite before they compete), and
 ``random`` (no evolution: :class:`~foolbench.search.RandomSearch` samples fresh random CPPN genomes at the
-same budget and keeps each class's best).
+same budget and keeps each class's best), and ``bf16 + verify + str. 2`` (mutation strength 2 with
+``bf16 + verify``: the setting measured over ten seeds with ``--evaluations 40000``, about what fits in
+the proxy's 10 minutes at bf16 speed; see docs/methods/evolution.md).
 
 ``--out FILE.json`` keeps every variant's curve (evaluations, median and per-class confidence per
 generation) for plotting; ``--only NAME ...`` runs some variants.

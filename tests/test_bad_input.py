@@ -416,8 +416,8 @@ CLI_CASES = [
     (["evolve", "--image-size", "64"], "--image-size applies to ImageNet models only"),
     (["evolve", "--method", "random"], "invalid choice: 'random'"),
     (["evolve", "--strength", "0"], "--strength must be"),
-    (["evolve", "--method", "random-search", "--strength", "2"], "--strength applies to method='map-elites'"),
-    (["evolve", "--verify"], "--verify needs a reduced precision to re-score in float32"),
+    (["evolve", "--method", "random-search", "--strength", "2"], "--strength applies to the map-elites method only"),
+    (["evolve", "--verify"], "--verify needs a reduced precision (bf16 or fp16)"),
     (["evolve", "--precision", "fp64"], "invalid choice: 'fp64'"),
 ]
 if not torch.cuda.is_available():

@@ -59,6 +59,11 @@ def test_evolve_method_strength_and_precision_reach_the_search(tmp_path: Path) -
     search = json.loads((tmp_path / "b" / "summary.json").read_text())["settings"]["search"]
     assert search["mutation_schedule"] == {"name": "constant", "strength": 2.0}
     assert search["precision"] == "bf16" and search["verify"] is True
+    assert "precision" not in me["settings"]["search"]  # float32: no key, so older checkpoints still resume
+    # precision alone: a bf16 checkpoint is not resumed at float32
+    assert main([*base, "--out", str(tmp_path / "c"), "--precision", "bf16", "--generations", "2"]) == 0
+    with pytest.raises(fb.errors.CheckpointError, match=r"precision: saved \"bf16\""):
+        fb.search.run_evolution(tmp_path / "c", encoding="cppn", classes=["1", "5"], generations=3, progress=False)
     for changed in ({"precision": "fp32", "verify": False}, {"verify": False}):  # fp32, or bf16 unverified
         kwargs = {"precision": "bf16", "verify": True, **changed}
         with pytest.raises(fb.errors.CheckpointError, match="another configuration"):

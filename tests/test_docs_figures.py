@@ -188,3 +188,6 @@ def test_cpu_figures_name_the_run_behind_them_and_are_shown() -> None:
         source = ROOT / str(manifest["source"])
         assert source.is_file(), f"{png.name}: its results file {manifest['source']} is missing"
         assert "cpu" in str(manifest["device"]).lower() and manifest["command"], png.name
+        assert manifest["source_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest(), (
+            f"{png.name} was drawn from another version of {manifest['source']}: rerun the tool its manifest names"
+        )

@@ -2,14 +2,16 @@
 
 ``python tools/plot_search_ablation.py`` writes ``docs/figures/cpu/search_ablation_curves.png``: for
 each variant with ten seeds (the default search, mutation strength 2, and strength 2 with bf16 scores
-re-scored in float32 at 2.5x the budget), the median confidence of the 10 texture classes (the lower middle value, as the benchmark reports it) against
-evaluations (one thin line per seed, the mean over seeds thick) and the number of the 100 class-runs
-(10 classes x 10 seeds) at >= 99%. Beside it a manifest ``.json`` names the results file and the
-machine. It prints the evaluations at which each variant's mean curve first reaches 90/95/99%.
+re-scored in float32 at 2.5x the budget), the median confidence of the 10 texture classes (the
+lower middle value, as the benchmark reports it) against evaluations (one thin line per seed, the mean over seeds thick) and the number of the 100 class-runs
+(10 classes x 10 seeds) at >= 99%. Beside it a manifest ``.json`` names the results file (and its
+SHA-256: the docs test fails when the results change until the figure is redrawn) and the machine.
+``--source`` / ``--out`` draw another results file elsewhere. It prints the evaluations at which each variant's mean curve first reaches 90/95/99%.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import statistics
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = Path(__import__("os").environ.get("ABL", ROOT / "benchmarks" / "results" / "search_ablation_cpu.json"))
+SOURCE = ROOT / "benchmarks" / "results" / "search_ablation_cpu.json"
 OUT = ROOT / "docs" / "figures" / "cpu" / "search_ablation_curves.png"
 VARIANTS = {  # name in the results file -> legend
     "baseline": "default (strength 1, float32)",
@@ -53,12 +55,16 @@ def at(run: dict[str, Any], grid: list[int]) -> list[list[float]]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--source", type=Path, default=SOURCE, help="results file (default: the repository's)")
+    parser.add_argument("--out", type=Path, default=OUT, help="PNG to write (a manifest .json beside it)")
+    args = parser.parse_args()
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = json.loads(SOURCE.read_text(encoding="utf-8"))
+    data = json.loads(args.source.read_text(encoding="utf-8"))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for (name, label), colour in zip(VARIANTS.items(), ("tab:grey", "tab:blue", "tab:red"), strict=True):
         runs = seeds(data, name)
@@ -99,21 +105,23 @@ def main() -> None:
         f"MAP-Elites + CPPN vs EfficientNet-Lite0 224x224, 10 texture classes, batch 16 ({MACHINE})", fontsize=9
     )
     fig.tight_layout()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(OUT, dpi=100)
-    raw = OUT.read_bytes()
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    raw = out.read_bytes()
+    source = args.source.resolve()
     manifest = {
-        "figure": OUT.name,
+        "figure": out.name,
         "bytes": len(raw),
         "sha256": hashlib.sha256(raw).hexdigest(),
-        "source": SOURCE.resolve().relative_to(ROOT).as_posix()
-        if SOURCE.resolve().is_relative_to(ROOT)
-        else str(SOURCE),
+        "source": source.relative_to(ROOT).as_posix() if source.is_relative_to(ROOT) else str(source),
+        "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
         "device": MACHINE,
-        "command": "benchmarks/bench_search_ablation.py --task imagenet (per seed), then tools/plot_search_ablation.py",
+        "command": "benchmarks/bench_search_ablation.py --task imagenet --seed N (N = 0-9; the 'bf16 + verify + "
+        "str. 2' runs with --evaluations 40000 --only 'bf16 + verify + str. 2'), then tools/plot_search_ablation.py",
     }
-    OUT.with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {OUT.relative_to(ROOT)} ({len(raw) / 1000:.0f} KB)")
+    out.with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out} ({len(raw) / 1000:.0f} KB)")
 
 
 if __name__ == "__main__":

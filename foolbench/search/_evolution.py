@@ -160,9 +160,10 @@ class Evolution(ABC):
             "mutation_schedule": self.schedule.config(),
             "rng_device": self.device.type,
         }
-        precision = getattr(self.classifier, "precision", "fp32")
-        if precision != "fp32":  # absent at fp32, so checkpoints from before the key still resume
-            config["precision"] = precision
+        if self._reference_eval is not None:  # fast scores (reduced precision or compiled), wrapped or not
+            precision = getattr(self.classifier, "precision", "reduced")
+            if precision != "fp32":  # absent at fp32, so float32 checkpoints from before the key still resume
+                config["precision"] = precision
         return config
 
     # -- ask / tell ---------------------------------------------------------------------
@@ -491,9 +492,9 @@ class MAPElites(Evolution):
             :class:`~foolbench.search.ParentSelector`.
         mutation_schedule: mutation strength per generation: a number, a
             :class:`~foolbench.search.MutationSchedule` such as :class:`~foolbench.search.StepDecay`,
-            or None (strength 1: the encoding's own rates). For CPPNs on ImageNet models 2.0 climbed
-            faster (``benchmarks/bench_search_ablation.py``: 8 of 10 seeds of the 10-class proxy);
-            on MNIST a weaker mutation finishes the last step to 99.99% better.
+            or None (strength 1: the encoding's own rates). On the 10-class EfficientNet-Lite0 CPU
+            proxy, CPPN searches at 2.0 ended higher than at 1 on 8 of 10 seeds
+            (``benchmarks/bench_search_ablation.py``); on the MNIST LeNet no strength beat 1.
         evaluator: scores genomes (default :class:`~foolbench.search.LocalEvaluator`); any
             :class:`~foolbench.search.Evaluator` (another process, other GPUs) gives the same result.
         device: where genomes, archive and RNG live (default: the classifier's device). Fix it to keep

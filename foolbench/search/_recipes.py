@@ -186,8 +186,8 @@ def run_evolution(
             (:class:`~foolbench.search.RandomSearch`: fresh random genomes every generation, the
             equal-budget baseline); the names of the suite method kinds.
         strength: map-elites: constant mutation strength (CPPN: operator rates and weight steps;
-            direct: the mutation rate), 1 by default; 2 fooled the 10-texture-class ImageNet proxy
-            faster on 8 of 10 seeds (``benchmarks/bench_search_ablation.py``).
+            direct: the mutation rate), 1 by default; CPPN searches at 2 ended higher on 8 of 10
+            seeds of the 10-class EfficientNet-Lite0 CPU proxy (``benchmarks/bench_search_ablation.py``).
         precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` to score children under autocast
             (faster on GPUs and on CPUs with bf16 units); the reported confidences are always the
             float32 model's.
@@ -228,13 +228,13 @@ def run_evolution(
     strength = _checks.real("strength", strength, low=0.0, low_open=True)
     if method == "random-search" and strength != 1.0:
         raise InvalidArgumentError(
-            f"strength applies to method='map-elites' (random search mutates nothing), got {strength:g}"
+            f"strength applies to the map-elites method only (random search mutates nothing), got {strength:g}"
         )
     if not isinstance(verify, bool):
         raise InvalidArgumentError(f"verify must be True or False, got {verify!r}")
     if verify and precision == "fp32":
         raise InvalidArgumentError(
-            "verify needs a reduced precision to re-score in float32: give precision 'bf16' or 'fp16' (got 'fp32')"
+            "verify needs a reduced precision (bf16 or fp16) whose scores it re-scores in float32, got fp32"
         )
 
     def compute(folder: Path) -> Computed:

@@ -84,3 +84,22 @@ def test_padded_rescoring_gives_the_same_search(classes: list[int] | None) -> No
     *checks, reported = calls
     assert checks and all(n == 24 or n & (n - 1) == 0 for n in checks)
     assert reported == len(classes or range(10))
+
+
+@pytest.mark.parametrize("wrap", ["bare", "counting", "ensemble"])
+def test_a_reduced_precision_search_refuses_a_float32_checkpoint(wrap: str) -> None:
+    """The checkpoint records a reduced precision (also behind wrappers that have no ``precision``), so
+    bf16 and float32 archives are never mixed; a float32 search records nothing (older checkpoints resume)."""
+    lenet = fb.models.lenet_mnist()
+
+    def wrapped(clf: fb.models.TorchClassifier) -> fb.models.BaseClassifier:
+        if wrap == "counting":
+            return fb.models.CountingClassifier(clf)
+        return fb.defenses.Ensemble([clf, clf]) if wrap == "ensemble" else clf
+
+    exact, fast = _search(wrapped(lenet), verify=False), _search(wrapped(lenet.replace(precision="bf16")), verify=False)
+    exact.run(generations=1, progress=False)
+    assert "precision" not in exact.state_dict()["config"]
+    assert fast.state_dict()["config"]["precision"] in ("bf16", "reduced")
+    with pytest.raises(fb.errors.CheckpointError, match="precision"):
+        fast.load_state_dict(exact.state_dict())
