@@ -258,7 +258,7 @@ class MapElitesMethod(Method[MapElitesParams]):
         clf = _at_precision(target.classifier, p.precision)
         classes = p.classes or target.classes
         enc = encoding(p.encoding, clf.input_shape, mutation_rate=p.mutation_rate, eta=p.eta)
-        schedule: Any = None if p.strength == 1.0 else p.strength
+        schedule: Any = p.strength  # a constant strength (1: the encoding's own rates, as None)
         if p.decay_factor != 1.0:
             schedule = StepDecay(factor=p.decay_factor, every=p.decay_every)
         common: dict[str, Any] = {

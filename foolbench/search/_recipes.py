@@ -248,14 +248,13 @@ def run_evolution(
         if method == "random-search":
             searcher = RandomSearch(clf, genomes, classes=picked, batch_size=batch_size, seed=seed, verify=verify)
         else:
-            schedule = None if strength == 1.0 else strength
             searcher = MAPElites(
                 clf,
                 genomes,
                 classes=picked,
                 batch_size=batch_size,
                 seed=seed,
-                mutation_schedule=schedule,
+                mutation_schedule=strength,  # a constant strength; 1 is the encoding's own rates, as None
                 verify=verify,
             )
         ckpt = folder / "checkpoint.pt" if checkpoint is None else Path(checkpoint)
