@@ -25,7 +25,7 @@ import importlib
 import importlib.util
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,18 @@ ACTIVATIONS = {
     "cosine": _cosine,
     "tanh": _tanh,
     "abs": _abs,
+}
+
+#: The same functions applied in place on a tensor the caller owns (the same float operations in the
+#: same order, so the same values): the CPU render then allocates nothing per node.
+_IN_PLACE: dict[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]] = {
+    _sine: torch.Tensor.sin_,
+    _sigmoid: lambda x: x.mul_(0.5).tanh_(),
+    _gaussian: lambda x: x.mul_(x).neg_().exp_().mul_(2.0).sub_(1.0),
+    _linear: lambda x: x.clamp_(-_LINEAR_LIMIT, _LINEAR_LIMIT),
+    _cosine: torch.Tensor.cos_,
+    _tanh: torch.Tensor.tanh_,
+    _abs: lambda x: x.abs_().clamp_(max=_LINEAR_LIMIT),
 }
 
 
@@ -753,16 +765,28 @@ class CPPNEncoding:
         b, pixels = w.shape[0], grid.shape[1]
         values = torch.empty(b, NUM_INPUTS + steps, pixels, device=w.device, dtype=w.dtype)
         values[:, :NUM_INPUTS] = grid
+        codes = act.T.tolist()  # read once per chunk: the activations each step uses
         for s in range(steps):
-            pre = torch.bmm(w[:, s : s + 1, : NUM_INPUTS + s], values[:, : NUM_INPUTS + s])
-            values[:, NUM_INPUTS + s : NUM_INPUTS + s + 1] = self._activate(pre, act[:, s : s + 1])
-        out = self._activate(torch.bmm(w[:, steps:], values), act[:, steps:])
-        return (out.clamp_(-1.0, 1.0) + 1.0) * 0.5
+            k = NUM_INPUTS + s
+            row = values[:, k : k + 1]
+            if b == 1:  # the row is contiguous: the product lands in it and is activated there
+                self._activate(torch.bmm(w[:, s : s + 1, :k], values[:, :k], out=row), act[:, s : s + 1], codes[s])
+            else:
+                row.copy_(self._activate(torch.bmm(w[:, s : s + 1, :k], values[:, :k]), act[:, s : s + 1], codes[s]))
+        out = self._activate(torch.bmm(w[:, steps:], values), act[:, steps:], [c for col in codes[steps:] for c in col])
+        return out.clamp_(-1.0, 1.0).add_(1.0).mul_(0.5)
 
-    def _activate(self, pre: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """Each row of ``pre`` (B, K, P) through its own activation ``act`` (B, K)."""
-        present = torch.unique(act).tolist()
-        out = ACTIVATIONS[self.activations[present[0]]](pre)
+    def _activate(self, pre: torch.Tensor, act: torch.Tensor, codes: list[int]) -> torch.Tensor:
+        """Each row of ``pre`` (B, K, P) through its own activation ``act`` (B, K), whose values ``codes`` lists.
+
+        With one activation for all rows, ``pre`` (which the caller owns) is activated in place.
+        """
+        present = sorted(set(codes))
+        first = ACTIVATIONS[self.activations[present[0]]]
+        if len(present) == 1:
+            in_place = _IN_PLACE.get(first)
+            return in_place(pre) if in_place is not None else first(pre)
+        out = first(pre)
         for a in present[1:]:
             out = torch.where((act == a)[..., None], ACTIVATIONS[self.activations[a]](pre), out)
         return out

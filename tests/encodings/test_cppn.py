@@ -117,6 +117,29 @@ def test_batched_render_equals_one_by_one() -> None:
     torch.testing.assert_close(batch, one_by_one, rtol=1e-5, atol=1e-6)
 
 
+def test_in_place_activations_give_the_same_values() -> None:
+    from foolbench.encodings._cppn import _IN_PLACE
+
+    assert set(_IN_PLACE) == set(ACTIVATIONS.values())  # a new activation needs its in-place twin
+    x = torch.cat([torch.linspace(-40.0, 40.0, 4001), torch.tensor([0.0, -0.0, 1e-30, -1e-30])])
+    for name, f in ACTIVATIONS.items():
+        for dtype in (torch.float32, torch.float64):
+            y = x.to(dtype)
+            out = _IN_PLACE[f](y.clone())
+            assert torch.equal(out, f(y)), name
+
+
+def test_single_activation_render_is_exact_for_every_activation() -> None:
+    """One genome per chunk: each node is computed in its own row (bmm out=); several: computed, then copied."""
+    for name in ACTIVATIONS:
+        enc = CPPNEncoding((3, 10, 12), activations=(name,), render_budget=10**9)
+        g = evolved(enc, n=6, rounds=30)
+        assert int(g.num_nodes().max()) > 7  # hidden nodes, all with this activation
+        batch = enc.render(g)
+        one_by_one = torch.cat([enc.render(g[i : i + 1]) for i in range(6)])
+        torch.testing.assert_close(batch, one_by_one, rtol=1e-5, atol=1e-6)
+
+
 def test_higher_resolution_paints_the_same_pattern() -> None:
     enc = CPPNEncoding((1, 28, 28))
     g = evolved(enc, n=8)
