@@ -75,6 +75,13 @@ def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
         out["bf16"] = {"precision": "bf16"}
         out["bf16 + verify"] = {"precision": "bf16", "verify": True}
         out["bf16 + verify + str. 2"] = {"precision": "bf16", "verify": True, "mutation_schedule": 2.0}
+        # the same, parents only from the classes still below the proxy's 99% aim (UnmetFirst's default is 99.99%)
+        out["bf16 + verify + str. 2 + unmet 99%"] = {
+            "precision": "bf16",
+            "verify": True,
+            "mutation_schedule": 2.0,
+            "parents": fb.search.UnmetFirst(confidence=0.99),
+        }
         out["random"] = {"random": True}  # no evolution: fresh random genomes at the same budget
     out["ramp 2 -> 0.5"] = {"ramp": True}
     out["crossover 0.25"] = {"crossover": 0.25}

@@ -78,6 +78,18 @@ def test_evolve_method_strength_and_precision_reach_the_search(tmp_path: Path) -
             )
 
 
+def test_evolve_breeds_from_the_classes_below_its_target(tmp_path: Path) -> None:
+    """--target-confidence sets the level below which MAP-Elites' parents come first (the default 99.99%)."""
+    base = ["evolve", "--classes", "1,5", "--no-progress", "--generations", "2"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--target-confidence", "0.99"]) == 0
+    assert main([*base, "--out", str(tmp_path / "b")]) == 0
+    a, b = (json.loads((tmp_path / n / "summary.json").read_text())["settings"]["search"] for n in "ab")
+    assert a["parents"] == {"name": "unmet-first", "confidence": 0.99}
+    assert b["parents"] == {"name": "unmet-first", "confidence": 0.9999}
+    with pytest.raises(fb.errors.CheckpointError, match="another configuration"):  # a new level is a new search
+        fb.search.run_evolution(tmp_path / "a", classes=["1", "5"], generations=3, progress=False)
+
+
 @pytest.mark.parametrize(
     ("argv", "match"),
     [

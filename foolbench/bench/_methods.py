@@ -184,10 +184,14 @@ class MapElitesParams(Params):
     eta: float | None = param(
         None, "polynomial-mutation eta (default 1 direct, 15 CPPN)", type="float", lo=0, lo_open=True
     )
-    target_confidence: float = param(0.9999, "stop once every class reaches it", type="float", lo=0, hi=1, lo_open=True)
+    target_confidence: float = param(
+        0.9999, "stop once every class reaches it (parents come from the classes below it first)",
+        type="float", lo=0, hi=1, lo_open=True,
+    )  # fmt: skip
     classes: list[int] | None = _CLASSES
     parents: str = param(
-        "unmet-first", "parent selection (uniform: the paper's)", type="str",
+        "unmet-first", "parent selection (uniform: the paper's; the others favour classes below target_confidence)",
+        type="str",
         choices=("unmet-first", "uniform", "curiosity", "weakest"),
     )  # fmt: skip
     decay_factor: float = param(
@@ -253,6 +257,7 @@ class MapElitesMethod(Method[MapElitesParams]):
 
     def run(self, target: Target, ctx: Context) -> CellOutput:
         from foolbench.search import MAPElites, StepDecay
+        from foolbench.search._operators import parent_selector
 
         p = self.params
         clf = _at_precision(target.classifier, p.precision)
@@ -262,7 +267,8 @@ class MapElitesMethod(Method[MapElitesParams]):
         if p.decay_factor != 1.0:
             schedule = StepDecay(factor=p.decay_factor, every=p.decay_every)
         common: dict[str, Any] = {
-            "batch_size": p.batch_size, "seed": ctx.seed, "parents": p.parents, "mutation_schedule": schedule,
+            "batch_size": p.batch_size, "seed": ctx.seed, "mutation_schedule": schedule,
+            "parents": parent_selector(p.parents, confidence=p.target_confidence),  # unmet: below the target
             "crossover": p.crossover, "verify": p.verify,
         }  # fmt: skip
         initial, spent = None, 0

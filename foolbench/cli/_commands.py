@@ -114,7 +114,12 @@ def _evolve_options(p: argparse.ArgumentParser, *, max_evaluations: int) -> None
     )
     p.add_argument("--max-evaluations", type=int, default=max_evaluations, help="evaluation budget")
     p.add_argument("--generations", type=int, default=None, help="generation budget (default: no limit)")
-    p.add_argument("--target-confidence", type=float, default=0.9999, help="stop once every class reaches it")
+    p.add_argument(
+        "--target-confidence",
+        type=float,
+        default=0.9999,
+        help="stop once every class reaches it; map-elites breeds from the classes below it first",
+    )
     p.add_argument("--batch-size", type=int, default=MNIST_RECIPE.batch_size, help="genomes per generation")
     p.add_argument(
         "--mutation-rate", type=float, default=MNIST_RECIPE.mutation_rate, help="direct: share of pixels mutated"

@@ -310,21 +310,31 @@ _SELECTORS: dict[str, type[Uniform | UnmetFirst | Curiosity]] = {
 }
 
 
-def parent_selector(spec: str | ParentSelector) -> ParentSelector:
+def parent_selector(spec: str | ParentSelector, *, confidence: float | None = None) -> ParentSelector:
     """Turn a name (``"uniform"``, ``"unmet-first"``, ``"curiosity"``, ``"weakest"``) or a selector object into a :class:`ParentSelector`.
 
+    Args:
+        spec: a name or a selector (returned as it is).
+        confidence: with a name: the level below which a class still counts as unmet (default
+            0.9999), e.g. the target of the run; ``"uniform"`` has none.
+
     Raises:
-        InvalidArgumentError: an unknown name.
+        InvalidArgumentError: an unknown name, or a ``confidence`` outside (0, 1].
         InvalidTypeError: neither a name nor a callable with ``config()``.
 
     Examples:
         >>> parent_selector("unmet-first")
         UnmetFirst(confidence=0.9999)
+        >>> parent_selector("weakest", confidence=0.99)
+        Weakest(confidence=0.99)
     """
     if isinstance(spec, str):
         if spec not in _SELECTORS:
             raise InvalidArgumentError(f"parents must be one of {sorted(_SELECTORS)} or a selector, got {spec!r}")
-        return _SELECTORS[spec]()
+        kind = _SELECTORS[spec]
+        if confidence is None or issubclass(kind, Uniform):
+            return kind()
+        return kind(confidence=confidence)
     if not isinstance(spec, ParentSelector):
         raise InvalidTypeError(
             f"parents must be a name or a ParentSelector (callable with config()), got {type(spec).__name__}"

@@ -21,6 +21,7 @@ from foolbench.errors import CheckpointError, InvalidArgumentError
 from foolbench.models import load_model, mnist_digits
 from foolbench.search._ascent import GradientAscent
 from foolbench.search._evolution import MAPElites, RandomSearch
+from foolbench.search._operators import UnmetFirst
 from foolbench.search._uap import UniversalPerturbation, fooling_rate
 
 __all__ = ["MNIST_RECIPE", "EvolutionRecipe", "run_ascent", "run_evolution", "run_uap"]
@@ -176,7 +177,8 @@ def run_evolution(
         classes: target classes as indices or class names (default: all).
         max_evaluations: evaluation budget (None: no limit).
         generations: generation budget (None: no limit).
-        target_confidence: stop once every class reaches it.
+        target_confidence: stop once every class reaches it; map-elites draws its parents from the
+            classes still below it while there are any (:class:`~foolbench.search.UnmetFirst`).
         batch_size: genomes per generation.
         mutation_rate: direct encoding: share of pixels each mutation changes.
         eta: polynomial-mutation index (default: direct 1, cppn 15).
@@ -225,6 +227,7 @@ def run_evolution(
 
     _checks.choice("method", method, ("map-elites", "random-search"))
     _checks.choice("precision", precision, ("fp32", "bf16", "fp16"))
+    target_confidence = _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
     strength = _checks.real("strength", strength, low=0.0, low_open=True)
     if method == "random-search" and strength != 1.0:
         raise InvalidArgumentError(
@@ -256,6 +259,7 @@ def run_evolution(
                 seed=seed,
                 mutation_schedule=strength,  # a constant strength; 1 is the encoding's own rates, as None
                 verify=verify,
+                parents=UnmetFirst(confidence=target_confidence),  # parents from the classes below the target
             )
         ckpt = folder / "checkpoint.pt" if checkpoint is None else Path(checkpoint)
         if fresh:

@@ -169,6 +169,15 @@ def test_precision_and_verify_reach_the_search(tmp_path: Path, monkeypatch: pyte
     assert res["cells"][0]["digest"] != other["cells"][0]["digest"]
 
 
+def test_map_elites_parents_favour_the_classes_below_the_target(tmp_path: Path) -> None:
+    cfg = runs_suite(1)
+    cfg["methods"] = [cfg["methods"][0]]
+    cfg["methods"][0].update(target_confidence=0.9, parents="weakest")
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    config = torch.load(next(tmp_path.rglob("map-elites.pt")), weights_only=True)["config"]
+    assert config["parents"] == {"name": "weakest", "confidence": 0.9}
+
+
 def test_precision_needs_a_torch_classifier_and_a_known_value(tmp_path: Path) -> None:
     cfg = runs_suite(1)
     cfg["methods"] = [cfg["methods"][0]]

@@ -108,6 +108,22 @@ def test_parent_selectors(lenet: fb.models.TorchClassifier) -> None:
         search(lenet, parents=3)
 
 
+def test_parent_selector_names_take_the_unmet_level() -> None:
+    from foolbench.search._operators import parent_selector
+
+    for name, kind in [("unmet-first", fb.search.UnmetFirst), ("weakest", fb.search.Weakest)]:
+        sel = parent_selector(name, confidence=0.5)
+        assert type(sel) is kind and sel.config()["confidence"] == 0.5
+    assert parent_selector("curiosity", confidence=0.5).config()["confidence"] == 0.5
+    assert parent_selector("unmet-first").config()["confidence"] == 0.9999
+    assert parent_selector("uniform", confidence=0.5).config() == {"name": "uniform"}  # it has no level
+    fit = torch.log(torch.tensor([0.6, 0.4, 0.3]))  # at level 0.5, niche 0 is met
+    picks = parent_selector("unmet-first", confidence=0.5)(fit, torch.ones(3, dtype=torch.bool), 400, torch.Generator())
+    assert set(picks.tolist()) == {1, 2}
+    with pytest.raises(InvalidArgumentError, match="confidence"):
+        parent_selector("weakest", confidence=1.5)
+
+
 def test_parent_selector_changes_the_search(lenet: fb.models.TorchClassifier) -> None:
     class OnlyFirst:
         def __call__(self, fitness: torch.Tensor, occupied: torch.Tensor, n: int, g: torch.Generator) -> torch.Tensor:
