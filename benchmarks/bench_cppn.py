@@ -19,8 +19,8 @@ Prints, measured side by side in one run:
   classes below the 99% target first (``--parents-confidence``: another level; 0.9999 is the library's
   default and this benchmark's before). The compilation of ``--compile`` counts against the minutes.
   The best setting measured on the 2-core CPU: ``--part imagenet --batch-size 16 --precision bf16
-  --verify --strength 2`` (``bench_search_ablation.py``'s ``bf16 + verify + str. 2 + unmet 99%``: the
-  aim met on 5 seeds of 10, docs/methods/evolution.md).
+  --verify --strength 2`` (``bench_search_ablation.py``'s ``bf16 + verify + str. 2 + unmet 99%`` for
+  seeds 0-4, this benchmark for seeds 1 and 5-9: the aim met on 5 seeds of 10, docs/methods/evolution.md).
 """
 
 from __future__ import annotations

@@ -93,8 +93,9 @@ def main() -> None:
             ref = {s: r for s, r in seeds(data, PAIRED[0]).items() if s in runs}
             rows_ref = {s: at(r, grid) for s, r in ref.items()}
             ref_mean = [statistics.fmean(median(rows[i]) for rows in rows_ref.values()) for i in range(len(grid))]
+            ref_count = sum(len(rows[0]) for rows in rows_ref.values())
             ref_hits = [
-                100 * sum(c >= 0.99 for rows in rows_ref.values() for c in rows[i]) / runs_count
+                100 * sum(c >= 0.99 for rows in rows_ref.values() for c in rows[i]) / ref_count
                 for i in range(len(grid))
             ]
             same = f"{VARIANTS[PAIRED[0]]}, the same {len(ref)} seeds"

@@ -268,18 +268,19 @@ class MapElitesMethod(Method[MapElitesParams]):
             schedule = StepDecay(factor=p.decay_factor, every=p.decay_every)
         common: dict[str, Any] = {
             "batch_size": p.batch_size, "seed": ctx.seed, "mutation_schedule": schedule,
-            "parents": parent_selector(p.parents, confidence=p.target_confidence),  # unmet: below the target
             "crossover": p.crossover, "verify": p.verify,
         }  # fmt: skip
         initial, spent = None, 0
         if p.warmup > 0 and len(classes) < clf.num_classes:
-            warm = MAPElites(clf, enc, **common)
+            warm = MAPElites(clf, enc, parents=parent_selector(p.parents, confidence=p.target_confidence), **common)
             warm.run(
                 max_evaluations=max(1, int(p.warmup * p.max_evaluations)), progress=ctx.show_progress,
                 checkpoint=ctx.scratch / "map-elites-warmup.pt",
             )  # fmt: skip
             initial, spent = warm.best_genomes()[torch.tensor(classes, device=warm.device)], warm.evaluations
-        search = MAPElites(clf, enc, classes=classes, initial=initial, **common)
+        # a selector of its own (a warm-up's curiosity scores are per model class): unmet means below the target
+        parents = parent_selector(p.parents, confidence=p.target_confidence)
+        search = MAPElites(clf, enc, classes=classes, initial=initial, parents=parents, **common)
         res = search.run(
             max_evaluations=max(1, p.max_evaluations - spent), max_seconds=p.max_seconds,
             target_confidence=p.target_confidence, progress=ctx.show_progress,

@@ -770,7 +770,11 @@ class CPPNEncoding:
             k = NUM_INPUTS + s
             row = values[:, k : k + 1]
             if b == 1:  # the row is contiguous: the product lands in it and is activated there
-                self._activate(torch.bmm(w[:, s : s + 1, :k], values[:, :k], out=row), act[:, s : s + 1], codes[s])
+                done = self._activate(
+                    torch.bmm(w[:, s : s + 1, :k], values[:, :k], out=row), act[:, s : s + 1], codes[s]
+                )
+                if done is not row:  # an activation without an in-place twin
+                    row.copy_(done)
             else:
                 row.copy_(self._activate(torch.bmm(w[:, s : s + 1, :k], values[:, :k]), act[:, s : s + 1], codes[s]))
         out = self._activate(torch.bmm(w[:, steps:], values), act[:, steps:], [c for col in codes[steps:] for c in col])

@@ -319,7 +319,8 @@ def parent_selector(spec: str | ParentSelector, *, confidence: float | None = No
             0.9999), e.g. the target of the run; ``"uniform"`` has none.
 
     Raises:
-        InvalidArgumentError: an unknown name, or a ``confidence`` outside (0, 1].
+        InvalidArgumentError: an unknown name, a ``confidence`` outside (0, 1], or a ``confidence``
+            with a selector object (it carries its own).
         InvalidTypeError: neither a name nor a callable with ``config()``.
 
     Examples:
@@ -328,6 +329,10 @@ def parent_selector(spec: str | ParentSelector, *, confidence: float | None = No
         >>> parent_selector("weakest", confidence=0.99)
         Weakest(confidence=0.99)
     """
+    if confidence is not None:
+        confidence = _checks.real("confidence", confidence, low=0.0, high=1.0, low_open=True)
+        if not isinstance(spec, str):
+            raise InvalidArgumentError("confidence applies to a selector given by name; a selector object has its own")
     if isinstance(spec, str):
         if spec not in _SELECTORS:
             raise InvalidArgumentError(f"parents must be one of {sorted(_SELECTORS)} or a selector, got {spec!r}")

@@ -176,6 +176,12 @@ def test_map_elites_parents_favour_the_classes_below_the_target(tmp_path: Path) 
     run_suite(parse_config(cfg), out=tmp_path, progress=False)
     config = torch.load(next(tmp_path.rglob("map-elites.pt")), weights_only=True)["config"]
     assert config["parents"] == {"name": "weakest", "confidence": 0.9}
+    # curiosity after a warm-up on every class: the focused search keeps scores of its own niches
+    cfg["methods"][0].update(parents="curiosity", warmup=0.5)
+    res = run_suite(parse_config(cfg), out=tmp_path / "warm", progress=False)
+    assert not res["failed"] and len(res["cells"]) == 1
+    config = torch.load(next((tmp_path / "warm").rglob("map-elites.pt")), weights_only=True)["config"]
+    assert config["parents"]["name"] == "curiosity" and config["parents"]["confidence"] == 0.9
 
 
 def test_precision_needs_a_torch_classifier_and_a_known_value(tmp_path: Path) -> None:

@@ -129,15 +129,47 @@ def test_in_place_activations_give_the_same_values() -> None:
             assert torch.equal(out, f(y)), name
 
 
-def test_single_activation_render_is_exact_for_every_activation() -> None:
-    """One genome per chunk: each node is computed in its own row (bmm out=); several: computed, then copied."""
-    for name in ACTIVATIONS:
-        enc = CPPNEncoding((3, 10, 12), activations=(name,), render_budget=10**9)
-        g = evolved(enc, n=6, rounds=30)
-        assert int(g.num_nodes().max()) > 7  # hidden nodes, all with this activation
-        batch = enc.render(g)
-        one_by_one = torch.cat([enc.render(g[i : i + 1]) for i in range(6)])
-        torch.testing.assert_close(batch, one_by_one, rtol=1e-5, atol=1e-6)
+def out_of_place_evaluate(
+    enc: CPPNEncoding, grid: torch.Tensor, w: torch.Tensor, act: torch.Tensor, steps: int
+) -> torch.Tensor:
+    """The render's node loop written plainly (every activation out of place, rows chosen by torch.where)."""
+    from foolbench.encodings._cppn import NUM_INPUTS
+
+    def activate(pre: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(pre)
+        for code, name in enumerate(enc.activations):
+            out = torch.where((a == code)[..., None], ACTIVATIONS[name](pre), out)
+        return out
+
+    values = torch.empty(w.shape[0], NUM_INPUTS + steps, grid.shape[1], dtype=w.dtype)
+    values[:, :NUM_INPUTS] = grid
+    for s in range(steps):
+        pre = torch.bmm(w[:, s : s + 1, : NUM_INPUTS + s], values[:, : NUM_INPUTS + s])
+        values[:, NUM_INPUTS + s : NUM_INPUTS + s + 1] = activate(pre, act[:, s : s + 1])
+    return (activate(torch.bmm(w[:, steps:], values), act[:, steps:]).clamp(-1.0, 1.0) + 1.0) * 0.5
+
+
+@pytest.mark.parametrize("budget", [None, 10**9])  # one genome per chunk (the in-place path) / all in one chunk
+def test_render_is_bit_identical_to_the_plain_node_loop(budget: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    for names in [tuple(ACTIVATIONS), ("gaussian",), ("sine",), ("abs",)]:
+        enc = CPPNEncoding((3, 40, 36), activations=names, render_budget=budget)
+        g = evolved(enc, n=5, rounds=40)
+        assert int(g.num_nodes().max()) > 9
+        fast = enc.render(g)
+        with monkeypatch.context() as m:
+            m.setattr(CPPNEncoding, "_evaluate", out_of_place_evaluate)
+            plain = enc.render(g)
+        assert torch.equal(fast, plain), names
+
+
+def test_an_activation_without_an_in_place_twin_is_still_applied(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(ACTIVATIONS, "sine", lambda x: torch.sin(2.0 * x))  # a user's replacement
+    enc = CPPNEncoding((1, 9, 9), activations=("sine",))
+    g = evolved(enc, n=4, rounds=30)
+    one_by_one = torch.cat([enc.render(g[i : i + 1]) for i in range(4)])
+    with monkeypatch.context() as m:
+        m.setattr(CPPNEncoding, "_evaluate", out_of_place_evaluate)
+        assert torch.equal(one_by_one, enc.render(g))
 
 
 def test_higher_resolution_paints_the_same_pattern() -> None:

@@ -120,8 +120,11 @@ def test_parent_selector_names_take_the_unmet_level() -> None:
     fit = torch.log(torch.tensor([0.6, 0.4, 0.3]))  # at level 0.5, niche 0 is met
     picks = parent_selector("unmet-first", confidence=0.5)(fit, torch.ones(3, dtype=torch.bool), 400, torch.Generator())
     assert set(picks.tolist()) == {1, 2}
-    with pytest.raises(InvalidArgumentError, match="confidence"):
-        parent_selector("weakest", confidence=1.5)
+    for bad in ("weakest", "uniform"):
+        with pytest.raises(InvalidArgumentError, match="confidence"):
+            parent_selector(bad, confidence=1.5)
+    with pytest.raises(InvalidArgumentError, match="has its own"):
+        parent_selector(fb.search.Uniform(), confidence=0.5)
 
 
 def test_parent_selector_changes_the_search(lenet: fb.models.TorchClassifier) -> None:
