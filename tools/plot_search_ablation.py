@@ -58,6 +58,15 @@ def at(run: dict[str, Any], grid: list[int]) -> list[list[float]]:
     return out
 
 
+def mean_and_share(sampled: dict[int, list[list[float]]]) -> tuple[list[float], list[float]]:
+    """Per grid point: the mean over seeds of each seed's median class, and the % of class-runs >= 99%."""
+    points = len(next(iter(sampled.values())))
+    count = sum(len(rows[0]) for rows in sampled.values())  # class-runs: classes x seeds
+    mean = [statistics.fmean(median(rows[i]) for rows in sampled.values()) for i in range(points)]
+    share = [100 * sum(c >= 0.99 for rows in sampled.values() for c in rows[i]) / count for i in range(points)]
+    return mean, share
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--source", type=Path, default=SOURCE, help="results file (default: the repository's)")
@@ -82,22 +91,12 @@ def main() -> None:
         medians = {s: [median(c) for c in rows] for s, rows in sampled.items()}
         for curve in medians.values():
             left.plot(grid, [100 * m for m in curve], color=colour, alpha=0.25, linewidth=0.7)
-        mean = [statistics.fmean(m[i] for m in medians.values()) for i in range(len(grid))]
+        mean, hits = mean_and_share(sampled)
         left.plot(grid, [100 * m for m in mean], color=colour, linewidth=2, label=f"{label}, {len(runs)} seeds")
-        runs_count = sum(len(rows[0]) for rows in sampled.values())  # class-runs: classes x seeds
-        hits = [
-            100 * sum(c >= 0.99 for rows in sampled.values() for c in rows[i]) / runs_count for i in range(len(grid))
-        ]
         right.plot(grid, hits, color=colour, linewidth=2, label=label)
         if name == PAIRED[1]:  # its reference on the same seeds, dashed: the pair the docs' table compares
             ref = {s: r for s, r in seeds(data, PAIRED[0]).items() if s in runs}
-            rows_ref = {s: at(r, grid) for s, r in ref.items()}
-            ref_mean = [statistics.fmean(median(rows[i]) for rows in rows_ref.values()) for i in range(len(grid))]
-            ref_count = sum(len(rows[0]) for rows in rows_ref.values())
-            ref_hits = [
-                100 * sum(c >= 0.99 for rows in rows_ref.values() for c in rows[i]) / ref_count
-                for i in range(len(grid))
-            ]
+            ref_mean, ref_hits = mean_and_share({s: at(r, grid) for s, r in ref.items()})
             same = f"{VARIANTS[PAIRED[0]]}, the same {len(ref)} seeds"
             left.plot(grid, [100 * m for m in ref_mean], color="tab:red", linewidth=1.5, linestyle="--", label=same)
             right.plot(grid, ref_hits, color="tab:red", linewidth=1.5, linestyle="--", label=same)
