@@ -82,6 +82,13 @@ def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
             "mutation_schedule": 2.0,
             "parents": fb.search.UnmetFirst(confidence=0.99),
         }
+        # the same with mutation strength 3: does the gain from 1 to 2 go on?
+        out["bf16 + verify + str. 3 + unmet 99%"] = {
+            "precision": "bf16",
+            "verify": True,
+            "mutation_schedule": 3.0,
+            "parents": fb.search.UnmetFirst(confidence=0.99),
+        }
         out["random"] = {"random": True}  # no evolution: fresh random genomes at the same budget
     out["ramp 2 -> 0.5"] = {"ramp": True}
     out["crossover 0.25"] = {"crossover": 0.25}

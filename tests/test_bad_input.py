@@ -418,6 +418,12 @@ CLI_CASES = [
     (["evolve", "--strength", "0"], "--strength must be"),
     (["evolve", "--method", "random-search", "--strength", "2"], "--strength applies to the map-elites method only"),
     (["evolve", "--verify"], "--verify needs a reduced precision (bf16 or fp16)"),
+    (["evolve", "--parents-confidence", "0"], "--parents-confidence must be"),
+    (["evolve", "--parents-confidence", "1.5"], "--parents-confidence must be"),
+    (
+        ["evolve", "--method", "random-search", "--parents-confidence", "0.99"],
+        "--parents-confidence applies to the map-elites method only",
+    ),
     (["evolve", "--precision", "fp64"], "invalid choice: 'fp64'"),
 ]
 if not torch.cuda.is_available():

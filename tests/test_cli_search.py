@@ -88,6 +88,11 @@ def test_evolve_breeds_from_the_classes_below_its_target(tmp_path: Path) -> None
     assert b["parents"] == {"name": "unmet-first", "confidence": 0.9999}
     with pytest.raises(fb.errors.CheckpointError, match="another configuration"):  # a new level is a new search
         fb.search.run_evolution(tmp_path / "a", classes=["1", "5"], generations=3, progress=False)
+    # --parents-confidence sets the level apart from the target (0.9999: the parents of foolbench 0.1.0)
+    argv = [*base, "--out", str(tmp_path / "c"), "--target-confidence", "0.99", "--parents-confidence", "0.9999"]
+    assert main(argv) == 0
+    c = json.loads((tmp_path / "c" / "summary.json").read_text())["settings"]
+    assert c["search"]["parents"] == {"name": "unmet-first", "confidence": 0.9999} and c["target_confidence"] == 0.99
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -292,6 +293,15 @@ class MapElitesMethod(Method[MapElitesParams]):
                 res, evaluations=res.evaluations + spent, history=history, found_at=res.found_at + spent
             )
         return _fooling_metrics(res, classes, target, ctx)
+
+    @classmethod
+    def revision(cls, params: Mapping[str, Any]) -> int:
+        """2 where the result changed after 0.1.0: parents from the classes below a target other than 0.9999.
+
+        (0.1.0 drew them from the classes below 0.9999 whatever the target.)
+        """
+        target = params.get("target_confidence", 0.9999)
+        return 2 if target != 0.9999 and params.get("parents", "unmet-first") != "uniform" else 1
 
     @classmethod
     def report(cls, cells: list[dict[str, Any]]) -> list[str]:

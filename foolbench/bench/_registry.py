@@ -142,6 +142,21 @@ class Method(ABC, Generic[P]):
         """Run on one (defended) model and return its metrics."""
 
     @classmethod
+    def revision(cls, params: Mapping[str, Any]) -> int:
+        """The revision of this kind's behaviour for ``params`` (default 1), part of a cell's digest.
+
+        Raise it, for the parameters concerned, when a new version computes a different result from
+        the same parameters and seed: finished cells of an older revision are then run again instead
+        of being reused. Revision 1 adds nothing to the digest, so cells stored before revisions
+        existed stay valid.
+
+        Examples:
+            >>> METHODS["pgd"].revision({"eps": 0.3})
+            1
+        """
+        return 1
+
+    @classmethod
     def report(cls, cells: list[dict[str, Any]]) -> list[str]:
         """Markdown lines of this kind's report section (default: a table of its scalar metrics)."""
         keys = sorted({k for c in cells for k, v in c["metrics"].items() if isinstance(v, int | float | str)})

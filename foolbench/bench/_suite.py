@@ -54,6 +54,12 @@ def _record(task: CellTask, dspec: Spec, mspec: Spec, result: CellResult) -> dic
     }
 
 
+def _revision(mspec: Spec) -> list[int]:
+    """The method kind's behaviour revision for the digest: nothing for revision 1 (digests as before revisions)."""
+    rev = METHODS[mspec.kind].revision(mspec.params)
+    return [] if rev == 1 else [rev]
+
+
 class _Driver:
     """Builds the tasks, loads valid cached cells, writes finished ones, computes the transfer matrices."""
 
@@ -72,7 +78,7 @@ class _Driver:
             "schema": SCHEMA,
             "model": [self.ws.model_spec(model).params, m.identity],
             "defense": [dspec.kind, dspec.params, self.ws.defense_digest(model, dspec)],
-            "method": [mspec.kind, mspec.params],
+            "method": [mspec.kind, mspec.params, *_revision(mspec)],
             "seed": seed,
             "data": [self.cfg.data, self.ws.data_identity(model)],
         }

@@ -120,6 +120,13 @@ def _evolve_options(p: argparse.ArgumentParser, *, max_evaluations: int) -> None
         default=0.9999,
         help="stop once every class reaches it; map-elites breeds from the classes below it first",
     )
+    p.add_argument(
+        "--parents-confidence",
+        type=float,
+        default=None,
+        help="map-elites: breed from the classes below this confidence first (default: --target-confidence; "
+        "0.9999 gives foolbench 0.1.0's parents at any target)",
+    )
     p.add_argument("--batch-size", type=int, default=MNIST_RECIPE.batch_size, help="genomes per generation")
     p.add_argument(
         "--mutation-rate", type=float, default=MNIST_RECIPE.mutation_rate, help="direct: share of pixels mutated"

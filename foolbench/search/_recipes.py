@@ -146,6 +146,7 @@ def run_evolution(
     max_evaluations: int | None = 30_000,
     generations: int | None = None,
     target_confidence: float = 0.9999,
+    parents_confidence: float | None = None,
     batch_size: int = MNIST_RECIPE.batch_size,
     mutation_rate: float = MNIST_RECIPE.mutation_rate,
     eta: float | None = None,
@@ -179,6 +180,9 @@ def run_evolution(
         generations: generation budget (None: no limit).
         target_confidence: stop once every class reaches it; map-elites draws its parents from the
             classes still below it while there are any (:class:`~foolbench.search.UnmetFirst`).
+        parents_confidence: map-elites: the level below which a class counts as unmet for parent
+            selection (default: ``target_confidence``; 0.9999 gives foolbench 0.1.0's parents at any
+            target).
         batch_size: genomes per generation.
         mutation_rate: direct encoding: share of pixels each mutation changes.
         eta: polynomial-mutation index (default: direct 1, cppn 15).
@@ -233,6 +237,15 @@ def run_evolution(
         raise InvalidArgumentError(
             f"strength applies to the map-elites method only (random search mutates nothing), got {strength:g}"
         )
+    if parents_confidence is None:
+        unmet = target_confidence
+    else:
+        unmet = _checks.real("parents_confidence", parents_confidence, low=0.0, high=1.0, low_open=True)
+        if method == "random-search":
+            raise InvalidArgumentError(
+                f"parents_confidence applies to the map-elites method only (random search breeds from no "
+                f"parents), got {parents_confidence:g}"
+            )
     if not isinstance(verify, bool):
         raise InvalidArgumentError(f"verify must be True or False, got {verify!r}")
     if verify and precision == "fp32":
@@ -259,7 +272,7 @@ def run_evolution(
                 seed=seed,
                 mutation_schedule=strength,  # a constant strength; 1 is the encoding's own rates, as None
                 verify=verify,
-                parents=UnmetFirst(confidence=target_confidence),  # parents from the classes below the target
+                parents=UnmetFirst(confidence=unmet),  # parents from the classes below the target (by default)
             )
         ckpt = folder / "checkpoint.pt" if checkpoint is None else Path(checkpoint)
         if fresh:

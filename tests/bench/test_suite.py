@@ -210,6 +210,44 @@ def test_changed_defense_parameters_are_recomputed(tmp_path: Path, monkeypatch: 
     assert len(calls) == 2
 
 
+def test_a_new_revision_of_a_method_kind_recomputes_its_finished_cells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kind whose behaviour changed (a higher revision) is run again; revision 1 keeps earlier cells."""
+    from foolbench.bench import METHODS
+
+    cfg = {
+        "data": {"dataset": "mnist", "train": 100, "test": 100},
+        "models": [{"zoo": "lenet-mnist"}],
+        "methods": [{"kind": "random", "n": 16}],
+    }
+    calls: list[str] = []
+    original = CellTask.run
+    monkeypatch.setattr(CellTask, "run", lambda self: (calls.append(self.key), original(self))[1])
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    first = json.loads(next((tmp_path / "cells").glob("*.json")).read_text())["digest"]
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 1  # revision 1, unchanged: reused
+    monkeypatch.setattr(METHODS["random"], "revision", classmethod(lambda cls, params: 2))
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 2  # the kind's behaviour changed: the stored cell is not reused
+    assert json.loads(next((tmp_path / "cells").glob("*.json")).read_text())["digest"] != first
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 2  # and the new cell is reused in turn
+
+
+def test_map_elites_cells_with_a_non_default_target_are_of_revision_2() -> None:
+    """Their parents changed after 0.1.0 (below the target, not below 0.9999): older cells are not reused."""
+    from foolbench.bench import METHODS
+
+    revision = METHODS["map-elites"].revision
+    assert revision({"target_confidence": 0.9999, "parents": "unmet-first"}) == 1
+    assert revision({"target_confidence": 0.99, "parents": "unmet-first"}) == 2
+    assert revision({"target_confidence": 0.99, "parents": "weakest"}) == 2
+    assert revision({"target_confidence": 0.99, "parents": "uniform"}) == 1  # uniform has no level
+    assert METHODS["random-search"].revision({"target_confidence": 0.99}) == 1
+
+
 def test_every_builtin_kind_runs(tmp_path: Path) -> None:
     from foolbench.bench import DEFENSES, METHODS
 
