@@ -30,7 +30,10 @@ bf16 screens every child, the float32 model re-scores those that beat an elite b
 ``random`` (no evolution: :class:`~foolbench.search.RandomSearch` samples fresh random CPPN genomes at the
 same budget and keeps each class's best), and ``bf16 + verify + str. 2`` (mutation strength 2 with
 ``bf16 + verify``: the setting measured over ten seeds with ``--evaluations 40000``, about what fits in
-the proxy's 10 minutes at bf16 speed; see docs/methods/evolution.md).
+the proxy's 10 minutes at bf16 speed; see docs/methods/evolution.md), ``bf16 + verify + str. 2 + unmet 99%``
+(parents from the classes below the proxy's 99% aim: ``UnmetFirst(confidence=0.99)``), the same at
+``str. 3``, and ``... + nearest 99%`` (``NearestFirst`` below: among the classes under 99%, the ones
+nearest to it give the most parents).
 
 ``--out FILE.json`` keeps every variant's curve (evaluations, median and per-class confidence per
 generation) for plotting; ``--only NAME ...`` runs some variants.
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -50,11 +54,31 @@ from typing import Any
 import torch
 
 import foolbench as fb
+from foolbench.search._operators import unmet_pool, weighted_draw
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import TEXTURE_CLASSES
 
 LEVELS = (0.5, 0.9, 0.95, 0.99)
+
+
+class NearestFirst(fb.search.UnmetFirst):
+    """Parents mostly from the unmet niches nearest to ``confidence``: ``Weakest``'s rank weights reversed.
+
+    A benchmark-only selector (not in the library unless the numbers support it): among the niches
+    still below ``confidence`` the strongest gets weight ``k``, the next ``k - 1``, ..., the weakest 1.
+    """
+
+    def __call__(
+        self, fitness: torch.Tensor, occupied: torch.Tensor, n: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        pool = unmet_pool(fitness, occupied, math.log(self.confidence))
+        key = torch.where(pool, -fitness.float(), torch.inf)
+        rank = torch.searchsorted(torch.sort(key).values, key)  # equal fitness, equal rank
+        return weighted_draw((pool.sum() - rank).clamp(min=0) * pool, n, generator)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "nearest-first", "confidence": self.confidence}
 
 
 def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
@@ -88,6 +112,13 @@ def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
             "verify": True,
             "mutation_schedule": 3.0,
             "parents": fb.search.UnmetFirst(confidence=0.99),
+        }
+        # the same as "str. 2 + unmet 99%", the parents mostly from the unmet classes nearest to 99%
+        out["bf16 + verify + str. 2 + nearest 99%"] = {
+            "precision": "bf16",
+            "verify": True,
+            "mutation_schedule": 2.0,
+            "parents": NearestFirst(confidence=0.99),
         }
         out["random"] = {"random": True}  # no evolution: fresh random genomes at the same budget
     out["ramp 2 -> 0.5"] = {"ramp": True}
