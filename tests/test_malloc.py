@@ -14,6 +14,8 @@ _PROBE = """
 import resource, sys, torch, foolbench as fb
 if sys.argv[1] == "tuned":
     assert fb.tune_malloc() is True
+else:  # glibc's static thresholds (128 KiB), fixed: its dynamic threshold makes the untouched default vary by run
+    assert fb.tune_malloc(mmap_threshold=2**17, trim_threshold=2**17) is True
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for i in range(20):  # tensors of mixed sizes (2-14 MiB), freed together, as in a search step
@@ -31,8 +33,9 @@ def test_tuned_allocator_stops_page_faulting_large_tensors() -> None:
         out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True)
         return float(out.stdout.strip())
 
-    # glibc by default returns such blocks to the system and faults them in again (about 8,000 pages a round)
-    assert faults("default") > 1000
+    # at glibc's static thresholds such blocks go back to the system and are faulted in again (about 8,000
+    # pages a round); glibc's dynamic threshold does the same in some runs and not in others
+    assert faults("static") > 1000
     assert faults("tuned") < 100
 
 
