@@ -80,6 +80,9 @@ class NearestFirst(fb.search.UnmetFirst):
     def config(self) -> dict[str, Any]:
         return {"name": "nearest-first", "confidence": self.confidence}
 
+    def __repr__(self) -> str:
+        return f"NearestFirst(confidence={self.confidence:g})"
+
 
 def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {

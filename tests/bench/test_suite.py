@@ -239,8 +239,14 @@ def test_a_new_revision_of_a_method_kind_recomputes_its_finished_cells(
 def test_map_elites_cells_with_a_non_default_target_are_of_revision_2() -> None:
     """Their parents changed after 0.1.0 (below the target, not below 0.9999): older cells are not reused."""
     from foolbench.bench import METHODS
+    from foolbench.bench._config import Spec
+    from foolbench.bench._suite import _revision
 
     revision = METHODS["map-elites"].revision
+    defaults = METHODS["map-elites"].Params().as_dict()
+    # revision 1 adds nothing to the digest: cells stored before revisions existed keep theirs
+    assert _revision(Spec("e", "map-elites", defaults, None)) == []
+    assert _revision(Spec("e", "map-elites", {**defaults, "target_confidence": 0.99}, None)) == [2]
     assert revision({"target_confidence": 0.9999, "parents": "unmet-first"}) == 1
     assert revision({"target_confidence": 0.99, "parents": "unmet-first"}) == 2
     assert revision({"target_confidence": 0.99, "parents": "weakest"}) == 2
