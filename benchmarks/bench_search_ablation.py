@@ -54,7 +54,7 @@ from typing import Any
 import torch
 
 import foolbench as fb
-from foolbench.search._operators import unmet_pool, weighted_draw
+from foolbench.search._operators import rank_weights, unmet_pool, weighted_draw
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import TEXTURE_CLASSES
@@ -73,9 +73,7 @@ class NearestFirst(fb.search.UnmetFirst):
         self, fitness: torch.Tensor, occupied: torch.Tensor, n: int, generator: torch.Generator
     ) -> torch.Tensor:
         pool = unmet_pool(fitness, occupied, math.log(self.confidence))
-        key = torch.where(pool, -fitness.float(), torch.inf)
-        rank = torch.searchsorted(torch.sort(key).values, key)  # equal fitness, equal rank
-        return weighted_draw((pool.sum() - rank).clamp(min=0) * pool, n, generator)
+        return weighted_draw(rank_weights(-fitness.float(), pool), n, generator)
 
     def config(self) -> dict[str, Any]:
         return {"name": "nearest-first", "confidence": self.confidence}

@@ -24,6 +24,7 @@ __all__ = [
     "UnmetFirst",
     "Weakest",
     "parent_selector",
+    "rank_weights",
     "weighted_draw",
 ]
 
@@ -56,6 +57,26 @@ def unmet_pool(fitness: torch.Tensor, occupied: torch.Tensor, log_confidence: fl
     """(M,) bool: occupied niches whose elite is below ``log_confidence``, or every occupied one once none is."""
     pool = occupied & (fitness < log_confidence)
     return torch.where(pool.any(), pool, occupied)
+
+
+def rank_weights(key: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+    """Linear rank weights over ``pool``: the lowest ``key`` gets ``k`` (the pool's size), the next ``k - 1``, ...
+
+    Tied keys share the better weight; outside the pool the weight is 0. Ranks come from a sort:
+    nothing is read back to the host.
+
+    Shape:
+        - key, pool: (M,) float and bool.
+        - output: (M,) int64.
+
+    Examples:
+        >>> import torch
+        >>> rank_weights(torch.tensor([0.5, 0.1, 0.9, 0.1]), torch.tensor([True, True, True, False])).tolist()
+        [2, 3, 1, 0]
+    """
+    key = torch.where(pool, key, torch.inf)
+    rank = torch.searchsorted(torch.sort(key).values, key)  # equal key, equal rank
+    return (pool.sum() - rank).clamp(min=0) * pool
 
 
 @runtime_checkable
@@ -225,10 +246,7 @@ class Weakest(UnmetFirst):
         self, fitness: torch.Tensor, occupied: torch.Tensor, n: int, generator: torch.Generator
     ) -> torch.Tensor:
         pool = unmet_pool(fitness, occupied, self._log)
-        key = torch.where(pool, fitness.float(), torch.inf)
-        rank = torch.searchsorted(torch.sort(key).values, key)  # equal fitness, equal rank
-        weights = (pool.sum() - rank).clamp(min=0) * pool
-        return weighted_draw(weights, n, generator)
+        return weighted_draw(rank_weights(fitness.float(), pool), n, generator)
 
     def config(self) -> dict[str, Any]:
         return {"name": "weakest", "confidence": self.confidence}
