@@ -425,6 +425,11 @@ CLI_CASES = [
         "--parents-confidence applies to the map-elites method only",
     ),
     (["evolve", "--precision", "fp64"], "invalid choice: 'fp64'"),
+    (["evolve", "--encoding", "cppn", "--mutation-rate", "0.5"], "--mutation-rate applies to the direct encoding only"),
+    (["evolve", "--max-nodes", "40"], "--max-nodes applies to the cppn encoding only"),
+    (["evolve", "--max-connections", "64"], "--max-connections applies to the cppn encoding only"),
+    (["bench", "--suite", "quick", "--ray-cpus", "2"], "--ray-cpus applies with --ray only"),
+    (["bench", "--suite", "quick", "--ray-gpus", "1"], "--ray-gpus applies with --ray only"),
 ]
 if not torch.cuda.is_available():
     CLI_CASES.append((["evolve", "--device", "cuda"], "argument --device: device is 'cuda' but "))

@@ -110,3 +110,11 @@ def test_atomic_write_fsyncs_the_file_and_its_folder(tmp_path: Path, monkeypatch
     _io.write_json(tmp_path / "a" / "summary.json", {"x": 1})
     assert kinds == ["file", "folder"]
     assert json.loads((tmp_path / "a" / "summary.json").read_text()) == {"x": 1}
+
+
+def test_python_dash_m_foolbench_is_the_command() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "foolbench", "--version"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == f"foolbench {fb.__version__}", done

@@ -33,6 +33,21 @@ def test_evolve_resumes_from_checkpoint(tmp_path: Path, capsys: pytest.CaptureFi
     assert json.loads((out / "summary.json").read_text())["results"]["evaluations"] == 6 * 64
 
 
+def test_evolve_refuses_a_checkpoint_of_other_mutation_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The checkpoint records the mutation settings that differ from the defaults: a resume cannot mix them."""
+    out = tmp_path / "evo"
+    args = ["evolve", "--out", str(out), "--no-progress", "--classes", "3"]
+    assert main([*args, "--generations", "2"]) == 0
+    for flag, value in (("--mutation-rate", "0.5"), ("--eta", "3")):
+        assert main([*args, "--generations", "4", flag, value]) == 2
+        err = capsys.readouterr().err
+        assert "written by another configuration" in err and "--fresh" in err, err
+    assert main([*args, "--generations", "4", "--mutation-rate", "0.02"]) == 0  # the default, given: the same run
+    assert json.loads((out / "summary.json").read_text())["results"]["evaluations"] == 4 * 64
+
+
 def test_evolve_cppn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cppn"
     args = ["evolve", "--encoding", "cppn", "--classes", "1,5", "--out", str(out), "--no-progress"]

@@ -54,6 +54,8 @@ MODEL_KEYS: dict[str, dict[str, Any]] = {
     "dataset": {"type": "str", "choices": BUILTIN_DATASETS, "doc": "the model's data when not the suite's"},
 }
 SPEC_KEYS = ("kind", "name", "models")
+_ZOO_KEYS = {"name", "zoo", "image_size", "dataset"}  # a zoo model brings its own shape, classes, weights
+_FACTORY_KEYS = set(MODEL_KEYS) - {"zoo", "image_size"}
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,13 @@ def _models(raw: Any, source: str) -> list[Spec]:
                 f"{at} needs exactly one of zoo = (a zoo name) or "
                 'factory = ("package.module:function" returning an nn.Module)'
             )
+        kind = "factory" if "factory" in entry else "zoo"
+        stray = sorted(set(entry) - (_ZOO_KEYS if kind == "zoo" else _FACTORY_KEYS))
+        if stray:  # a key of the other kind would change nothing: refused rather than ignored
+            raise ConfigError(
+                f"{at}: {', '.join(stray)} do(es) not apply to a {kind} model (zoo models take "
+                f"{sorted(_ZOO_KEYS - {'zoo'})}, factory models {sorted(_FACTORY_KEYS - {'factory'})})"
+            )
         if "factory" in entry:
             for key in ("input_shape", "num_classes"):
                 if key not in entry:
@@ -199,7 +208,6 @@ def _models(raw: Any, source: str) -> list[Spec]:
         bounds = entry.get("bounds")
         if bounds is not None and (len(bounds) != 2 or not bounds[0] < bounds[1]):
             raise ConfigError(f"{at}.bounds must be [low, high] with low < high, got {bounds!r}")
-        kind = "factory" if "factory" in entry else "zoo"
         name = _name(entry["name"], at) if "name" in entry else str(entry.get("zoo") or entry["factory"].split(":")[-1])
         out.append(Spec(name, kind, dict(entry)))
     return _unique(out, "models", source)

@@ -105,7 +105,9 @@ class BitDepthDefense(Defense[BitDepthParams]):
 class EnsembleParams(Params):
     """Parameters of ``EnsembleDefense``."""
 
-    members: list[str] = param([], "the suite's models combined with each model", type="strs")  # noqa: RUF009
+    members: list[str] | None = param(  # noqa: RUF009
+        None, "the suite's models combined with each model (required)", type="strs"
+    )
     combine: str = param("mean_probs", "how outputs combine", type="str", choices=("mean_probs", "mean_logits", "vote"))
 
 
@@ -117,14 +119,26 @@ class EnsembleDefense(Defense[EnsembleParams]):
     Params = EnsembleParams
 
     def validate(self, model_names: list[str], where: str) -> None:
-        for m in self.params.members:
+        if not self.params.members:
+            raise ConfigError(
+                f"{where}: an ensemble needs members = [...], the suite's models it combines with each model"
+            )
+        for m in self.params.members:  # parse time has checked it is given
             if m not in model_names:
                 raise ConfigError(f"{where}: ensemble member {m!r} is not a model of the suite: {sorted(model_names)}")
+
+    def depends_on(self, model: str) -> list[str]:
+        return [m for m in dict.fromkeys(self.params.members or ()) if m != model]
 
     def build(self, model: Model, ctx: Context) -> Target:
         from foolbench.defenses import Ensemble
 
-        others = [ctx.models[m].classifier for m in self.params.members if m != model.name]
+        others = [ctx.models[m].classifier for m in self.depends_on(model.name)]
+        if not others:
+            raise ConfigError(
+                f"ensemble of {model.name!r}: members = {self.params.members} names no other model "
+                "(an ensemble of one model); add another model, or restrict the defense with models = [...]"
+            )
         return Target(Ensemble([model.classifier, *others], combine=self.params.combine), _classes(model))
 
 

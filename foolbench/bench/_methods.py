@@ -231,6 +231,23 @@ class MapElitesParams(Params):
                 f"map-elites: give strength (constant, got {self.strength:g}) or decay_factor (decaying from 1, "
                 f"got {self.decay_factor:g}), not both"
             )
+        # settings that would change nothing are refused, not ignored (a cell named after them would mislead)
+        if self.decay_every != 1000 and self.decay_factor == 1.0:
+            raise ConfigError(f"map-elites: decay_every (got {self.decay_every}) needs a decay_factor below 1")
+        if self.encoding == "cppn" and self.mutation_rate != 0.02:
+            raise ConfigError(
+                f"map-elites: mutation_rate (got {self.mutation_rate:g}) applies to the direct encoding only; "
+                "a CPPN mutates through its operator rates: use strength"
+            )
+        if self.verify and self.precision == "fp32":
+            raise ConfigError(
+                "map-elites: verify = true needs precision = 'bf16' or 'fp16' (it re-scores those in fp32)"
+            )
+        if self.warmup > 0 and self.classes is None:
+            raise ConfigError(
+                f"map-elites: warmup (got {self.warmup:g}) needs classes = [...], a subset it then focuses on "
+                "(without classes the search already covers every class)"
+            )
 
 
 def _at_precision(clf: Any, precision: str) -> Any:
@@ -323,6 +340,12 @@ class RandomSearchParams(Params):
         type="str", choices=("fp32", "bf16", "fp16"),
     )  # fmt: skip
     verify: bool = param(False, "re-score images that beat an elite with the float32 model", type="bool")
+
+    def __post_init__(self) -> None:
+        if self.verify and self.precision == "fp32":
+            raise ConfigError(
+                "random-search: verify = true needs precision = 'bf16' or 'fp16' (it re-scores those in fp32)"
+            )
 
 
 @register_method

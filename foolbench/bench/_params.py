@@ -75,7 +75,7 @@ def check_value(key: str, value: Any, meta: dict[str, Any]) -> Any:
     """Validate ``value`` against a field's rules; ``key`` (the TOML key) is named in every message.
 
     Raises:
-        ConfigError: wrong type, out of range, not one of the choices.
+        ConfigError: wrong type, out of range, not one of the choices, an empty list.
 
     Examples:
         >>> check_value("methods[0].n", 5, {"type": "int", "lo": 1})
@@ -92,8 +92,10 @@ def check_value(key: str, value: Any, meta: dict[str, Any]) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{key} must be a list, got {value!r}")
         item = {"floats": "float", "ints": "int", "strs": "str", "float-or-floats": "float"}[kind]
-        if kind == "float-or-floats" and not value:
-            raise ConfigError(f"{key} must be a number or a non-empty list of numbers, got []")
+        if not value:  # an empty list would silently mean the default (every class, no member...)
+            if kind == "float-or-floats":
+                raise ConfigError(f"{key} must be a number or a non-empty list of numbers, got []")
+            raise ConfigError(f"{key} must be a non-empty list (leave the key out for its default), got []")
         return [check_value(f"{key}[{i}]", v, {**meta, "type": item}) for i, v in enumerate(value)]
     if kind == "bool":
         if not isinstance(value, bool):
@@ -139,7 +141,10 @@ class Params:
                 f"{where} has unknown key(s) {sorted(unknown)}; valid keys: {sorted([*fields, *cls.EXTRA_KEYS])}"
             )
         values = {k: check_value(f"{where}.{k}", v, dict(fields[k].metadata)) for k, v in entry.items() if k in fields}
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigError as err:  # a combination refused by __post_init__: name the entry
+            raise ConfigError(f"{where}: {err}") from None
 
     def as_dict(self) -> dict[str, Any]:
         """The parameters as plain (JSON-ready) data."""

@@ -195,6 +195,14 @@ class Defense(ABC, Generic[P]):
     def validate(self, model_names: list[str], where: str) -> None:
         """Check references to other models at parse time (default: nothing to check)."""
 
+    def depends_on(self, model: str) -> list[str]:
+        """The other models of the suite the defense of ``model`` is built from (default: none).
+
+        Their identities (weights, settings) join the defended model's in the digest of every cell
+        on this defense, so a change to one of them recomputes those cells.
+        """
+        return []
+
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     """A Markdown table."""

@@ -98,7 +98,8 @@ def validate_cell(path: Path, expected: dict[str, Any], rates: tuple[str, ...]) 
     """Read a cached cell; returns ``(record, "")`` if usable, else ``(None, why)`` (``why`` empty: stale).
 
     A cell is usable when it is UTF-8 JSON holding an object with every field of the schema, the
-    expected key, names and digest, finite metrics and fractions in [0, 1].
+    expected key, names and digest, content that matches its checksum (where it has one: cells
+    written by foolbench 0.1.0 have none), finite metrics and fractions in [0, 1].
     """
     try:
         stored = json.loads(path.read_bytes().decode("utf-8"))
@@ -111,6 +112,9 @@ def validate_cell(path: Path, expected: dict[str, Any], rates: tuple[str, ...]) 
             return None, f"field {name!r} is missing or not a {typ.__name__}"
     if stored["digest"] != expected["digest"]:
         return None, ""  # another configuration: stale, recomputed without a warning
+    checksum = stored.get("checksum")  # cells written by foolbench 0.1.0 have none
+    if checksum is not None and checksum != digest({k: v for k, v in stored.items() if k != "checksum"}):
+        return None, "was edited or damaged: its content does not match its checksum"
     for name in ("key", "model", "defense", "method", "method_kind", "defense_kind"):
         if stored[name] != expected[name]:
             return None, f"field {name!r} is {stored[name]!r}, expected {expected[name]!r}"

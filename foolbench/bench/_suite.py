@@ -38,7 +38,7 @@ def _applies(spec: Spec, model: str) -> bool:
 
 def _record(task: CellTask, dspec: Spec, mspec: Spec, result: CellResult) -> dict[str, Any]:
     runs = {} if mspec.run is None else {"group": mspec.group, "run": mspec.run}
-    return {
+    record = {
         "key": task.key,
         "model": task.model,
         "defense": task.defense,
@@ -52,6 +52,7 @@ def _record(task: CellTask, dspec: Spec, mspec: Spec, result: CellResult) -> dic
         "digest": task.digest,
         **runs,
     }
+    return {**record, "checksum": digest(record)}  # a cell edited by hand is recomputed, not trusted
 
 
 def _revision(mspec: Spec) -> list[int]:
@@ -82,6 +83,9 @@ class _Driver:
             "seed": seed,
             "data": [self.cfg.data, self.ws.data_identity(model)],
         }
+        kind = torch.device(self.device or "cpu").type
+        if kind != "cpu":  # another device draws other random numbers: its cells are its own (CPU digests as before)
+            determined_by["device"] = kind
         key = file_key(model, dspec.name, mspec.name)
         self.specs[key] = (dspec, mspec)
         return CellTask(self.cfg, model, dspec.name, mspec.name, key, seed, digest(determined_by), str(self.out),
@@ -227,7 +231,8 @@ def run_suite(
     """Run every (model, defense, method) cell of a suite and write its reports to ``out``.
 
     Cells already finished in ``out`` are loaded, not recomputed, when they are valid and were
-    made by the same configuration (every parameter, the model's weights, the data, the seed);
+    made by the same configuration (every parameter, the model's weights, the data, the seed, the
+    device type);
     anything else is recomputed, a corrupt or edited cell with a warning naming its file. Each
     cell is seeded from the suite seed and its names, so results do not depend on the order or
     the executor that runs them. A cell that fails twice is listed in ``report.md`` and in

@@ -259,9 +259,14 @@ class Workspace:
 
     # -- defenses -------------------------------------------------------------------
     def defense_digest(self, model: str, defense: Spec) -> str:
-        """What determines a defended model: the model's identity, the defense, its data and seed."""
+        """What determines a defended model: the model's identity, the defense, its data and seed.
+
+        A defense built from other models of the suite (an ensemble) adds their identities, in order.
+        """
         m = self.model(model)
-        return digest([m.identity, defense.kind, defense.params, self.cfg.seed, self.data_identity(model)])
+        parts = [m.identity, defense.kind, defense.params, self.cfg.seed, self.data_identity(model)]
+        others = defense.build(DEFENSES).depends_on(model)
+        return digest(parts + [[name, self.model(name).identity] for name in others] if others else parts)
 
     def target(self, model: str, defense: Spec) -> Target:
         """``model`` behind ``defense`` (retraining defenses resume from their checkpoint)."""

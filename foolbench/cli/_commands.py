@@ -85,10 +85,14 @@ def bench(args: argparse.Namespace) -> int:
     if (args.suite is None) == (args.config is None):
         raise InvalidArgumentError("bench needs exactly one of --suite NAME or --config FILE.toml")
     executor = None
+    for flag, value in (("--ray-cpus", args.ray_cpus), ("--ray-gpus", args.ray_gpus)):
+        if args.ray is None and value is not None:
+            raise InvalidArgumentError(f"{flag} applies with --ray only (cells then run as Ray tasks), got {value:g}")
     if args.ray is not None:
         from foolbench.distributed import RayExecutor
 
-        executor = RayExecutor(address=args.ray, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
+        cpus, gpus = 1.0 if args.ray_cpus is None else args.ray_cpus, 0.0 if args.ray_gpus is None else args.ray_gpus
+        executor = RayExecutor(address=args.ray, num_cpus=cpus, num_gpus=gpus)
     results = run_suite(
         args.suite or args.config,
         out=args.out,
@@ -129,11 +133,14 @@ def _evolve_options(p: argparse.ArgumentParser, *, max_evaluations: int) -> None
     )
     p.add_argument("--batch-size", type=int, default=MNIST_RECIPE.batch_size, help="genomes per generation")
     p.add_argument(
-        "--mutation-rate", type=float, default=MNIST_RECIPE.mutation_rate, help="direct: share of pixels mutated"
+        "--mutation-rate",
+        type=float,
+        default=None,
+        help=f"direct only: share of pixels mutated (default: {MNIST_RECIPE.mutation_rate:g})",
     )
     p.add_argument("--eta", type=float, default=None, help="polynomial mutation index (default: direct 1, cppn 15)")
-    p.add_argument("--max-nodes", type=int, default=32, help="cppn: node slots per genome")
-    p.add_argument("--max-connections", type=int, default=128, help="cppn: connections per genome")
+    p.add_argument("--max-nodes", type=int, default=None, help="cppn only: node slots per genome (default: 32)")
+    p.add_argument("--max-connections", type=int, default=None, help="cppn only: connections per genome (default: 128)")
     p.add_argument(
         "--method",
         choices=("map-elites", "random-search"),
@@ -253,7 +260,11 @@ def _uap_command(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _bench_command(sub: argparse._SubParsersAction[Any]) -> None:
     p = add_command(sub, "bench", bench, help="run a scorecard suite: models x defenses x methods")
-    p.add_argument("--suite", default=None, help="a built-in suite: quick (MNIST, minutes) or paper (or --config)")
+    p.add_argument(
+        "--suite",
+        default=None,
+        help="a built-in suite: quick (MNIST, minutes), paper, or paper-imagenet (1,000 classes, a GPU); or --config",
+    )
     p.add_argument("--config", default=None, help="a suite TOML file (see the docs for its keys)")
     add_run_options(p, out="out/bench", seed=False, out_help="output folder; finished cells there are reused")
     p.add_argument("--fresh", action="store_true", help="recompute every cell, model and checkpoint in OUT")
@@ -266,8 +277,10 @@ def _bench_command(sub: argparse._SubParsersAction[Any]) -> None:
         help="run the cells as Ray tasks (needs foolbench[ray]): 'auto' (RAY_ADDRESS, a running cluster, "
         "else a local one) or HOST:PORT",
     )
-    p.add_argument("--ray-cpus", type=float, default=1.0, help="with --ray: CPUs per cell")
-    p.add_argument("--ray-gpus", type=float, default=0.0, help="with --ray: GPUs per cell (a fraction shares one)")
+    p.add_argument("--ray-cpus", type=float, default=None, help="with --ray: CPUs per cell (default: 1)")
+    p.add_argument(
+        "--ray-gpus", type=float, default=None, help="with --ray: GPUs per cell, a fraction shares one (default: 0)"
+    )
     p.epilog = (
         "A suite file is code: its factories ('module:function', resolved in the file's folder, then the "
         "current directory) are imported and run, like a Python script. Run only suite files you trust."

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from typing_extensions import Self, TypeVar
 
-__all__ = ["Encoding", "Genomes", "TensorBatch", "is_clean", "mark_clean", "select_rows"]
+__all__ = ["Encoding", "Genomes", "TensorBatch", "changed_settings", "is_clean", "mark_clean", "select_rows"]
 
 _CLEAN = "_foolbench_clean"  # attribute of a clean batch: ((weakref to field, its version), ...)
 
@@ -170,6 +171,19 @@ class TensorBatch:
 G = TypeVar("G", bound=Genomes, default=Any)
 
 
+def changed_settings(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``values`` that differ from the default of the same keyword of ``cls``'s constructor.
+
+    Examples:
+        >>> class Enc:
+        ...     def __init__(self, *, rate: float = 0.1, eta: float = 15.0) -> None: ...
+        >>> changed_settings(Enc, {"rate": 0.5, "eta": 15.0})
+        {'rate': 0.5}
+    """
+    params = inspect.signature(cls).parameters
+    return {k: v for k, v in values.items() if v != params[k].default}
+
+
 @runtime_checkable
 class Encoding(Protocol[G]):
     """Maps genomes to images; all operations work on whole batches.
@@ -206,7 +220,12 @@ class Encoding(Protocol[G]):
         ...
 
     def config(self) -> dict[str, Any]:
-        """The settings that define the genome space (used to validate checkpoints)."""
+        """The settings that define the genome space and its variation (used to validate checkpoints).
+
+        A search resumed from a checkpoint must breed as the interrupted one did, so settings that
+        change ``mutate`` (rates, step sizes) belong here too; the built-in encodings list those that
+        differ from their defaults, so a checkpoint of default settings reads the same in every version.
+        """
         ...
 
     def genomes_to_state(self, genomes: G) -> dict[str, torch.Tensor]:

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from foolbench import _checks
-from foolbench.encodings._base import TensorBatch, is_clean, mark_clean
+from foolbench.encodings._base import TensorBatch, changed_settings, is_clean, mark_clean
 from foolbench.encodings._direct import polynomial_mutation
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError, MissingDependencyError
 
@@ -797,13 +797,21 @@ class CPPNEncoding:
 
     # ------------------------------------------------------------ checkpoints
     def config(self) -> dict[str, Any]:
-        return {
+        """The genome space, and the mutation settings that differ from the defaults.
+
+        Examples:
+            >>> CPPNEncoding((1, 8, 8), eta=5.0).config()["eta"]
+            5.0
+        """
+        config: dict[str, Any] = {
             "encoding": "cppn",
             "image_shape": list(self.image_shape),
             "max_nodes": self.max_nodes,
             "max_connections": self.max_connections,
             "activations": list(self.activations),
         }
+        mutation = {**self.rates, "eta": self.eta, "init_weight": self.init_weight}
+        return config | changed_settings(CPPNEncoding, mutation)
 
     def genomes_to_state(self, genomes: CPPNGenomes) -> dict[str, torch.Tensor]:
         return self._check(genomes).as_dict()

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from foolbench import _checks
+from foolbench.encodings._base import changed_settings
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 
 __all__ = ["DirectEncoding", "polynomial_mutation"]
@@ -179,7 +180,14 @@ class DirectEncoding:
         return self._check(genomes)
 
     def config(self) -> dict[str, Any]:
-        return {"encoding": "direct", "image_shape": list(self.image_shape)}
+        """The genome space, and the mutation settings that differ from the defaults.
+
+        Examples:
+            >>> DirectEncoding((1, 8, 8), mutation_rate=0.5).config()
+            {'encoding': 'direct', 'image_shape': [1, 8, 8], 'mutation_rate': 0.5}
+        """
+        config: dict[str, Any] = {"encoding": "direct", "image_shape": list(self.image_shape)}
+        return config | changed_settings(DirectEncoding, {"mutation_rate": self.mutation_rate, "eta": self.eta})
 
     def genomes_to_state(self, genomes: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"pixels": self._check(genomes)}

@@ -81,17 +81,39 @@ def _encoding(
     name: str,
     shape: tuple[int, int, int],
     *,
-    mutation_rate: float,
+    mutation_rate: float | None,
     eta: float | None,
-    max_nodes: int,
-    max_connections: int,
+    max_nodes: int | None,
+    max_connections: int | None,
 ) -> Encoding:
-    _checks.choice("encoding", name, ("direct", "cppn"))
+    """The encoding ``name`` with the settings given (None: its default; checked by ``_encoding_settings``)."""
     if name == "cppn":
-        if eta is None:
-            return CPPNEncoding(shape, max_nodes=max_nodes, max_connections=max_connections)
-        return CPPNEncoding(shape, max_nodes=max_nodes, max_connections=max_connections, eta=eta)
-    return DirectEncoding(shape, mutation_rate=mutation_rate, eta=MNIST_RECIPE.eta if eta is None else eta)
+        return CPPNEncoding(
+            shape,
+            max_nodes=32 if max_nodes is None else max_nodes,
+            max_connections=128 if max_connections is None else max_connections,
+            eta=15.0 if eta is None else eta,
+        )
+    rate = MNIST_RECIPE.mutation_rate if mutation_rate is None else mutation_rate
+    return DirectEncoding(shape, mutation_rate=rate, eta=MNIST_RECIPE.eta if eta is None else eta)
+
+
+def _encoding_settings(
+    name: str, *, mutation_rate: float | None, max_nodes: int | None, max_connections: int | None
+) -> None:
+    """Refuse settings of the other encoding: a setting that would change nothing is a mistake to name."""
+    _checks.choice("encoding", name, ("direct", "cppn"))
+    if name == "cppn" and mutation_rate is not None:
+        raise InvalidArgumentError(
+            f"mutation_rate applies to the direct encoding only (a CPPN mutates through its operator rates: "
+            f"use strength), got {mutation_rate!r} with encoding='cppn'"
+        )
+    for key, value in (("max_nodes", max_nodes), ("max_connections", max_connections)):
+        if name == "direct" and value is not None:
+            raise InvalidArgumentError(
+                f"{key} applies to the cppn encoding only (a direct genome is its pixels), got {value!r} "
+                "with encoding='direct'"
+            )
 
 
 def _fresh(out: Path, names: Sequence[str]) -> None:
@@ -148,10 +170,10 @@ def run_evolution(
     target_confidence: float = 0.9999,
     parents_confidence: float | None = None,
     batch_size: int = MNIST_RECIPE.batch_size,
-    mutation_rate: float = MNIST_RECIPE.mutation_rate,
+    mutation_rate: float | None = None,
     eta: float | None = None,
-    max_nodes: int = 32,
-    max_connections: int = 128,
+    max_nodes: int | None = None,
+    max_connections: int | None = None,
     method: str = "map-elites",
     strength: float = 1.0,
     precision: str = "fp32",
@@ -184,10 +206,11 @@ def run_evolution(
             selection (default: ``target_confidence``; 0.9999 gives foolbench 0.1.0's parents at any
             target).
         batch_size: genomes per generation.
-        mutation_rate: direct encoding: share of pixels each mutation changes.
+        mutation_rate: direct encoding only: share of pixels each mutation changes (default
+            0.02, the MNIST recipe's).
         eta: polynomial-mutation index (default: direct 1, cppn 15).
-        max_nodes: cppn: node slots per genome.
-        max_connections: cppn: connections per genome.
+        max_nodes: cppn encoding only: node slots per genome (default 32).
+        max_connections: cppn encoding only: connections per genome (default 128).
         method: ``"map-elites"`` (:class:`~foolbench.search.MAPElites`) or ``"random-search"``
             (:class:`~foolbench.search.RandomSearch`: fresh random genomes every generation, the
             equal-budget baseline); the names of the suite method kinds.
@@ -231,6 +254,7 @@ def run_evolution(
 
     _checks.choice("method", method, ("map-elites", "random-search"))
     _checks.choice("precision", precision, ("fp32", "bf16", "fp16"))
+    _encoding_settings(encoding, mutation_rate=mutation_rate, max_nodes=max_nodes, max_connections=max_connections)
     target_confidence = _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
     strength = _checks.real("strength", strength, low=0.0, low_open=True)
     if method == "random-search" and strength != 1.0:

@@ -63,6 +63,10 @@ CASES: list[tuple[str, str, Any, str]] = [
     ("defenses.1", "size", 0, r"defenses\[1\]\.size must be in \[1, 99\], got 0"),
     ("defenses.1", "kind", "jpeg", r"defenses\[1\] has unknown kind 'jpeg'; valid kinds: \['bit-depth'"),
     ("defenses.1", "sigma", 1.0, r"defenses\[1\] has unknown key\(s\) \['sigma'\]; valid keys: \['size'\]"),
+    ("methods.2", "classes", [], r"methods\[2\]\.classes must be a non-empty list \(leave the key out"),
+    ("models.0", "train_epochs", 50, r"models\[0\]: train_epochs do\(es\) not apply to a zoo model"),
+    ("models.0", "num_classes", 7, r"models\[0\]: num_classes do\(es\) not apply to a zoo model"),
+    ("models.1", "image_size", 64, r"models\[1\]: image_size do\(es\) not apply to a factory model"),
 ]
 
 
@@ -95,3 +99,33 @@ def test_a_toml_file_names_its_path_and_key(tmp_path: Path) -> None:
     suite.write_bytes(b"\xff\xfe[suite]\n")
     with pytest.raises(ConfigError, match="cannot read the suite file as UTF-8"):
         load_config(suite)
+
+
+# settings that would change nothing in the entry they are given in: refused, naming the entry
+COMBINATIONS: list[tuple[dict[str, Any], str]] = [
+    ({"kind": "map-elites", "encoding": "cppn", "mutation_rate": 0.5}, "mutation_rate .*direct encoding only"),
+    ({"kind": "map-elites", "decay_every": 10}, r"decay_every \(got 10\) needs a decay_factor below 1"),
+    ({"kind": "map-elites", "verify": True}, "verify = true needs precision = 'bf16' or 'fp16'"),
+    ({"kind": "random-search", "verify": True}, "random-search: verify = true needs precision"),
+    ({"kind": "map-elites", "warmup": 0.25}, r"warmup \(got 0.25\) needs classes"),
+]
+
+
+@pytest.mark.parametrize(("entry", "match"), COMBINATIONS, ids=[m.split(" ")[0] for _, m in COMBINATIONS])
+def test_settings_that_would_change_nothing_are_refused(entry: dict[str, Any], match: str) -> None:
+    cfg = copy.deepcopy(BASE)
+    cfg["methods"] = [entry]
+    with pytest.raises(ConfigError, match=r"<config>: methods\[0\]: .*" + match):
+        parse_config(cfg)
+    fixed = {k: v for k, v in entry.items() if k in ("kind", "encoding")}  # the same entry without the stray key
+    assert parse_config({**cfg, "methods": [fixed]}).methods[0].kind == entry["kind"]
+
+
+def test_an_ensemble_needs_members() -> None:
+    cfg = copy.deepcopy(BASE)
+    cfg["defenses"] = [{"kind": "ensemble"}]
+    with pytest.raises(ConfigError, match=r"an ensemble needs members = \[\.\.\.\]"):
+        parse_config(cfg)
+    cfg["defenses"] = [{"kind": "ensemble", "members": []}]
+    with pytest.raises(ConfigError, match=r"defenses\[0\]\.members must be a non-empty list"):
+        parse_config(cfg)

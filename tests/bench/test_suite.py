@@ -326,3 +326,91 @@ def test_attacks_kind_reports_the_worst_case_over_a_gradient_and_a_gradient_free
     assert by["none"]["robust_worst_case"] < 0.2  # an undefended LeNet falls to eps 0.3
     report = (tmp_path / "report.md").read_text()
     assert "| model | defense | eps | clean | PGD | Square | worst case |" in report
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys of the cells that run (rather than being reused) from now on."""
+    calls: list[str] = []
+    original = CellTask.run
+    monkeypatch.setattr(CellTask, "run", lambda self: (calls.append(self.key), original(self))[1])
+    return calls
+
+
+def test_a_changed_ensemble_member_recomputes_the_ensemble_cells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg: dict[str, Any] = {
+        "data": {"dataset": "mnist", "train": 100, "test": 100},
+        "models": [
+            {"zoo": "lenet-mnist"},
+            {"name": "m", "factory": "foolbench.bench.factories:mlp", "input_shape": [1, 28, 28], "num_classes": 10},
+        ],
+        "defenses": [{"kind": "ensemble", "members": ["lenet-mnist", "m"], "models": ["lenet-mnist"]}],
+        "methods": [{"kind": "random", "n": 16}],
+    }
+    calls = _counting(monkeypatch)
+    first = run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 1
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 1  # nothing changed: reused
+    cfg["models"][1]["train_epochs"] = 1  # the other member changes; the defended model does not
+    second = run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 2, "the ensemble's cell was reused after one of its members changed"
+    assert first["cells"][0]["digest"] != second["cells"][0]["digest"]
+
+
+def test_an_ensemble_of_one_model_is_refused_naming_its_members(tmp_path: Path) -> None:
+    cfg = {
+        "data": {"dataset": "mnist", "train": 100, "test": 100},
+        "models": [{"zoo": "lenet-mnist"}],
+        "defenses": [{"kind": "ensemble", "members": ["lenet-mnist"]}],
+        "methods": [{"kind": "random", "n": 16}],
+    }
+    with pytest.raises(ConfigError, match=r"ensemble of 'lenet-mnist': members = \['lenet-mnist'\] names no other"):
+        run_suite(parse_config(cfg), out=tmp_path, progress=False)
+
+
+def test_a_cell_edited_by_hand_is_recomputed_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = {
+        "data": {"dataset": "mnist", "train": 100, "test": 100},
+        "models": [{"zoo": "lenet-mnist"}],
+        "methods": [{"kind": "random", "n": 16}],
+    }
+    calls = _counting(monkeypatch)
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    path = next((tmp_path / "cells").glob("*.json"))
+    cell = json.loads(path.read_text())
+    true_value = cell["metrics"]["direct_median_confidence"]
+    cell["metrics"]["direct_median_confidence"] = 0.5  # in range, so only the checksum tells
+    path.write_text(json.dumps(cell))
+    with pytest.warns(UserWarning, match="was edited or damaged"):
+        again = run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 2
+    assert again["cells"][0]["metrics"]["direct_median_confidence"] == true_value
+    legacy = json.loads(path.read_text())
+    del legacy["checksum"]  # a cell written by foolbench 0.1.0 has none: still reused
+    path.write_text(json.dumps(legacy))
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 2
+
+
+def test_cells_of_another_device_type_have_another_digest(tmp_path: Path) -> None:
+    """CPU cells are not reused by ``--device cuda`` (other random streams); CPU digests are as before."""
+    from foolbench.bench._suite import _Driver
+    from foolbench.bench._workspace import Workspace
+
+    cfg = parse_config(
+        {
+            "data": {"dataset": "mnist", "train": 100, "test": 100},
+            "models": [{"zoo": "lenet-mnist"}],
+            "methods": [{"kind": "random", "n": 16}],
+        }
+    )
+    ws = Workspace(cfg, tmp_path, None)
+
+    def cell_digest(device: str | None) -> str:
+        return _Driver(cfg, tmp_path, ws, device, False).task("lenet-mnist", cfg.defenses[0], cfg.methods[0]).digest
+
+    stored = run_suite(cfg, out=tmp_path / "run", progress=False)["cells"][0]["digest"]
+    assert cell_digest(None) == cell_digest("cpu") == stored
+    assert cell_digest("cuda") == cell_digest("cuda:1") != stored
