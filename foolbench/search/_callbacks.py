@@ -11,14 +11,15 @@ is not synchronised every generation.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from foolbench import _checks
+from foolbench import _checks, _io
+from foolbench.errors import InvalidArgumentError, InvalidTypeError
 
 if TYPE_CHECKING:
     from foolbench.search._evolution import Evolution
@@ -33,6 +34,12 @@ __all__ = [
     "StopAtTarget",
     "TensorBoardLogger",
 ]
+
+
+def _path(name: str, value: Any) -> Path:
+    if not isinstance(value, str | os.PathLike) or not str(value):
+        raise InvalidTypeError(f"{name} must be a file path (str or os.PathLike), got {value!r}")
+    return Path(value)
 
 
 class Callback:
@@ -143,7 +150,7 @@ class ProgressBar(Callback):
     """
 
     def __init__(self, *, total: int | None = None, every: int = 1, desc: str = "evolution") -> None:
-        self.total = total
+        self.total = _checks.optional_positive_int("total", total)
         self.every = _checks.positive_int("every", every)
         self.desc = desc
         self._bar: Any = None
@@ -182,7 +189,7 @@ class Checkpointer(Callback):
     """
 
     def __init__(self, path: str | os.PathLike[str], *, every: int = 50) -> None:
-        self.path = Path(path)
+        self.path = _path("path", path)
         self.every = _checks.positive_int("every", every)
         self._saved_at = -1
 
@@ -197,7 +204,8 @@ class Checkpointer(Callback):
             self._save(search)
 
     def on_end(self, search: Evolution, *, interrupted: bool) -> None:
-        if search.generation != self._saved_at:
+        # a search torn inside a generation's insert keeps its last whole checkpoint
+        if search.generation != self._saved_at and not getattr(search, "_torn", False):
             self._save(search)
 
     def _save(self, search: Evolution) -> None:
@@ -230,15 +238,17 @@ class JSONLLogger(Callback):
     """
 
     def __init__(self, path: str | os.PathLike[str], *, every: int = 1, per_class: bool = False) -> None:
-        self.path = Path(path)
+        self.path = _path("path", path)
         self.every = _checks.positive_int("every", every)
+        if not isinstance(per_class, bool):
+            raise InvalidArgumentError(f"per_class must be True or False, got {per_class!r}")
         self.per_class = per_class
 
     def on_start(self, search: Evolution) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_file():
             kept = [line for line in self.path.read_text("utf-8").splitlines() if _before(line, search.generation)]
-            self.path.write_text("".join(f"{line}\n" for line in kept), "utf-8")
+            _io.write_text(self.path, "".join(f"{line}\n" for line in kept))  # atomic: a crash keeps the old log
 
     def on_generation(self, search: Evolution) -> None:
         if search.generation % self.every:
@@ -268,7 +278,7 @@ class CSVLogger(Callback):
     _FIELDS = ("generation", "evaluations", "seconds", "median_confidence", "min_confidence", "max_confidence")
 
     def __init__(self, path: str | os.PathLike[str], *, every: int = 1) -> None:
-        self.path = Path(path)
+        self.path = _path("path", path)
         self.every = _checks.positive_int("every", every)
 
     def on_start(self, search: Evolution) -> None:
@@ -278,10 +288,11 @@ class CSVLogger(Callback):
             with self.path.open(newline="", encoding="utf-8") as f:
                 rows = [r for r in csv.DictReader(f) if r.get("generation", "").isdigit()]
             rows = [r for r in rows if int(r["generation"]) <= search.generation]
-        with self.path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=self._FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self._FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        _io.write_text(self.path, text.getvalue())  # atomic: a crash keeps the old log
 
     def on_generation(self, search: Evolution) -> None:
         if search.generation % self.every:
@@ -309,8 +320,8 @@ class TensorBoardLogger(Callback):
         except ImportError as err:
             raise MissingDependencyError("TensorBoardLogger needs tensorboard: pip install tensorboard") from err
         self.every = _checks.positive_int("every", every)
-        self._writer = SummaryWriter(log_dir=str(log_dir))
-        self._t0 = time.perf_counter()
+        self._writer = SummaryWriter(log_dir=str(_path("log_dir", log_dir)))
+        self._last: tuple[int, float] | None = None
 
     def on_generation(self, search: Evolution) -> None:
         if search.generation % self.every:
@@ -318,6 +329,14 @@ class TensorBoardLogger(Callback):
         row = _summary(search)
         for key in ("median_confidence", "min_confidence", "max_confidence"):
             self._writer.add_scalar(key, row[key], search.evaluations)
+        if self._last is not None and search.seconds > self._last[1]:  # over the generations since the last point
+            rate = (search.evaluations - self._last[0]) / (search.seconds - self._last[1])
+            self._writer.add_scalar("evaluations_per_second", rate, search.evaluations)
+        self._last = (search.evaluations, search.seconds)
+
+    def on_start(self, search: Evolution) -> None:
+        self._last = (search.evaluations, search.seconds)
 
     def on_end(self, search: Evolution, *, interrupted: bool) -> None:
         self._writer.flush()
+        self._writer.close()

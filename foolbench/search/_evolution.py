@@ -44,6 +44,18 @@ _FORMAT = "foolbench.evolution"
 _VERSION = 2
 
 
+def _check_log_probs(scores: torch.Tensor, *, source: str = "log_probs") -> None:
+    """Refuse scores above 0 (probabilities or logits given as log-probabilities): they would corrupt the archive.
+
+    NaN is allowed: such a child never enters the archive.
+    """
+    if bool((scores > 0).any()):
+        raise InvalidArgumentError(
+            f"{source} gave values above 0 (up to {float(scores.nan_to_num(nan=0.0).max()):.4g}): a search "
+            "takes log-probabilities (log_softmax of the logits), not probabilities or logits"
+        )
+
+
 def search_device(device: str | torch.device | None, default: str | torch.device) -> torch.device:
     """Resolve a search's ``device`` argument (None: ``default``), refusing devices this machine lacks.
 
@@ -122,6 +134,7 @@ class Evolution(ABC):
         self.seconds = 0.0
         self._asked: Genomes | None = None
         self._rng_before_ask: torch.Tensor | None = None
+        self._torn = False
         self._hist_evals: list[int] = []
         self._hist_conf: list[torch.Tensor] = []
 
@@ -180,6 +193,7 @@ class Evolution(ABC):
         """
         if self._asked is not None:
             raise RuntimeError("ask() called twice: pass the log-probabilities of the last batch to tell() first")
+        self._check_whole()
         n = self.batch_size if n is None else _checks.positive_int("n", n)
         before = self._rng.get_state()
         try:
@@ -225,10 +239,16 @@ class Evolution(ABC):
         return int(self._tell(log_probs))
 
     def _tell(self, log_probs: torch.Tensor) -> torch.Tensor:
-        return self._commit(self._scores(log_probs))
+        scores = self._scores(log_probs)
+        _check_log_probs(scores)  # values read: a told tensor is the caller's, checked once per tell
+        return self._commit(scores)
 
-    def _scores(self, log_probs: torch.Tensor) -> torch.Tensor:
-        """Check the told log-probabilities and keep the target classes' columns, (B, M) on the search device."""
+    def _scores(self, log_probs: torch.Tensor, *, selected: bool = False) -> torch.Tensor:
+        """Check the told log-probabilities and keep the target classes' columns, (B, M) on the search device.
+
+        ``selected``: the scores came from the evaluator asked for the target columns, so (B, M) is
+        taken as it is even where M = K (every class, in another order than the model's).
+        """
         if self._asked is None:
             raise RuntimeError("tell() called without a preceding ask()")
         b, k, m = len(self._asked), self.classifier.num_classes, len(self.classes)
@@ -240,7 +260,7 @@ class Evolution(ABC):
                 f"log_probs must be a float tensor of shape {want} for the asked batch, got {got}"
             )
         scores = log_probs.to(self.device)
-        if shape == (b, k) and self._columns is not None:
+        if shape == (b, k) and self._columns is not None and not (selected and k == m):
             scores = scores.index_select(1, self._columns)
         return scores.float()
 
@@ -248,17 +268,29 @@ class Evolution(ABC):
         genomes = self._asked
         assert genomes is not None
         self._asked = self._rng_before_ask = None
+        self._torn = True  # until the generation is whole: an exception in between leaves it unusable
         self.evaluations += len(genomes)
         improved = self._insert(genomes, scores)
         self.generation += 1
         self._hist_evals.append(self.evaluations)
         self._hist_conf.append(self.best_log_probs().detach().clone())
+        self._torn = False
         return improved
+
+    def _check_whole(self) -> None:
+        if self._torn:
+            raise RuntimeError(
+                "the search was interrupted while it inserted a generation, so its state is torn: "
+                "load its last checkpoint (load_checkpoint) or start a new search"
+            )
 
     def _step(self, n: int | None = None) -> torch.Tensor:
         genomes = self.ask(n)
         try:
-            scores = self._verified(genomes, self._scores(self.evaluator(genomes, columns=self._columns)))
+            # the values are checked where they are read anyway (checkpoints, result()): no host read here
+            scores = self._verified(
+                genomes, self._scores(self.evaluator(genomes, columns=self._columns), selected=True)
+            )
         except BaseException:
             self.cancel()
             raise
@@ -325,10 +357,15 @@ class Evolution(ABC):
         if target_confidence is not None:
             _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
             chain.append(StopAtTarget(target_confidence, every=every))
-        if checkpoint is not None:
-            chain.append(Checkpointer(checkpoint, every=_checks.positive_int("checkpoint_every", checkpoint_every)))
-            if Path(checkpoint).exists():
-                self.load_checkpoint(checkpoint)
+        if not isinstance(progress, bool):
+            raise InvalidArgumentError(f"progress must be True or False, got {progress!r}")
+        if isinstance(callbacks, Callback) or not isinstance(callbacks, Sequence):
+            raise InvalidTypeError(f"callbacks must be a sequence of Callback objects, got {type(callbacks).__name__}")
+        every_save = _checks.positive_int("checkpoint_every", checkpoint_every)
+        saver = None if checkpoint is None else Checkpointer(checkpoint, every=every_save)
+        if checkpoint is not None and Path(checkpoint).exists():
+            self.load_checkpoint(checkpoint)
+            self._check_budget(checkpoint, max_evaluations, generations)
         if progress:
             total = max_evaluations if max_evaluations is not None else None
             if total is None and generations is not None:
@@ -337,7 +374,22 @@ class Evolution(ABC):
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise InvalidTypeError(f"callbacks must be foolbench.search.Callback objects, got {type(cb).__name__}")
-        return self._loop([*chain, *callbacks])
+        # the checkpointer runs last: a generation it saves has been seen by every logger first
+        return self._loop([*chain, *callbacks, *([saver] if saver is not None else [])])
+
+    def _check_budget(self, checkpoint: str | Path, max_evaluations: int | None, generations: int | None) -> None:
+        """Refuse a resumed checkpoint already past this run's budget (a bigger run's: its result is not this run's)."""
+        past = []
+        before_last = self._hist_evals[-2] if len(self._hist_evals) > 1 else 0  # a budget stops at a boundary
+        if max_evaluations is not None and before_last >= max_evaluations:
+            past.append(f"{self.evaluations:,} evaluations (max_evaluations={max_evaluations:,})")
+        if generations is not None and self.generation > generations:
+            past.append(f"{self.generation:,} generations (generations={generations:,})")
+        if past:
+            raise CheckpointError(
+                f"{str(checkpoint)!r} holds a search already past this run's budget: {' and '.join(past)}; "
+                "give a budget at least as large, another checkpoint path, or delete it to start afresh"
+            )
 
     def _loop(self, callbacks: list[Callback]) -> FoolingResult:
         for cb in callbacks:
@@ -360,6 +412,8 @@ class Evolution(ABC):
         """The current best image per target class as a :class:`FoolingResult`."""
         if self.generation == 0:
             raise RuntimeError("no generation has been evaluated yet: call run() or step() first")
+        self._check_whole()
+        _check_log_probs(self.best_log_probs(), source="the evaluator")
         names = self.classifier.class_names
         return FoolingResult(
             images=self.images(self.best_genomes()).detach(),
@@ -398,7 +452,10 @@ class Evolution(ABC):
 
     # -- checkpoints ----------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
+        self._check_whole()
         rng = self._rng_before_ask if self._rng_before_ask is not None else self._rng.get_state()
+        if self._hist_conf:  # an evaluator's scores are first read here (or in result())
+            _check_log_probs(self._hist_conf[-1], source="the evaluator")
         return {
             "generation": self.generation,
             "evaluations": self.evaluations,
@@ -423,6 +480,8 @@ class Evolution(ABC):
         """Restore a :meth:`state_dict`; raises :class:`CheckpointError` when it does not fit."""
         if self._asked is not None:
             raise RuntimeError("cannot load a checkpoint between ask() and tell(): call cancel() first")
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{source!r} must be a dict made by state_dict(), got {type(state).__name__}")
         payload = _checkpoint.check(state, fmt=_FORMAT, version=_VERSION, config=self._config(), source=source)
         self._restore(payload, source=source)
 
@@ -450,6 +509,7 @@ class Evolution(ABC):
             raise CheckpointError(f"{source!r} field 'rng_state' does not fit a {self.device.type} generator") from err
         self._rng = rng
         self.generation, self.evaluations, self.seconds = generation, evaluations, seconds
+        self._torn = False
         self._hist_evals = [int(e) for e in hist_e]
         self._hist_conf = list(hist_lp.float().to(self.device).unbind(0))
 
@@ -797,14 +857,21 @@ class SingleClassEvolution(Evolution):
         self.population = _checks.positive_int("population", population if population is not None else batch_size)
         self._pop: Genomes | None = None
         self._fit = torch.empty(0, device=self.device)
+        self._found = torch.zeros((), dtype=torch.long, device=self.device)
 
     def _config(self) -> dict[str, Any]:
         return {**super()._config(), "population": self.population}
 
     def ask(self, n: int | None = None) -> Genomes:
         # generation 0 samples the whole initial population when no size is forced
-        if self.generation == 0 and n is None:
-            n = max(self.population, self.batch_size)
+        if self.generation == 0:
+            if n is None:
+                n = max(self.population, self.batch_size)
+            elif _checks.positive_int("n", n) < self.population:
+                raise InvalidArgumentError(
+                    f"n must be at least population ({self.population}) in generation 0, which samples the "
+                    f"initial population, got {n}"
+                )
         return super().ask(n)
 
     def _parents(self, n: int) -> Genomes:
@@ -816,7 +883,7 @@ class SingleClassEvolution(Evolution):
         return self._pop[winner]
 
     def _insert(self, genomes: Genomes, scores: torch.Tensor) -> torch.Tensor:
-        fresh = scores[:, 0]
+        fresh = scores[:, 0].nan_to_num(nan=-torch.inf)  # a NaN score would rank first and stay forever
         old_best = self._fit.max() if self._fit.numel() else torch.tensor(-torch.inf, device=self.device)
         if self._pop is None:
             keep = torch.argsort(fresh, descending=True, stable=True)[: self.population]
@@ -835,7 +902,13 @@ class SingleClassEvolution(Evolution):
             source = winners_first[(torch.cumsum(losers, 0) - 1).clamp_(min=0)]
             self._pop = select_rows(losers, genomes[source], self._pop)
             self._fit = torch.where(losers, fresh[source], self._fit)
-        return (self._fit.max() > old_best).long()
+        improved = self._fit.max() > old_best
+        self._found = torch.where(improved, self.evaluations, self._found)  # when the best image was found
+        return improved.long()
+
+    def _found_at(self) -> torch.Tensor:
+        found = int(self._found)  # -1: resumed from a checkpoint that did not keep it
+        return torch.tensor([self.evaluations if found < 0 else found], dtype=torch.long)
 
     def best_log_probs(self) -> torch.Tensor:
         return self._fit.max().reshape(1)
@@ -846,7 +919,7 @@ class SingleClassEvolution(Evolution):
         return self._pop[self._fit.argmax().reshape(1)]
 
     def _state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"fitness": self._fit.cpu()}
+        state: dict[str, Any] = {"fitness": self._fit.cpu(), "found_at": self._found.cpu()}
         if self._pop is not None:
             state["genomes"] = {k: v.cpu() for k, v in self.encoding.genomes_to_state(self._pop).items()}
         return state
@@ -862,3 +935,7 @@ class SingleClassEvolution(Evolution):
             else _checkpoint.genomes(self.encoding, genomes, device=self.device, count=fit.shape[0], source=source)
         )
         self._fit, self._pop = fit.to(self.device), pop
+        found = state.get("found_at")  # absent in checkpoints before it was kept: the evaluations then
+        if found is not None and (not isinstance(found, torch.Tensor) or found.dtype != torch.long or found.dim()):
+            raise CheckpointError(f"{source!r} field 'found_at' must be a long scalar tensor")
+        self._found = (torch.tensor(-1) if found is None else found).to(self.device)

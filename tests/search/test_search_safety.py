@@ -1,0 +1,187 @@
+"""A search never reports wrong numbers or writes an unusable checkpoint: column order, bad scores, torn
+generations, logs on resume, budgets past a checkpoint, and arguments that name themselves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import foolbench as fb
+from foolbench.encodings import DirectEncoding
+from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
+from foolbench.search import MAPElites, SingleClassEvolution
+
+ENC = DirectEncoding((1, 28, 28), mutation_rate=0.02, eta=1.0)
+
+
+@pytest.fixture(scope="module")
+def clf() -> fb.models.TorchClassifier:
+    return fb.models.lenet_mnist()
+
+
+def test_every_class_in_another_order_scores_each_niche_with_its_own_class(clf: fb.models.TorchClassifier) -> None:
+    classes = list(range(9, -1, -1))  # M = K: the evaluator's (B, M) columns must not be reordered again
+    res = MAPElites(clf, ENC, classes=classes, batch_size=32, seed=0).run(generations=6, progress=False)
+    truth = clf.probs(res.images).double()[torch.arange(10), torch.tensor(classes)]
+    torch.testing.assert_close(res.confidence.double(), truth, rtol=0, atol=1e-5)
+    # tell() takes (B, K) as the model's classes in order, and picks the target columns from them
+    search = MAPElites(clf, ENC, classes=classes, batch_size=8, seed=0)
+    genomes = search.ask()
+    search.tell(clf.log_probs(search.images(genomes)))
+    best = search.result()
+    truth = clf.probs(best.images).double()[torch.arange(10), torch.tensor(classes)]
+    torch.testing.assert_close(best.confidence.double(), truth, rtol=0, atol=1e-5)
+
+
+class ProbabilityEvaluator:
+    """A common mistake: scores as probabilities (in [0, 1]) rather than log-probabilities."""
+
+    def __init__(self, clf: fb.models.TorchClassifier) -> None:
+        self.clf = clf
+
+    def __call__(self, genomes: torch.Tensor, *, columns: torch.Tensor | None = None) -> torch.Tensor:
+        p = self.clf.probs(genomes) + 1.0  # above 0 everywhere (a log-probability never is)
+        return p if columns is None else p[:, columns]
+
+
+def test_scores_above_zero_are_refused_before_they_reach_a_checkpoint(
+    clf: fb.models.TorchClassifier, tmp_path: Path
+) -> None:
+    search = MAPElites(clf, ENC, batch_size=8, seed=0)
+    genomes = search.ask()
+    with pytest.raises(InvalidArgumentError, match="log_probs gave values above 0"):
+        search.tell(clf.probs(search.images(genomes)) + 1.0)
+    bad = MAPElites(clf, ENC, batch_size=8, seed=0, evaluator=ProbabilityEvaluator(clf))
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(InvalidArgumentError, match="the evaluator gave values above 0"):
+        bad.run(generations=3, checkpoint=ckpt, checkpoint_every=1, progress=False)
+    assert not ckpt.exists()
+
+
+def test_a_nan_score_never_becomes_the_single_class_elite(clf: fb.models.TorchClassifier) -> None:
+    class NaNFirst:
+        def __call__(self, genomes: torch.Tensor, *, columns: torch.Tensor | None = None) -> torch.Tensor:
+            lp = clf.log_probs(genomes)
+            lp[0] = torch.nan
+            return lp if columns is None else lp[:, columns]
+
+    search = SingleClassEvolution(clf, ENC, target=3, population=8, batch_size=8, seed=0, evaluator=NaNFirst())
+    res = search.run(generations=4, progress=False)
+    assert torch.isfinite(res.confidence).all() and torch.isfinite(res.history.confidence).all()
+
+
+def test_single_class_found_at_is_when_its_image_was_found(clf: fb.models.TorchClassifier, tmp_path: Path) -> None:
+    class Stalls:  # real scores for 3 generations, then children that never beat the elite
+        calls = 0
+
+        def __call__(self, genomes: torch.Tensor, *, columns: torch.Tensor | None = None) -> torch.Tensor:
+            self.calls += 1
+            lp = clf.log_probs(genomes) if self.calls <= 3 else torch.full((len(genomes), 10), -50.0)
+            return lp if columns is None else lp[:, columns]
+
+    search = SingleClassEvolution(clf, ENC, target=3, population=16, batch_size=16, seed=0, evaluator=Stalls())
+    res = search.run(generations=10, progress=False)
+    assert int(res.found_at[0]) == int(res.evaluations_to(float(res.confidence[0]) - 1e-9)[0]) <= 48 < res.evaluations
+    ckpt = tmp_path / "s.pt"
+    search.save_checkpoint(ckpt)
+    again = SingleClassEvolution(clf, ENC, target=3, population=16, batch_size=16, seed=0)
+    again.load_checkpoint(ckpt)
+    assert int(again.result().found_at[0]) == int(res.found_at[0])  # kept by the checkpoint
+    with pytest.raises(InvalidArgumentError, match=r"n must be at least population \(16\) in generation 0"):
+        SingleClassEvolution(clf, ENC, target=3, population=16, seed=0).ask(2)
+
+
+def test_an_exception_inside_a_generations_insert_keeps_the_last_whole_checkpoint(
+    clf: fb.models.TorchClassifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ckpt = tmp_path / "c.pt"
+    search = MAPElites(clf, ENC, batch_size=8, seed=0)
+    original = MAPElites._insert
+
+    def fails_at_generation_3(self: MAPElites, genomes: Any, scores: torch.Tensor) -> torch.Tensor:
+        if self.generation == 3:
+            raise KeyboardInterrupt
+        return original(self, genomes, scores)
+
+    monkeypatch.setattr(MAPElites, "_insert", fails_at_generation_3)
+    with pytest.raises(KeyboardInterrupt):
+        search.run(generations=6, checkpoint=ckpt, checkpoint_every=1, progress=False)
+    with pytest.raises(RuntimeError, match="its state is torn"):
+        search.ask()
+    monkeypatch.setattr(MAPElites, "_insert", original)
+    resumed = MAPElites(clf, ENC, batch_size=8, seed=0).run(generations=6, checkpoint=ckpt, progress=False)
+    whole = MAPElites(clf, ENC, batch_size=8, seed=0).run(generations=6, progress=False)
+    assert resumed.evaluations == whole.evaluations == 48
+    assert torch.equal(resumed.images, whole.images)
+
+
+def test_loggers_keep_every_row_when_a_checkpoint_save_is_interrupted(
+    clf: fb.models.TorchClassifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ckpt, log = tmp_path / "c.pt", tmp_path / "log.jsonl"
+    original = fb.search.Checkpointer._save
+
+    def interrupted_at_4(self: Any, search: Any) -> None:
+        if search.generation == 4:
+            raise KeyboardInterrupt
+        original(self, search)
+
+    monkeypatch.setattr(fb.search.Checkpointer, "_save", interrupted_at_4)
+    with pytest.raises(KeyboardInterrupt):
+        MAPElites(clf, ENC, batch_size=8, seed=0).run(
+            generations=8, checkpoint=ckpt, checkpoint_every=1, progress=False, callbacks=[fb.search.JSONLLogger(log)]
+        )
+    monkeypatch.setattr(fb.search.Checkpointer, "_save", original)
+    MAPElites(clf, ENC, batch_size=8, seed=0).run(
+        generations=8, checkpoint=ckpt, progress=False, callbacks=[fb.search.JSONLLogger(log)]
+    )
+    rows = [json.loads(line)["generation"] for line in log.read_text().splitlines()]
+    assert rows == list(range(1, 9))
+
+
+def test_a_checkpoint_past_the_budget_is_refused(clf: fb.models.TorchClassifier, tmp_path: Path) -> None:
+    ckpt = tmp_path / "c.pt"
+    MAPElites(clf, ENC, batch_size=8, seed=0).run(max_evaluations=80, checkpoint=ckpt, progress=False)
+    with pytest.raises(CheckpointError, match=r"already past this run's budget: 80 evaluations \(max_evaluations=16\)"):
+        MAPElites(clf, ENC, batch_size=8, seed=0).run(max_evaluations=16, checkpoint=ckpt, progress=False)
+    with pytest.raises(CheckpointError, match=r"10 generations \(generations=4\)"):
+        MAPElites(clf, ENC, batch_size=8, seed=0).run(generations=4, checkpoint=ckpt, progress=False)
+    # the same budget (or one within the last generation) resumes: the run is already done
+    assert (
+        MAPElites(clf, ENC, batch_size=8, seed=0).run(max_evaluations=75, checkpoint=ckpt, progress=False).evaluations
+        == 80
+    )
+    with pytest.raises(CheckpointError, match="already past"):  # run_evolution names --fresh
+        fb.search.run_evolution(tmp_path / "out", classes=["3"], generations=4, progress=False)
+        fb.search.run_evolution(tmp_path / "out", classes=["3"], generations=2, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda c: MAPElites(c, ENC, seed=0).run(generations=1, progress="no"),
+            InvalidArgumentError,
+            "progress must be",
+        ),
+        (lambda c: MAPElites(c, ENC, seed=0).run(generations=1, callbacks=None), InvalidTypeError, "callbacks must be"),
+        (
+            lambda c: MAPElites(c, ENC, seed=0).load_state_dict(None),
+            CheckpointError,
+            "must be a dict made by state_dict",
+        ),
+        (lambda c: fb.search.Checkpointer(None), InvalidTypeError, "path must be a file path"),
+        (lambda c: fb.search.JSONLLogger(3), InvalidTypeError, "path must be a file path"),
+        (lambda c: fb.search.JSONLLogger("x.jsonl", per_class="no"), InvalidArgumentError, "per_class must be"),
+        (lambda c: fb.search.CSVLogger(""), InvalidTypeError, "path must be a file path"),
+        (lambda c: fb.search.ProgressBar(total=-5), InvalidArgumentError, "total must be"),
+    ],
+    ids=["progress", "callbacks", "state", "checkpointer", "jsonl", "per_class", "csv", "total"],
+)
+def test_bad_run_arguments_name_themselves(clf: fb.models.TorchClassifier, call: Any, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        call(clf)
