@@ -26,10 +26,19 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     c = x.shape[1]
     pad_h = min(radius, x.shape[2] - 1)
     pad_w = min(radius, x.shape[3] - 1)
+    k_w, k_h = _cut(k, radius, pad_w), _cut(k, radius, pad_h)
     y = F.pad(x, (pad_w, pad_w, 0, 0), mode="reflect" if pad_w else "replicate")
-    y = F.conv2d(y, k[radius - pad_w : radius + pad_w + 1].view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    y = F.conv2d(y, k_w.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
     y = F.pad(y, (0, 0, pad_h, pad_h), mode="reflect" if pad_h else "replicate")
-    return F.conv2d(y, k[radius - pad_h : radius + pad_h + 1].view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(y, k_h.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def _cut(k: torch.Tensor, radius: int, pad: int) -> torch.Tensor:
+    """The kernel's middle ``2 pad + 1`` taps, summing to 1 (a side shorter than the kernel cuts it)."""
+    if pad == radius:
+        return k
+    cut = k[radius - pad : radius + pad + 1]
+    return cut / cut.sum()
 
 
 def median_filter(x: torch.Tensor, size: int) -> torch.Tensor:

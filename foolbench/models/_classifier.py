@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import warnings
@@ -665,6 +666,8 @@ class TorchClassifier(BaseClassifier):
     def replace(self, **changes: Any) -> TorchClassifier:
         """A new adapter with some settings changed; the module is shared unless ``module=`` is given.
 
+        A new ``device`` copies the module there (``self`` keeps working where it is).
+
         Every setting of the constructor can be changed; the result is validated like a
         new :class:`TorchClassifier` (including the dummy forward).
 
@@ -683,7 +686,12 @@ class TorchClassifier(BaseClassifier):
                 f"replace() got unknown setting(s) {unknown}; valid: {sorted([*self._settings, 'module'])}"
             )
         settings = {**self._settings, **changes}
-        module = settings.pop("module", self.module)
+        module = settings.pop("module", None)
+        if module is None:
+            module = self.module
+            device = settings.get("device")
+            if device is not None and check_device("device", device) != self._device:
+                module = copy.deepcopy(module)  # moving the shared module would break this adapter
         return TorchClassifier(module, **settings)
 
     def reference(self) -> BaseClassifier:

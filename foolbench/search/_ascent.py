@@ -153,7 +153,12 @@ class GradientAscent:
             history.append(score.detach())
             bar.update(1)
             if target_log is not None:
-                active = score.detach() < target_log
+                reached = score.detach()
+                if dy or dx:  # the image returned is the unshifted one: it decides when to stop
+                    with torch.no_grad():
+                        reached = objective(x)
+                    used += n
+                active = reached < target_log
                 if not bool(active.any()):
                     break
             g = g / g.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)

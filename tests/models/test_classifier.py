@@ -350,3 +350,15 @@ def test_cuda_without_cuda_is_one_clear_error() -> None:
 def test_layers_name_the_wrapped_network(lenet: fb.models.TorchClassifier) -> None:
     assert "conv2" in lenet.layers() and "conv2" in fb.defenses.MedianSmoothing(lenet, 3).layers()
     assert lenet.network() is lenet.module
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_replace_onto_another_device_leaves_the_original_working() -> None:
+    clf = fb.models.lenet_mnist()
+    x = torch.rand(4, 1, 28, 28)
+    before = clf.probs(x)
+    moved = clf.replace(device="cuda")
+    assert moved.module is not clf.module and next(clf.module.parameters()).device.type == "cpu"
+    torch.testing.assert_close(clf.probs(x), before)
+    torch.testing.assert_close(moved.probs(x.cuda()).cpu(), before, rtol=1e-4, atol=1e-5)
+    assert clf.replace(device="cpu").module is clf.module  # the same device: shared

@@ -45,6 +45,20 @@ def test_visualize_unit(lenet: fb.models.TorchClassifier) -> None:
         GradientAscent(lenet, steps=2).visualize("conv2", 99)
 
 
+def test_jittered_ascent_stops_only_once_the_returned_images_reach_the_target(
+    lenet: fb.models.TorchClassifier,
+) -> None:
+    res = GradientAscent(lenet, steps=300, jitter=4, seed=0).run(classes=list(range(10)), target_confidence=0.99)
+    assert res.history.confidence.shape[0] < 300  # it stopped on the target, not on the step budget
+    assert bool((res.confidence >= 0.99).all()), res.confidence
+
+
+@pytest.mark.parametrize("side", [3, 28])
+def test_blur_wider_than_the_image_keeps_a_constant_image(side: int) -> None:
+    x = torch.full((1, 2, side, side), 0.5)
+    torch.testing.assert_close(gaussian_blur(x, 20.0), x)  # the cut kernel still sums to 1
+
+
 def test_blur_keeps_shape_and_mean() -> None:
     x = torch.rand(2, 3, 9, 9, dtype=torch.float64)
     y = gaussian_blur(x, 1.0)
