@@ -208,6 +208,19 @@ def images(
     return x
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 when it is in a half-precision dtype (float16, bfloat16), else as it is.
+
+    Attacks compute and return in float32 there: ``x + delta`` and a clamp to the bounds, rounded to
+    8 or 11 bits of mantissa, could leave the eps-ball or the bounds they promise.
+
+    Examples:
+        >>> at_least_float32(torch.zeros(1, dtype=torch.bfloat16)).dtype, at_least_float32(torch.zeros(1, dtype=torch.float64)).dtype
+        (torch.float32, torch.float64)
+    """
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def labels(name: str, y: Any, *, batch: int, num_classes: int, device: torch.device | None = None) -> torch.Tensor:
     """Check a (B,) vector of class indices in [0, num_classes) and return it as int64."""
     if isinstance(y, (list, tuple)):

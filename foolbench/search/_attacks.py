@@ -258,6 +258,8 @@ class Attack(ABC):
 
         Returns:
             An :class:`AttackResult`; adversarial images stay inside the bounds and the eps-ball.
+            Half-precision images (float16, bfloat16) are attacked, and returned, in float32: rounded
+            back to 8 or 11 bits of mantissa they could leave the eps-ball.
 
         Raises:
             InvalidArgumentError: bad shapes, labels or targets out of range, targets equal to labels,
@@ -267,7 +269,7 @@ class Attack(ABC):
         clf = check_classifier(classifier)
         x = _checks.images("images", images, shape=clf.input_shape, bounds=clf.bounds)
         device = clf.device
-        x = x.detach().to(device)
+        x = _checks.at_least_float32(x.detach().to(device))
         y = _checks.labels("labels", labels, batch=x.shape[0], num_classes=clf.num_classes, device=device)
         t = None
         if target is not None:

@@ -77,7 +77,7 @@ def fooling_rate(
     count = 0
     with _calls.progress_bar(total, progress, "fooling rate", unit="batch") as bar:
         for i, (xb, _) in enumerate(stream):
-            x = _checks.images(name.format(i), xb, shape=clf.input_shape, bounds=clf.bounds)
+            x = _checks.at_least_float32(_checks.images(name.format(i), xb, shape=clf.input_shape, bounds=clf.bounds))
             clean = clf.log_probs(x).argmax(1)
             moved = clf.log_probs(_apply(clf, x.to(clean.device), v.to(clean.device))).argmax(1) != clean
             fooled = fooled.to(moved.device) + moved.sum()
@@ -309,7 +309,7 @@ class UniversalPerturbation:
         clf = check_classifier(classifier)
         x = _checks.images("images", images, shape=clf.input_shape, bounds=clf.bounds)
         device = clf.device
-        x = x.detach().to(device)
+        x = _checks.at_least_float32(x.detach().to(device))  # the perturbation is float32 for half images
         gen = _checks.generator("seed", self.seed, device="cpu")
         t0 = time.perf_counter()
         clean = clf.log_probs(x).argmax(1)

@@ -265,3 +265,27 @@ def test_result_repr_is_short_and_save_writes_files(
     assert summary["per_image"][0]["predicted"] == int(res.predicted[0])  # type: ignore[index]
     saved = fb._io.load_torch(paths["tensors"])
     assert torch.equal(saved["adversarial"], res.adversarial)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        FGSM(eps=0.01),
+        PGD(eps=0.01, steps=5),
+        PGD(eps=0.05, steps=5, norm="2"),
+        fb.search.SquareAttack(eps=0.01, queries=20),
+    ],
+    ids=["fgsm", "pgd-inf", "pgd-2", "square"],
+)
+def test_half_precision_images_are_attacked_in_float32_inside_the_ball(
+    lenet: fb.models.TorchClassifier, batch: tuple[torch.Tensor, torch.Tensor], dtype: torch.dtype, attack: object
+) -> None:
+    """Rounded to bf16, x + delta left the eps-ball by 17% (eps 0.01): the result stays in float32."""
+    x, y = batch
+    half = x[:8].to(dtype)
+    res = attack(lenet, half, y[:8])  # type: ignore[operator]
+    assert res.adversarial.dtype == torch.float32
+    norms = fb.search.lp_norm(res.adversarial.double() - half.double(), attack.norm)  # type: ignore[attr-defined]
+    assert float(norms.max()) <= attack.eps * (1 + 1e-6)  # type: ignore[attr-defined]
+    assert float(res.adversarial.min()) >= 0.0 and float(res.adversarial.max()) <= 1.0
