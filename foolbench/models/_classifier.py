@@ -309,8 +309,9 @@ class BaseClassifier(nn.Module):
 class _ProtocolClassifier(BaseClassifier):
     """A BaseClassifier around an object that follows the tiny :class:`Classifier` protocol.
 
-    The object's optional ``class_names``, ``batch_size`` and ``device`` are used when it
-    declares them; everything else takes the BaseClassifier defaults.
+    The object's optional ``class_names``, ``batch_size``, ``device`` and ``dtype`` are used when it
+    declares them (an ``nn.Module``'s dtype is its parameters'); everything else takes the
+    BaseClassifier defaults.
     """
 
     def __init__(self, obj: Any) -> None:
@@ -325,6 +326,17 @@ class _ProtocolClassifier(BaseClassifier):
     @property
     def device(self) -> torch.device:
         return self._device if self._device is not None else super().device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The object's own ``dtype`` when it declares one, else its first floating parameter's, else float32."""
+        declared = getattr(self.wrapped, "dtype", None)
+        if isinstance(declared, torch.dtype) and declared.is_floating_point:
+            return declared
+        if isinstance(self.wrapped, nn.Module):
+            tensors = [*self.wrapped.parameters(), *self.wrapped.buffers()]
+            return next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+        return torch.float32
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.wrapped(x)

@@ -359,7 +359,7 @@ class Attack(ABC):
             for i, (xb, yb) in enumerate(_calls.batches("batches", batches, labelled=True)):
                 try:
                     results.append(self(clf, xb, yb, target=target, seed=gen))
-                except InvalidArgumentError as err:
+                except (InvalidArgumentError, InvalidTypeError) as err:
                     raise type(err)(f"batch {i}: {err}") from err
                 bar.update(1)
         if not results:
@@ -687,4 +687,4 @@ class DeepFool(Attack):
         guard: _calls.FiniteGuard,
     ) -> tuple[torch.Tensor, int]:
         r, used = self.perturb(clf, x, bar=bar, guard=guard)
-        return x + r, used * (self.candidates + 1)
+        return x + r, used * (min(self.candidates, clf.num_classes) + 1)  # a forward and k gradients per step

@@ -59,8 +59,8 @@ class SquareAttack(Attack):
 
     Random draws come only from the attack's generator (the ``seed`` of the call).
     Every ``check_every`` iterations the finished images are dropped from the batch
-    (one read back to the host); each image's draws do not depend on the others, so
-    an image's result depends only on the seed and its position in the batch.
+    (one read back to the host). The draws are made for the whole batch, so an image's
+    result depends on the seed and on its batch (its size and the image's position in it).
 
     Args:
         eps: L-inf budget in raw input units.

@@ -362,3 +362,23 @@ def test_replace_onto_another_device_leaves_the_original_working() -> None:
     torch.testing.assert_close(clf.probs(x), before)
     torch.testing.assert_close(moved.probs(x.cuda()).cpu(), before, rtol=1e-4, atol=1e-5)
     assert clf.replace(device="cpu").module is clf.module  # the same device: shared
+
+
+def test_a_protocol_module_in_float64_is_fed_float64() -> None:
+    class Proto(torch.nn.Module):
+        input_shape, num_classes, bounds = (1, 4, 4), 3, (0.0, 1.0)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(16, 3).double()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lin(x.flatten(1))
+
+    proto = Proto()
+    x = torch.rand(2, 1, 4, 4, dtype=torch.float64)
+    clf = fb.models.check_classifier(proto)
+    assert clf.dtype == torch.float64
+    torch.testing.assert_close(clf.probs(x).double(), torch.softmax(proto(x), 1), rtol=1e-5, atol=1e-6)
+    res = fb.search.PGD(eps=0.1, steps=2)(proto, x, torch.tensor([0, 1]))
+    assert res.adversarial.dtype == torch.float64

@@ -289,3 +289,19 @@ def test_half_precision_images_are_attacked_in_float32_inside_the_ball(
     norms = fb.search.lp_norm(res.adversarial.double() - half.double(), attack.norm)  # type: ignore[attr-defined]
     assert float(norms.max()) <= attack.eps * (1 + 1e-6)  # type: ignore[attr-defined]
     assert float(res.adversarial.min()) >= 0.0 and float(res.adversarial.max()) <= 1.0
+
+
+def test_deepfool_counts_only_the_classes_a_model_has() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    clf = fb.models.TorchClassifier(net, input_shape=(1, 4, 4), num_classes=3)
+    x = torch.rand(2, 1, 4, 4)
+    y = clf.predict(x)
+    many, three = DeepFool(steps=50, candidates=10)(clf, x, y), DeepFool(steps=50, candidates=3)(clf, x, y)
+    assert many.queries == three.queries and torch.equal(many.adversarial, three.adversarial)
+
+
+def test_run_batches_names_the_batch_of_a_wrong_label_type(lenet: fb.models.TorchClassifier) -> None:
+    x, y = fb.data.mnist_digits("test", limit=8)
+    with pytest.raises(InvalidTypeError, match="batch 1: labels must hold integer class indices"):
+        FGSM(eps=0.1).run_batches(lenet, [(x[:4], y[:4]), (x[4:], y[4:].float())])
