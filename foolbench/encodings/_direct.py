@@ -102,6 +102,24 @@ class DirectEncoding:
             )
         return genomes
 
+    def validate(self, genomes: torch.Tensor) -> None:
+        """Check a batch: a floating (B, C, H, W) tensor of this shape with values in [0, 1].
+
+        Raises:
+            InvalidTypeError: not a floating tensor.
+            InvalidArgumentError: another shape, or a value outside [0, 1] (NaN included).
+
+        Examples:
+            >>> DirectEncoding((1, 2, 2)).validate(torch.full((1, 1, 2, 2), 2.0))
+            Traceback (most recent call last):
+            ...
+            foolbench.errors.InvalidArgumentError: genomes must hold values in [0, 1], got values up to 2
+        """
+        g = self._check(genomes)
+        if not bool(((g >= 0) & (g <= 1)).all()):
+            top = float(g.nan_to_num(nan=float("inf")).abs().max())
+            raise InvalidArgumentError(f"genomes must hold values in [0, 1], got values up to {top:g}")
+
     def mutate(self, genomes: torch.Tensor, generator: torch.Generator, *, strength: float = 1.0) -> torch.Tensor:
         """Mutated copies of ``genomes``; the input is not modified.
 

@@ -624,6 +624,12 @@ class MAPElites(Evolution):
         self.initial = initial
         if initial is not None and (len(initial) == 0 or not hasattr(initial, "__getitem__")):
             raise InvalidArgumentError("initial must be a non-empty batch of genomes (e.g. another search's elites)")
+        validate = getattr(encoding, "validate", None)
+        if initial is not None and callable(validate):  # checked now, where the message can name it
+            try:
+                validate(initial)
+            except (InvalidArgumentError, InvalidTypeError) as err:
+                raise type(err)(f"initial does not fit the encoding: {err}") from None
         self.crossover = _checks.real("crossover", crossover, low=0.0, high=1.0)
         if not isinstance(verify, bool):
             raise InvalidArgumentError(f"verify must be True or False, got {verify!r}")

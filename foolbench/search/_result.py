@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from foolbench import _checks, _io
+from foolbench.errors import InvalidArgumentError
 
 __all__ = ["FoolingResult", "History"]
 
@@ -94,8 +95,8 @@ class FoolingResult:
         )
 
     def fooled(self, threshold: float = 0.9999) -> torch.Tensor:
-        """(K,) bool: which classes reached ``threshold`` confidence."""
-        return self.confidence >= threshold
+        """(K,) bool: which classes reached ``threshold`` confidence, a number in (0, 1]."""
+        return self.confidence >= _checks.real("threshold", threshold, low=0.0, high=1.0, low_open=True)
 
     def most_confident(self, k: int) -> FoolingResult:
         """The ``k`` classes with the highest confidence, most confident first (ties in class order).
@@ -128,8 +129,8 @@ class FoolingResult:
         )
 
     def evaluations_to(self, threshold: float = 0.9999) -> list[int | None]:
-        """Evaluations at the first record where each class reached ``threshold`` (None: never)."""
-        reached = self.history.confidence >= threshold
+        """Evaluations at the first record where each class reached ``threshold`` in (0, 1] (None: never)."""
+        reached = self.history.confidence >= _checks.real("threshold", threshold, low=0.0, high=1.0, low_open=True)
         out: list[int | None] = []
         for k in range(reached.shape[1]):
             idx = torch.nonzero(reached[:, k])
@@ -138,6 +139,9 @@ class FoolingResult:
 
     def summary(self, thresholds: tuple[float, ...] = (0.99, 0.9999)) -> dict[str, Any]:
         """A JSON-ready summary: per-class confidence, evaluations to each threshold, totals."""
+        if not isinstance(thresholds, tuple | list) or not thresholds:
+            raise InvalidArgumentError(f"thresholds must be a non-empty tuple of numbers in (0, 1], got {thresholds!r}")
+        thresholds = tuple(_checks.real("thresholds", t, low=0.0, high=1.0, low_open=True) for t in thresholds)
         per_class = []
         evals = {t: self.evaluations_to(t) for t in thresholds}
         for i, c in enumerate(self.classes.tolist()):

@@ -185,3 +185,20 @@ def test_a_checkpoint_past_the_budget_is_refused(clf: fb.models.TorchClassifier,
 def test_bad_run_arguments_name_themselves(clf: fb.models.TorchClassifier, call: Any, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         call(clf)
+
+
+def test_a_bad_initial_batch_and_bad_thresholds_are_named(clf: fb.models.TorchClassifier) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"initial does not fit the encoding: .*\(B, 1, 28, 28\)"):
+        MAPElites(clf, ENC, initial=torch.rand(3, 1, 14, 14))
+    with pytest.raises(InvalidArgumentError, match=r"initial does not fit the encoding: .*values in \[0, 1\]"):
+        MAPElites(clf, ENC, initial=torch.rand(3, 1, 28, 28) * 2)
+    res = MAPElites(clf, ENC, batch_size=8, seed=0).run(generations=2, progress=False)
+    for bad in (float("nan"), -3.0, 1.5):
+        with pytest.raises(InvalidArgumentError, match="threshold must be"):
+            res.fooled(bad)
+        with pytest.raises(InvalidArgumentError, match="threshold must be"):
+            res.evaluations_to(bad)
+    with pytest.raises(InvalidArgumentError, match="thresholds must be"):
+        res.summary(thresholds=(2.0,))
+    with pytest.raises(InvalidArgumentError, match="thresholds must be a non-empty tuple"):
+        res.summary(thresholds=())
