@@ -239,7 +239,16 @@ class GradientAscent:
             raise InvalidArgumentError(
                 f"layer must name a submodule, one of {sorted(n for n in names if n)}; got {layer!r}"
             )
-        chans = [channels] if isinstance(channels, int) else list(channels)
+        chans = [channels] if isinstance(channels, int) and not isinstance(channels, bool) else channels
+        if (
+            not isinstance(chans, list | tuple)
+            or not chans
+            or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in chans)
+        ):
+            raise InvalidArgumentError(
+                f"channels must be a channel index or a non-empty list of them, got {channels!r}"
+            )
+        chans = list(chans)
         captured: dict[str, torch.Tensor] = {}
         handle = names[layer].register_forward_hook(lambda m, i, o: captured.__setitem__("out", o))
         idx = torch.tensor(chans)

@@ -43,6 +43,9 @@ def test_visualize_unit(lenet: fb.models.TorchClassifier) -> None:
         GradientAscent(lenet, steps=2).visualize("conv9", 0)
     with pytest.raises(InvalidArgumentError, match="channels must be in"):
         GradientAscent(lenet, steps=2).visualize("conv2", 99)
+    for bad in ([], [0.5], True, "0"):
+        with pytest.raises(InvalidArgumentError, match="channels must be a channel index or a non-empty list"):
+            GradientAscent(lenet, steps=2).visualize("conv2", bad)  # type: ignore[arg-type]
 
 
 def test_jittered_ascent_stops_only_once_the_returned_images_reach_the_target(
