@@ -38,7 +38,7 @@ def _applies(spec: Spec, model: str) -> bool:
 
 def _record(task: CellTask, dspec: Spec, mspec: Spec, result: CellResult) -> dict[str, Any]:
     runs = {} if mspec.run is None else {"group": mspec.group, "run": mspec.run}
-    record = {
+    return {
         "key": task.key,
         "model": task.model,
         "defense": task.defense,
@@ -52,7 +52,6 @@ def _record(task: CellTask, dspec: Spec, mspec: Spec, result: CellResult) -> dic
         "digest": task.digest,
         **runs,
     }
-    return {**record, "checksum": digest(record)}  # a cell edited by hand is recomputed, not trusted
 
 
 def _revision(mspec: Spec) -> list[int]:
@@ -110,6 +109,7 @@ class _Driver:
             if why:
                 warnings.warn(f"recomputing cell {str(path)!r}: {why}", stacklevel=3)
             return False
+        record.pop("checksum", None)  # a storage detail: results.json lists the cells as computed
         self.cells[task.key], self.tensors[task.key] = record, tensors
         return True
 
@@ -121,7 +121,9 @@ class _Driver:
         if result.tensors:
             _io.save_torch(path.with_suffix(".pt"), result.tensors)
         record = _record(task, dspec, mspec, result)
-        _io.write_json(path, record)  # last: a cell file exists only once everything it names does
+        # last: a cell file exists only once everything it names does; its checksum (kept in the file,
+        # not in results.json) makes a cell edited by hand recomputed rather than trusted
+        _io.write_json(path, {**record, "checksum": digest(record)})
         self.cells[task.key], self.tensors[task.key] = record, result.tensors
 
     def transfer(self, order: list[str]) -> dict[str, Any]:
