@@ -43,8 +43,10 @@ def accuracy(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor)
         >>> accuracy(fb.models.lenet_mnist(), x, y) > 0.9
         True
     """
-    pred = check_classifier(classifier).predict(images).cpu()
-    return float((pred == labels.cpu()).float().mean())
+    clf = check_classifier(classifier)
+    x = _checks.images("images", images, shape=clf.input_shape, bounds=clf.bounds)
+    y = _checks.labels("labels", labels, batch=x.shape[0], num_classes=clf.num_classes)
+    return float((clf.predict(x).cpu() == y.cpu()).float().mean())
 
 
 @dataclass
@@ -257,11 +259,13 @@ class FoolingClassRetraining(_Rounds):
         self.max_evaluations = _checks.positive_int("max_evaluations", max_evaluations)
         self.search_batch_size = _checks.positive_int("search_batch_size", search_batch_size)
         self.target_confidence = _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
-        self.fine_tune = bool(fine_tune)
+        if not isinstance(fine_tune, bool):
+            raise InvalidArgumentError(f"fine_tune must be True or False, got {fine_tune!r}")
+        self.fine_tune = fine_tune
         self.epochs = _checks.positive_int("epochs", epochs)
         self.batch_size = _checks.positive_int("batch_size", batch_size)
         self.lr = _checks.real("lr", lr, low=0.0, low_open=True)
-        self.seed = int(seed)
+        self.seed = _checks.seed_int("seed", seed)
         self.num_classes = self.original.num_classes
         self.class_names = [*self.original.class_names, "fooling"]  # of the retrained models
         self.classifier: TorchClassifier = self.original
@@ -474,7 +478,7 @@ class AdversarialFineTuning(_Rounds):
         self.epochs = _checks.positive_int("epochs", epochs)
         self.batch_size = _checks.positive_int("batch_size", batch_size)
         self.lr = _checks.real("lr", lr, low=0.0, low_open=True)
-        self.seed = int(seed)
+        self.seed = _checks.seed_int("seed", seed)
         self.classifier: TorchClassifier = self.original
         self.perturbations: list[torch.Tensor] = []
         self.table = RoundTable("Fine-tuning on universal perturbations (Moosavi-Dezfooli et al. 2017)")

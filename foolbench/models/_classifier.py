@@ -631,6 +631,23 @@ class TorchClassifier(BaseClassifier):
         self._cache: dict[str, Any] = {}  # the compiled module and the float32 reference, built on first use
         self._probe()
 
+    def _apply(self, fn: Any, recurse: bool = True) -> TorchClassifier:
+        """``.to()``, ``.cuda()``, ``.double()``... move or cast the module: the adapter follows it.
+
+        The normalisation tensors go along, the device and dtype are read again from the module, and
+        the cached float32 twin and compiled module are dropped (rebuilt on first use).
+        """
+        super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        if tensors:
+            self._device = tensors[0].device
+            self._dtype = next((t.dtype for t in tensors if t.is_floating_point()), self._dtype)
+            self._settings["device"] = self._device
+        self.mean = None if self.mean is None else self.mean.to(device=self._device, dtype=self._dtype)
+        self.std = None if self.std is None else self.std.to(device=self._device, dtype=self._dtype)
+        self._cache.clear()
+        return self
+
     def _resize(self, resize: Sequence[int] | None) -> tuple[int, int] | None:
         if resize is None:
             return None

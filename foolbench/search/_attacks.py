@@ -290,6 +290,8 @@ class Attack(ABC):
         if self.eps is not None:
             adv = x + project(adv - x, self.eps, self.norm)
         adv = adv.clamp(lower, upper).detach()
+        if self.eps is not None and self.norm == "inf":  # x + delta rounds at the pixels' scale (bounds like 0-255)
+            adv = torch.where((adv - x).abs() > self.eps, torch.nextafter(adv, x), adv)
         if not bool(torch.isfinite(adv).all()):
             raise ModelOutputError(
                 f"{type(self).__name__} produced NaN images from finite inputs: the model's gradient is NaN or "

@@ -285,8 +285,10 @@ class UniversalPerturbation:
     def __repr__(self) -> str:
         return (
             f"UniversalPerturbation(eps={self.eps:g}, norm={self.norm!r}, method={self.method!r}, "
-            f"delta={self.delta:g}, max_passes={self.max_passes}, batch_size={self.batch_size}, seed={self.seed})"
-        )
+            f"delta={self.delta:g}, max_passes={self.max_passes}, batch_size={self.batch_size}, seed={self.seed}, "
+            f"step_size={self.step_size:g}, deepfool_steps={self.deepfool.steps}, "
+            f"overshoot={self.deepfool.overshoot:g})"
+        )  # every setting: AdversarialFineTuning keys its checkpoints on it
 
     def fit(self, classifier: Classifier, images: torch.Tensor, *, progress: bool = False) -> UAPResult:
         """Fit a universal perturbation on ``images``; labels are the clean predictions.

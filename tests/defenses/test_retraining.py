@@ -142,7 +142,20 @@ def test_bad_arguments(lenet: fb.models.TorchClassifier, digits_train: Digits, d
         FoolingClassRetraining(lenet, lambda k: None, x, y, x, y, searches_per_round=1, max_evaluations=64).run(  # type: ignore[arg-type,return-value]
             progress=False
         )
+    for bad in (1.9, -3, "7", True):
+        with pytest.raises((InvalidArgumentError, InvalidTypeError), match="seed"):
+            FoolingClassRetraining(lenet, fb.models.LeNet, x, y, x, y, seed=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="fine_tune must be True or False"):
+        FoolingClassRetraining(lenet, fb.models.LeNet, x, y, x, y, fine_tune="no")  # type: ignore[arg-type]
     uap = fb.search.UniversalPerturbation(eps=0.1)
+    with pytest.raises((InvalidArgumentError, InvalidTypeError), match="seed"):
+        AdversarialFineTuning(lenet, x, y, x, y, uap=uap, fit_images=50, seed=1.9)  # type: ignore[arg-type]
+    # its checkpoints are keyed on the UAP's repr: every setting that changes the perturbation is in it
+    reprs = {
+        repr(fb.search.UniversalPerturbation(eps=0.1, **kw))
+        for kw in ({}, {"step_size": 0.2}, {"deepfool_steps": 3}, {"overshoot": 0.5})
+    }
+    assert len(reprs) == 4
     with pytest.raises(InvalidArgumentError, match="fit_images must be at most the 100"):
         AdversarialFineTuning(lenet, x, y, x, y, uap=uap, fit_images=500)
     with pytest.raises(InvalidArgumentError, match="rounds"):

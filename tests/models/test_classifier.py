@@ -382,3 +382,29 @@ def test_a_protocol_module_in_float64_is_fed_float64() -> None:
     torch.testing.assert_close(clf.probs(x).double(), torch.softmax(proto(x), 1), rtol=1e-5, atol=1e-6)
     res = fb.search.PGD(eps=0.1, steps=2)(proto, x, torch.tensor([0, 1]))
     assert res.adversarial.dtype == torch.float64
+
+
+def test_to_and_double_move_the_whole_adapter() -> None:
+    """``.double()`` (and ``.to("cuda")``, as Ray replicas do) keep the adapter in step with its module."""
+    clf = fb.models.lenet_mnist()
+    x = torch.rand(3, 1, 28, 28)
+    before = clf.probs(x)
+    moved = clf.double()
+    assert moved is clf and clf.dtype == torch.float64 and clf.mean is not None and clf.mean.dtype == torch.float64
+    torch.testing.assert_close(clf.probs(x.double()).float(), before, rtol=0, atol=1e-5)
+    assert clf.reference() is clf and clf.replace(batch_size=8).dtype == torch.float64
+    res = fb.search.FGSM(eps=0.1)(clf, x.double(), clf.predict(x.double()))
+    assert res.adversarial.dtype == torch.float64
+
+
+def test_accuracy_checks_its_labels() -> None:
+    clf = fb.models.lenet_mnist()
+    x, y = fb.data.mnist_digits("test", limit=8)
+    assert fb.defenses.accuracy(clf, x, y) > 0.5
+    for bad, match in (
+        (y[:, None], r"labels must have shape \(8,\)"),
+        (y + 100, r"labels must be class indices in \[0, 9\]"),
+        (y[:5], "labels"),
+    ):
+        with pytest.raises(InvalidArgumentError, match=match):
+            fb.defenses.accuracy(clf, x, bad)

@@ -305,3 +305,15 @@ def test_run_batches_names_the_batch_of_a_wrong_label_type(lenet: fb.models.Torc
     x, y = fb.data.mnist_digits("test", limit=8)
     with pytest.raises(InvalidTypeError, match="batch 1: labels must hold integer class indices"):
         FGSM(eps=0.1).run_batches(lenet, [(x[:4], y[:4]), (x[4:], y[4:].float())])
+
+
+def test_linf_results_stay_in_the_ball_at_the_scale_of_0_255_pixels() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    clf = fb.models.TorchClassifier(net, input_shape=(1, 4, 4), num_classes=3, bounds=(0.0, 255.0))
+    x = torch.rand(64, 1, 4, 4) * 255
+    y = clf.predict(x)
+    eps32 = float(torch.tensor(0.3))  # eps as a float32 image sees it (0.30000001...): 10 ulp over before
+    for attack in (FGSM(eps=0.3), PGD(eps=0.3, steps=5), fb.search.SquareAttack(eps=0.3, queries=10)):
+        res = attack(clf, x, y)
+        assert float((res.adversarial.double() - x.double()).abs().max()) <= eps32, attack
