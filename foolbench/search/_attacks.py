@@ -380,6 +380,10 @@ class Attack(ABC):
         progress: bool = False,
     ) -> list[AttackResult]:
         """Run the attack once per budget in ``eps``; returns the results in the same order."""
+        if not isinstance(eps, list | tuple) or not eps:
+            raise InvalidArgumentError(
+                f"eps must be a non-empty sequence of budgets, got {eps!r} (for one budget, call the attack itself)"
+            )
         out = []
         for i, e in enumerate(eps):
             attack = copy.copy(self)

@@ -119,7 +119,7 @@ class SquareAttack(Attack):
         rows_h = torch.arange(h, device=x.device)
         rows_w = torch.arange(w, device=x.device)
         idx: torch.Tensor | None = None  # rows still running (None: all)
-        used = 0
+        used = 1  # the stripes' forward pass
         for step in range(self.queries):
             if step and step % self.check_every == 0:
                 running = margin > 0

@@ -317,3 +317,12 @@ def test_linf_results_stay_in_the_ball_at_the_scale_of_0_255_pixels() -> None:
     for attack in (FGSM(eps=0.3), PGD(eps=0.3, steps=5), fb.search.SquareAttack(eps=0.3, queries=10)):
         res = attack(clf, x, y)
         assert float((res.adversarial.double() - x.double()).abs().max()) <= eps32, attack
+
+
+def test_sweep_needs_a_list_of_budgets(
+    lenet: fb.models.TorchClassifier, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    x, y = batch
+    for bad in (0.1, []):
+        with pytest.raises(InvalidArgumentError, match="eps must be a non-empty sequence of budgets"):
+            PGD(0.1, steps=2).sweep(lenet, x[:4], y[:4], eps=bad)  # type: ignore[arg-type]

@@ -32,7 +32,7 @@ def test_fools_real_digits_inside_ball_and_bounds(
     assert float(res.norms.max()) <= 0.3 + TOL
     assert torch.equal(res.success, lenet.predict(res.adversarial) != y)
     # a gradient-free attack spends queries, but stops early on images it has fooled
-    assert 1 < res.queries <= 201
+    assert 1 < res.queries <= 202  # the stripes, at most 200 squares, the final check
 
 
 def test_beats_its_own_start(
