@@ -117,8 +117,9 @@ class DirectEncoding:
         """
         g = self._check(genomes)
         if not bool(((g >= 0) & (g <= 1)).all()):
-            top = float(g.nan_to_num(nan=float("inf")).abs().max())
-            raise InvalidArgumentError(f"genomes must hold values in [0, 1], got values up to {top:g}")
+            if bool(g.isnan().any()):
+                raise InvalidArgumentError("genomes must hold values in [0, 1], got NaN")
+            raise InvalidArgumentError(f"genomes must hold values in [0, 1], got values up to {float(g.abs().max()):g}")
 
     def mutate(self, genomes: torch.Tensor, generator: torch.Generator, *, strength: float = 1.0) -> torch.Tensor:
         """Mutated copies of ``genomes``; the input is not modified.

@@ -10,6 +10,7 @@ progress, checkpoints, loggers) subscribe to the short ``run()`` loop.
 
 from __future__ import annotations
 
+import copy
 import secrets
 import time
 from abc import ABC, abstractmethod
@@ -259,7 +260,7 @@ class Evolution(ABC):
             raise InvalidArgumentError(
                 f"log_probs must be a float tensor of shape {want} for the asked batch, got {got}"
             )
-        scores = log_probs.to(self.device)
+        scores = log_probs.detach().to(self.device)  # an archive never holds on to the caller's autograd graph
         if shape == (b, k) and self._columns is not None and not (selected and k == m):
             scores = scores.index_select(1, self._columns)
         return scores.float()
@@ -618,7 +619,8 @@ class MAPElites(Evolution):
             device=device,
             mutation_schedule=mutation_schedule,
         )
-        self.parents = parent_selector(parents)
+        # a copy: a stateful selector (curiosity's scores) must not carry one search's state into another
+        self.parents = copy.deepcopy(parent_selector(parents))
         self.archive = ClassArchive(torch.tensor(chosen, device=self.device), encoding)
         self._picked: torch.Tensor | None = None
         self.initial = initial

@@ -148,6 +148,8 @@ def _locked_run(
         saved = _up_to_date(folder, command, settings, reuse) if reuse else None
         if saved is not None:
             return {**saved, "reused": True}
+        # a run that fails part-way must not leave its outputs beside an older run's summary
+        (folder / "summary.json").unlink(missing_ok=True)
         results, more = compute(folder)
         summary = _io.summary(command, {**settings, **more}, results)
         _io.write_json(folder / "summary.json", summary)
@@ -257,6 +259,11 @@ def run_evolution(
     _encoding_settings(encoding, mutation_rate=mutation_rate, max_nodes=max_nodes, max_connections=max_connections)
     target_confidence = _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
     strength = _checks.real("strength", strength, low=0.0, low_open=True)
+    for key, value in (("mutation_rate", mutation_rate), ("eta", eta)):
+        if method == "random-search" and value is not None:
+            raise InvalidArgumentError(
+                f"{key} applies to the map-elites method only (random search mutates nothing), got {value!r}"
+            )
     if method == "random-search" and strength != 1.0:
         raise InvalidArgumentError(
             f"strength applies to the map-elites method only (random search mutates nothing), got {strength:g}"

@@ -202,3 +202,44 @@ def test_a_bad_initial_batch_and_bad_thresholds_are_named(clf: fb.models.TorchCl
         res.summary(thresholds=(2.0,))
     with pytest.raises(InvalidArgumentError, match="thresholds must be a non-empty tuple"):
         res.summary(thresholds=())
+
+
+def test_tell_keeps_no_autograd_graph_and_a_selector_object_serves_many_searches(
+    clf: fb.models.TorchClassifier,
+) -> None:
+    search = MAPElites(clf, ENC, batch_size=8, seed=0)
+    genomes = search.ask()
+    search.tell(clf.log_probs(search.images(genomes).requires_grad_(True)))  # outside no_grad, as users write it
+    assert not search.archive.fitness.requires_grad and not search.result().confidence.requires_grad
+    selector = fb.search.Curiosity()
+    first = MAPElites(clf, ENC, batch_size=8, seed=0, parents=selector).run(generations=6, progress=False)
+    again = MAPElites(clf, ENC, batch_size=8, seed=0, parents=selector).run(generations=6, progress=False)
+    assert torch.equal(first.images, again.images)  # the same seed: the same result, whatever ran before
+
+
+def test_random_search_refuses_mutation_settings(tmp_path: Path) -> None:
+    for key in ("mutation_rate", "eta"):
+        with pytest.raises(InvalidArgumentError, match=f"{key} applies to the map-elites method only"):
+            fb.search.run_evolution(tmp_path, method="random-search", generations=1, progress=False, **{key: 0.5})
+
+
+def test_a_failed_run_never_leaves_its_outputs_beside_an_older_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from foolbench import _io
+
+    fb.search.run_ascent(tmp_path, classes=["3"], steps=3, progress=False)
+    original = _io.write_json
+
+    def fail_summary(path: Any, obj: Any) -> Any:
+        if Path(path).name == "summary.json":
+            raise OSError("disk full")
+        return original(path, obj)
+
+    monkeypatch.setattr(_io, "write_json", fail_summary)
+    with pytest.raises(OSError, match="disk full"):
+        fb.search.run_ascent(tmp_path, classes=["3"], steps=3, seed=1, progress=False)
+    monkeypatch.setattr(_io, "write_json", original)
+    assert not (tmp_path / "summary.json").exists()  # so the first run's settings are computed again
+    again = fb.search.run_ascent(tmp_path, classes=["3"], steps=3, progress=False)
+    assert not again.get("reused")
