@@ -88,12 +88,8 @@ def _encoding(
 ) -> Encoding:
     """The encoding ``name`` with the settings given (None: its default; checked by ``_encoding_settings``)."""
     if name == "cppn":
-        return CPPNEncoding(
-            shape,
-            max_nodes=32 if max_nodes is None else max_nodes,
-            max_connections=128 if max_connections is None else max_connections,
-            eta=15.0 if eta is None else eta,
-        )
+        given: dict[str, Any] = {"max_nodes": max_nodes, "max_connections": max_connections, "eta": eta}
+        return CPPNEncoding(shape, **{k: v for k, v in given.items() if v is not None})  # None: the encoding's default
     rate = MNIST_RECIPE.mutation_rate if mutation_rate is None else mutation_rate
     return DirectEncoding(shape, mutation_rate=rate, eta=MNIST_RECIPE.eta if eta is None else eta)
 
