@@ -145,7 +145,9 @@ def _locked_run(
         if saved is not None:
             return {**saved, "reused": True}
         # a run that fails part-way must not leave its outputs beside an older run's summary
-        (folder / "summary.json").unlink(missing_ok=True)
+        old = folder / "summary.json"
+        if old.is_file() or old.is_symlink():  # (a folder in its way is reported when the summary is written)
+            old.unlink()
         results, more = compute(folder)
         summary = _io.summary(command, {**settings, **more}, results)
         _io.write_json(folder / "summary.json", summary)
