@@ -567,6 +567,8 @@ class CPPNEncoding:
         strength = _checks.real("strength", strength, low=0.0, low_open=True)
         clean = is_clean(self._check(genomes))
         g = genomes.clone()
+        if not len(g):  # an empty batch has nothing to mutate (and draws nothing)
+            return g
         p = {k: min(1.0, v * strength) for k, v in self.rates.items() if k != "weight_rate"}
         hidden = self._first_hidden
         _delete_connection(g, generator, p["delete_connection"])

@@ -143,6 +143,8 @@ class DirectEncoding:
         strength = _checks.real("strength", strength, low=0.0, low_open=True)
         parents = self._check(genomes)
         child = parents.clone(memory_format=torch.contiguous_format)
+        if not len(child):  # an empty batch has nothing to mutate (and draws nothing)
+            return child
         flat = child.view(-1)
         k = max(1, round(min(1.0, self.mutation_rate * strength) * flat.numel()))
         pos = torch.randint(0, flat.numel(), (k,), generator=generator, device=generator.device).to(flat.device)

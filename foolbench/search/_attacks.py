@@ -274,6 +274,10 @@ class Attack(ABC):
         t = None
         if target is not None:
             if isinstance(target, int) and not isinstance(target, bool):
+                if not 0 <= target < clf.num_classes:
+                    raise InvalidArgumentError(
+                        f"target must be a class index in [0, {clf.num_classes - 1}], got {target}"
+                    )
                 target = torch.full_like(y, target)
             t = _checks.labels("target", target, batch=x.shape[0], num_classes=clf.num_classes, device=device)
             if bool((t == y).any()):

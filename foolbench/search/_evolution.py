@@ -11,6 +11,7 @@ progress, checkpoints, loggers) subscribe to the short ``run()`` loop.
 from __future__ import annotations
 
 import copy
+import os
 import secrets
 import time
 from abc import ABC, abstractmethod
@@ -363,6 +364,8 @@ class Evolution(ABC):
         if isinstance(callbacks, Callback) or not isinstance(callbacks, Sequence):
             raise InvalidTypeError(f"callbacks must be a sequence of Callback objects, got {type(callbacks).__name__}")
         every_save = _checks.positive_int("checkpoint_every", checkpoint_every)
+        if checkpoint is not None and (not isinstance(checkpoint, str | os.PathLike) or not str(checkpoint)):
+            raise InvalidTypeError(f"checkpoint must be a file path (str or os.PathLike), got {checkpoint!r}")
         saver = None if checkpoint is None else Checkpointer(checkpoint, every=every_save)
         if checkpoint is not None and Path(checkpoint).exists():
             self.load_checkpoint(checkpoint)
@@ -650,6 +653,11 @@ class MAPElites(Evolution):
     def ask(self, n: int | None = None) -> Genomes:
         """Like :meth:`Evolution.ask`; generation 0 evaluates ``initial`` when the search was given one."""
         if self.generation == 0 and self.initial is not None and self._asked is None:
+            self._check_whole()
+            if n is not None and _checks.positive_int("n", n) != len(self.initial):
+                raise InvalidArgumentError(
+                    f"n must be the size of initial ({len(self.initial)}) in generation 0, which evaluates it, got {n}"
+                )
             self._asked, self._rng_before_ask = self.initial, self._rng.get_state()
             return self.initial
         return super().ask(n)

@@ -243,3 +243,21 @@ def test_a_failed_run_never_leaves_its_outputs_beside_an_older_summary(
     assert not (tmp_path / "summary.json").exists()  # so the first run's settings are computed again
     again = fb.search.run_ascent(tmp_path, classes=["3"], steps=3, progress=False)
     assert not again.get("reused")
+
+
+def test_more_arguments_that_name_themselves(clf: fb.models.TorchClassifier) -> None:
+    seeded = MAPElites(clf, ENC, batch_size=8, seed=0, initial=torch.rand(4, 1, 28, 28))
+    with pytest.raises(InvalidArgumentError, match=r"n must be the size of initial \(4\)"):
+        seeded.ask(3)
+    assert len(seeded.ask(4)) == 4
+    with pytest.raises(InvalidTypeError, match="checkpoint must be a file path"):
+        MAPElites(clf, ENC, batch_size=8, seed=0).run(generations=1, checkpoint="", progress=False)
+    x, y = fb.data.mnist_digits("test", limit=4)
+    with pytest.raises(
+        InvalidArgumentError, match=r"target must be a class index in \[0, 9\], got 1180591620717411303424"
+    ):
+        fb.search.PGD(eps=0.1, steps=2)(clf, x, y, target=2**70)
+    gen = torch.Generator().manual_seed(0)
+    for enc in (ENC, fb.encodings.CPPNEncoding((1, 8, 8))):
+        empty = enc.sample(2, gen)[:0]
+        assert len(enc.mutate(empty, gen)) == 0
