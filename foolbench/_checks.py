@@ -208,6 +208,20 @@ def images(
     return x
 
 
+def boolean(name: str, value: Any) -> bool:
+    """``value`` when it is True or False; anything else (1, "no", None) is refused naming ``name``.
+
+    Examples:
+        >>> boolean("verify", "no")
+        Traceback (most recent call last):
+        ...
+        foolbench.errors.InvalidArgumentError: verify must be True or False, got 'no'
+    """
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:
     """``x`` in float32 when it is in a half-precision dtype (float16, bfloat16), else as it is.
 

@@ -239,15 +239,17 @@ class MapElitesParams(Params):
                 f"map-elites: mutation_rate (got {self.mutation_rate:g}) applies to the direct encoding only; "
                 "a CPPN mutates through its operator rates: use strength"
             )
-        if self.verify and self.precision == "fp32":
-            raise ConfigError(
-                "map-elites: verify = true needs precision = 'bf16' or 'fp16' (it re-scores those in fp32)"
-            )
+        _verify_needs_reduced_precision("map-elites", self.verify, self.precision)
         if self.warmup > 0 and self.classes is None:
             raise ConfigError(
                 f"map-elites: warmup (got {self.warmup:g}) needs classes = [...], a subset it then focuses on "
                 "(without classes the search already covers every class)"
             )
+
+
+def _verify_needs_reduced_precision(kind: str, verify: bool, precision: str) -> None:
+    if verify and precision == "fp32":
+        raise ConfigError(f"{kind}: verify = true needs precision = 'bf16' or 'fp16' (it re-scores those in fp32)")
 
 
 def _at_precision(clf: Any, precision: str) -> Any:
@@ -342,10 +344,7 @@ class RandomSearchParams(Params):
     verify: bool = param(False, "re-score images that beat an elite with the float32 model", type="bool")
 
     def __post_init__(self) -> None:
-        if self.verify and self.precision == "fp32":
-            raise ConfigError(
-                "random-search: verify = true needs precision = 'bf16' or 'fp16' (it re-scores those in fp32)"
-            )
+        _verify_needs_reduced_precision("random-search", self.verify, self.precision)
 
 
 @register_method

@@ -259,9 +259,7 @@ class FoolingClassRetraining(_Rounds):
         self.max_evaluations = _checks.positive_int("max_evaluations", max_evaluations)
         self.search_batch_size = _checks.positive_int("search_batch_size", search_batch_size)
         self.target_confidence = _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
-        if not isinstance(fine_tune, bool):
-            raise InvalidArgumentError(f"fine_tune must be True or False, got {fine_tune!r}")
-        self.fine_tune = fine_tune
+        self.fine_tune = _checks.boolean("fine_tune", fine_tune)
         self.epochs = _checks.positive_int("epochs", epochs)
         self.batch_size = _checks.positive_int("batch_size", batch_size)
         self.lr = _checks.real("lr", lr, low=0.0, low_open=True)

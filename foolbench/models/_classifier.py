@@ -127,6 +127,12 @@ def _module_device(module: nn.Module) -> torch.device:
     return torch.device("cpu") if tensor is None else tensor.device
 
 
+def _module_dtype(module: nn.Module, default: torch.dtype = torch.float32) -> torch.dtype:
+    """The dtype of the module's first floating parameter or buffer (``default`` when it has none)."""
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    return next((t.dtype for t in tensors if t.is_floating_point()), default)
+
+
 class BaseClassifier(nn.Module):
     """The classifier foolbench works with: input checks, chunked no-grad scores and real defaults.
 
@@ -333,10 +339,7 @@ class _ProtocolClassifier(BaseClassifier):
         declared = getattr(self.wrapped, "dtype", None)
         if isinstance(declared, torch.dtype) and declared.is_floating_point:
             return declared
-        if isinstance(self.wrapped, nn.Module):
-            tensors = [*self.wrapped.parameters(), *self.wrapped.buffers()]
-            return next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
-        return torch.float32
+        return _module_dtype(self.wrapped) if isinstance(self.wrapped, nn.Module) else torch.float32
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.wrapped(x)
@@ -616,8 +619,7 @@ class TorchClassifier(BaseClassifier):
             module.to(own_device)
         if self.channels_last:
             module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        tensors = [*module.parameters(), *module.buffers()]
-        self._dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+        self._dtype = _module_dtype(module)
         self._device = own_device
         self.module: nn.Module = module
         self.mean: torch.Tensor | None = self._tensor(mean_v, default=0.0)
@@ -638,11 +640,9 @@ class TorchClassifier(BaseClassifier):
         the cached float32 twin and compiled module are dropped (rebuilt on first use).
         """
         super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
-        tensors = [*self.module.parameters(), *self.module.buffers()]
-        if tensors:
-            self._device = tensors[0].device
-            self._dtype = next((t.dtype for t in tensors if t.is_floating_point()), self._dtype)
-            self._settings["device"] = self._device
+        if next(itertools.chain(self.module.parameters(), self.module.buffers()), None) is not None:
+            self._device = self._settings["device"] = _module_device(self.module)
+            self._dtype = _module_dtype(self.module, self._dtype)
         self.mean = None if self.mean is None else self.mean.to(device=self._device, dtype=self._dtype)
         self.std = None if self.std is None else self.std.to(device=self._device, dtype=self._dtype)
         self._cache.clear()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from foolbench import _checks, _io
-from foolbench.errors import InvalidArgumentError, InvalidTypeError
+from foolbench.errors import InvalidTypeError
 
 if TYPE_CHECKING:
     from foolbench.search._evolution import Evolution
@@ -240,9 +240,7 @@ class JSONLLogger(Callback):
     def __init__(self, path: str | os.PathLike[str], *, every: int = 1, per_class: bool = False) -> None:
         self.path = _path("path", path)
         self.every = _checks.positive_int("every", every)
-        if not isinstance(per_class, bool):
-            raise InvalidArgumentError(f"per_class must be True or False, got {per_class!r}")
-        self.per_class = per_class
+        self.per_class = _checks.boolean("per_class", per_class)
 
     def on_start(self, search: Evolution) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

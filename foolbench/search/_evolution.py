@@ -11,7 +11,6 @@ progress, checkpoints, loggers) subscribe to the short ``run()`` loop.
 from __future__ import annotations
 
 import copy
-import os
 import secrets
 import time
 from abc import ABC, abstractmethod
@@ -27,7 +26,7 @@ from foolbench.encodings._base import select_rows
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 from foolbench.models import Classifier, check_classifier, weights_digest
 from foolbench.search._archive import ClassArchive
-from foolbench.search._callbacks import Budget, Callback, Checkpointer, ProgressBar, StopAtTarget
+from foolbench.search._callbacks import Budget, Callback, Checkpointer, ProgressBar, StopAtTarget, _path
 from foolbench.search._evaluator import (
     Evaluator,
     LocalEvaluator,
@@ -359,14 +358,11 @@ class Evolution(ABC):
         if target_confidence is not None:
             _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
             chain.append(StopAtTarget(target_confidence, every=every))
-        if not isinstance(progress, bool):
-            raise InvalidArgumentError(f"progress must be True or False, got {progress!r}")
+        _checks.boolean("progress", progress)
         if isinstance(callbacks, Callback) or not isinstance(callbacks, Sequence):
             raise InvalidTypeError(f"callbacks must be a sequence of Callback objects, got {type(callbacks).__name__}")
         every_save = _checks.positive_int("checkpoint_every", checkpoint_every)
-        if checkpoint is not None and (not isinstance(checkpoint, str | os.PathLike) or not str(checkpoint)):
-            raise InvalidTypeError(f"checkpoint must be a file path (str or os.PathLike), got {checkpoint!r}")
-        saver = None if checkpoint is None else Checkpointer(checkpoint, every=every_save)
+        saver = None if checkpoint is None else Checkpointer(_path("checkpoint", checkpoint), every=every_save)
         if checkpoint is not None and Path(checkpoint).exists():
             self.load_checkpoint(checkpoint)
             self._check_budget(checkpoint, max_evaluations, generations)
@@ -636,9 +632,7 @@ class MAPElites(Evolution):
             except (InvalidArgumentError, InvalidTypeError) as err:
                 raise type(err)(f"initial does not fit the encoding: {err}") from None
         self.crossover = _checks.real("crossover", crossover, low=0.0, high=1.0)
-        if not isinstance(verify, bool):
-            raise InvalidArgumentError(f"verify must be True or False, got {verify!r}")
-        self.verify = verify
+        self.verify = _checks.boolean("verify", verify)
         self.verifications = 0
         # cuDNN plans its convolutions per input shape, and the number of improvers changes every
         # generation: on an H100 each new size cost about a second (296 vs 11,651 eval/s), so on CUDA

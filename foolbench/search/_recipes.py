@@ -275,8 +275,7 @@ def run_evolution(
                 f"parents_confidence applies to the map-elites method only (random search breeds from no "
                 f"parents), got {parents_confidence:g}"
             )
-    if not isinstance(verify, bool):
-        raise InvalidArgumentError(f"verify must be True or False, got {verify!r}")
+    _checks.boolean("verify", verify)
     if verify and precision == "fp32":
         raise InvalidArgumentError(
             "verify needs a reduced precision (bf16 or fp16) whose scores it re-scores in float32, got fp32"
