@@ -229,7 +229,9 @@ def save_grid(
 ) -> Path:
     """Save a (B, C, H, W) batch in [0, 1] as a PNG grid with a caption under each image.
 
-    Small images are enlarged with nearest-neighbour sampling so pixels stay visible.
+    Small images are enlarged with nearest-neighbour sampling so pixels stay visible. A batch with
+    values outside [0, 1] (a classifier's bounds such as 0-255 or -1..1) is shown scaled to its own
+    range, min black and max white.
 
     Raises:
         InvalidArgumentError: ``images`` is not a (B, 1 or 3, H, W) tensor, or there is not one caption per
@@ -245,7 +247,11 @@ def save_grid(
         raise InvalidArgumentError(f"captions must hold one caption per image ({images.shape[0]}), got {count}")
     if columns is not None and (isinstance(columns, bool) or not isinstance(columns, int) or columns < 1):
         raise InvalidArgumentError(f"columns must be an int >= 1 or None, got {columns!r}")
-    imgs = images.detach().float().clamp(0, 1).cpu()
+    imgs = images.detach().float().cpu()
+    lo, hi = float(imgs.min()), float(imgs.max())
+    if lo < 0 or hi > 1:  # bounds other than [0, 1]: clamping would show 0-255 images all white
+        imgs = (imgs - lo) / max(hi - lo, 1e-12)
+    imgs = imgs.clamp(0, 1)
     if imgs.shape[1] == 1:
         imgs = imgs.expand(-1, 3, -1, -1)
     b = imgs.shape[0]

@@ -371,6 +371,31 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
         ConfigError,
         r"methods\[0\] has unknown kind 'cw'; valid kinds",
     ),
+    # a truthy string was taken as fresh=True: every checkpoint of the folder deleted
+    (
+        "run_suite fresh",
+        lambda: fb.bench.run_suite("quick", out="never-written", fresh="no"),
+        InvalidArgumentError,
+        r"fresh must be True or False, got 'no'",
+    ),
+    (
+        "run_evolution fresh",
+        lambda: fb.search.run_evolution("never-written", fresh="false"),
+        InvalidArgumentError,
+        r"fresh must be True or False, got 'false'",
+    ),
+    (
+        "run_ascent progress",
+        lambda: fb.search.run_ascent("never-written", progress="off"),
+        InvalidArgumentError,
+        r"progress must be True or False, got 'off'",
+    ),
+    (
+        "run_uap fresh",
+        lambda: fb.search.run_uap("never-written", fresh=1),
+        InvalidArgumentError,
+        r"fresh must be True or False, got 1",
+    ),
 ]
 
 

@@ -556,7 +556,8 @@ class UAPMethod(Method[UAPParams]):
         metrics: dict[str, Any] = {"fooling_rate": fooling_rate(clf, held, v)}
         lo, hi = clf.bounds
         metrics.update(_detected(target, (held + v.to(held.device)).clamp(lo, hi)))
-        return CellOutput(metrics, {"perturbation": v.cpu()})
+        # the count of held-out images it was measured on: its transfer matrix's diagonal is then this rate
+        return CellOutput(metrics, {"perturbation": v.cpu(), "held_out": torch.tensor(held.shape[0])})
 
     @classmethod
     def report(cls, cells: list[dict[str, Any]]) -> list[str]:
@@ -578,7 +579,8 @@ class UAPMethod(Method[UAPParams]):
     def transfer_rate(cls, classifier: Any, tensors: dict[str, torch.Tensor], images: torch.Tensor) -> float | None:
         from foolbench.search import fooling_rate
 
-        return float(fooling_rate(classifier, images, tensors["perturbation"].to(images.device)))
+        n = int(tensors["held_out"]) if "held_out" in tensors else images.shape[0]  # cells of 0.1.0: all
+        return float(fooling_rate(classifier, images[:n], tensors["perturbation"].to(images.device)))
 
 
 def _median_reached(values: list[int | None]) -> float | None:

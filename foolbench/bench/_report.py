@@ -128,11 +128,16 @@ def _retraining(results: dict[str, Any]) -> str | None:
 
 
 def _off_diagonal(results: dict[str, Any], kind: str) -> float | None:
-    tr = results["transfer"].get(kind)
-    if not tr:
-        return None
-    n = len(tr["models"])
-    return float(statistics.mean(tr["matrix"][i][j] for i in range(n) for j in range(n) if i != j))
+    """Mean transfer rate (off the diagonal) over the matrices of the methods of ``kind``."""
+    rates = [
+        tr["matrix"][i][j]
+        for name, tr in results["transfer"].items()
+        if tr.get("kind", name) == kind  # results of 0.1.0 keyed the matrices by kind
+        for i in range(len(tr["models"]))
+        for j in range(len(tr["models"]))
+        if i != j and tr["matrix"][i][j] is not None
+    ]
+    return float(statistics.mean(rates)) if rates else None
 
 
 def _uap(results: dict[str, Any]) -> str | None:

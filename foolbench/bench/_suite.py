@@ -11,6 +11,7 @@ from __future__ import annotations
 import platform
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,12 @@ from typing import Any
 import torch
 
 import foolbench
-from foolbench import _io
+from foolbench import _checks, _io
 from foolbench.bench._config import Spec, SuiteConfig, load_config
 from foolbench.bench._executor import CellResult, CellTask, Executor, LocalExecutor, forget_workspaces, workspace
 from foolbench.bench._registry import METHODS
 from foolbench.bench._report import claims, write_reports
-from foolbench.bench._store import cell_seed, digest, file_key, metrics_problem, validate_cell
+from foolbench.bench._store import cell_seed, digest, file_key, metrics_problem, tensors_digest, validate_cell
 from foolbench.bench._workspace import Workspace
 from foolbench.errors import CheckpointError, InvalidTypeError
 
@@ -100,16 +101,23 @@ class _Driver:
                     "method_kind": mspec.kind, "defense_kind": dspec.kind, "digest": task.digest}  # fmt: skip
         record, why = validate_cell(path, expected, METHODS[mspec.kind].rates)
         tensors: dict[str, torch.Tensor] = {}
-        if record is not None and path.with_suffix(".pt").is_file():
+        # the digest of the cell's tensors file, None where the cell kept none (a .pt beside it is another
+        # cell's, never loaded); cells of 0.1.0 have no such field and take a .pt beside them as theirs
+        expect = record.get("tensors_checksum", "any") if record is not None else None
+        pt = path.with_suffix(".pt")
+        if record is not None and expect is not None and (pt.is_file() or expect != "any"):
             try:
-                tensors = _io.load_torch(path.with_suffix(".pt"), what="cell tensors")
-            except CheckpointError as err:
+                tensors = _io.load_torch(pt, what="cell tensors")
+                if expect != "any" and tensors_digest(tensors) != expect:
+                    record, why = None, f"its tensors file {pt.name!r} is not the one it was written with"
+            except (CheckpointError, FileNotFoundError) as err:
                 record, why = None, str(err)
         if record is None:
             if why:
                 warnings.warn(f"recomputing cell {str(path)!r}: {why}", stacklevel=3)
             return False
-        record.pop("checksum", None)  # a storage detail: results.json lists the cells as computed
+        for detail in ("checksum", "tensors_checksum"):  # storage details: results.json lists the cells as computed
+            record.pop(detail, None)
         self.cells[task.key], self.tensors[task.key] = record, tensors
         return True
 
@@ -120,20 +128,32 @@ class _Driver:
         path = self.out / "cells" / f"{task.key}.json"
         if result.tensors:
             _io.save_torch(path.with_suffix(".pt"), result.tensors)
+        else:  # an earlier configuration's tensors must not pass for this cell's
+            path.with_suffix(".pt").unlink(missing_ok=True)
         record = _record(task, dspec, mspec, result)
         # last: a cell file exists only once everything it names does; its checksum (kept in the file,
-        # not in results.json) makes a cell edited by hand recomputed rather than trusted
-        _io.write_json(path, {**record, "checksum": digest(record)})
+        # not in results.json) makes a cell edited by hand recomputed rather than trusted, and the
+        # tensors' digest ties the .pt beside it to it
+        stored = {**record, "tensors_checksum": tensors_digest(result.tensors) if result.tensors else None}
+        _io.write_json(path, {**stored, "checksum": digest(stored)})
         self.cells[task.key], self.tensors[task.key] = record, result.tensors
 
     def transfer(self, order: list[str]) -> dict[str, Any]:
-        """Each transferable method kind's matrix between the undefended models (rows: made on)."""
+        """Each transferable method's matrix between the undefended models it ran on (rows: made on).
+
+        Keyed by method kind where the suite has one method of that kind, else by method name: two
+        methods of one kind (PGD at two budgets) get a matrix each, never one whose rows mix them.
+        """
         out: dict[str, Any] = {}
         cells = [self.cells[k] for k in order if k in self.cells and self.cells[k]["defense_kind"] == "none"]
-        for kind, cls in METHODS.items():
-            sources = {c["model"]: self.tensors.get(c["key"], {}) for c in cells if c["method_kind"] == kind}
+        per_kind = Counter(spec.kind for spec in self.cfg.methods)
+        for spec in self.cfg.methods:
+            cls = METHODS[spec.kind]
+            if cls.transfer is None:
+                continue
+            sources = {c["model"]: self.tensors.get(c["key"], {}) for c in cells if c["method"] == spec.name}
             names = [n for n, t in sources.items() if t]
-            if len(names) < 2 or cls.transfer is None:
+            if len(names) < 2:
                 continue
             if len({tuple(self.ws.model(n).classifier.input_shape) for n in names}) != 1:
                 continue
@@ -142,7 +162,15 @@ class _Driver:
             x = self.ws.data(names[0])[1][0]
             matrix = [[cls.transfer_rate(self.ws.model(dst).classifier, sources[src], x) for dst in names]
                       for src in names]  # fmt: skip
-            out[kind] = {"title": cls.transfer, "models": names, "matrix": matrix}
+            alone = per_kind[spec.kind] == 1
+            title = cls.transfer if alone else f"{cls.transfer}, {spec.name}"
+            out[spec.kind if alone else spec.name] = {
+                "kind": spec.kind,
+                "method": spec.name,
+                "title": title,
+                "models": names,
+                "matrix": matrix,
+            }
         return out
 
     def diversity(self, order: list[str]) -> list[dict[str, Any]]:
@@ -272,6 +300,8 @@ def run_suite(
         >>> res["schema"], len(res["cells"]), res["failed"]
         ('foolbench.bench/2', 1, [])
     """
+    _checks.boolean("fresh", fresh)
+    _checks.boolean("progress", progress)
     executor = LocalExecutor() if executor is None else executor
     if not callable(getattr(executor, "map", None)):
         raise InvalidTypeError(f"executor must have a map(tasks) method, got {type(executor).__name__}")

@@ -156,11 +156,7 @@ class AttackResult:
             f"{int(lbl)}->{int(p)}" + (" ok" if bool(s) else "")
             for lbl, p, s in zip(self.labels[:shown], pred[:shown], self.success[:shown], strict=True)
         ]
-        shown_images = self.adversarial[:shown].detach().cpu().float()
-        lo, hi = float(shown_images.min()), float(shown_images.max())
-        if lo < 0 or hi > 1:  # bounds other than [0, 1]: shown scaled to the batch's range
-            shown_images = (shown_images - lo) / max(hi - lo, 1e-12)
-        png = _io.save_grid(shown_images, captions, out / f"{prefix}images.png")
+        png = _io.save_grid(self.adversarial[:shown], captions, out / f"{prefix}images.png")
         tensors = {
             "adversarial": self.adversarial.detach().cpu(),
             "success": self.success.cpu(),

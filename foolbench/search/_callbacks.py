@@ -204,8 +204,11 @@ class Checkpointer(Callback):
             self._save(search)
 
     def on_end(self, search: Evolution, *, interrupted: bool) -> None:
-        # a search torn inside a generation's insert keeps its last whole checkpoint
-        if search.generation != self._saved_at and not getattr(search, "_torn", False):
+        # a search torn inside a generation's insert keeps its last whole checkpoint, and so does one stopped
+        # while the callbacks were seeing its last generation (a logger may not have logged it: the resume redoes it)
+        if search.generation != self._saved_at and not any(
+            getattr(search, flag, False) for flag in ("_torn", "_unobserved")
+        ):
             self._save(search)
 
     def _save(self, search: Evolution) -> None:

@@ -136,6 +136,7 @@ class Evolution(ABC):
         self._asked: Genomes | None = None
         self._rng_before_ask: torch.Tensor | None = None
         self._torn = False
+        self._unobserved = False  # a generation not yet seen by every callback (see _loop)
         self._hist_evals: list[int] = []
         self._hist_conf: list[torch.Tensor] = []
 
@@ -400,8 +401,12 @@ class Evolution(ABC):
                 t0 = time.perf_counter()
                 self._step()
                 self.seconds += time.perf_counter() - t0
+                # until every callback has seen it, the Checkpointer's final save skips this generation: a
+                # resumed run would start after it, and a logger after a failing callback would never log it
+                self._unobserved = True
                 for cb in callbacks:
                     cb.on_generation(self)
+                self._unobserved = False
             interrupted = False
         finally:
             for cb in callbacks:
@@ -509,7 +514,7 @@ class Evolution(ABC):
             raise CheckpointError(f"{source!r} field 'rng_state' does not fit a {self.device.type} generator") from err
         self._rng = rng
         self.generation, self.evaluations, self.seconds = generation, evaluations, seconds
-        self._torn = False
+        self._torn = self._unobserved = False
         self._hist_evals = [int(e) for e in hist_e]
         self._hist_conf = list(hist_lp.float().to(self.device).unbind(0))
 

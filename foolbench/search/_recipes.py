@@ -249,6 +249,8 @@ def run_evolution(
         ('foolbench.summary/1', 'evolve', 128)
     """
     settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh", "command", "title")}
+    _checks.boolean("fresh", fresh)
+    _checks.boolean("progress", progress)
     settings["checkpoint"] = None if checkpoint is None else str(checkpoint)
     settings["classes"] = None if classes is None else list(classes)
 
@@ -390,6 +392,8 @@ def run_ascent(
         (2, False, True)
     """
     settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh")}
+    _checks.boolean("fresh", fresh)
+    _checks.boolean("progress", progress)
     settings["classes"] = None if classes is None else list(classes)
 
     def compute(folder: Path) -> Computed:
@@ -464,6 +468,8 @@ def run_uap(
         ('uap', 0.3, 10)
     """
     settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh")}
+    _checks.boolean("fresh", fresh)
+    _checks.boolean("progress", progress)
     _checks.positive_int("fit", fit)
     _checks.positive_int("held_out", held_out)
 

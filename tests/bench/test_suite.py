@@ -414,3 +414,68 @@ def test_cells_of_another_device_type_have_another_digest(tmp_path: Path) -> Non
     stored = run_suite(cfg, out=tmp_path / "run", progress=False)["cells"][0]["digest"]
     assert cell_digest(None) == cell_digest("cpu") == stored
     assert cell_digest("cuda") == cell_digest("cuda:1") != stored
+
+
+def test_a_cells_tensors_file_is_tied_to_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A .pt beside a cell is loaded only if it is the one the cell was written with; a cell that keeps no
+    tensors removes an earlier configuration's (more classes than KEEP_IMAGES_LIMIT: the diversity rows then
+    read another run's images, or fail on their count)."""
+    import foolbench.bench._methods as methods
+    from foolbench.bench._suite import _Driver
+    from foolbench.bench._workspace import Workspace
+
+    cfg: dict[str, Any] = {
+        "data": {"dataset": "mnist", "train": 100, "test": 100},
+        "models": [{"zoo": "lenet-mnist"}],
+        "methods": [{"name": "me", "kind": "map-elites", "max_evaluations": 32, "batch_size": 16, "classes": [1, 7]}],
+    }  # a named method: the cell's file names stay when its settings change
+    calls = _counting(monkeypatch)
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    pt = next((tmp_path / "cells").glob("*.pt"))
+    kept = torch.load(pt, weights_only=True)["images"]
+    assert kept.shape[0] == 2
+    torch.save({"images": torch.zeros(3, 1, 28, 28)}, pt)  # another run's tensors in its place
+    with pytest.warns(UserWarning, match="tensors file .* is not the one it was written with"):
+        run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 2
+    assert torch.equal(torch.load(pt, weights_only=True)["images"], kept)  # same seed, same elites
+
+    monkeypatch.setattr(methods, "KEEP_IMAGES_LIMIT", 1)  # the cell now keeps no tensors
+    cfg["methods"][0]["max_evaluations"] = 48
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 3 and not list((tmp_path / "cells").glob("*.pt"))
+    torch.save({"images": kept}, pt)  # a stray file beside a cell that kept none is not taken as its own
+    parsed = parse_config(cfg)
+    driver = _Driver(parsed, tmp_path, Workspace(parsed, tmp_path, None), None, False)
+    task = driver.task("lenet-mnist", parsed.defenses[0], parsed.methods[0])
+    assert driver.cached(task) and driver.tensors[task.key] == {}
+
+
+def test_transfer_matrices_are_per_method_and_their_diagonal_is_the_cells_rate(tmp_path: Path) -> None:
+    """Two PGD methods got one matrix whose rows mixed them; a UAP's diagonal was measured on the whole
+    test split rather than on the cell's ``held_out`` digits."""
+    cfg = {
+        "data": {"dataset": "mnist", "train": 96, "test": 60},
+        "models": [
+            {"zoo": "lenet-mnist"},
+            {"name": "mlp", "factory": "foolbench.bench.factories:mlp", "input_shape": [1, 28, 28],
+             "num_classes": 10, "train_epochs": 1},
+        ],
+        "methods": [
+            {"name": "pgd-weak", "kind": "pgd", "eps": 0.05, "n": 16, "steps": 2},
+            {"name": "pgd-strong", "kind": "pgd", "eps": 0.3, "n": 16, "steps": 5},
+            {"kind": "uap", "fit": 16, "held_out": 20, "max_passes": 1},
+        ],
+    }  # fmt: skip
+    res = run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert set(res["transfer"]) == {"pgd-weak", "pgd-strong", "uap"}
+    weak, strong = res["transfer"]["pgd-weak"], res["transfer"]["pgd-strong"]
+    assert weak["kind"] == strong["kind"] == "pgd" and "pgd-weak" in weak["title"]
+    assert res["transfer"]["uap"]["method"] != "uap"  # the only UAP method: keyed by its kind
+    assert sum(map(sum, weak["matrix"])) < sum(map(sum, strong["matrix"]))  # each matrix one budget
+    uap = res["transfer"]["uap"]
+    rates = {c["model"]: c["metrics"]["fooling_rate"] for c in res["cells"] if c["method_kind"] == "uap"}
+    for i, model in enumerate(uap["models"]):
+        assert uap["matrix"][i][i] == pytest.approx(rates[model])
+    claim = next(c for c in res["claims"] if "for one network often fails" in c["claim"])
+    assert "mean" in claim["measured"]

@@ -229,3 +229,24 @@ def test_result_files(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
     with Image.open(paths["png"]) as img:
         assert img.size[0] >= 10 * 28
     assert "| class | name | confidence |" in paths["markdown"].read_text()
+
+
+@pytest.mark.parametrize("bounds", [(0.0, 255.0), (-1.0, 1.0)])
+def test_grids_show_images_of_other_bounds_scaled_not_clipped(bounds: tuple[float, float], tmp_path: Path) -> None:
+    """A 0-255 model's elites were saved all white (clamped to [0, 1]), a -1..1 model's half black."""
+    import numpy as np
+    from PIL import Image
+
+    lo, hi = bounds
+    clf = fb.models.TorchClassifier(
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3)).eval(),
+        input_shape=(1, 8, 8),
+        num_classes=3,
+        bounds=bounds,
+    )
+    res = fb.search.MAPElites(clf, DirectEncoding((1, 8, 8)), batch_size=8, seed=0).run(generations=2, progress=False)
+    assert float(res.images.min()) < lo + 0.2 * (hi - lo) and float(res.images.max()) > hi - 0.2 * (hi - lo)
+    with Image.open(res.save_png(tmp_path / "g.png", columns=3)) as img:
+        tile = np.asarray(img.convert("L"))[: 8 * 14, : 8 * 14]  # the first image, enlarged 14x
+    expected = ((res.images[0, 0] - res.images.min()) / (res.images.max() - res.images.min()) * 255).round()
+    assert np.abs(tile[::14, ::14].astype(float) - expected.numpy()).max() <= 1

@@ -143,6 +143,32 @@ def test_loggers_keep_every_row_when_a_checkpoint_save_is_interrupted(
     assert rows == list(range(1, 9))
 
 
+def test_loggers_keep_every_row_when_a_callback_before_them_fails(
+    clf: fb.models.TorchClassifier, tmp_path: Path
+) -> None:
+    """A callback raising at generation 3 kept the loggers after it from logging it, and the final
+    checkpoint saved it: the resumed run started at 4, and the row of 3 was lost for good."""
+    ckpt, log = tmp_path / "c.pt", tmp_path / "log.jsonl"
+
+    class Boom(fb.search.Callback):
+        def on_generation(self, search: Any) -> None:
+            if search.generation == 3:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        MAPElites(clf, ENC, batch_size=8, seed=0).run(
+            generations=6, checkpoint=ckpt, progress=False, callbacks=[Boom(), fb.search.JSONLLogger(log)]
+        )
+    resumed = MAPElites(clf, ENC, batch_size=8, seed=0).run(
+        generations=6, checkpoint=ckpt, progress=False, callbacks=[fb.search.JSONLLogger(log)]
+    )
+    rows = [json.loads(line)["generation"] for line in log.read_text().splitlines()]
+    assert rows == list(range(1, 7))
+    assert torch.equal(
+        resumed.images, MAPElites(clf, ENC, batch_size=8, seed=0).run(generations=6, progress=False).images
+    )
+
+
 def test_a_checkpoint_past_the_budget_is_refused(clf: fb.models.TorchClassifier, tmp_path: Path) -> None:
     ckpt = tmp_path / "c.pt"
     MAPElites(clf, ENC, batch_size=8, seed=0).run(max_evaluations=80, checkpoint=ckpt, progress=False)
