@@ -712,9 +712,15 @@ class CPPNEncoding:
     def _render_torch(
         self, grid: torch.Tensor, w: torch.Tensor, act: torch.Tensor, sizes: torch.Tensor
     ) -> torch.Tensor:
-        """The tensor path (the reference): chunks of genomes with similar sizes, few padded steps."""
+        """The tensor path (the reference): chunks of genomes with similar sizes, few padded steps.
+
+        The output nodes' product always runs over every node slot (the free ones weigh 0): its
+        length, and so its rounding, depends on no other genome of the batch, and a genome's image
+        is the same bit for bit alone, in any batch and at any ``render_budget``.
+        """
         b, outs = w.shape[0], self.num_outputs
         steps = w.shape[1] - outs
+        width = NUM_INPUTS + self.max_nodes - self._first_hidden  # inputs and every hidden slot
         by_size = torch.argsort(sizes, stable=True)
         sizes_sorted = sizes[by_size].tolist()
         budget = self.render_budget if self.render_budget is not None else _default_budget(w.device)
@@ -729,8 +735,12 @@ class CPPNEncoding:
             keep = torch.cat(
                 [torch.arange(chunk_steps, device=w.device), torch.arange(steps, steps + outs, device=w.device)]
             )
-            w_chunk = w[idx][:, keep, : NUM_INPUTS + chunk_steps]
-            image[idx] = self._evaluate(grid, w_chunk, act[idx][:, keep], chunk_steps)
+            w_chunk = w[idx]
+            w_hidden = w_chunk[:, :chunk_steps, : NUM_INPUTS + chunk_steps]
+            w_out = torch.nn.functional.pad(
+                w_chunk[:, steps:, : NUM_INPUTS + chunk_steps], (0, width - NUM_INPUTS - chunk_steps)
+            )
+            image[idx] = self._evaluate(grid, w_hidden, w_out, act[idx][:, keep], chunk_steps)
             lo = hi
         return image
 
@@ -762,11 +772,18 @@ class CPPNEncoding:
             )
             return None
 
-    def _evaluate(self, grid: torch.Tensor, w: torch.Tensor, act: torch.Tensor, steps: int) -> torch.Tensor:
-        """Values of the output nodes for a chunk whose weights are in evaluation order."""
+    def _evaluate(
+        self, grid: torch.Tensor, w: torch.Tensor, w_out: torch.Tensor, act: torch.Tensor, steps: int
+    ) -> torch.Tensor:
+        """Values of the output nodes for a chunk whose weights are in evaluation order.
+
+        ``w`` (B, steps, R) are the hidden nodes' weights, ``w_out`` (B, C, W) the output nodes' over
+        ``W >= R`` value rows (the rows past R are zero).
+        """
         b, pixels = w.shape[0], grid.shape[1]
-        values = torch.empty(b, NUM_INPUTS + steps, pixels, device=w.device, dtype=w.dtype)
+        values = torch.empty(b, w_out.shape[2], pixels, device=w.device, dtype=w.dtype)
         values[:, :NUM_INPUTS] = grid
+        values[:, NUM_INPUTS + steps :].zero_()
         codes = act.T.tolist()  # read once per chunk: the activations each step uses
         for s in range(steps):
             k = NUM_INPUTS + s
@@ -779,7 +796,7 @@ class CPPNEncoding:
                     row.copy_(done)
             else:
                 row.copy_(self._activate(torch.bmm(w[:, s : s + 1, :k], values[:, :k]), act[:, s : s + 1], codes[s]))
-        out = self._activate(torch.bmm(w[:, steps:], values), act[:, steps:], [c for col in codes[steps:] for c in col])
+        out = self._activate(torch.bmm(w_out, values), act[:, steps:], [c for col in codes[steps:] for c in col])
         return out.clamp_(-1.0, 1.0).add_(1.0).mul_(0.5)
 
     def _activate(self, pre: torch.Tensor, act: torch.Tensor, codes: list[int]) -> torch.Tensor:
