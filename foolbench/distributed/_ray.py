@@ -80,20 +80,26 @@ def connect(address: str | None = "auto", *, num_cpus: int | None = None, timeou
 
     Raises:
         MissingDependencyError: Ray is not installed.
+        InvalidTypeError: ``address`` is not a string or None.
         InvalidArgumentError: the address cannot be reached.
     """
+    if address is not None and not isinstance(address, str):
+        raise InvalidTypeError(
+            f"address must be 'auto', 'local', 'HOST:PORT', 'ray://HOST:PORT' or None, got {type(address).__name__}"
+        )
     ray = require_ray()
     if ray.is_initialized():
         return ray
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address in ("auto", None) and not os.environ.get("RAY_ADDRESS"):
         address = None  # no cluster named anywhere: start a local one
-    if address == "local":
-        address = None
-    if address is None and num_cpus is not None:
+    # "local" goes to ray.init as it is: a new cluster, never RAY_ADDRESS's or the last `ray start`'s
+    if address in (None, "local") and num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
     timeout = _checks.real("timeout", timeout, low=0.0, low_open=True)
-    named = address if address not in (None, "auto") else os.environ.get("RAY_ADDRESS")
+    named = address if address not in (None, "auto", "local") else None
+    if address == "auto":
+        named = os.environ.get("RAY_ADDRESS")
     if named and named not in ("auto", "local"):
         _probe(named, timeout)
     try:
@@ -129,7 +135,11 @@ class _Replica:
         from foolbench.search import LocalEvaluator
 
         clf = resolve_factory(factory)()
-        if torch.cuda.is_available() and hasattr(clf, "to"):
+        import ray
+
+        # only a replica Ray gave a GPU uses one: Ray does not hide the GPUs from a zero-GPU actor, and
+        # "cuda" there would put every replica on the first GPU, outside Ray's scheduling
+        if ray.get_gpu_ids() and torch.cuda.is_available() and hasattr(clf, "to"):
             clf = clf.to("cuda")
         self.local = LocalEvaluator(clf, encoding)
 
@@ -197,6 +207,9 @@ class RayEvaluator:
             raise InvalidTypeError(
                 f"model_factory must be a callable or a 'module:function' string, got {type(model_factory).__name__}"
             )
+        from foolbench.search._evaluator import check_encoding
+
+        check_encoding(encoding)  # here, not blamed on the model factory after the workers started
         self.num_workers = _checks.positive_int("num_workers", num_workers)
         self.num_cpus = _checks.real("num_cpus", num_cpus, low=0.0)
         self.threads = _checks.optional_positive_int("threads", threads) or max(1, int(self.num_cpus))
@@ -245,7 +258,11 @@ class RayEvaluator:
         return [int(p) for p in self._ray.get([a.pid.remote() for a in self._actors])]
 
     def __call__(self, genomes: Genomes, *, columns: torch.Tensor | None = None) -> torch.Tensor:
+        if not self._actors:
+            raise RuntimeError("this RayEvaluator is closed: its replicas were stopped by close()")
         b = len(genomes)
+        if b == 0:
+            raise InvalidArgumentError("genomes must hold at least one genome, got an empty batch")
         cols = None if columns is None else columns.cpu()
         bounds = [round(i * b / self.num_workers) for i in range(self.num_workers + 1)]
         slices = [(lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
@@ -272,10 +289,14 @@ class RayEvaluator:
             raise WorkerError(f"a Ray worker failed while scoring genomes: {_first_line(err)}") from err
 
     def close(self) -> None:
-        """Stop the replicas (the cluster keeps running)."""
-        for actor in getattr(self, "_actors", []):
+        """Stop the replicas (the cluster keeps running); nothing to do once Ray is shut down."""
+        actors, self._actors = getattr(self, "_actors", []), []
+        if (
+            not actors or not self._ray.is_initialized()
+        ):  # ray.shutdown() already stopped them (an error here would mask another)
+            return
+        for actor in actors:
             self._ray.kill(actor)
-        self._actors = []
 
     def __enter__(self) -> RayEvaluator:  # noqa: PYI034
         return self

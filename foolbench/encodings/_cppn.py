@@ -505,6 +505,8 @@ class CPPNEncoding:
             raise InvalidArgumentError(f"genomes.weight must be floating point, got {g.weight.dtype}")
         if not torch.isfinite(g.weight).all():
             raise InvalidArgumentError("genomes.weight must be finite, got NaN or inf")
+        if not len(g):  # an empty batch is valid (the reductions below need an element)
+            return
         if g.weight.abs().max() > WEIGHT_LIMIT:
             raise InvalidArgumentError(
                 f"genomes.weight must lie in [-{WEIGHT_LIMIT:g}, {WEIGHT_LIMIT:g}], "
@@ -669,12 +671,20 @@ class CPPNEncoding:
         else:
             if not isinstance(size, (tuple, list)) or len(size) != 2:
                 raise InvalidArgumentError(f"size must be (H, W), got {size!r}")
-            _, height, width = _checks.shape3("size", (1, *size))
+            for i, side in enumerate(size):
+                _checks.positive_int(f"size[{i}]", side)
+            height, width = int(size[0]), int(size[1])
         # a clean batch (made by sample()/mutate(), or checked here before, and not written since)
         # skips the check: a CUDA generation step then reads nothing back from the device
         if not is_clean(g):
             if not torch.isfinite(g.weight).all():
                 raise InvalidArgumentError("genomes.weight must be finite, got NaN or inf")
+            if len(g) and (g.activation.min() < 0 or g.activation.max() >= len(self.activations)):
+                # checked before the Triton path: a user's bad ids never switch the kernel off
+                raise InvalidArgumentError(
+                    f"genomes.activation must hold ids in [0, {len(self.activations) - 1}], "
+                    f"got ids from {int(g.activation.min())} to {int(g.activation.max())}"
+                )
             mark_clean(g)
         grid = self._grid(height, width, g.device, g.weight.dtype)
         image = self._render_triton(grid, g) if self._uses_triton(g) else None

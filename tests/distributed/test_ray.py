@@ -14,7 +14,7 @@ import torch
 
 import foolbench as fb
 from foolbench.distributed import RayEvaluator, WorkerError, require_ray
-from foolbench.errors import InvalidArgumentError, MissingDependencyError
+from foolbench.errors import InvalidArgumentError, InvalidTypeError, MissingDependencyError
 
 FACTORY = "foolbench.models:lenet_mnist"
 
@@ -68,6 +68,13 @@ def test_an_unreachable_address_fails_in_seconds(monkeypatch: pytest.MonkeyPatch
         fb.distributed.connect()  # "auto" follows RAY_ADDRESS
     with pytest.raises(InvalidArgumentError, match="address must be"):
         fb.distributed.connect("no-port-here")
+    # "local" is a new cluster even where RAY_ADDRESS names one: no probe of it, "local" passed to ray.init
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    fb.distributed.connect("local", num_cpus=2)
+    assert calls and calls[0]["address"] == "local" and calls[0]["num_cpus"] == 2
+    with pytest.raises(InvalidTypeError, match="address must be .* got int"):
+        fb.distributed.connect(5)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +135,13 @@ def test_bad_factory_and_resources(cluster: Any) -> None:
         RayEvaluator(FACTORY, enc, num_workers=8, num_cpus=1)
     with pytest.raises(InvalidArgumentError, match="num_workers"):
         RayEvaluator(FACTORY, enc, num_workers=0)
+    with pytest.raises(InvalidTypeError, match="encoding must follow"):  # was blamed on the model factory
+        RayEvaluator(FACTORY, "direct", num_workers=1)  # type: ignore[arg-type]
+    remote = RayEvaluator(FACTORY, enc, num_workers=1, threads=1)
+    empty = enc.sample(2, torch.Generator().manual_seed(0))[:0]
+    with pytest.raises(InvalidArgumentError, match="at least one genome"):
+        remote(empty)
+    remote.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        remote(enc.sample(2, torch.Generator().manual_seed(0)))
+    remote.close()  # a second close does nothing

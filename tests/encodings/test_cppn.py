@@ -257,6 +257,16 @@ def test_bad_genomes() -> None:
         enc.render(m)
     with pytest.raises(InvalidArgumentError, match=r"size must be \(H, W\)"):
         enc.render(enc.sample(1, gen()), size=(8,))  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match=r"size\[1\] must be an int >= 1, got 0"):  # said size[2]
+        enc.render(enc.sample(1, gen()), size=(8, 0))
+    for bad in (-1, 4):  # -1 painted with the last activation; 4 raised a bare IndexError
+        a = enc.sample(2, gen())
+        a.activation[:, 4] = bad
+        with pytest.raises(InvalidArgumentError, match=r"genomes.activation must hold ids in \[0, 3\]"):
+            enc.render(a)
+    empty = enc.sample(2, gen())[torch.tensor([], dtype=torch.long)]
+    enc.validate(empty)  # raised a bare RuntimeError from max() of nothing
+    assert enc.render(empty).shape == (0, 1, 8, 8)
 
 
 def test_clean_batches_skip_the_finiteness_read_and_only_they() -> None:
