@@ -411,10 +411,25 @@ def test_bad_input(call: Callable[[], Any], exc: type[Exception], match: str) ->
         assert isinstance(info.value, FoolbenchError)
 
 
-def test_checkpoint_that_is_a_directory(tmp_path: Path) -> None:
+def test_checkpoint_that_is_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "ckpt.pt").mkdir()
     with pytest.raises(CheckpointError, match=r"ckpt.pt' is not a regular file .* expected a file"):
         fb.search.MAPElites(LENET, DIRECT).run(generations=1, progress=False, checkpoint=tmp_path / "ckpt.pt")
+    # the CLI said "--fresh starts over", and --fresh then failed with a bare "Is a directory"
+    for fresh in ([], ["--fresh"]):
+        argv = ["evolve", "--checkpoint", str(tmp_path / "ckpt.pt"), "--generations", "1", "--out", str(tmp_path / "o")]
+        assert main([*argv, *fresh]) == 2
+        err = capsys.readouterr().err
+        assert "is not a regular file (a directory?); give a file path" in err and "fresh" not in err, err
+
+
+def test_cli_errors_name_flags_inside_the_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "o")
+    assert main(["evolve", "--max-evaluations", "128", "--batch-size", "64", "--out", out, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["evolve", "--max-evaluations", "64", "--batch-size", "64", "--out", out, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "(--max-evaluations 64)" in err and err.rstrip().endswith("(start over with --fresh)"), err
 
 
 CLI_CASES = [
@@ -455,6 +470,10 @@ CLI_CASES = [
     (["evolve", "--max-connections", "64"], "--max-connections applies to the cppn encoding only"),
     (["bench", "--suite", "quick", "--ray-cpus", "2"], "--ray-cpus applies with --ray only"),
     (["bench", "--suite", "quick", "--ray-gpus", "1"], "--ray-gpus applies with --ray only"),
+    # settings that changed nothing, or were cut to the shipped digits without a word
+    (["ascend", "--blur-sigma", "2"], "--blur-sigma 2.0 has no effect with --blur-every 0 (no blurring)"),
+    (["uap", "--fit", "9000"], "--fit must be at most 4,000 (the shipped train digits), got 9,000"),
+    (["uap", "--held-out", "5000"], "--held-out must be at most 1,000 (the shipped test digits), got 5,000"),
 ]
 if not torch.cuda.is_available():
     CLI_CASES.append((["evolve", "--device", "cuda"], "argument --device: device is 'cuda' but "))

@@ -23,6 +23,15 @@ def test_demo_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert summary["schema"] == "foolbench.summary/1" and summary["command"] == "demo"
     assert summary["results"]["fooled_at_0.9999"] == 2 and summary["settings"]["classes"] == ["8", "2"]
     assert (out / "images.png").is_file() and (out / "report.md").is_file()
+    assert (
+        (out / "report.md")
+        .read_text()
+        .startswith("# foolbench demo: evolved fooling images for lenet-mnist (direct encoding)\n")
+    )
+    other = tmp_path / "demo-cppn"  # the title said LeNet-MNIST whatever --model and --encoding were
+    argv = ["demo", "--out", str(other), "--model", "lenet-mnist-noise-trained", "--encoding", "cppn"]
+    assert main([*argv, "--classes", "1", "--generations", "1", "--no-progress"]) == 0
+    assert "for lenet-mnist-noise-trained (cppn encoding)" in (other / "report.md").read_text().splitlines()[0]
 
 
 def test_evolve_resumes_from_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

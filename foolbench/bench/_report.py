@@ -359,7 +359,7 @@ def super_categories_section(results: dict[str, Any]) -> list[str]:
                 v = by[name]
                 share = sum(x >= 0.99 for x in v) / len(v)
                 rows.append([c["model"], c["defense"], c["method"], name, str(len(v)),
-                             fmt(statistics.median(v)), fmt(share)])  # fmt: skip
+                             fmt(statistics.median_low(v)), fmt(share)])  # fmt: skip
     return [*lines, *table(header, rows), ""]
 
 

@@ -224,13 +224,15 @@ class Workspace:
         if tuple(x.shape[1:]) != tuple(clf.input_shape):
             raise ConfigError(
                 f"model {name!r} takes inputs of shape {tuple(clf.input_shape)}, but its data has images of "
-                f"shape {tuple(x.shape[1:])}"
+                f"shape {tuple(x.shape[1:])} (a model can take other data than the suite's: dataset = ... in its "
+                "[[models]] entry)"
             )
         labels = torch.cat([self.data(name)[0][1], self.data(name)[1][1]])
         if labels.min() < 0 or labels.max() >= clf.num_classes:
             raise ConfigError(
                 f"model {name!r} has {clf.num_classes} classes, but its data has labels in "
-                f"[{int(labels.min())}, {int(labels.max())}]"
+                f"[{int(labels.min())}, {int(labels.max())}] (a model can take other data than the suite's: "
+                "dataset = ... in its [[models]] entry)"
             )
 
     def _train(self, module: nn.Module, clf: Any, spec: Spec) -> None:

@@ -47,7 +47,10 @@ def evolve(args: argparse.Namespace) -> int:
     """``foolbench demo`` and ``foolbench evolve``: MAP-Elites through :func:`foolbench.search.run_evolution`."""
     from foolbench.search import run_evolution
 
-    summary = run_evolution(args.out, **_kwargs(args, run_evolution))
+    kwargs = _kwargs(args, run_evolution)
+    if kwargs.get("title"):  # the demo's report title names the model and encoding it ran with
+        kwargs["title"] = kwargs["title"].format(model=args.model, encoding=args.encoding)
+    summary = run_evolution(args.out, **kwargs)
     _print_search(summary, args.target_confidence)
     print(f"wrote {args.out}/images.png, summary.json, report.md")
     return 0
@@ -186,13 +189,13 @@ def _evolution_commands(sub: argparse._SubParsersAction[Any]) -> None:
         "demo",
         evolve,
         help="fool the shipped MNIST LeNet on all 10 digits (seconds on a laptop CPU)",
-        description="Evolve fooling images for the shipped MNIST LeNet with the tuned MNIST recipe "
+        description="Evolve fooling images for the shipped MNIST LeNet (or another --model) with the tuned MNIST recipe "
         f"(batch {MNIST_RECIPE.batch_size}, mutation rate {MNIST_RECIPE.mutation_rate:g}, eta {MNIST_RECIPE.eta:g}). "
         "Resumes from OUT/checkpoint.pt when it exists.",
     )
     _evolve_options(p, max_evaluations=100_000)
     add_run_options(p, out="out/demo")
-    p.set_defaults(title="foolbench demo: evolved fooling images for LeNet-MNIST")
+    p.set_defaults(title="foolbench demo: evolved fooling images for {model} ({encoding} encoding)")
     finish(p)
 
     p = add_command(
@@ -225,7 +228,9 @@ def _ascend_command(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--lr", type=float, default=0.01, help="step size, relative to the input range")
     p.add_argument("--l2-decay", type=float, default=0.0, help="per-step shrink towards mid-grey, in [0, 1)")
     p.add_argument("--blur-every", type=int, default=0, help="blur every this many steps (0: never)")
-    p.add_argument("--blur-sigma", type=float, default=0.5, help="Gaussian blur sigma in pixels")
+    p.add_argument(
+        "--blur-sigma", type=float, default=None, help="Gaussian blur sigma in pixels (default 0.5; needs --blur-every)"
+    )
     p.add_argument("--jitter", type=int, default=0, help="largest random shift in pixels before each step")
     p.add_argument("--start", choices=("noise", "zeros"), default="noise", help="start images")
     p.add_argument("--target-confidence", type=float, default=0.9999, help="an image stops at this confidence")

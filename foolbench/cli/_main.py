@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -157,7 +158,10 @@ def _one_line(message: str, flags: dict[str, str]) -> str:
     text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
     for dest in sorted(flags, key=len, reverse=True):
         if text.startswith((dest + " ", dest + "[")):
-            return flags[dest] + text[len(dest) :]
+            text = flags[dest] + text[len(dest) :]
+        # "fresh=True" -> "--fresh", "max_evaluations=5,000" -> "--max-evaluations 5,000" anywhere in the text
+        text = re.sub(rf"(?<![\w-]){re.escape(dest)}=True\b", flags[dest], text)
+        text = re.sub(rf"(?<![\w-]){re.escape(dest)}=", flags[dest] + " ", text)
     return text
 
 

@@ -305,6 +305,10 @@ def run_evolution(
                 parents=UnmetFirst(confidence=unmet),  # parents from the classes below the target (by default)
             )
         ckpt = folder / "checkpoint.pt" if checkpoint is None else Path(checkpoint)
+        if ckpt.exists() and not ckpt.is_file():  # neither a resume nor fresh=True could use it
+            raise CheckpointError(
+                f"checkpoint path {str(ckpt)!r} is not a regular file (a directory?); give a file path"
+            )
         if fresh:
             _fresh(folder, ("images.png", "images.pt", "report.md", "summary.json"))
             ckpt.unlink(missing_ok=True)
@@ -318,7 +322,7 @@ def run_evolution(
                 checkpoint_every=checkpoint_every,
             )
         except CheckpointError as err:
-            raise CheckpointError(f"{err} (fresh=True, --fresh on the command line, starts over)") from err
+            raise CheckpointError(f"{err} (start over with fresh=True)") from err
         result.save(folder, title=title or f"Evolved fooling images for {model} ({encoding} encoding)")
         return _search_summary(result)
 
@@ -346,7 +350,7 @@ def run_ascent(
     lr: float = 0.01,
     l2_decay: float = 0.0,
     blur_every: int = 0,
-    blur_sigma: float = 0.5,
+    blur_sigma: float | None = None,
     jitter: int = 0,
     start: str = "noise",
     target_confidence: float = 0.9999,
@@ -391,6 +395,11 @@ def run_ascent(
         >>> first["results"]["classes"], "reused" in first, again["reused"]
         (2, False, True)
     """
+    if blur_sigma is not None and blur_every == 0:
+        raise InvalidArgumentError(
+            f"blur_sigma={blur_sigma!r} has no effect with blur_every=0 (no blurring): give blur_every too"
+        )
+    blur_sigma = 0.5 if blur_sigma is None else blur_sigma  # before the settings: outputs of 0.1.0 still reused
     settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh")}
     _checks.boolean("fresh", fresh)
     _checks.boolean("progress", progress)
@@ -470,8 +479,12 @@ def run_uap(
     settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh")}
     _checks.boolean("fresh", fresh)
     _checks.boolean("progress", progress)
-    _checks.positive_int("fit", fit)
-    _checks.positive_int("held_out", held_out)
+    for name, value, split in (("fit", fit, "train"), ("held_out", held_out, "test")):
+        available = len(mnist_digits(split)[1])
+        if _checks.positive_int(name, value) > available:
+            raise InvalidArgumentError(
+                f"{name} must be at most {available:,} (the shipped {split} digits), got {value:,}"
+            )
 
     def compute(folder: Path) -> Computed:
         clf = _model(model, device, None)
