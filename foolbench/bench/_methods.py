@@ -205,7 +205,8 @@ class MapElitesParams(Params):
         "decay_factor is 1", type="float", lo=0, hi=100, lo_open=True,
     )  # fmt: skip
     runs: int = param(
-        1, "independent runs, each its own cell and seed (the report measures diversity across them)",
+        1, "independent runs, each its own cell and seed (the report measures diversity across them, "
+        "for searches over at most 100 classes: the elites of more are not kept)",
         type="int", lo=1, hi=100,
     )  # fmt: skip
     warmup: float = param(

@@ -175,13 +175,25 @@ class _Driver:
 
     def diversity(self, order: list[str]) -> list[dict[str, Any]]:
         """Per ``runs = N`` method, model and defense: how different the runs' elites are, per class."""
+        from foolbench.bench import _methods
         from foolbench.bench._diversity import diversity
 
         groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        unkept: set[str] = set()
         for key in order:
             cell = self.cells.get(key)
-            if cell is not None and cell.get("group") is not None and "images" in self.tensors.get(key, {}):
+            if cell is None or cell.get("group") is None:
+                continue
+            if "images" in self.tensors.get(key, {}):
                 groups.setdefault((cell["model"], cell["defense"], cell["group"]), []).append(cell)
+            else:
+                unkept.add(cell["group"])
+        if unkept:  # said, not dropped in silence
+            warnings.warn(
+                f"no diversity measured for {sorted(unkept)}: their cells keep no elites (searches over more than "
+                f"{_methods.KEEP_IMAGES_LIMIT} classes)",
+                stacklevel=3,
+            )
         out = []
         for (model, defense, group), cells in groups.items():
             if len(cells) < 2 or len({tuple(c["metrics"].get("class_indices") or []) for c in cells}) != 1:

@@ -340,7 +340,9 @@ class CPPNEncoding:
             for genomes on CUDA when Triton is installed, the tensor path otherwise. If the kernel
             fails at run time, the encoding warns once (``RuntimeWarning``) and uses the tensor path
             from then on; it never returns a partial image. The kernel computes in float32 (float64
-            genomes in float64) and matches the tensor path within 1e-5.
+            genomes in float64) and matches the tensor path within 1e-5 for float32 and float64
+            genomes; float16 / bfloat16 genomes it computes in float32, where the tensor path keeps
+            their precision (they then differ by up to about 1e-2).
 
     Raises:
         InvalidArgumentError: unknown activation names, too small capacities, bad rates, unknown backend.

@@ -479,3 +479,20 @@ def test_transfer_matrices_are_per_method_and_their_diagonal_is_the_cells_rate(t
         assert uap["matrix"][i][i] == pytest.approx(rates[model])
     claim = next(c for c in res["claims"] if "for one network often fails" in c["claim"])
     assert "mean" in claim["measured"]
+
+
+def test_runs_over_too_many_classes_to_keep_say_why_no_diversity_is_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import foolbench.bench._methods as methods
+
+    monkeypatch.setattr(methods, "KEEP_IMAGES_LIMIT", 1)  # stands in for a 1,000-class search
+    cfg = {
+        "data": {"dataset": "mnist", "train": 100, "test": 100},
+        "models": [{"zoo": "lenet-mnist"}],
+        "methods": [{"name": "me", "kind": "map-elites", "max_evaluations": 32, "batch_size": 16,
+                     "classes": [1, 7], "runs": 2}],
+    }  # fmt: skip
+    with pytest.warns(UserWarning, match=r"no diversity measured for \['me'\]: their cells keep no elites"):
+        res = run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert res["diversity"] == []
