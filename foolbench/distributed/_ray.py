@@ -135,6 +135,10 @@ class _Replica:
         from foolbench.search import LocalEvaluator
 
         clf = resolve_factory(factory)()
+        from foolbench.models import weights_digest
+
+        network = getattr(clf, "network", None)
+        self.digest = weights_digest(network()) if callable(network) else None
         import ray
 
         # only a replica Ray gave a GPU uses one: Ray does not hide the GPUs from a zero-GPU actor, and
@@ -149,6 +153,9 @@ class _Replica:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def model_digest(self) -> str | None:
+        return self.digest
 
 
 def _nbytes(obj: Any) -> int:
@@ -182,6 +189,10 @@ class RayEvaluator:
         num_cpus: CPUs per replica.
         threads: torch threads per replica (default: ``num_cpus``).
         address: Ray cluster to join when Ray is not initialised yet (see :func:`connect`).
+
+    Attributes:
+        model_digest: :func:`~foolbench.models.weights_digest` of the replicas' model (None where it has no
+            ``network()``); a search whose classifier has other weights refuses this evaluator.
 
     Raises:
         MissingDependencyError: Ray is not installed.
@@ -241,6 +252,8 @@ class RayEvaluator:
     def _check_started(self) -> None:
         try:
             self._ray.get([a.pid.remote() for a in self._actors], timeout=300)
+            # the replicas' weights: a search refuses an evaluator that scores with another model than its own
+            self.model_digest: str | None = self._ray.get(self._actors[0].model_digest.remote(), timeout=300)
         except Exception as err:
             self.close()
             raise InvalidArgumentError(

@@ -118,6 +118,12 @@ class Evolution(ABC):
         self.encoding = encoding
         # a checkpoint resumed with another model (even of the same shape) is refused
         self._model_digest = weights_digest(self.classifier.network())
+        remote = getattr(evaluator, "model_digest", None)  # RayEvaluator: the weights its replicas built
+        if isinstance(remote, str) and remote != self._model_digest:
+            raise InvalidArgumentError(
+                f"evaluator scores with another model (weights {remote}) than classifier (weights "
+                f"{self._model_digest}): the search would report the evaluator's confidences as the classifier's"
+            )
         self.evaluator: Evaluator = LocalEvaluator(self.classifier, encoding) if evaluator is None else evaluator
         reference = self.classifier.reference()  # the float32 twin of a reduced-precision classifier
         # its evaluator (None when the classifier is its own reference), shared by verify and the reported confidences

@@ -138,6 +138,11 @@ def test_bad_factory_and_resources(cluster: Any) -> None:
     with pytest.raises(InvalidTypeError, match="encoding must follow"):  # was blamed on the model factory
         RayEvaluator(FACTORY, "direct", num_workers=1)  # type: ignore[arg-type]
     remote = RayEvaluator(FACTORY, enc, num_workers=1, threads=1)
+    # a search over another model than the replicas' reported the replicas' confidences as its own
+    other = fb.models.TorchClassifier(fb.models.LeNet().eval(), input_shape=(1, 28, 28), num_classes=10)
+    with pytest.raises(InvalidArgumentError, match="evaluator scores with another model"):
+        fb.search.MAPElites(other, enc, evaluator=remote)
+    fb.search.MAPElites(fb.models.lenet_mnist(), enc, evaluator=remote)  # the replicas' own model: accepted
     empty = enc.sample(2, torch.Generator().manual_seed(0))[:0]
     with pytest.raises(InvalidArgumentError, match="at least one genome"):
         remote(empty)
