@@ -68,7 +68,7 @@ class Genomes(Protocol):
         ...
 
     def __getitem__(self, index: Any) -> Self:
-        """A sub-batch (``index`` an int tensor, a bool mask or a slice)."""
+        """A sub-batch (``index`` an int tensor, a bool mask, a slice, or an int: a batch of one)."""
         ...
 
     def __setitem__(self, index: Any, value: Self) -> None:
@@ -145,6 +145,8 @@ class TensorBatch:
         return int(getattr(self, self.fields[0]).shape[0])
 
     def __getitem__(self, index: Any) -> Self:
+        if isinstance(index, int) and not isinstance(index, bool):  # g[0]: a batch of one, not a genome's rows
+            index = [index]
         return self._map(lambda t: t[index])
 
     def __setitem__(self, index: Any, value: Self) -> None:

@@ -101,7 +101,7 @@ _IN_PLACE: dict[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor],
 class CPPNGenomes(TensorBatch):
     """A batch of CPPN genomes held as padded tensors (see the module docstring for the layout).
 
-    Supports ``len(g)``, ``g[index]`` (a sub-batch; ``index`` an int tensor, bool mask or slice),
+    Supports ``len(g)``, ``g[index]`` (a sub-batch; ``index`` an int tensor, bool mask, slice, or an int: a batch of one),
     ``g[index] = other`` (in place), ``clone()``, ``to(device)`` and ``as_dict()``, all from
     :class:`foolbench.encodings.TensorBatch`: a :class:`foolbench.encodings.Genomes` batch.
 

@@ -91,6 +91,10 @@ def test_genomes_batch_protocol() -> None:
     assert not isinstance(object(), Genomes)
     sub = g[torch.tensor([4, 1])]
     assert len(sub) == 2 and torch.equal(sub.order, g.order[[4, 1]]) and torch.equal(sub.weight, g.weight[[4, 1]])
+    one = g[-1]  # an int gave one genome's rows (len 32: the node slots), not a batch
+    assert len(one) == 1 and torch.equal(one.weight, g.weight[5:]) and enc.render(one).shape == (1, 1, 8, 8)
+    with pytest.raises(IndexError):
+        g[6]
     copy = g.clone()
     copy[torch.tensor([0, 2])] = sub
     assert torch.equal(copy.weight[2], g.weight[1]) and torch.equal(copy.activation[0], g.activation[4])
