@@ -416,11 +416,14 @@ def test_checkpoint_that_is_a_directory(tmp_path: Path, capsys: pytest.CaptureFi
     with pytest.raises(CheckpointError, match=r"ckpt.pt' is not a regular file .* expected a file"):
         fb.search.MAPElites(LENET, DIRECT).run(generations=1, progress=False, checkpoint=tmp_path / "ckpt.pt")
     # the CLI said "--fresh starts over", and --fresh then failed with a bare "Is a directory"
+    folder = tmp_path / "seed=0" / "ckpt.pt"  # a flag's name inside a path stays as it is
+    folder.mkdir(parents=True)
     for fresh in ([], ["--fresh"]):
-        argv = ["evolve", "--checkpoint", str(tmp_path / "ckpt.pt"), "--generations", "1", "--out", str(tmp_path / "o")]
+        argv = ["evolve", "--checkpoint", str(folder), "--generations", "1", "--out", str(tmp_path / "o")]
         assert main([*argv, *fresh]) == 2
         err = capsys.readouterr().err
         assert "is not a regular file (a directory?); give a file path" in err and "fresh" not in err, err
+        assert f"{str(folder)!r}" in err
 
 
 def test_cli_errors_name_flags_inside_the_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -471,7 +474,7 @@ CLI_CASES = [
     (["bench", "--suite", "quick", "--ray-cpus", "2"], "--ray-cpus applies with --ray only"),
     (["bench", "--suite", "quick", "--ray-gpus", "1"], "--ray-gpus applies with --ray only"),
     # settings that changed nothing, or were cut to the shipped digits without a word
-    (["ascend", "--blur-sigma", "2"], "--blur-sigma 2.0 has no effect with --blur-every 0 (no blurring)"),
+    (["ascend", "--blur-sigma", "2"], "--blur-sigma 2.0 has no effect with --blur-every 0: blurring is off"),
     (["uap", "--fit", "9000"], "--fit must be at most 4,000 (the shipped train digits), got 9,000"),
     (["uap", "--held-out", "5000"], "--held-out must be at most 1,000 (the shipped test digits), got 5,000"),
 ]

@@ -608,7 +608,5 @@ def _curve_quantiles(evaluations: torch.Tensor, confidence: torch.Tensor, points
     n = evaluations.numel()
     idx = torch.logspace(0, math.log10(n), min(points, n), dtype=torch.float64).round().long().clamp(1, n) - 1
     idx = torch.unique(torch.cat([idx, torch.tensor([0, n - 1])]))
-    # "lower": the median line is the report's median (torch's, the lower middle value of an even count)
-    qs = torch.tensor(QUANTILES, dtype=torch.float64)
-    q = torch.quantile(confidence.double()[idx], qs, dim=1, interpolation="lower")  # (Q, P)
+    q = torch.quantile(confidence.double()[idx], torch.tensor(QUANTILES, dtype=torch.float64), dim=1)  # (Q, P)
     return [[float(evaluations[i]), *map(float, q[:, j])] for j, i in enumerate(idx)]

@@ -108,7 +108,9 @@ class _Driver:
         if record is not None and expect is not None and (pt.is_file() or expect != "any"):
             try:
                 tensors = _io.load_torch(pt, what="cell tensors")
-                if expect != "any" and tensors_digest(tensors) != expect:
+                if not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+                    record, why = None, f"its tensors file {pt.name!r} holds something other than tensors"
+                elif expect != "any" and tensors_digest(tensors) != expect:
                     record, why = None, f"its tensors file {pt.name!r} is not the one it was written with"
             except (CheckpointError, FileNotFoundError) as err:
                 record, why = None, str(err)
@@ -147,6 +149,7 @@ class _Driver:
         out: dict[str, Any] = {}
         cells = [self.cells[k] for k in order if k in self.cells and self.cells[k]["defense_kind"] == "none"]
         per_kind = Counter(spec.kind for spec in self.cfg.methods)
+        method_names = {spec.name for spec in self.cfg.methods}
         for spec in self.cfg.methods:
             cls = METHODS[spec.kind]
             if cls.transfer is None:
@@ -162,7 +165,8 @@ class _Driver:
             x = self.ws.data(names[0])[1][0]
             matrix = [[cls.transfer_rate(self.ws.model(dst).classifier, sources[src], x) for dst in names]
                       for src in names]  # fmt: skip
-            alone = per_kind[spec.kind] == 1
+            # keyed by the kind unless another method of that kind, or a method named like the kind, exists
+            alone = per_kind[spec.kind] == 1 and (spec.name == spec.kind or spec.kind not in method_names)
             title = cls.transfer if alone else f"{cls.transfer}, {spec.name}"
             out[spec.kind if alone else spec.name] = {
                 "kind": spec.kind,

@@ -153,15 +153,22 @@ def _flag_names(args: argparse.Namespace) -> dict[str, str]:
     return dict(getattr(args, "flags", {}))
 
 
-def _one_line(message: str, flags: dict[str, str]) -> str:
-    """Collapse a message to one line and name a library argument by its command-line flag."""
+def _one_line(message: str, flags: dict[str, str], switches: frozenset[str] = frozenset()) -> str:
+    """Collapse a message to one line and name a library argument by its command-line flag.
+
+    ``switches``: the options that are on/off flags (``--fresh``); their ``name=True`` becomes the flag.
+    A name is rewritten at the start and after a space or "(" only: never inside a path or a quoted value.
+    """
     text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
     for dest in sorted(flags, key=len, reverse=True):
         if text.startswith((dest + " ", dest + "[")):
             text = flags[dest] + text[len(dest) :]
-        # "fresh=True" -> "--fresh", "max_evaluations=5,000" -> "--max-evaluations 5,000" anywhere in the text
-        text = re.sub(rf"(?<![\w-]){re.escape(dest)}=True\b", flags[dest], text)
-        text = re.sub(rf"(?<![\w-]){re.escape(dest)}=", flags[dest] + " ", text)
+        # "fresh=True" -> "--fresh", "max_evaluations=5,000" -> "--max-evaluations 5,000"
+        at = rf"(?:(?<=[\s(])|^){re.escape(dest)}="
+        if dest in switches:
+            text = re.sub(at + r"True\b", flags[dest], text)
+        else:
+            text = re.sub(at, flags[dest] + " ", text)
     return text
 
 
@@ -211,10 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(func: Command, args: argparse.Namespace) -> int:
     """Run one command; a failure the user can fix becomes one line on stderr and status 2."""
     flags = _flag_names(args)
+    switches = frozenset(k for k in flags if isinstance(getattr(args, k, None), bool))
     try:
         return func(args)
     except (FoolbenchError, ValueError, TypeError, ImportError) as err:
-        message = _one_line(str(err), flags)
+        message = _one_line(str(err), flags, switches)
     except KeyboardInterrupt:
         print("foolbench: interrupted", file=sys.stderr)
         return 130

@@ -98,7 +98,7 @@ def connect(address: str | None = "auto", *, num_cpus: int | None = None, timeou
         kwargs["num_cpus"] = num_cpus
     timeout = _checks.real("timeout", timeout, low=0.0, low_open=True)
     named = address if address not in (None, "auto", "local") else None
-    if address == "auto":
+    if address in ("auto", None):
         named = os.environ.get("RAY_ADDRESS")
     if named and named not in ("auto", "local"):
         _probe(named, timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import operator
 import weakref
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -68,7 +69,8 @@ class Genomes(Protocol):
         ...
 
     def __getitem__(self, index: Any) -> Self:
-        """A sub-batch (``index`` an int tensor, a bool mask, a slice, or an int: a batch of one)."""
+        """A sub-batch (``index`` an int tensor, a bool mask or a slice; a :class:`TensorBatch` also takes an
+        int: a batch of one)."""
         ...
 
     def __setitem__(self, index: Any, value: Self) -> None:
@@ -78,6 +80,19 @@ class Genomes(Protocol):
     def to(self, device: torch.device | str) -> Self:
         """The batch on ``device``."""
         ...
+
+
+def _is_scalar_index(index: Any) -> bool:
+    """An int, a NumPy int or a 0-d integer tensor: one genome."""
+    if isinstance(index, torch.Tensor):
+        return index.dim() == 0 and not index.is_floating_point() and index.dtype != torch.bool
+    if isinstance(index, bool):
+        return False
+    try:
+        operator.index(index)
+    except TypeError:
+        return False
+    return True
 
 
 def select_rows(mask: torch.Tensor, new: Any, old: Any) -> Any:
@@ -145,8 +160,8 @@ class TensorBatch:
         return int(getattr(self, self.fields[0]).shape[0])
 
     def __getitem__(self, index: Any) -> Self:
-        if isinstance(index, int) and not isinstance(index, bool):  # g[0]: a batch of one, not a genome's rows
-            index = [index]
+        if _is_scalar_index(index):  # g[0], g[scores.argmax()]: a batch of one, not a genome's rows
+            index = index.reshape(1) if isinstance(index, torch.Tensor) else [operator.index(index)]
         return self._map(lambda t: t[index])
 
     def __setitem__(self, index: Any, value: Self) -> None:

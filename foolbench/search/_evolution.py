@@ -411,6 +411,8 @@ class Evolution(ABC):
                 # resumed run would start after it, and a logger after a failing callback would never log it
                 self._unobserved = True
                 for cb in callbacks:
+                    if isinstance(cb, Checkpointer):  # last: every other callback has seen the generation
+                        self._unobserved = False
                     cb.on_generation(self)
                 self._unobserved = False
             interrupted = False

@@ -371,7 +371,9 @@ def run_ascent(
         out: output folder (created; locked while the run writes to it).
         model: zoo model name.
         classes: target classes as indices or class names (default: all).
-        steps, lr, l2_decay, blur_every, blur_sigma, jitter, start: see :class:`GradientAscent`.
+        steps, lr, l2_decay, blur_every, jitter, start: see :class:`GradientAscent`.
+        blur_sigma: Gaussian blur sigma in pixels (None: 0.5); given with ``blur_every=0`` it is refused
+            (it would change nothing).
         target_confidence: an image stops changing once it reaches this confidence.
         seed: seed of the start noise and jitter, an int in [0, 2**64).
         image_size: raw image side of ImageNet models.
@@ -396,9 +398,7 @@ def run_ascent(
         (2, False, True)
     """
     if blur_sigma is not None and blur_every == 0:
-        raise InvalidArgumentError(
-            f"blur_sigma={blur_sigma!r} has no effect with blur_every=0 (no blurring): give blur_every too"
-        )
+        raise InvalidArgumentError(f"blur_sigma={blur_sigma!r} has no effect with blur_every=0: blurring is off")
     blur_sigma = 0.5 if blur_sigma is None else blur_sigma  # before the settings: outputs of 0.1.0 still reused
     settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh")}
     _checks.boolean("fresh", fresh)

@@ -439,11 +439,15 @@ def test_a_cells_tensors_file_is_tied_to_it(tmp_path: Path, monkeypatch: pytest.
         run_suite(parse_config(cfg), out=tmp_path, progress=False)
     assert len(calls) == 2
     assert torch.equal(torch.load(pt, weights_only=True)["images"], kept)  # same seed, same elites
+    torch.save({"images": 1}, pt)  # not tensors: crashed the whole suite in the digest
+    with pytest.warns(UserWarning, match="holds something other than tensors"):
+        run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 3
 
     monkeypatch.setattr(methods, "KEEP_IMAGES_LIMIT", 1)  # the cell now keeps no tensors
     cfg["methods"][0]["max_evaluations"] = 48
     run_suite(parse_config(cfg), out=tmp_path, progress=False)
-    assert len(calls) == 3 and not list((tmp_path / "cells").glob("*.pt"))
+    assert len(calls) == 4 and not list((tmp_path / "cells").glob("*.pt"))
     torch.save({"images": kept}, pt)  # a stray file beside a cell that kept none is not taken as its own
     parsed = parse_config(cfg)
     driver = _Driver(parsed, tmp_path, Workspace(parsed, tmp_path, None), None, False)

@@ -93,6 +93,10 @@ def test_genomes_batch_protocol() -> None:
     assert len(sub) == 2 and torch.equal(sub.order, g.order[[4, 1]]) and torch.equal(sub.weight, g.weight[[4, 1]])
     one = g[-1]  # an int gave one genome's rows (len 32: the node slots), not a batch
     assert len(one) == 1 and torch.equal(one.weight, g.weight[5:]) and enc.render(one).shape == (1, 1, 8, 8)
+    import numpy as np
+
+    for index in (np.int64(2), torch.tensor(2)):  # g[scores.argmax()]
+        assert torch.equal(g[index].weight, g.weight[2:3])
     with pytest.raises(IndexError):
         g[6]
     copy = g.clone()

@@ -157,8 +157,15 @@ def test_loggers_keep_every_row_when_a_callback_before_them_fails(
 
     with pytest.raises(KeyboardInterrupt):
         MAPElites(clf, ENC, batch_size=8, seed=0).run(
-            generations=6, checkpoint=ckpt, progress=False, callbacks=[Boom(), fb.search.JSONLLogger(log)]
+            generations=6,
+            checkpoint=ckpt,
+            checkpoint_every=1,
+            progress=False,
+            callbacks=[Boom(), fb.search.JSONLLogger(log)],
         )
+    saved = MAPElites(clf, ENC, batch_size=8, seed=0)
+    saved.load_checkpoint(ckpt)
+    assert saved.generation == 2  # the periodic save of 2; the generation the logger missed is redone
     resumed = MAPElites(clf, ENC, batch_size=8, seed=0).run(
         generations=6, checkpoint=ckpt, progress=False, callbacks=[fb.search.JSONLLogger(log)]
     )
