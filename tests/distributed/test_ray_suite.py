@@ -87,7 +87,14 @@ def cluster() -> Iterator[Any]:
 
 
 def test_ray_suite_equals_local_suite(cluster: Any, tmp_path: Path) -> None:
-    local = run_suite(parse_config(suite()), out=tmp_path / "local", progress=False)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the Ray cells run one thread each: the local reference the same way
+    try:
+        local = run_suite(parse_config(suite()), out=tmp_path / "local", progress=False)
+    finally:
+        torch.set_num_threads(threads)
     remote = run_suite(parse_config(suite()), out=tmp_path / "ray", progress=False, executor=RayExecutor(threads=1))
     assert not remote["failed"] and len(remote["cells"]) == 6
     assert values(local) == values(remote)
