@@ -97,9 +97,7 @@ def connect(address: str | None = "auto", *, num_cpus: int | None = None, timeou
     if address in (None, "local") and num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
     timeout = _checks.real("timeout", timeout, low=0.0, low_open=True)
-    named = address if address not in (None, "auto", "local") else None
-    if address in ("auto", None):
-        named = os.environ.get("RAY_ADDRESS")
+    named = os.environ.get("RAY_ADDRESS") if address in ("auto", None) else address
     if named and named not in ("auto", "local"):
         _probe(named, timeout)
     try:
