@@ -54,7 +54,6 @@ from typing import Any
 import torch
 
 import foolbench as fb
-from foolbench.encodings._base import select_rows
 from foolbench.search._operators import rank_weights, unmet_pool, weighted_draw
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -81,28 +80,6 @@ class NearestFirst(fb.search.UnmetFirst):
 
     def __repr__(self) -> str:
         return f"NearestFirst(confidence={self.confidence:g})"
-
-
-class GentleNear(fb.search.MAPElites):
-    """Children of elites already at ``near`` confidence mutated at ``near_strength``, the rest by the schedule.
-
-    A benchmark-only search (not in the library unless the numbers support it): strength 2 climbs fast
-    from weak images, but near the aim it may throw away more than it finds.
-    """
-
-    def __init__(self, *args: Any, near: float, near_strength: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.near_log, self.near_strength = math.log(near), near_strength
-
-    def _propose(self, n: int) -> Any:
-        if self.generation == 0:
-            return super()._propose(n)
-        parents = self._parents(n)
-        assert self._picked is not None
-        near = self.archive.fitness[self._picked] >= self.near_log
-        strong = self.encoding.mutate(parents, self._rng, strength=float(self.schedule(self.generation)))
-        gentle = self.encoding.mutate(parents, self._rng, strength=self.near_strength)
-        return select_rows(near, gentle, strong)
 
 
 def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
@@ -145,12 +122,14 @@ def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
             "parents": NearestFirst(confidence=0.99),
         }
         # the same as "str. 2 + unmet 99%", children of elites already >= 90% mutated at strength 1
+        # (MAPElites(near_confidence=0.9, near_strength=1.0))
         out["bf16 + verify + str. 2 + unmet 99% + gentle 90%"] = {
             "precision": "bf16",
             "verify": True,
             "mutation_schedule": 2.0,
             "parents": fb.search.UnmetFirst(confidence=0.99),
-            "gentle": (0.9, 1.0),
+            "near_confidence": 0.9,
+            "near_strength": 1.0,
         }
         out["random"] = {"random": True}  # no evolution: fresh random genomes at the same budget
     out["ramp 2 -> 0.5"] = {"ramp": True}
@@ -242,11 +221,6 @@ def imagenet(
             kw["mutation_schedule"] = ramp(budget, batch)
         if kw.pop("random", False):
             search = fb.search.RandomSearch(model, enc, classes=classes, batch_size=batch, seed=seed)
-        gentle = kw.pop("gentle", None)
-        if gentle is not None:
-            search = GentleNear(
-                model, enc, classes=classes, batch_size=batch, seed=seed, near=gentle[0], near_strength=gentle[1], **kw
-            )
         if search is None:
             search = fb.search.MAPElites(
                 model, enc, classes=classes, batch_size=batch, seed=seed, initial=initial, **kw

@@ -225,8 +225,23 @@ class MapElitesParams(Params):
         False, "re-score children that beat an elite with the float32 model before they compete "
         "(MAPElites(verify=True); with precision bf16/fp16)", type="bool",
     )  # fmt: skip
+    near_confidence: float | None = param(
+        None, "children of elites at or above this confidence, below 1, are mutated at near_strength "
+        "(MAPElites(near_confidence=); default: none)", type="float", lo=0, hi=1, lo_open=True, late=True,
+    )  # fmt: skip
+    near_strength: float = param(
+        1.0, "mutation strength of the children of elites at near_confidence", type="float", lo=0, hi=100,
+        lo_open=True, late=True,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
+        if self.near_confidence == 1.0:
+            raise ConfigError("map-elites: near_confidence must be below 1 (no elite is ever at 100%), got 1.0")
+        if self.near_strength != 1.0 and self.near_confidence is None:
+            raise ConfigError(
+                f"map-elites: near_strength (got {self.near_strength:g}) needs near_confidence, the confidence "
+                "from which an elite's children are mutated at it"
+            )
         if self.decay_factor != 1.0 and self.strength != 1.0:
             raise ConfigError(
                 f"map-elites: give strength (constant, got {self.strength:g}) or decay_factor (decaying from 1, "
@@ -291,6 +306,8 @@ class MapElitesMethod(Method[MapElitesParams]):
             "batch_size": p.batch_size, "seed": ctx.seed, "mutation_schedule": schedule,
             "crossover": p.crossover, "verify": p.verify,
         }  # fmt: skip
+        if p.near_confidence is not None:
+            common.update(near_confidence=p.near_confidence, near_strength=p.near_strength)
         initial, spent = None, 0
         if p.warmup > 0 and len(classes) < clf.num_classes:
             warm = MAPElites(clf, enc, parents=parent_selector(p.parents, confidence=p.target_confidence), **common)

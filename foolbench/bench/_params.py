@@ -29,6 +29,7 @@ def param(
     hi: float | None = None,
     lo_open: bool = False,
     choices: Sequence[Any] | None = None,
+    late: bool = False,
 ) -> Any:
     """A dataclass field carrying its validation rules and a one-line meaning.
 
@@ -39,13 +40,15 @@ def param(
             ``float-or-floats``.
         lo, hi: the inclusive range of a number (``lo_open``: ``lo`` excluded); for lists, of each item.
         choices: the allowed values.
+        late: a parameter added after cells were first stored: at its default it is left out of a
+            cell's digest (:meth:`Params.identity`), so cells computed before it existed are still reused.
 
     Returns:
         A :func:`dataclasses.field`.
     """
     if type not in TYPES:
         raise ValueError(f"type must be one of {TYPES}, got {type!r}")
-    meta = {"doc": doc, "type": type, "lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices}
+    meta = {"doc": doc, "type": type, "lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "late": late}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -149,6 +152,21 @@ class Params:
     def as_dict(self) -> dict[str, Any]:
         """The parameters as plain (JSON-ready) data."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def identity(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` (an :meth:`as_dict`) as a cell's digest sees it: ``late`` parameters at their default left out.
+
+        Examples:
+            >>> @dataclasses.dataclass(frozen=True)
+            ... class Demo(Params):
+            ...     n: int = param(8, "how many", type="int", lo=1)
+            ...     k: int = param(0, "added later", type="int", late=True)
+            >>> Demo.identity({"n": 8, "k": 0}), Demo.identity({"n": 8, "k": 2})
+            ({'n': 8}, {'n': 8, 'k': 2})
+        """
+        late = {f.name: f.default for f in dataclasses.fields(cls) if f.metadata.get("late")}
+        return {k: v for k, v in params.items() if k not in late or v != late[k]}
 
     def changed(self) -> dict[str, Any]:
         """The parameters that differ from their defaults."""

@@ -79,7 +79,7 @@ class _Driver:
             "schema": SCHEMA,
             "model": [self.ws.model_spec(model).params, m.identity],
             "defense": [dspec.kind, dspec.params, self.ws.defense_digest(model, dspec)],
-            "method": [mspec.kind, mspec.params, *_revision(mspec)],
+            "method": [mspec.kind, METHODS[mspec.kind].Params.identity(mspec.params), *_revision(mspec)],
             "seed": seed,
             "data": [self.cfg.data, self.ws.data_identity(model)],
         }

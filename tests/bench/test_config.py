@@ -108,6 +108,8 @@ COMBINATIONS: list[tuple[dict[str, Any], str]] = [
     ({"kind": "map-elites", "verify": True}, "verify = true needs precision = 'bf16' or 'fp16'"),
     ({"kind": "random-search", "verify": True}, "random-search: verify = true needs precision"),
     ({"kind": "map-elites", "warmup": 0.25}, r"warmup \(got 0.25\) needs classes"),
+    ({"kind": "map-elites", "near_strength": 2.0}, r"near_strength \(got 2\) needs near_confidence"),
+    ({"kind": "map-elites", "near_confidence": 1.0}, "near_confidence must be below 1"),
 ]
 
 

@@ -254,6 +254,39 @@ def test_map_elites_cells_with_a_non_default_target_are_of_revision_2() -> None:
     assert METHODS["random-search"].revision({"target_confidence": 0.99}) == 1
 
 
+def test_near_confidence_reaches_the_search_and_keeps_earlier_cells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parameter added later (``late``) leaves the digest of cells at its default as it was."""
+    from foolbench.bench import METHODS
+    from foolbench.search import MAPElites
+
+    params = METHODS["map-elites"].Params
+    defaults = params().as_dict()
+    assert params.identity(defaults) == {
+        k: v for k, v in defaults.items() if k not in ("near_confidence", "near_strength")
+    }
+    assert params.identity({**defaults, "near_confidence": 0.9})["near_confidence"] == 0.9
+    cfg: dict[str, Any] = {
+        "data": {"dataset": "mnist", "train": 100, "test": 100},
+        "models": [{"zoo": "lenet-mnist"}],
+        "methods": [{"kind": "map-elites", "name": "e", "max_evaluations": 48, "batch_size": 16, "classes": [3]}],
+    }
+    seen: list[dict[str, Any]] = []
+    original = MAPElites.__init__
+
+    def spy(self: MAPElites, *args: Any, **kw: Any) -> None:
+        seen.append(kw)
+        original(self, *args, **kw)
+
+    monkeypatch.setattr(MAPElites, "__init__", spy)
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(seen) == 1 and "near_confidence" not in seen[0]
+    cfg["methods"][0].update(near_confidence=0.5, near_strength=0.25)
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)  # another setting: not the stored cell
+    assert len(seen) == 2 and (seen[1]["near_confidence"], seen[1]["near_strength"]) == (0.5, 0.25)
+
+
 def test_every_builtin_kind_runs(tmp_path: Path) -> None:
     from foolbench.bench import DEFENSES, METHODS
 
