@@ -98,6 +98,11 @@ def main() -> None:
     parser.add_argument(
         "--strength", type=float, default=None, help="constant mutation strength of a CPPN search (default: 1)"
     )
+    parser.add_argument(
+        "--near-confidence", type=float, default=None,
+        help="MAPElites(near_confidence=): children of elites at or above it mutated at --near-strength",
+    )  # fmt: skip
+    parser.add_argument("--near-strength", type=float, default=1.0, help="their mutation strength (default 1)")
     parser.add_argument("--search", choices=("map-elites", "random"), default="map-elites")
     parser.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to this file")
     parser.add_argument("--out", type=Path, default=None)
@@ -122,13 +127,16 @@ def main() -> None:
     if args.search == "random":
         search = fb.search.RandomSearch(clf, enc, batch_size=batch, seed=args.seed, verify=args.verify)
     else:
+        near = {} if args.near_confidence is None else {"near_confidence": args.near_confidence}
         search = fb.search.MAPElites(
-            clf, enc, batch_size=batch, seed=args.seed, verify=args.verify, mutation_schedule=schedule
-        )
+            clf, enc, batch_size=batch, seed=args.seed, verify=args.verify, mutation_schedule=schedule,
+            near_strength=args.near_strength, **near,
+        )  # fmt: skip
     card = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     what = "MAP-Elites" if args.search == "map-elites" else "random sampling"
     print(
-        f"{what} + {args.encoding}{'' if args.strength is None else f' (strength {args.strength:g})'}, "
+        f"{what} + {args.encoding}{'' if args.strength is None else f' (strength {args.strength:g})'}"
+        f"{'' if args.near_confidence is None else f' (>= {args.near_confidence:g}: {args.near_strength:g})'}, "
         f"{clf.num_classes} classes, {size}x{size}, batch {batch}, {precision}"
         f"{' + verify' if args.verify else ''}, seed {args.seed}; device {card}; torch {torch.__version__}",
         flush=True,

@@ -20,6 +20,9 @@
 #   bash tools/gpu_check.sh baselines [SECONDS]  (default 150) instead of "more" once 1. reached 2M:
 #     the equal-budget baselines over all 1,000 classes, random sampling of CPPN genomes and MAP-Elites
 #     with the direct encoding, (SECONDS - 70) / 2 search seconds each (their rows are the figures).
+#   bash tools/gpu_check.sh gentle [SECONDS]     (default 400): the run of 1. with the children of elites >= 90%
+#     mutated at strength 1 (MAPElites(near_confidence=0.9); its own checkpoint), SECONDS - 60 search seconds:
+#     compare its rows with 1.'s at equal evaluations.
 #   bash tools/gpu_check.sh compile [SECONDS]    (default 150): tools/gpu_compile_probe.py (bf16 eager vs
 #     compile=True, compile time included).
 # Printed output lands in $OUT/gpu_check_<part>.log, the tests' report in $OUT/pytest.txt, each ImageNet
@@ -85,11 +88,15 @@ case "$PART" in
     imagenet imagenet_random "$HALF" --search random
     imagenet imagenet_direct "$HALF" --encoding direct  # no checkpoint: its archive is 600 MB
     ;;
+  gentle)
+    TOTAL=${TOTAL:-400}
+    imagenet imagenet_gentle $(( TOTAL - 60 )) --strength 2 --near-confidence 0.9 --checkpoint "$STATE/imagenet_gentle.pt"
+    ;;
   compile)
     TOTAL=${TOTAL:-150}
     timeout $(( $(left) - 5 )) python3 tools/gpu_compile_probe.py 512
     ;;
   *)
-    echo "usage: bash tools/gpu_check.sh main|more|baselines|compile [SECONDS]"; exit 2 ;;
+    echo "usage: bash tools/gpu_check.sh main|more|baselines|gentle|compile [SECONDS]"; exit 2 ;;
 esac
 echo "--- done in $(( $(date +%s) - START )) s"
