@@ -13,6 +13,6 @@ Nothing here imports Ray until it is used: without the extra, every other API wo
 from __future__ import annotations
 
 from foolbench.distributed._executor import RayExecutor, RayMap
-from foolbench.distributed._ray import RayEvaluator, WorkerError, connect, require_ray
+from foolbench.distributed._ray import EvaluatorClosedError, RayEvaluator, WorkerError, connect, require_ray
 
-__all__ = ["RayEvaluator", "RayExecutor", "RayMap", "WorkerError", "connect", "require_ray"]
+__all__ = ["EvaluatorClosedError", "RayEvaluator", "RayExecutor", "RayMap", "WorkerError", "connect", "require_ray"]

@@ -30,6 +30,15 @@ class WorkerError(FoolbenchError, RuntimeError):
     """
 
 
+class EvaluatorClosedError(FoolbenchError, RuntimeError):
+    """A :class:`RayEvaluator` was called after :meth:`RayEvaluator.close` stopped its replicas.
+
+    Examples:
+        >>> issubclass(EvaluatorClosedError, FoolbenchError), issubclass(EvaluatorClosedError, RuntimeError)
+        (True, True)
+    """
+
+
 def require_ray() -> Any:
     """Import and return :mod:`ray`, or raise one clear error naming the extra.
 
@@ -194,7 +203,9 @@ class RayEvaluator:
 
     Raises:
         MissingDependencyError: Ray is not installed.
-        InvalidArgumentError: bad counts, an unreachable cluster, resources the cluster lacks.
+        InvalidArgumentError: bad counts, an unreachable cluster, resources the cluster lacks; a call with
+            an empty batch.
+        EvaluatorClosedError: a call after :meth:`close`.
 
     Shape:
         - genomes: a batch of B genomes.
@@ -270,7 +281,7 @@ class RayEvaluator:
 
     def __call__(self, genomes: Genomes, *, columns: torch.Tensor | None = None) -> torch.Tensor:
         if not self._actors:
-            raise RuntimeError("this RayEvaluator is closed: its replicas were stopped by close()")
+            raise EvaluatorClosedError("this RayEvaluator is closed: its replicas were stopped by close()")
         b = len(genomes)
         if b == 0:
             raise InvalidArgumentError("genomes must hold at least one genome, got an empty batch")

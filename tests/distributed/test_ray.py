@@ -147,6 +147,6 @@ def test_bad_factory_and_resources(cluster: Any) -> None:
     with pytest.raises(InvalidArgumentError, match="at least one genome"):
         remote(empty)
     remote.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(fb.distributed.EvaluatorClosedError, match="closed"):
         remote(enc.sample(2, torch.Generator().manual_seed(0)))
     remote.close()  # a second close does nothing
