@@ -100,7 +100,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--near-confidence", type=float, default=None,
-        help="MAPElites(near_confidence=): children of elites at or above it mutated at --near-strength",
+        help="fb.search.NearStrength: children of elites at or above it mutated at --near-strength",
     )  # fmt: skip
     parser.add_argument("--near-strength", type=float, default=1.0, help="their mutation strength (default 1)")
     parser.add_argument("--search", choices=("map-elites", "random"), default="map-elites")
@@ -124,14 +124,20 @@ def main() -> None:
         if args.strength is not None:
             parser.error("--strength is for the CPPN search (the direct one decays from 1)")
         schedule = fb.search.StepDecay(factor=0.5, every=1000)
+    if args.near_confidence is not None:
+        if args.search == "random" or args.encoding == "direct":
+            parser.error("--near-confidence is for the MAP-Elites CPPN search")
+        schedule = fb.search.NearStrength(
+            schedule, near_confidence=args.near_confidence, near_strength=args.near_strength
+        )
+    elif args.near_strength != 1.0:
+        parser.error("--near-strength needs --near-confidence")
     if args.search == "random":
         search = fb.search.RandomSearch(clf, enc, batch_size=batch, seed=args.seed, verify=args.verify)
     else:
-        near = {} if args.near_confidence is None else {"near_confidence": args.near_confidence}
         search = fb.search.MAPElites(
-            clf, enc, batch_size=batch, seed=args.seed, verify=args.verify, mutation_schedule=schedule,
-            near_strength=args.near_strength, **near,
-        )  # fmt: skip
+            clf, enc, batch_size=batch, seed=args.seed, verify=args.verify, mutation_schedule=schedule
+        )
     card = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     what = "MAP-Elites" if args.search == "map-elites" else "random sampling"
     print(

@@ -122,14 +122,12 @@ def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
             "parents": NearestFirst(confidence=0.99),
         }
         # the same as "str. 2 + unmet 99%", children of elites already >= 90% mutated at strength 1
-        # (MAPElites(near_confidence=0.9, near_strength=1.0))
+        # (fb.search.NearStrength)
         out["bf16 + verify + str. 2 + unmet 99% + gentle 90%"] = {
             "precision": "bf16",
             "verify": True,
-            "mutation_schedule": 2.0,
+            "mutation_schedule": fb.search.NearStrength(2.0, near_confidence=0.9, near_strength=1.0),
             "parents": fb.search.UnmetFirst(confidence=0.99),
-            "near_confidence": 0.9,
-            "near_strength": 1.0,
         }
         out["random"] = {"random": True}  # no evolution: fresh random genomes at the same budget
     out["ramp 2 -> 0.5"] = {"ramp": True}

@@ -227,7 +227,7 @@ class MapElitesParams(Params):
     )  # fmt: skip
     near_confidence: float | None = param(
         None, "children of elites at or above this confidence, below 1, are mutated at near_strength "
-        "(MAPElites(near_confidence=); default: none)", type="float", lo=0, hi=1, lo_open=True, late=True,
+        "(fb.search.NearStrength; default: none)", type="float", lo=0, hi=1, lo_open=True, late=True,
     )  # fmt: skip
     near_strength: float = param(
         1.0, "mutation strength of the children of elites at near_confidence", type="float", lo=0, hi=100,
@@ -236,7 +236,12 @@ class MapElitesParams(Params):
 
     def __post_init__(self) -> None:
         if self.near_confidence == 1.0:
-            raise ConfigError("map-elites: near_confidence must be below 1 (no elite is ever at 100%), got 1.0")
+            raise ConfigError("map-elites: near_confidence must be in (0, 1), as in NearStrength, got 1.0")
+        if self.near_confidence is not None and self.decay_factor == 1.0 and self.near_strength == self.strength:
+            raise ConfigError(
+                f"map-elites: near_confidence (got {self.near_confidence:g}) with near_strength equal to strength "
+                f"({self.strength:g}) changes nothing: give near_strength another value"
+            )
         if self.near_strength != 1.0 and self.near_confidence is None:
             raise ConfigError(
                 f"map-elites: near_strength (got {self.near_strength:g}) needs near_confidence, the confidence "
@@ -292,7 +297,7 @@ class MapElitesMethod(Method[MapElitesParams]):
     Params = MapElitesParams
 
     def run(self, target: Target, ctx: Context) -> CellOutput:
-        from foolbench.search import MAPElites, StepDecay
+        from foolbench.search import MAPElites, NearStrength, StepDecay
         from foolbench.search._operators import parent_selector
 
         p = self.params
@@ -307,7 +312,9 @@ class MapElitesMethod(Method[MapElitesParams]):
             "crossover": p.crossover, "verify": p.verify,
         }  # fmt: skip
         if p.near_confidence is not None:
-            common.update(near_confidence=p.near_confidence, near_strength=p.near_strength)
+            common["mutation_schedule"] = NearStrength(
+                schedule, near_confidence=p.near_confidence, near_strength=p.near_strength
+            )
         initial, spent = None, 0
         if p.warmup > 0 and len(classes) < clf.num_classes:
             warm = MAPElites(clf, enc, parents=parent_selector(p.parents, confidence=p.target_confidence), **common)

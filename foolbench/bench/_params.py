@@ -40,14 +40,17 @@ def param(
             ``float-or-floats``.
         lo, hi: the inclusive range of a number (``lo_open``: ``lo`` excluded); for lists, of each item.
         choices: the allowed values.
-        late: a parameter added after cells were first stored: at its default it is left out of a
-            cell's digest (:meth:`Params.identity`), so cells computed before it existed are still reused.
+        late: a method parameter added after cells were first stored: at its default it is left out of
+            a cell's digest (:meth:`Params.identity`), so cells computed before it existed are still
+            reused. Scalar defaults only.
 
     Returns:
         A :func:`dataclasses.field`.
     """
     if type not in TYPES:
         raise ValueError(f"type must be one of {TYPES}, got {type!r}")
+    if late and isinstance(default, list):
+        raise ValueError("a late parameter needs a scalar default (identity() compares it with the field's)")
     meta = {"doc": doc, "type": type, "lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "late": late}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)

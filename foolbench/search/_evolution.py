@@ -11,7 +11,6 @@ progress, checkpoints, loggers) subscribe to the short ``run()`` loop.
 from __future__ import annotations
 
 import copy
-import math
 import secrets
 import time
 from abc import ABC, abstractmethod
@@ -36,7 +35,13 @@ from foolbench.search._evaluator import (
     check_shapes,
     render_in_bounds,
 )
-from foolbench.search._operators import MutationSchedule, ParentSelector, parent_selector, weighted_draw
+from foolbench.search._operators import (
+    MutationSchedule,
+    NearStrength,
+    ParentSelector,
+    parent_selector,
+    weighted_draw,
+)
 from foolbench.search._operators import mutation_schedule as _schedule
 from foolbench.search._result import FoolingResult, History
 
@@ -566,7 +571,8 @@ class MAPElites(Evolution):
             :class:`~foolbench.search.ParentSelector`.
         mutation_schedule: mutation strength per generation: a number, a
             :class:`~foolbench.search.MutationSchedule` such as :class:`~foolbench.search.StepDecay`,
-            or None (strength 1: the encoding's own rates). On the 10-class EfficientNet-Lite0 CPU
+            or None (strength 1: the encoding's own rates); :class:`~foolbench.search.NearStrength` gives
+            the children of elites near the aim a strength of their own. On the 10-class EfficientNet-Lite0 CPU
             proxy, CPPN searches at 2.0 ended higher than at 1 on 8 of 10 seeds
             (``benchmarks/bench_search_ablation.py``); on the MNIST LeNet no strength beat 1.
         evaluator: scores genomes (default :class:`~foolbench.search.LocalEvaluator`); any
@@ -587,22 +593,11 @@ class MAPElites(Evolution):
             ``evaluations`` counts children, as without it). Reads the candidate count back from the
             device once per generation. Applies to :meth:`step` and :meth:`run`; with a float32
             classifier it changes nothing.
-        near_confidence: children of elites at or above this confidence, in (0, 1), are mutated at
-            ``near_strength`` instead of the schedule's strength (None, the default: every child at the
-            schedule's). A strong mutation climbs fast from a weak image but, near the aim, throws away
-            more than it finds. Each generation then mutates the parents twice (once per strength) and
-            keeps one child per parent, so the random stream differs from the search without it. On the
-            10-class EfficientNet-Lite0 CPU proxy (strength 2, parents below 99%, bf16 + verify, 40,000
-            evaluations) ``near_confidence=0.9, near_strength=1`` is measured seed by seed in
-            ``benchmarks/bench_search_ablation.py`` (docs/methods/evolution.md).
-        near_strength: the mutation strength of those children, > 0 (default 1: the encoding's own
-            rates); only with ``near_confidence``.
 
     Raises:
         InvalidArgumentError: unknown or repeated classes, empty class list, shape mismatch, bad batch
             size, seed or device, empty ``initial``; ``crossover`` outside [0, 1] or > 0 with an
-            encoding that has no ``crossover`` method; ``near_confidence`` outside (0, 1),
-            ``near_strength`` <= 0, or ``near_strength`` without ``near_confidence``.
+            encoding that has no ``crossover`` method.
 
     Examples:
         >>> import foolbench as fb
@@ -630,8 +625,6 @@ class MAPElites(Evolution):
         initial: Genomes | None = None,
         crossover: float = 0.0,
         verify: bool = False,
-        near_confidence: float | None = None,
-        near_strength: float = 1.0,
     ) -> None:
         k = check_classifier(classifier).num_classes
         chosen = list(range(k)) if classes is None else _checks.class_list("classes", classes, num_classes=k)
@@ -661,17 +654,6 @@ class MAPElites(Evolution):
         self.crossover = _checks.real("crossover", crossover, low=0.0, high=1.0)
         self.verify = _checks.boolean("verify", verify)
         self.verifications = 0
-        self.near_strength = _checks.real("near_strength", near_strength, low=0.0, low_open=True)
-        self.near_confidence: float | None = None
-        if near_confidence is not None:
-            self.near_confidence = _checks.real(
-                "near_confidence", near_confidence, low=0.0, high=1.0, low_open=True, high_open=True
-            )
-        elif self.near_strength != 1.0:
-            raise InvalidArgumentError(
-                f"near_strength (got {self.near_strength:g}) needs near_confidence: the confidence from which "
-                "an elite's children are mutated at it"
-            )
         # cuDNN plans its convolutions per input shape, and the number of improvers changes every
         # generation: on an H100 each new size cost about a second (296 vs 11,651 eval/s), so on CUDA
         # the children re-scored are padded to a power of two (a handful of shapes)
@@ -702,19 +684,17 @@ class MAPElites(Evolution):
             config["crossover"] = self.crossover
         if self.verify:
             config["verify"] = True
-        if self.near_confidence is not None:  # absent when off, so checkpoints from before the option resume
-            config["near_confidence"], config["near_strength"] = self.near_confidence, self.near_strength
         return config
 
     def _propose(self, n: int) -> Genomes:
-        if self.generation == 0 or self.near_confidence is None:
+        if self.generation == 0 or not isinstance(self.schedule, NearStrength):
             return super()._propose(n)
         parents = self._parents(n)
         assert self._picked is not None
         # on the device: which children descend from an elite already near the aim (no host read)
-        near = self.archive.fitness[self._picked] >= math.log(self.near_confidence)
-        strong = self.encoding.mutate(parents, self._rng, strength=float(self.schedule(self.generation)))
-        gentle = self.encoding.mutate(parents, self._rng, strength=self.near_strength)
+        near = self.archive.fitness[self._picked] >= self.schedule.near_log_prob
+        strong = self.encoding.mutate(parents, self._rng, strength=self.schedule(self.generation))
+        gentle = self.encoding.mutate(parents, self._rng, strength=self.schedule.near_strength)
         children: Genomes = select_rows(near, gentle, strong)
         return children
 
@@ -872,9 +852,13 @@ class SingleClassEvolution(Evolution):
         population: survivors per generation (default ``batch_size``).
         batch_size: children per generation.
         seed: seeds the search's own generator.
-        mutation_schedule: mutation strength per generation (see :class:`MAPElites`).
+        mutation_schedule: mutation strength per generation (see :class:`MAPElites`; not
+            :class:`~foolbench.search.NearStrength`, which needs MAPElites' archive).
         evaluator: scores genomes (see :class:`MAPElites`).
         device: where genomes and RNG live (default: the classifier's device).
+
+    Raises:
+        InvalidArgumentError: ``target`` not one class, bad sizes or seed, a ``NearStrength`` schedule.
 
     Examples:
         >>> import foolbench as fb
@@ -916,6 +900,11 @@ class SingleClassEvolution(Evolution):
             device=device,
             mutation_schedule=mutation_schedule,
         )
+        if isinstance(self.schedule, NearStrength):  # it reads an archive's elites: a population has none
+            raise InvalidArgumentError(
+                "mutation_schedule=NearStrength(...) needs MAPElites (the confidence of each parent's niche); "
+                "give SingleClassEvolution a number or a per-generation schedule"
+            )
         self.population = _checks.positive_int("population", population if population is not None else batch_size)
         self._pop: Genomes | None = None
         self._fit = torch.empty(0, device=self.device)

@@ -497,6 +497,67 @@ class RampStrength:
         return f"RampStrength(start={self.start:g}, end={self.end:g}, generations={self.generations})"
 
 
+class NearStrength:
+    """Children of elites near the aim mutated at their own strength; the others at ``base``'s.
+
+    A strong mutation climbs fast from weak images but, near the aim, throws away more than it finds:
+    :class:`~foolbench.search.MAPElites` mutates the children of elites already at or above
+    ``near_confidence`` at ``near_strength`` and the rest at ``base(generation)``. Each generation it
+    then mutates the parents twice (once per strength) and keeps one child per parent, on the device
+    (no host read), so the random stream is not the one of ``base`` alone. A parent bred by crossover
+    counts as near when the elite drawn first is. Only :class:`~foolbench.search.MAPElites` reads the
+    parents' confidence; called with a generation, the schedule gives ``base``'s strength.
+
+    Args:
+        base: the strength of the other children: a number, a schedule, or None (1).
+        near_confidence: the confidence from which an elite's children get ``near_strength``, in (0, 1).
+        near_strength: their strength, > 0 (default 1: the encoding's own rates).
+
+    Raises:
+        InvalidArgumentError: ``near_confidence`` outside (0, 1), ``near_strength`` <= 0, or a constant
+            ``base`` equal to ``near_strength`` (it would change nothing but the random stream).
+
+    Examples:
+        >>> sched = NearStrength(2.0, near_confidence=0.9)
+        >>> sched(5), sched.near_strength, sched.config()["base"]
+        (2.0, 1.0, {'name': 'constant', 'strength': 2.0})
+    """
+
+    def __init__(
+        self, base: float | MutationSchedule | None = None, *, near_confidence: float, near_strength: float = 1.0
+    ) -> None:
+        self.base = mutation_schedule(base)
+        if isinstance(self.base, NearStrength):
+            raise InvalidArgumentError("base must not be another NearStrength")
+        self.near_confidence = _checks.real(
+            "near_confidence", near_confidence, low=0.0, high=1.0, low_open=True, high_open=True
+        )
+        self.near_strength = _checks.real("near_strength", near_strength, low=0.0, low_open=True)
+        if isinstance(self.base, ConstantStrength) and self.base.strength == self.near_strength:
+            raise InvalidArgumentError(
+                f"near_strength={self.near_strength:g} equals the base strength: the schedule would change "
+                "nothing but the random stream"
+            )
+        self.near_log_prob = math.log(self.near_confidence)
+
+    def __call__(self, generation: int) -> float:
+        return float(self.base(generation))
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "name": "near",
+            "base": self.base.config(),
+            "near_confidence": self.near_confidence,
+            "near_strength": self.near_strength,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"NearStrength({self.base!r}, near_confidence={self.near_confidence:g}, "
+            f"near_strength={self.near_strength:g})"
+        )
+
+
 def mutation_schedule(spec: float | MutationSchedule | None) -> MutationSchedule:
     """None -> strength 1, a number -> constant strength, or a schedule object as it is."""
     if spec is None:

@@ -109,7 +109,8 @@ COMBINATIONS: list[tuple[dict[str, Any], str]] = [
     ({"kind": "random-search", "verify": True}, "random-search: verify = true needs precision"),
     ({"kind": "map-elites", "warmup": 0.25}, r"warmup \(got 0.25\) needs classes"),
     ({"kind": "map-elites", "near_strength": 2.0}, r"near_strength \(got 2\) needs near_confidence"),
-    ({"kind": "map-elites", "near_confidence": 1.0}, "near_confidence must be below 1"),
+    ({"kind": "map-elites", "near_confidence": 1.0, "near_strength": 0.5}, r"near_confidence must be in \(0, 1\)"),
+    ({"kind": "map-elites", "near_confidence": 0.9}, r"near_strength equal to strength \(1\) changes nothing"),
 ]
 
 

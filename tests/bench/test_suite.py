@@ -257,15 +257,14 @@ def test_map_elites_cells_with_a_non_default_target_are_of_revision_2() -> None:
 def test_near_confidence_reaches_the_search_and_keeps_earlier_cells(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A parameter added later (``late``) leaves the digest of cells at its default as it was."""
+    """Parameters added later (``late``) leave the digest of cells at their defaults as it was before them."""
     from foolbench.bench import METHODS
     from foolbench.search import MAPElites
 
+    late = ("near_confidence", "near_strength")
     params = METHODS["map-elites"].Params
     defaults = params().as_dict()
-    assert params.identity(defaults) == {
-        k: v for k, v in defaults.items() if k not in ("near_confidence", "near_strength")
-    }
+    assert params.identity(defaults) == {k: v for k, v in defaults.items() if k not in late}
     assert params.identity({**defaults, "near_confidence": 0.9})["near_confidence"] == 0.9
     cfg: dict[str, Any] = {
         "data": {"dataset": "mnist", "train": 100, "test": 100},
@@ -280,11 +279,20 @@ def test_near_confidence_reaches_the_search_and_keeps_earlier_cells(
         original(self, *args, **kw)
 
     monkeypatch.setattr(MAPElites, "__init__", spy)
+    full = params.as_dict
+    # the cell as a version without the late parameters stored it
+    monkeypatch.setattr(params, "as_dict", lambda self: {k: v for k, v in full(self).items() if k not in late})
     run_suite(parse_config(cfg), out=tmp_path, progress=False)
-    assert len(seen) == 1 and "near_confidence" not in seen[0]
+    monkeypatch.setattr(params, "as_dict", full)
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(seen) == 1  # reused
+    assert not isinstance(seen[0]["mutation_schedule"], fb.search.NearStrength)
     cfg["methods"][0].update(near_confidence=0.5, near_strength=0.25)
     run_suite(parse_config(cfg), out=tmp_path, progress=False)  # another setting: not the stored cell
-    assert len(seen) == 2 and (seen[1]["near_confidence"], seen[1]["near_strength"]) == (0.5, 0.25)
+    assert len(seen) == 2
+    sched = seen[1]["mutation_schedule"]
+    assert isinstance(sched, fb.search.NearStrength)
+    assert (sched.near_confidence, sched.near_strength, sched(1)) == (0.5, 0.25, 1.0)
 
 
 def test_every_builtin_kind_runs(tmp_path: Path) -> None:

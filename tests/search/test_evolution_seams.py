@@ -570,33 +570,40 @@ def test_children_of_near_elites_are_mutated_at_near_strength(lenet: fb.models.T
     # a threshold between the elites: some parents are near it, some are not
     conf = probe.archive.fitness.exp().sort().values
     near_confidence = float(conf[len(conf) // 2])
-    s = MAPElites(
-        lenet, enc, batch_size=32, seed=0, mutation_schedule=2.0, near_confidence=near_confidence, near_strength=0.25
-    )
+
+    def gentle(at: float = near_confidence) -> fb.search.NearStrength:
+        return fb.search.NearStrength(2.0, near_confidence=at, near_strength=0.25)
+
+    s = MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=gentle())
     s.step()
     calls.clear()
     children = s.ask()
     assert s._picked is not None
     near = s.archive.fitness[s._picked] >= math.log(near_confidence)
     assert 0 < int(near.sum()) < len(near)
-    (parents, strong_at, strong), (same_parents, gentle_at, gentle) = calls
+    (parents, strong_at, strong), (same_parents, gentle_at, soft) = calls
     assert (strong_at, gentle_at) == (2.0, 0.25) and torch.equal(parents, same_parents)
-    assert torch.equal(children[near], gentle[near]) and torch.equal(children[~near], strong[~near])
-    assert not torch.equal(strong, gentle)
+    assert torch.equal(children[near], soft[near]) and torch.equal(children[~near], strong[~near])
+    assert not torch.equal(strong, soft)
     s.cancel()
     # recorded in the settings, same seed same result, a checkpoint refuses another threshold
     res = s.run(generations=4, progress=False)
-    assert (res.settings["near_confidence"], res.settings["near_strength"]) == (near_confidence, 0.25)
-    assert "near_confidence" not in MAPElites(lenet, ENC, batch_size=8, seed=0).run(generations=1).settings
-    kw: dict[str, Any] = {"batch_size": 32, "seed": 0, "mutation_schedule": 2.0, "near_strength": 0.25}
-    again = MAPElites(lenet, enc, near_confidence=near_confidence, **kw).run(generations=4, progress=False)
+    assert res.settings["mutation_schedule"] == {
+        "name": "near",
+        "base": {"name": "constant", "strength": 2.0},
+        "near_confidence": near_confidence,
+        "near_strength": 0.25,
+    }
+    again = MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=gentle()).run(generations=4, progress=False)
     assert torch.equal(again.images, res.images)
     ckpt = tmp_path / "near.pt"
-    MAPElites(lenet, enc, near_confidence=near_confidence, **kw).run(generations=2, progress=False, checkpoint=ckpt)
-    resumed = MAPElites(lenet, enc, near_confidence=near_confidence, **kw)
+    MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=gentle()).run(
+        generations=2, progress=False, checkpoint=ckpt
+    )
+    resumed = MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=gentle())
     assert torch.equal(resumed.run(generations=4, progress=False, checkpoint=ckpt).images, res.images)
     with pytest.raises(CheckpointError):
-        MAPElites(lenet, enc, near_confidence=0.5, **kw).run(generations=4, checkpoint=ckpt)
+        MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=gentle(0.5)).run(generations=4, checkpoint=ckpt)
 
 
 @pytest.mark.parametrize(
@@ -606,18 +613,30 @@ def test_children_of_near_elites_are_mutated_at_near_strength(lenet: fb.models.T
         ({"near_confidence": 1.0}, "near_confidence"),
         ({"near_confidence": float("nan")}, "near_confidence"),
         ({"near_confidence": 0.9, "near_strength": 0.0}, "near_strength"),
-        ({"near_strength": 2.0}, "near_strength .* needs near_confidence"),
+        ({"near_confidence": 0.9, "near_strength": 2.0, "base": 2.0}, "equals the base strength"),
+        ({"near_confidence": 0.9, "base": fb.search.NearStrength(2.0, near_confidence=0.5)}, "another NearStrength"),
     ],
     ids=str,
 )
-def test_near_strength_bad_values(lenet: fb.models.TorchClassifier, kw: dict[str, Any], match: str) -> None:
+def test_near_strength_bad_values(kw: dict[str, Any], match: str) -> None:
+    base = kw.pop("base", None)
     with pytest.raises(InvalidArgumentError, match=match):
-        search(lenet, **kw)
+        fb.search.NearStrength(base, **kw)
+
+
+def test_near_strength_needs_map_elites(lenet: fb.models.TorchClassifier) -> None:
+    sched = fb.search.NearStrength(2.0, near_confidence=0.9)
+    assert (
+        sched(7) == 2.0 and fb.search.NearStrength(fb.search.RampStrength(generations=3), near_confidence=0.9)(3) == 0.5
+    )
+    with pytest.raises(InvalidArgumentError, match="needs MAPElites"):
+        fb.search.SingleClassEvolution(lenet, ENC, target=3, batch_size=8, seed=0, mutation_schedule=sched)
     with pytest.raises(InvalidTypeError, match="near_confidence"):
-        search(lenet, near_confidence="0.9")
+        fb.search.NearStrength(2.0, near_confidence="0.9")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_gentle_near_step_has_no_host_sync() -> None:
     clf = fb.models.lenet_mnist(device="cuda")
-    _steps_without_sync(MAPElites(clf, ENC, batch_size=256, seed=0, mutation_schedule=2.0, near_confidence=0.5))
+    sched = fb.search.NearStrength(2.0, near_confidence=0.5)
+    _steps_without_sync(MAPElites(clf, ENC, batch_size=256, seed=0, mutation_schedule=sched))

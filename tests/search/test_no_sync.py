@@ -271,10 +271,17 @@ def test_run_loop_reads_back_only_every_sync_every_generations(lenet: fb.models.
     assert counts[8] <= counts[1] / 6  # reads every 8th generation (and at the end)
 
 
-def test_generation_step_with_gentle_near(lenet: fb.models.TorchClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``near_confidence``: which children descend from a near elite is decided on the device."""
-    enc = fb.encodings.DirectEncoding((1, 28, 28), mutation_rate=0.05)
-    ev = fb.search.LocalEvaluator(lenet, enc, checked=False)
-    s = fb.search.MAPElites(lenet, enc, batch_size=32, seed=0, evaluator=ev, mutation_schedule=2.0, near_confidence=0.5)
+@pytest.mark.parametrize(
+    "encoding",
+    [fb.encodings.DirectEncoding((1, 28, 28), mutation_rate=0.05), fb.encodings.CPPNEncoding((1, 28, 28))],
+    ids=["direct", "cppn"],
+)
+def test_generation_step_with_near_strength(
+    encoding: fb.encodings.Encoding, lenet: fb.models.TorchClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``NearStrength``: which children descend from a near elite is decided on the device."""
+    ev = fb.search.LocalEvaluator(lenet, encoding, checked=False)
+    sched = fb.search.NearStrength(2.0, near_confidence=0.5)
+    s = fb.search.MAPElites(lenet, encoding, batch_size=32, seed=0, evaluator=ev, mutation_schedule=sched)
     _trapped_generations(s, ev, 4, monkeypatch)
     assert s.generation == 5
