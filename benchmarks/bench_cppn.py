@@ -15,7 +15,8 @@ Prints, measured side by side in one run:
   fp32 bf16`` runs one search per precision taking turns in 30-second slices of their own time, so both
   see the same machine load; ``--verify`` makes a reduced-precision search re-score its improvements
   in float32 (``MAPElites(verify=True)``); ``--compile`` runs the model through ``torch.compile``;
-  ``--strength`` sets a constant mutation strength, ``--seed`` the search seed; parents come from the
+  ``--strength`` sets a constant mutation strength (``--near-confidence 0.9``: the children of elites
+  >= 90% at ``--near-strength``, default 1), ``--seed`` the search seed; parents come from the
   classes below the 99% target first (``--parents-confidence``: another level; 0.9999 is the library's
   default and this benchmark's before). The compilation of ``--compile`` counts against the minutes.
   The best setting measured on the 2-core CPU: ``--part imagenet --batch-size 16 --precision bf16
@@ -112,6 +113,7 @@ def bench_imagenet(
     strength: float = 1.0,
     seed: int = 0,
     parents_confidence: float = 0.99,
+    near: tuple[float, float] | None = None,
 ) -> None:
     models = {
         p: fb.models.efficientnet_lite0(device=device, precision=p).replace(compile=compile_model) for p in precisions
@@ -136,6 +138,9 @@ def bench_imagenet(
             warm_res.evaluations,
         )
         print(f"warm-up on all 1,000 classes: {warm_evals:,} evaluations in {warm_seconds:.0f} s (counted below)")
+    schedule: float | fb.search.NearStrength = strength
+    if near is not None:  # the children of elites >= near[0] mutated at near[1]
+        schedule = fb.search.NearStrength(strength, near_confidence=near[0], near_strength=near[1])
     searches = {
         p: fb.search.MAPElites(
             clf,
@@ -145,7 +150,7 @@ def bench_imagenet(
             seed=seed,
             initial=initial,
             verify=verify,
-            mutation_schedule=strength,
+            mutation_schedule=schedule,
             parents=fb.search.UnmetFirst(confidence=parents_confidence),
         )
         for p, clf in models.items()
@@ -169,7 +174,8 @@ def bench_imagenet(
         print(
             f"ImageNet CPPN (EfficientNet-Lite0 {p}{', compiled' if compile_model else ''}, chunks of "
             f"{models[p].batch_size}, 224x224x3, {device}, batch {batch_size}, warm-up share {warmup:g}, "
-            f"strength {strength:g}, parents below {parents_confidence:g} first, seed {seed}): "
+            f"strength {strength:g}{'' if near is None else f' ({near[1]:g} from {near[0]:g})'}, "
+            f"parents below {parents_confidence:g} first, seed {seed}): "
             f"{total:,} evaluations in {seconds:.0f} s ({rate:.1f} eval/s); median float32 confidence "
             f"{float(result.confidence.median()):.4f}; >= 99%: {int(result.fooled(0.99).sum())}/10"
             + (f"; {search.verifications:,} float32 checks (verify)" if search.verifications else "")
@@ -223,6 +229,13 @@ def main() -> None:
     parser.add_argument(
         "--verify", action="store_true", help="imagenet part: MAPElites(verify=True) (float32 re-scores improvements)"
     )
+    parser.add_argument(
+        "--near-confidence",
+        type=float,
+        default=None,
+        help="imagenet part: children of elites at or above it mutated at --near-strength (fb.search.NearStrength)",
+    )
+    parser.add_argument("--near-strength", type=float, default=1.0, help="imagenet part: their strength (default 1)")
     args = parser.parse_args()
     if args.device == "cpu":
         torch.set_num_threads(2)
@@ -239,6 +252,10 @@ def main() -> None:
             parser.error(f"--strength must be > 0, got {args.strength}")
         if not 0 < args.parents_confidence <= 1:
             parser.error(f"--parents-confidence must be in (0, 1], got {args.parents_confidence}")
+        if args.near_confidence is not None and not 0 < args.near_confidence < 1:
+            parser.error(f"--near-confidence must be in (0, 1), got {args.near_confidence}")
+        if args.near_confidence is None and args.near_strength != 1.0:
+            parser.error("--near-strength needs --near-confidence")
         if len(set(args.precision)) != len(args.precision):
             parser.error(f"--precision names a precision twice: {args.precision}")
         if args.warmup > 0 and len(args.precision) > 1:
@@ -255,6 +272,7 @@ def main() -> None:
             args.strength,
             args.seed,
             args.parents_confidence,
+            None if args.near_confidence is None else (args.near_confidence, args.near_strength),
         )
 
 
