@@ -33,7 +33,8 @@ same budget and keeps each class's best), and ``bf16 + verify + str. 2`` (mutati
 the proxy's 10 minutes at bf16 speed; see docs/methods/evolution.md), ``bf16 + verify + str. 2 + unmet 99%``
 (parents from the classes below the proxy's 99% aim: ``UnmetFirst(confidence=0.99)``), the same at
 ``str. 3``, and ``... + nearest 99%`` (``NearestFirst`` below: among the classes under 99%, the ones
-nearest to it give the most parents).
+nearest to it give the most parents), and ``... + unmet 99% + gentle 90%`` (the children of elites already
+>= 90% mutated at strength 1, the others at 2: ``fb.search.NearStrength(2.0, near_confidence=0.9)``).
 
 ``--out FILE.json`` keeps every variant's curve (evaluations, median and per-class confidence per
 generation) for plotting; ``--only NAME ...`` runs some variants.
