@@ -38,7 +38,7 @@ import foolbench as fb
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import TEXTURE_CLASSES as IMAGENET_CLASSES
-from _common import best_of
+from _common import best_of, machine
 
 PAPER_EVALUATIONS = 5_000 * 400
 
@@ -240,7 +240,7 @@ def main() -> None:
     if args.device == "cpu":
         torch.set_num_threads(2)
         fb.tune_malloc()  # keep freed tensor memory: no page faults per generation
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}")
+    print(machine(args.device))
     if args.part in ("render", "all"):
         bench_render(args.device, args.quick)
     if args.part in ("mnist", "all"):

@@ -17,7 +17,7 @@ import torch
 import foolbench as fb
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import best_of
+from _common import best_of, machine
 
 
 def compare(clf: fb.models.TorchClassifier, x: torch.Tensor, repeats: int) -> tuple[float, float]:
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows (about 25 s to compile each)")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device cpu")
+    print(machine())
     lenet = fb.models.lenet_mnist(batch_size=256)
     n = 1024 if args.quick else 8192
     bare, ours = compare(lenet, torch.rand(n, 1, 28, 28), repeats=3 if args.quick else 7)

@@ -58,7 +58,7 @@ import foolbench as fb
 from foolbench.search._operators import rank_weights, unmet_pool, weighted_draw
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import TEXTURE_CLASSES
+from _common import TEXTURE_CLASSES, machine
 
 LEVELS = (0.5, 0.9, 0.95, 0.99)
 
@@ -261,8 +261,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     fb.tune_malloc()  # keep freed tensor memory: no page faults per generation
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu")
-    out: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    print(machine())
+    out: dict[str, Any] = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "bf16_units": fb.models.native_bf16("cpu"),
+    }
     if args.task in ("mnist", "all"):
         out["mnist"] = mnist(1 if args.quick else args.seeds, args.only)
 

@@ -102,6 +102,28 @@ def test_evolve_method_strength_and_precision_reach_the_search(tmp_path: Path) -
             )
 
 
+@pytest.mark.parametrize("units", [False, True])
+def test_evolve_precision_auto_follows_the_bf16_units(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, units: bool
+) -> None:
+    """--precision auto is bf16 (with --verify kept) where the CPU has bf16 units, else fp32 with
+    --verify dropped; the summary and checkpoint hold the precision used, so a later run of the
+    precision picked resumes the same checkpoint."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: units)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    base = ["evolve", "--classes", "1", "--no-progress", "--out", str(tmp_path / "a")]
+    assert main([*base, "--generations", "2", "--precision", "auto", "--verify"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    used = "bf16" if units else "fp32"
+    assert (summary["settings"]["precision"], summary["settings"]["verify"]) == (used, units)
+    assert summary["settings"]["search"].get("precision", "fp32") == used
+    assert f"--precision auto: {used}" in out and ("--verify has no bf16 scores" in out) is not units
+    explicit = ["--precision", "bf16", "--verify"] if units else []
+    assert main([*base, "--generations", "3", *explicit]) == 0  # resumed (other settings: refused, exit 2)
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["results"]["evaluations"] == 3 * 64
+
+
 def test_evolve_breeds_from_the_classes_below_its_target(tmp_path: Path) -> None:
     """--target-confidence sets the level below which MAP-Elites' parents come first (the default 99.99%)."""
     base = ["evolve", "--classes", "1,5", "--no-progress", "--generations", "2"]

@@ -52,6 +52,14 @@ def evolve(args: argparse.Namespace) -> int:
         kwargs["title"] = kwargs["title"].format(model=args.model, encoding=args.encoding)
     summary = run_evolution(args.out, **kwargs)
     _print_search(summary, args.target_confidence)
+    if kwargs.get("precision") == "auto":
+        used = summary["settings"]
+        why = (
+            "bf16 units found" if used["precision"] == "bf16" else "no bf16 units on this device: bf16 would be slower"
+        )
+        if args.verify and not used["verify"]:
+            why += "; --verify has no bf16 scores to re-score"
+        print(f"--precision auto: {used['precision']}{' with --verify' if used['verify'] else ''} ({why})")
     print(f"wrote {args.out}/images.png, summary.json, report.md")
     return 0
 
@@ -158,12 +166,15 @@ def _evolve_options(p: argparse.ArgumentParser, *, max_evaluations: int) -> None
     )
     p.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16"),
+        choices=("fp32", "bf16", "fp16", "auto"),
         default="fp32",
-        help="score children under autocast (reported confidences stay float32)",
+        help="score children under autocast (reported confidences stay float32); auto: bf16 where the device "
+        "has bf16 units (GPUs from compute capability 8, CPUs with AVX512-BF16 or AMX), else fp32",
     )
     p.add_argument(
-        "--verify", action="store_true", help="with bf16/fp16: re-score in float32 the children that beat an elite"
+        "--verify",
+        action="store_true",
+        help="with bf16/fp16 (or auto picking bf16): re-score in float32 the children that beat an elite",
     )
     p.add_argument(
         "--checkpoint", default=None, help="checkpoint file, resumed when present (default: OUT/checkpoint.pt)"

@@ -5,7 +5,8 @@ Any ``torch.nn.Module`` becomes a :class:`Classifier` through
 options); :func:`check_classifier` turns any object with ``input_shape``,
 ``num_classes``, ``bounds`` and ``__call__`` into a :class:`BaseClassifier`;
 :class:`CountingClassifier` counts evaluations; :func:`weights_digest` keys caches; :func:`lenet_mnist`, :func:`lenet_mnist_noise_trained` and
-:func:`efficientnet_lite0` are real pretrained models that work offline.
+:func:`efficientnet_lite0` are real pretrained models that work offline; :func:`native_bf16` tells
+whether ``precision="bf16"`` can pay off on a device (:func:`auto_precision` picks).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from foolbench.models._classifier import (
     check_device,
     weights_digest,
 )
+from foolbench.models._hardware import auto_precision, native_bf16
 from foolbench.models._lenet import LeNet, lenet_mnist_noise_trained
 from foolbench.models._zoo import (
     MNIST_MEAN,
@@ -45,6 +47,7 @@ __all__ = [
     "LeNet",
     "ModelInfo",
     "TorchClassifier",
+    "auto_precision",
     "check_classifier",
     "check_device",
     "default_chunk",
@@ -56,6 +59,7 @@ __all__ = [
     "load_model",
     "load_state_dict",
     "mnist_digits",
+    "native_bf16",
     "train_classifier",
     "weights_digest",
     "zoo",

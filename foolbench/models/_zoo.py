@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 
 from foolbench import _checks
-from foolbench.errors import CheckpointError, InvalidArgumentError, MissingDependencyError
+from foolbench.errors import CheckpointError, MissingDependencyError
 from foolbench.models._classifier import TorchClassifier
+from foolbench.models._hardware import device_type
 from foolbench.models._lenet import LeNet, lenet_mnist_noise_trained
 
 __all__ = [
@@ -202,10 +203,7 @@ def default_chunk(device: torch.device | str | None, precision: str) -> int:
         >>> default_chunk(None, "fp32"), default_chunk("cpu", "bf16"), default_chunk("cuda", "fp32")
         (4, 8, 256)
     """
-    try:
-        kind = "cpu" if device is None else torch.device(device).type
-    except (RuntimeError, ValueError, TypeError):
-        raise InvalidArgumentError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    kind, _ = device_type(device)
     if kind != "cpu":
         return 256
     return 4 if precision == "fp32" else 8

@@ -18,7 +18,7 @@ import torch
 from foolbench import _checks, _io
 from foolbench.encodings import CPPNEncoding, DirectEncoding, Encoding
 from foolbench.errors import CheckpointError, InvalidArgumentError
-from foolbench.models import load_model, mnist_digits
+from foolbench.models import auto_precision, load_model, mnist_digits
 from foolbench.search._ascent import GradientAscent
 from foolbench.search._evolution import MAPElites, RandomSearch
 from foolbench.search._operators import UnmetFirst
@@ -218,10 +218,13 @@ def run_evolution(
             direct: the mutation rate), 1 by default; CPPN searches at 2 ended higher on 8 of 10
             seeds of the 10-class EfficientNet-Lite0 CPU proxy (``benchmarks/bench_search_ablation.py``).
         precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` to score children under autocast
-            (faster on GPUs and on CPUs with bf16 units); the reported confidences are always the
-            float32 model's.
+            (faster on GPUs and on CPUs with bf16 units, slower on CPUs without them), or
+            ``"auto"``: ``"bf16"`` where :func:`foolbench.models.native_bf16` finds those units on
+            ``device``, else ``"fp32"``; the summary records the precision used. The reported
+            confidences are always the float32 model's.
         verify: with a reduced ``precision``: re-score in float32 the children that beat an elite
-            before they compete, so the archive holds float32 scores only.
+            before they compete, so the archive holds float32 scores only (with ``"auto"``: when it
+            picks ``"bf16"``; the summary records whether it applied).
         seed: seed of the search, an int in [0, 2**64).
         image_size: raw image side of ImageNet models.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (default CPU).
@@ -255,7 +258,12 @@ def run_evolution(
     settings["classes"] = None if classes is None else list(classes)
 
     _checks.choice("method", method, ("map-elites", "random-search"))
-    _checks.choice("precision", precision, ("fp32", "bf16", "fp16"))
+    _checks.choice("precision", precision, ("fp32", "bf16", "fp16", "auto"))
+    if precision == "auto":  # resolved here, so the checkpoint and summary hold the precision used
+        _checks.boolean("verify", verify)
+        precision = auto_precision(_checks.torch_device("device", device))
+        verify = verify and precision != "fp32"
+        settings["precision"], settings["verify"] = precision, verify
     _encoding_settings(encoding, mutation_rate=mutation_rate, max_nodes=max_nodes, max_connections=max_connections)
     target_confidence = _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
     strength = _checks.real("strength", strength, low=0.0, low_open=True)
