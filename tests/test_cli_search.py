@@ -109,8 +109,8 @@ def test_evolve_precision_auto_follows_the_bf16_units(
     """--precision auto is bf16 (with --verify kept) where the CPU has bf16 units, else fp32 with
     --verify dropped; the summary and checkpoint hold the precision used, so a later run of the
     precision picked resumes the same checkpoint."""
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: units)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: units, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     base = ["evolve", "--classes", "1", "--no-progress", "--out", str(tmp_path / "a")]
     assert main([*base, "--generations", "2", "--precision", "auto", "--verify"]) == 0
     out = capsys.readouterr().out
@@ -122,6 +122,18 @@ def test_evolve_precision_auto_follows_the_bf16_units(
     explicit = ["--precision", "bf16", "--verify"] if units else []
     assert main([*base, "--generations", "3", *explicit]) == 0  # resumed (other settings: refused, exit 2)
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["results"]["evaluations"] == 3 * 64
+    # auto picking the other precision (another machine) refuses the checkpoint and says how to resume it
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: not units, raising=False)
+    other = "fp32" if units else "bf16"
+    with pytest.raises(fb.errors.CheckpointError, match=f"precision='auto' picked '{other}'"):
+        fb.search.run_evolution(tmp_path / "a", classes=["1"], generations=4, precision="auto", progress=False)
+    # the random-search baseline takes auto too; a bad verify is still refused by name
+    s = fb.search.run_evolution(
+        tmp_path / "r", classes=["1"], generations=1, method="random-search", precision="auto", progress=False
+    )
+    assert s["settings"]["precision"] == other and s["settings"]["search"]["method"] == "random_search"
+    with pytest.raises(fb.errors.InvalidArgumentError, match="verify"):
+        fb.search.run_evolution(tmp_path / "v", classes=["1"], generations=1, precision="auto", verify="yes")  # type: ignore[arg-type]
 
 
 def test_evolve_breeds_from_the_classes_below_its_target(tmp_path: Path) -> None:

@@ -50,16 +50,18 @@ def evolve(args: argparse.Namespace) -> int:
     kwargs = _kwargs(args, run_evolution)
     if kwargs.get("title"):  # the demo's report title names the model and encoding it ran with
         kwargs["title"] = kwargs["title"].format(model=args.model, encoding=args.encoding)
+    if kwargs.get("precision") == "auto":  # say the choice before a long run (the summary records it)
+        from foolbench import _checks
+        from foolbench.models import auto_precision
+
+        used = auto_precision(_checks.torch_device("device", kwargs.get("device")))
+        why = "bf16 units found" if used == "bf16" else "no bf16 units on this device: bf16 would be slower"
+        if args.verify and used == "fp32":
+            why += "; --verify has no bf16 scores to re-score"
+        verified = " with --verify" if args.verify and used == "bf16" else ""
+        print(f"--precision auto: {used}{verified} ({why})", flush=True)
     summary = run_evolution(args.out, **kwargs)
     _print_search(summary, args.target_confidence)
-    if kwargs.get("precision") == "auto":
-        used = summary["settings"]
-        why = (
-            "bf16 units found" if used["precision"] == "bf16" else "no bf16 units on this device: bf16 would be slower"
-        )
-        if args.verify and not used["verify"]:
-            why += "; --verify has no bf16 scores to re-score"
-        print(f"--precision auto: {used['precision']}{' with --verify' if used['verify'] else ''} ({why})")
     print(f"wrote {args.out}/images.png, summary.json, report.md")
     return 0
 

@@ -10,7 +10,17 @@ from foolbench.errors import InvalidArgumentError
 
 
 def device_type(device: torch.device | str | None) -> tuple[str, int | None]:
-    """``device``'s type and index (``None``: the CPU); a device this machine lacks is fine here."""
+    """The type and index of a device name, whether or not this machine has that device.
+
+    Args:
+        device: a torch device or its name (``None``: the CPU).
+
+    Returns:
+        ``(type, index)``, e.g. ``("cuda", 1)``; the index is ``None`` when the name gives none.
+
+    Raises:
+        InvalidArgumentError: ``device`` is not a device name.
+    """
     try:
         dev = torch.device("cpu") if device is None else torch.device(device)
     except (RuntimeError, ValueError, TypeError):
@@ -25,7 +35,8 @@ def native_bf16(device: torch.device | str | None = None) -> bool:
     AVX512-BF16 or AMX, EfficientNet-Lite0 scored 51 images/s in bf16 against 85 in float32
     (``benchmarks/bench_models.py``), where a CPU with AVX512-BF16 gave 172 against 99.
 
-    - CPU: AVX512-BF16 or AMX tiles (as torch's CPU feature probe reports them);
+    - CPU: AVX512-BF16 or AMX tiles, as torch's CPU feature probes (``torch.cpu``) report them;
+      ``False`` with a torch build that lacks those probes, and on CPUs they do not cover (ARM);
     - CUDA: a GPU with bfloat16 tensor cores (compute capability 8.0 or newer: A100, H100, H200...),
       without counting emulation; ``False`` when CUDA is absent;
     - any other device type: ``False`` (not known to this function).
@@ -38,11 +49,12 @@ def native_bf16(device: torch.device | str | None = None) -> bool:
         True when bfloat16 runs on dedicated units.
 
     Raises:
-        InvalidArgumentError: ``device`` is not a device name.
+        InvalidArgumentError: ``device`` is not a device name, or names a GPU index this machine
+            lacks.
 
     Examples:
         >>> import foolbench as fb
-        >>> fb.models.native_bf16("cpu") in (True, False)
+        >>> isinstance(fb.models.native_bf16("cpu"), bool)
         True
     """
     kind, index = device_type(device)
@@ -53,6 +65,10 @@ def native_bf16(device: torch.device | str | None = None) -> bool:
     if kind == "cuda":
         if not torch.cuda.is_available():
             return False
+        if index is not None and index >= torch.cuda.device_count():
+            raise InvalidArgumentError(
+                f"device {str(device)!r} names GPU {index}, but this machine has {torch.cuda.device_count()}"
+            )
         major, _ = torch.cuda.get_device_capability(index)
         return major >= 8
     return False

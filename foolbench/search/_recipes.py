@@ -259,7 +259,8 @@ def run_evolution(
 
     _checks.choice("method", method, ("map-elites", "random-search"))
     _checks.choice("precision", precision, ("fp32", "bf16", "fp16", "auto"))
-    if precision == "auto":  # resolved here, so the checkpoint and summary hold the precision used
+    auto = precision == "auto"
+    if auto:  # resolved here, so the checkpoint and summary hold the precision used
         _checks.boolean("verify", verify)
         precision = auto_precision(_checks.torch_device("device", device))
         verify = verify and precision != "fp32"
@@ -330,7 +331,13 @@ def run_evolution(
                 checkpoint_every=checkpoint_every,
             )
         except CheckpointError as err:
-            raise CheckpointError(f"{err} (start over with fresh=True)") from err
+            hint = (
+                f"; precision='auto' picked {precision!r} on this machine: give the checkpoint's precision "
+                "explicitly to resume it"
+                if auto and "precision" in str(err)
+                else ""
+            )
+            raise CheckpointError(f"{err} (start over with fresh=True{hint})") from err
         result.save(folder, title=title or f"Evolved fooling images for {model} ({encoding} encoding)")
         return _search_summary(result)
 
