@@ -13,8 +13,8 @@ Prints, measured side by side in one run:
   paper's budget (5,000 generations x 400 images) would take at that throughput. ``--precision bf16``
   searches with bfloat16 scores (the reported confidences are the float32 model's); ``--precision
   fp32 bf16`` runs one search per precision taking turns in 30-second slices of their own time, so both
-  see the same machine load; ``--verify`` makes a reduced-precision search re-score its improvements
-  in float32 (``MAPElites(verify=True)``); ``--compile`` runs the model through ``torch.compile``;
+  see the same machine load (``auto``: bf16 where the device has bf16 units, else fp32); ``--verify``
+  makes a reduced-precision search re-score its improvements in float32 (``MAPElites(verify=True)``); ``--compile`` runs the model through ``torch.compile``;
   ``--strength`` sets a constant mutation strength (``--near-confidence 0.9``: the children of elites
   >= 90% at ``--near-strength``, default 1), ``--seed`` the search seed; parents come from the
   classes below the 99% target first (``--parents-confidence``: another level; 0.9999 is the library's
@@ -212,9 +212,10 @@ def main() -> None:
     parser.add_argument(
         "--precision",
         nargs="+",
-        choices=("fp32", "bf16", "fp16"),
+        choices=("fp32", "bf16", "fp16", "auto"),
         default=["fp32"],
-        help="imagenet part: one search per precision, taking turns (each gets --minutes of its own time)",
+        help="imagenet part: one search per precision, taking turns (each gets --minutes of its own time); "
+        "auto: bf16 where the device has bf16 units, else fp32 (fb.models.auto_precision)",
     )
     parser.add_argument("--compile", action="store_true", help="imagenet part: torch.compile the model")
     parser.add_argument("--strength", type=float, default=1.0, help="imagenet part: constant mutation strength")
@@ -256,6 +257,7 @@ def main() -> None:
             parser.error(f"--near-confidence must be in (0, 1), got {args.near_confidence}")
         if args.near_confidence is None and args.near_strength != 1.0:
             parser.error("--near-strength needs --near-confidence")
+        args.precision = [fb.models.auto_precision(args.device) if p == "auto" else p for p in args.precision]
         if len(set(args.precision)) != len(args.precision):
             parser.error(f"--precision names a precision twice: {args.precision}")
         if args.warmup > 0 and len(args.precision) > 1:
