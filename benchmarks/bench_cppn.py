@@ -14,7 +14,8 @@ Prints, measured side by side in one run:
   searches with bfloat16 scores (the reported confidences are the float32 model's); ``--precision
   fp32 bf16`` runs one search per precision taking turns in 30-second slices of their own time, so both
   see the same machine load (``auto``: bf16 where the device has bf16 units, else fp32); ``--verify``
-  makes a reduced-precision search re-score its improvements in float32 (``MAPElites(verify=True)``); ``--compile`` runs the model through ``torch.compile``;
+  makes a reduced-precision search re-score its improvements in float32 (``MAPElites(verify=True)``);
+  ``--compile`` runs the model through ``torch.compile``;
   ``--strength`` sets a constant mutation strength (``--near-confidence 0.9``: the children of elites
   >= 90% at ``--near-strength``, default 1), ``--seed`` the search seed; parents come from the
   classes below the 99% target first (``--parents-confidence``: another level; 0.9999 is the library's
