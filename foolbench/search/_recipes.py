@@ -259,9 +259,9 @@ def run_evolution(
 
     _checks.choice("method", method, ("map-elites", "random-search"))
     _checks.choice("precision", precision, ("fp32", "bf16", "fp16", "auto"))
+    _checks.boolean("verify", verify)
     auto = precision == "auto"
     if auto:  # resolved here, so the checkpoint and summary hold the precision used
-        _checks.boolean("verify", verify)
         precision = auto_precision(_checks.torch_device("device", device))
         verify = verify and precision != "fp32"
         settings["precision"], settings["verify"] = precision, verify
@@ -286,7 +286,6 @@ def run_evolution(
                 f"parents_confidence applies to the map-elites method only (random search breeds from no "
                 f"parents), got {parents_confidence:g}"
             )
-    _checks.boolean("verify", verify)
     if verify and precision == "fp32":
         raise InvalidArgumentError(
             "verify needs a reduced precision (bf16 or fp16) whose scores it re-scores in float32, got fp32"
