@@ -136,6 +136,35 @@ def test_evolve_precision_auto_follows_the_bf16_units(
         fb.search.run_evolution(tmp_path / "v", classes=["1"], generations=1, precision="auto", verify="yes")  # type: ignore[arg-type]
 
 
+def test_evolve_compile_scores_through_the_compiled_model_and_is_part_of_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--compile runs the children's scores through torch.compile (here a stand-in that counts its
+    modules), reports the uncompiled model's confidences, and a checkpoint written with it is
+    refused without it (the scores round differently, so the search would not be the same)."""
+    compiled: list[torch.nn.Module] = []
+
+    def stand_in(module: torch.nn.Module) -> torch.nn.Module:
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", stand_in)
+    base = ["evolve", "--classes", "1", "--no-progress", "--out", str(tmp_path / "a")]
+    assert main([*base, "--generations", "2", "--compile"]) == 0
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["settings"]["compile"] is True and summary["settings"]["search"]["compile"] is True
+    assert len(compiled) == 1 and not compiled[0].training  # one frozen copy: the weights did not change
+    plain = fb.search.run_evolution(tmp_path / "b", classes=["1"], generations=2, progress=False)
+    assert "compile" not in plain["settings"]["search"]
+    # the same seed and images; the confidences reported are the plain model's, so they agree
+    got, want = (s["results"]["per_class"][0]["confidence"] for s in (summary, plain))
+    assert got == pytest.approx(want, abs=1e-6)
+    with pytest.raises(fb.errors.CheckpointError, match="another configuration"):
+        fb.search.run_evolution(tmp_path / "a", classes=["1"], generations=3, progress=False)
+    with pytest.raises(fb.errors.InvalidArgumentError, match="compile must be True or False"):
+        fb.search.run_evolution(tmp_path / "c", classes=["1"], generations=1, compile="yes")  # type: ignore[arg-type]
+
+
 def test_evolve_breeds_from_the_classes_below_its_target(tmp_path: Path) -> None:
     """--target-confidence sets the level below which MAP-Elites' parents come first (the default 99.99%)."""
     base = ["evolve", "--classes", "1,5", "--no-progress", "--generations", "2"]

@@ -179,6 +179,12 @@ def _evolve_options(p: argparse.ArgumentParser, *, max_evaluations: int) -> None
         help="with bf16/fp16 (or auto picking bf16): re-score in float32 the children that beat an elite",
     )
     p.add_argument(
+        "--compile",
+        action="store_true",
+        help="score through torch.compile with the weights frozen in (EfficientNet-Lite0: 2.3x on a 2-core CPU, "
+        "after 10-30 s compiling); reported confidences stay the uncompiled model's",
+    )
+    p.add_argument(
         "--checkpoint", default=None, help="checkpoint file, resumed when present (default: OUT/checkpoint.pt)"
     )
     p.add_argument("--checkpoint-every", type=int, default=25, help="generations between checkpoints")

@@ -11,11 +11,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
@@ -24,6 +25,7 @@ from torch import nn
 
 from foolbench import _checks
 from foolbench.errors import InvalidArgumentError, InvalidTypeError, ModelOutputError
+from foolbench.models._fold import fold_batchnorm
 
 __all__ = [
     "BaseClassifier",
@@ -495,6 +497,16 @@ def weights_digest(model: nn.Module | BaseClassifier) -> str:
     return tensors_digest(dict(module.state_dict()))
 
 
+def _freezing() -> contextlib.AbstractContextManager[Any]:
+    """Inductor's ``freezing`` switched on for the block (a no-op where this torch lacks it)."""
+    try:
+        from torch._inductor import config
+    except ImportError:  # pragma: no cover (every supported torch has it)
+        return contextlib.nullcontext()
+    patch: contextlib.AbstractContextManager[Any] = config.patch(freezing=True)
+    return patch
+
+
 _PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -549,6 +561,14 @@ class TorchClassifier(BaseClassifier):
             values do not change) and its inputs to the channels-last memory format.
         compile: run the module through ``torch.compile`` (compiled at the first call; if
             compilation fails, one warning and the module runs uncompiled).
+        fold_batchnorm: for calls without gradients (:meth:`log_probs`, :meth:`probs`, searches),
+            run a copy of the module in which each BatchNorm fed directly by a convolution is folded
+            into that convolution (1.5x EfficientNet-Lite0 on a 2-core CPU). The copy is built at
+            the first such call, checked against the module on a random batch (not used, with one
+            warning, if they disagree beyond float rounding), and rebuilt whenever a parameter or
+            buffer of the module changes; calls with gradients use the module itself. Scores
+            differ from the unfolded module's by float rounding (about 1e-5 in the logits), so
+            :meth:`reference` is the unfolded twin.
 
     Raises:
         InvalidTypeError: ``module`` is not an ``nn.Module``, or a flag is not a bool.
@@ -588,6 +608,7 @@ class TorchClassifier(BaseClassifier):
         precision: str = "fp32",
         channels_last: bool = False,
         compile: bool = False,
+        fold_batchnorm: bool = False,
     ) -> None:
         if not isinstance(module, nn.Module):
             raise InvalidTypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
@@ -609,6 +630,7 @@ class TorchClassifier(BaseClassifier):
         self.precision: str = _checks.choice("precision", precision, _PRECISIONS)
         self.channels_last: bool = _flag("channels_last", channels_last)
         self.compile_module: bool = _flag("compile", compile)
+        self.fold_batchnorm: bool = _flag("fold_batchnorm", fold_batchnorm)
         channels = self.input_shape[0]
         mean_v, std_v = _stat("mean", mean, channels), _stat("std", std, channels)
         if std_v is not None and min(std_v) <= 0:
@@ -629,6 +651,7 @@ class TorchClassifier(BaseClassifier):
             "mean": mean_v, "std": std_v, "resize": resize, "device": own_device, "batch_size": self.batch_size,
             "class_names": list(self.class_names), "check_inputs": self.check_inputs,
             "precision": self.precision, "channels_last": self.channels_last, "compile": self.compile_module,
+            "fold_batchnorm": self.fold_batchnorm,
         }  # fmt: skip
         self._cache: dict[str, Any] = {}  # the compiled module and the float32 reference, built on first use
         self._probe()
@@ -724,11 +747,11 @@ class TorchClassifier(BaseClassifier):
         return TorchClassifier(module, **settings)
 
     def reference(self) -> BaseClassifier:
-        """``self`` at fp32 without compilation; at reduced precision (or compiled), the float32 twin."""
-        if self.precision == "fp32" and not self.compile_module:
+        """``self`` at fp32 as the module computes it; reduced precision, compiled or folded: the plain float32 twin."""
+        if self.precision == "fp32" and not self.compile_module and not self.fold_batchnorm:
             return self
         if "reference" not in self._cache:
-            self._cache["reference"] = self.replace(precision="fp32", compile=False)
+            self._cache["reference"] = self.replace(precision="fp32", compile=False, fold_batchnorm=False)
         ref: BaseClassifier = self._cache["reference"]
         return ref
 
@@ -744,46 +767,110 @@ class TorchClassifier(BaseClassifier):
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def _run(self, fn: Any, x: torch.Tensor) -> Any:
-        """Call ``fn`` in eval mode (training flags restored), under autocast at reduced precision."""
+    @contextlib.contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        """The module's submodules in eval mode for the block; their training flags restored after."""
         training = [m for m in self.module.modules() if m.training]
         for m in training:
             m.training = False
         try:
+            yield
+        finally:
+            for m in training:
+                m.training = True
+
+    def _run(self, fn: Any, x: torch.Tensor) -> Any:
+        """Call ``fn`` in eval mode (training flags restored), under autocast at reduced precision."""
+        with self._eval_mode():
             autocast = _PRECISIONS[self.precision]
             if autocast is None:
                 return fn(x)
             with torch.autocast(device_type=self._device.type, dtype=autocast):
                 out = fn(x)
             return out.float() if isinstance(out, torch.Tensor) else out
-        finally:
-            for m in training:
-                m.training = True
+
+    def _weights_version(self) -> tuple[int, ...]:
+        """Changes whenever a parameter or buffer of the module is replaced or changed in place."""
+        tensors = itertools.chain(self.module.parameters(), self.module.buffers())
+        return tuple(v for t in tensors for v in (id(t), t._version))
+
+    def _folded(self) -> nn.Module:
+        """The module with its conv -> BatchNorm pairs folded (built once per weights version)."""
+        version = self._weights_version()
+        cached = self._cache.get("folded")
+        if cached is not None and cached[0] == version:
+            folded: nn.Module = cached[1]
+            return folded
+        lo, hi = self.bounds
+        gen = torch.Generator().manual_seed(0)
+        example = (lo + (hi - lo) * torch.rand((2, *self.input_shape), generator=gen)).to(self._device, self._dtype)
+        with torch.no_grad(), self._eval_mode():
+            folded, report = fold_batchnorm(self.module, self.preprocess(example))
+        if not report.ok:
+            warnings.warn(
+                f"fold_batchnorm=True: the folded module's logits differ from the module's by {report.max_abs_diff:.3g} "
+                "on a random batch (a convolution's output is probably used by more than its BatchNorm); "
+                "running the module unfolded",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        elif not report.folded and "folded" not in self._cache:
+            warnings.warn(
+                f"fold_batchnorm=True: no BatchNorm of the module (it has {report.batchnorms}) takes a convolution's "
+                "output directly; nothing to fold",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        self._cache["folded"] = (version, folded)
+        return folded
+
+    def _callable(self) -> nn.Module:
+        """The module a call runs: the folded copy for calls without gradients when folding is on."""
+        if self.fold_batchnorm and not torch.is_grad_enabled():
+            return self._folded()
+        return self.module
 
     def _compiled(self, x: torch.Tensor) -> torch.Tensor:
-        fn = self._cache.get("compiled")
-        if fn is not None:
-            out: torch.Tensor = self._run(fn, x)
+        """Run the compiled module: frozen for calls without gradients, plain for calls with them.
+
+        Without gradients the weights are baked into the graph (inductor's ``freezing``: folded
+        BatchNorms, prepacked convolution weights; 2.3x EfficientNet-Lite0 on a 2-core CPU). A frozen
+        graph never sees a later change of the weights, and torch's compile cache is keyed by the
+        code, not the values; so it is built from a private copy of the module, a new one whenever
+        a parameter or buffer changes.
+        """
+        frozen = not torch.is_grad_enabled()
+        key, version = ("frozen", self._weights_version()) if frozen else ("compiled", None)
+        entry = self._cache.get(key)
+        mode = _freezing() if frozen else contextlib.nullcontext()
+        if entry is not None and entry[0] == version:
+            with mode:
+                out: torch.Tensor = self._run(entry[1], x)
             return out
-        fn = torch.compile(self.module)
+        module = self._callable() if frozen else self.module
+        if frozen and module is self.module:  # (the folded module is already a private copy)
+            module = copy.deepcopy(self.module).eval()
+        fn: Any = torch.compile(module)
         try:
-            out = self._run(fn, x)
+            with mode:
+                out = self._run(fn, x)
         except Exception as err:  # noqa: BLE001 (any compiler failure: fall back to the plain module, warn once)
             warnings.warn(
                 f"compile=True: torch.compile failed ({type(err).__name__}: {err}); running the module uncompiled",
                 RuntimeWarning,
                 stacklevel=3,
             )
-            fn = self.module
+            self._cache["compile_failed"] = True
+            fn = module
             out = self._run(fn, x)
-        self._cache["compiled"] = fn
+        self._cache[key] = (version, fn)
         return out
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         x = self.preprocess(x)
-        if self.compile_module:
+        if self.compile_module and not self._cache.get("compile_failed"):
             return self._compiled(x)
-        out: torch.Tensor = self._run(self.module, x)
+        out: torch.Tensor = self._run(self._callable(), x)
         return out
 
     def train(self, mode: bool = True) -> TorchClassifier:
@@ -805,4 +892,6 @@ class TorchClassifier(BaseClassifier):
             extra += ", channels_last=True"
         if self.compile_module:
             extra += ", compile=True"
+        if self.fold_batchnorm:
+            extra += ", fold_batchnorm=True"
         return extra + f", device={self.device}"

@@ -191,6 +191,9 @@ class Evolution(ABC):
             precision = getattr(self.classifier, "precision", "reduced")
             if precision != "fp32":  # absent at fp32, so float32 checkpoints from before the key still resume
                 config["precision"] = precision
+            for key, attribute in (("compile", "compile_module"), ("fold_batchnorm", "fold_batchnorm")):
+                if getattr(self.classifier, attribute, False):  # other float rounding, so another search path
+                    config[key] = True
         return config
 
     # -- ask / tell ---------------------------------------------------------------------

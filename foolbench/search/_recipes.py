@@ -58,7 +58,7 @@ MNIST_RECIPE = EvolutionRecipe(batch_size=64, mutation_rate=0.02, eta=1.0)
 generations, sparse but large pixel moves. ``foolbench demo`` and ``evolve`` use it by default."""
 
 
-def _model(model: str, device: Any, image_size: int | None, precision: str = "fp32") -> Any:
+def _model(model: str, device: Any, image_size: int | None, precision: str = "fp32", compile: bool = False) -> Any:
     kwargs: dict[str, Any] = {"device": _checks.torch_device("device", device)}
     if image_size is not None:
         if model != "efficientnet-lite0":
@@ -67,7 +67,9 @@ def _model(model: str, device: Any, image_size: int | None, precision: str = "fp
     if model == "efficientnet-lite0":  # its factory picks the chunk size for the precision
         kwargs["precision"] = precision
     clf = load_model(model, **kwargs)
-    return clf if clf.precision == precision else clf.replace(precision=precision)
+    if clf.precision != precision or clf.compile_module != compile:
+        clf = clf.replace(precision=precision, compile=compile)
+    return clf
 
 
 def _classes(classes: Sequence[int | str] | None, classifier: Any) -> list[int] | None:
@@ -178,6 +180,7 @@ def run_evolution(
     strength: float = 1.0,
     precision: str = "fp32",
     verify: bool = False,
+    compile: bool = False,
     seed: int = 0,
     image_size: int | None = None,
     device: str | None = None,
@@ -225,6 +228,10 @@ def run_evolution(
         verify: with a reduced ``precision``: re-score in float32 the children that beat an elite
             before they compete, so the archive holds float32 scores only (with ``"auto"``: when it
             picks ``"bf16"``; the summary records whether it applied).
+        compile: score children with the model through ``torch.compile``, its weights frozen into
+            the graph (:class:`~foolbench.models.TorchClassifier`'s ``compile``: EfficientNet-Lite0
+            2.3x the images/s on a 2-core CPU, after 10-30 s of compilation); the reported
+            confidences are the uncompiled model's.
         seed: seed of the search, an int in [0, 2**64).
         image_size: raw image side of ImageNet models.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (default CPU).
@@ -260,6 +267,7 @@ def run_evolution(
     _checks.choice("method", method, ("map-elites", "random-search"))
     _checks.choice("precision", precision, ("fp32", "bf16", "fp16", "auto"))
     _checks.boolean("verify", verify)
+    _checks.boolean("compile", compile)
     auto = precision == "auto"
     if auto:  # resolved here, so the checkpoint and summary hold the precision used
         precision = auto_precision(_checks.torch_device("device", device))
@@ -292,7 +300,7 @@ def run_evolution(
         )
 
     def compute(folder: Path) -> Computed:
-        clf = _model(model, device, image_size, precision)
+        clf = _model(model, device, image_size, precision, compile)
         shape = clf.input_shape
         genomes = _encoding(
             encoding, shape, mutation_rate=mutation_rate, eta=eta, max_nodes=max_nodes, max_connections=max_connections
