@@ -3,7 +3,8 @@
 Prints TorchClassifier.probs throughput against the bare module on the same
 batches (target ratio >= 0.95) for lenet_mnist, and EfficientNet-Lite0 images/s
 at 224 x 224: channels-last vs contiguous, then by chunk size (``batch_size``) and
-precision (``--compile`` adds torch.compile rows), each measured alternately in one run.
+precision, with the BatchNorms folded (``fold_batchnorm=True``), and (``--compile``) through
+torch.compile with the weights frozen in, each measured alternately in one run.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def compare(clf: fb.models.TorchClassifier, x: torch.Tensor, repeats: int) -> tu
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, for CI smoke runs")
-    parser.add_argument("--compile", action="store_true", help="add torch.compile rows (about 25 s to compile each)")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile rows (10-30 s to compile each)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     print(machine())
@@ -67,6 +68,9 @@ def chunks(x: torch.Tensor, repeats: int, compiled: bool) -> None:
     """EfficientNet-Lite0 probs images/s by chunk size and precision, rounds alternated."""
     cases = [("fp32", 4), ("fp32", 8), ("fp32", 16), ("fp32", 64), ("bf16", 8), ("bf16", 16)]
     clfs = {c: fb.models.efficientnet_lite0(precision=c[0], batch_size=c[1]) for c in cases}
+    for precision, chunk in [("fp32", 4), ("bf16", 8)]:  # BatchNorms folded into the convolutions
+        cases.append((precision + " folded", chunk))
+        clfs[cases[-1]] = fb.models.efficientnet_lite0(precision=precision, batch_size=chunk, fold_batchnorm=True)
     if compiled:
         for precision, chunk in [("fp32", 4), ("bf16", 8)]:
             clf = fb.models.efficientnet_lite0(precision=precision, batch_size=chunk).replace(compile=True)

@@ -211,3 +211,18 @@ def test_compile_freezes_no_grad_calls_and_recompiles_after_a_weight_change() ->
     fast.reference()(xp)[:, 0].sum().backward()
     assert xg.grad is not None and xp.grad is not None
     torch.testing.assert_close(xg.grad, xp.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_pickled_and_copied_without_the_cache() -> None:
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    fast = _clf(Net(), fold_batchnorm=True)
+    x = _x()
+    want = fast.log_probs(x)
+    assert "folded" in fast._cache
+    for twin in (copy.deepcopy(fast), pickle.loads(pickle.dumps(fast))):
+        assert twin._cache == {} and twin.fold_batchnorm
+        assert torch.equal(twin.log_probs(x), want)  # the same fold, rebuilt on first use
+    assert "folded" in fast._cache  # the original keeps its own
