@@ -74,7 +74,9 @@ def _pairs(module: nn.Module, example: torch.Tensor) -> tuple[list[tuple[str, st
     finally:
         for h in hooks:
             h.remove()
-    pairs = [(conv, bn) for bn, conv in fed.items() if calls[bn] == 1 and calls[conv] == 1]
+    stats = {n for n, m in module.named_modules() if isinstance(m, _BatchNorm) and m.running_var is not None}
+    # (a BatchNorm without running statistics normalises by each batch's own: nothing fixed to fold)
+    pairs = [(conv, bn) for bn, conv in fed.items() if calls[bn] == 1 and calls[conv] == 1 and bn in stats]
     return pairs, batchnorms
 
 

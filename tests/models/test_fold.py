@@ -111,6 +111,9 @@ def test_fold_refuses_what_it_cannot_prove() -> None:
     shared = Shared().eval()
     same, report = fold_batchnorm(shared, _x())
     assert same is shared and report.ok and report.folded == [] and report.batchnorms == 1
+    batch_stats = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False)).eval()
+    same, report = fold_batchnorm(batch_stats, _x())  # normalised by each batch's statistics: not foldable
+    assert same is batch_stats and report.ok and report.folded == []
 
 
 def test_adapter_folds_no_grad_calls_only() -> None:
