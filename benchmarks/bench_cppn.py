@@ -15,7 +15,9 @@ Prints, measured side by side in one run:
   fp32 bf16`` runs one search per precision taking turns in 30-second slices of their own time, so both
   see the same machine load (``auto``: bf16 where the device has bf16 units, else fp32); ``--verify``
   makes a reduced-precision search re-score its improvements in float32 (``MAPElites(verify=True)``);
-  ``--compile`` runs the model through ``torch.compile``;
+  ``--compile`` runs the model through ``torch.compile``; ``--polish-every N`` moves the weights of the
+  elites below 99% by ``--polish-steps`` gradient steps every N generations (``fb.search.GradientPolish``:
+  white box, the gradient images counted apart from the evaluations);
   ``--strength`` sets a constant mutation strength (``--near-confidence 0.9``: the children of elites
   >= 90% at ``--near-strength``, default 1), ``--seed`` the search seed; parents come from the
   classes below the 99% target first (``--parents-confidence``: another level; 0.9999 is the library's
@@ -115,6 +117,7 @@ def bench_imagenet(
     seed: int = 0,
     parents_confidence: float = 0.99,
     near: tuple[float, float] | None = None,
+    polish: fb.search.GradientPolish | None = None,
 ) -> None:
     models = {
         p: fb.models.efficientnet_lite0(device=device, precision=p).replace(compile=compile_model) for p in precisions
@@ -153,6 +156,7 @@ def bench_imagenet(
             verify=verify,
             mutation_schedule=schedule,
             parents=fb.search.UnmetFirst(confidence=parents_confidence),
+            polish=polish,
         )
         for p, clf in models.items()
     }
@@ -176,10 +180,12 @@ def bench_imagenet(
             f"ImageNet CPPN (EfficientNet-Lite0 {p}{', compiled' if compile_model else ''}, chunks of "
             f"{models[p].batch_size}, 224x224x3, {device}, batch {batch_size}, warm-up share {warmup:g}, "
             f"strength {strength:g}{'' if near is None else f' ({near[1]:g} from {near[0]:g})'}, "
-            f"parents below {parents_confidence:g} first, seed {seed}): "
+            f"parents below {parents_confidence:g} first, seed {seed}"
+            f"{'' if polish is None else f', {polish!r}'}): "
             f"{total:,} evaluations in {seconds:.0f} s ({rate:.1f} eval/s); median float32 confidence "
             f"{float(result.confidence.median()):.4f}; >= 99%: {int(result.fooled(0.99).sum())}/10"
             + (f"; {search.verifications:,} float32 checks (verify)" if search.verifications else "")
+            + (f"; {search.gradient_images:,} gradient images (polish)" if polish is not None else "")
         )
         for c, q, e in zip(
             result.classes.tolist(), result.confidence.tolist(), result.evaluations_to(0.99), strict=True
@@ -238,6 +244,19 @@ def main() -> None:
         help="imagenet part: children of elites at or above it mutated at --near-strength (fb.search.NearStrength)",
     )
     parser.add_argument("--near-strength", type=float, default=1.0, help="imagenet part: their strength (default 1)")
+    parser.add_argument(
+        "--polish-every",
+        type=int,
+        default=0,
+        help="imagenet part: every this many generations, polish the elites below --parents-confidence by "
+        "gradient steps "
+        "(fb.search.GradientPolish; white box; 0: never)",
+    )
+    parser.add_argument("--polish-steps", type=int, default=20, help="imagenet part: Adam steps per polish")
+    parser.add_argument("--polish-lr", type=float, default=0.01, help="imagenet part: Adam's step size (weights)")
+    parser.add_argument(
+        "--polish-above", type=float, default=0.0, help="imagenet part: polish only elites at or above it"
+    )
     args = parser.parse_args()
     if args.device == "cpu":
         torch.set_num_threads(2)
@@ -258,6 +277,17 @@ def main() -> None:
             parser.error(f"--near-confidence must be in (0, 1), got {args.near_confidence}")
         if args.near_confidence is None and args.near_strength != 1.0:
             parser.error("--near-strength needs --near-confidence")
+        polish = None
+        if args.polish_every < 0:
+            parser.error(f"--polish-every must be >= 0, got {args.polish_every}")
+        if args.polish_every:
+            polish = fb.search.GradientPolish(
+                every=args.polish_every,
+                steps=args.polish_steps,
+                lr=args.polish_lr,
+                below=args.parents_confidence,
+                above=args.polish_above,
+            )
         args.precision = [fb.models.auto_precision(args.device) if p == "auto" else p for p in args.precision]
         if len(set(args.precision)) != len(args.precision):
             parser.error(f"--precision names a precision twice: {args.precision}")
@@ -276,6 +306,7 @@ def main() -> None:
             args.seed,
             args.parents_confidence,
             None if args.near_confidence is None else (args.near_confidence, args.near_strength),
+            polish,
         )
 
 

@@ -72,7 +72,7 @@ def chunks(x: torch.Tensor, repeats: int, compiled: bool) -> None:
         cases.append((precision + " folded", chunk))
         clfs[cases[-1]] = fb.models.efficientnet_lite0(precision=precision, batch_size=chunk, fold_batchnorm=True)
     if compiled:
-        for precision, chunk in [("fp32", 4), ("bf16", 8)]:
+        for precision, chunk in [("fp32", 4), ("fp32", 8), ("fp32", 16), ("bf16", 8)]:  # its chunk size too
             clf = fb.models.efficientnet_lite0(precision=precision, batch_size=chunk).replace(compile=True)
             clf.probs(x)  # compile outside the timing
             cases.append((precision + " compiled", chunk))

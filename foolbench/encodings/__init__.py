@@ -7,7 +7,7 @@ the :class:`Encoding` protocol, so :class:`foolbench.search.MAPElites` runs any 
 
 from __future__ import annotations
 
-from foolbench.encodings._base import Encoding, Genomes, TensorBatch, is_clean, mark_clean
+from foolbench.encodings._base import Differentiable, Encoding, Genomes, TensorBatch, is_clean, mark_clean
 from foolbench.encodings._cppn import ACTIVATIONS, CPPNEncoding, CPPNGenomes
 from foolbench.encodings._direct import DirectEncoding, polynomial_mutation
 from foolbench.encodings._factory import ENCODINGS, from_name
@@ -17,6 +17,7 @@ __all__ = [
     "ENCODINGS",
     "CPPNEncoding",
     "CPPNGenomes",
+    "Differentiable",
     "DirectEncoding",
     "Encoding",
     "Genomes",

@@ -252,3 +252,35 @@ class Encoding(Protocol[G]):
     def genomes_from_state(self, state: dict[str, torch.Tensor]) -> G:
         """Inverse of :meth:`genomes_to_state`; raises on tensors from another configuration."""
         ...
+
+
+@runtime_checkable
+class Differentiable(Protocol[G]):
+    """An encoding whose continuous genes a gradient can move (both shipped encodings are).
+
+    :class:`foolbench.search.GradientPolish` reads a batch's genes, paints them differentiably, and
+    writes the moved genes back; the structure (a CPPN's nodes and connections) stays as it is.
+
+    Attributes:
+        gene_bounds: (low, high), the range every gene is kept in.
+
+    Examples:
+        >>> import foolbench as fb
+        >>> isinstance(fb.encodings.CPPNEncoding((1, 8, 8)), Differentiable)
+        True
+    """
+
+    gene_bounds: tuple[float, float]
+
+    def genes(self, genomes: G) -> torch.Tensor:
+        """A float copy of the batch's continuous genes, (B, ...)."""
+        ...
+
+    def render_genes(self, genomes: G, genes: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) in [0, 1] of ``genomes`` with ``genes`` in place of their own; autograd flows
+        to ``genes``."""
+        ...
+
+    def with_genes(self, genomes: G, genes: torch.Tensor) -> G:
+        """A copy of ``genomes`` holding ``genes`` (clipped to :attr:`gene_bounds`)."""
+        ...

@@ -826,6 +826,89 @@ class CPPNEncoding:
             out = torch.where((act == a)[..., None], ACTIVATIONS[self.activations[a]](pre), out)
         return out
 
+    # ---------------------------------------------------- gradients (GradientPolish)
+    #: The range connection weights are kept in (mutation clips them there too).
+    gene_bounds = (-WEIGHT_LIMIT, WEIGHT_LIMIT)
+
+    def _check_genes(self, g: CPPNGenomes, genes: Any) -> torch.Tensor:
+        if not isinstance(genes, torch.Tensor) or not genes.is_floating_point():
+            raise InvalidTypeError(f"genes must be a float tensor, got {type(genes).__name__}")
+        if genes.shape != g.weight.shape:
+            raise InvalidArgumentError(
+                f"genes must have the genomes' weight shape {tuple(g.weight.shape)}, got {tuple(genes.shape)}"
+            )
+        return genes
+
+    def genes(self, genomes: CPPNGenomes) -> torch.Tensor:
+        """A copy of the connection weights: the genes a gradient moves (absent connections stay 0).
+
+        Shape:
+            - output: (B, N, N), ``weight``'s layout.
+        """
+        return self._check(genomes).weight.detach().clone()
+
+    def render_genes(self, genomes: CPPNGenomes, genes: torch.Tensor) -> torch.Tensor:
+        """Paint ``genomes`` with connection weights ``genes``, differentiably (autograd reaches ``genes``).
+
+        The same network evaluation as :meth:`render` (within float rounding: about 1e-6), written
+        without in-place writes so autograd can follow it; only existing connections take part, so
+        ``genes`` at absent connections get no gradient. The final clip to the colour range passes
+        gradients straight through: a saturated pixel (a linear output node's often are all of them)
+        still tells its weights which way its class lies.
+
+        Shape:
+            - genes: (B, N, N), like ``genomes.weight``.
+            - output: (B, C, H, W) in [0, 1].
+
+        Examples:
+            >>> import torch, foolbench as fb
+            >>> enc = fb.encodings.CPPNEncoding((1, 8, 8))
+            >>> g = enc.sample(2, torch.Generator().manual_seed(0))
+            >>> genes = enc.genes(g).requires_grad_(True)
+            >>> enc.render_genes(g, genes).sum().backward()
+            >>> bool((genes.grad[~g.edge] == 0).all()), bool(genes.grad[g.edge].abs().sum() > 0)
+            (True, True)
+        """
+        g = self._check(genomes)
+        genes = self._check_genes(g, genes)
+        height, width = self.image_shape[1:]
+        shaped = CPPNGenomes(genes * g.edge, g.edge, g.active, g.activation, g.order)
+        w, act, _ = self._ordered(shaped)
+        b, outs = len(g), self.num_outputs
+        steps = w.shape[1] - outs
+        grid = self._grid(height, width, g.device, genes.dtype)
+        present = sorted(set(act.flatten().tolist()))  # one read: only the activations this batch uses
+        values = grid.expand(b, -1, -1)
+        for s in range(steps):
+            k = NUM_INPUTS + s
+            row = self._activate_pure(torch.bmm(w[:, s : s + 1, :k], values), act[:, s : s + 1], present)
+            values = torch.cat([values, row], 1)
+        out = self._activate_pure(torch.bmm(w[:, steps:, : NUM_INPUTS + steps], values), act[:, steps:], present)
+        out = out + (out.clamp(-1.0, 1.0) - out).detach()  # the clip's value, the identity's gradient
+        return ((out + 1.0) * 0.5).view(b, outs, height, width)
+
+    def _activate_pure(self, pre: torch.Tensor, act: torch.Tensor, present: list[int]) -> torch.Tensor:
+        """:meth:`_activate` without in-place operations (for autograd)."""
+        out = ACTIVATIONS[self.activations[present[0]]](pre)
+        for a in present[1:]:
+            out = torch.where((act == a)[..., None], ACTIVATIONS[self.activations[a]](pre), out)
+        return out
+
+    def with_genes(self, genomes: CPPNGenomes, genes: torch.Tensor) -> CPPNGenomes:
+        """A copy of ``genomes`` whose connections carry ``genes`` (clipped to [-10, 10]; absent ones stay 0).
+
+        Raises:
+            InvalidArgumentError: ``genes`` of another shape, or not finite.
+        """
+        g = self._check(genomes)
+        genes = self._check_genes(g, genes).detach()
+        if not torch.isfinite(genes[g.edge]).all():
+            raise InvalidArgumentError("genes must be finite at every connection, got NaN or inf")
+        low, high = self.gene_bounds
+        weight = torch.where(g.edge, genes.to(g.weight.dtype).clamp(low, high), torch.zeros_like(g.weight))
+        out = CPPNGenomes(weight, g.edge.clone(), g.active.clone(), g.activation.clone(), g.order.clone())
+        return mark_clean(out) if is_clean(g) else out  # checked weights and ids stay checked
+
     # ------------------------------------------------------------ checkpoints
     def config(self) -> dict[str, Any]:
         """The genome space, and the mutation settings that differ from the defaults.

@@ -200,6 +200,28 @@ class DirectEncoding:
         """The images themselves (direct encoding), (B, C, H, W) in [0, 1]."""
         return self._check(genomes)
 
+    #: The range every gene (pixel) is kept in.
+    gene_bounds = (0.0, 1.0)
+
+    def genes(self, genomes: torch.Tensor) -> torch.Tensor:
+        """A copy of the pixels: the genes a gradient moves, (B, C, H, W)."""
+        return self._check(genomes).detach().clone()
+
+    def render_genes(self, genomes: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
+        """The image ``genes`` paint (the pixels themselves, clipped to [0, 1]; autograd reaches ``genes``)."""
+        g = self._check(genomes)
+        if not isinstance(genes, torch.Tensor) or genes.shape != g.shape or not genes.is_floating_point():
+            got = tuple(genes.shape) if isinstance(genes, torch.Tensor) else type(genes).__name__
+            raise InvalidArgumentError(f"genes must be a float tensor of shape {tuple(g.shape)}, got {got}")
+        return genes.clamp(0.0, 1.0)
+
+    def with_genes(self, genomes: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
+        """The genomes ``genes`` stand for, clipped to [0, 1] (NaN refused)."""
+        pixels = self.render_genes(genomes, genes).detach().to(self._check(genomes).dtype)
+        if not torch.isfinite(pixels).all():
+            raise InvalidArgumentError("genes must be finite, got NaN or inf")
+        return pixels.clone()
+
     def config(self) -> dict[str, Any]:
         """The genome space, and the mutation settings that differ from the defaults.
 

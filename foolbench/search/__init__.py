@@ -4,7 +4,8 @@
   the random-sampling baseline :class:`RandomSearch`, built from an :class:`Evaluator`
   (:class:`LocalEvaluator` by default), a :class:`ParentSelector`, a :class:`MutationSchedule` and
   :class:`Callback` objects (budgets, progress, checkpoints, loggers).
-- White-box fooling images: :class:`GradientAscent` (also visualises internal units).
+- White-box fooling images: :class:`GradientAscent` (also visualises internal units);
+  :class:`GradientPolish` lets a MAP-Elites search move its elites' genes by gradient steps.
 - Perturbation attacks, called as ``attack(classifier, images, labels, target=None)``:
   :class:`FGSM`, :class:`PGD`, :class:`DeepFool`, :class:`SquareAttack` (score-based, gradient-free),
   :class:`CarliniWagnerL2`; over a ``DataLoader`` with ``attack.run_batches(classifier, loader)``.
@@ -44,6 +45,7 @@ from foolbench.search._operators import (
     Weakest,
     weighted_draw,
 )
+from foolbench.search._polish import GradientPolish
 from foolbench.search._recipes import MNIST_RECIPE, EvolutionRecipe, run_ascent, run_evolution, run_uap
 from foolbench.search._result import FoolingResult, History
 from foolbench.search._runs import MapExecutor, SerialMap
@@ -73,6 +75,7 @@ __all__ = [
     "Focus",
     "FoolingResult",
     "GradientAscent",
+    "GradientPolish",
     "History",
     "JSONLLogger",
     "LocalEvaluator",

@@ -11,6 +11,7 @@ progress, checkpoints, loggers) subscribe to the short ``run()`` loop.
 from __future__ import annotations
 
 import copy
+import math
 import secrets
 import time
 from abc import ABC, abstractmethod
@@ -22,7 +23,7 @@ import torch
 
 from foolbench import _checkpoint, _checks
 from foolbench.encodings import Encoding, Genomes
-from foolbench.encodings._base import select_rows
+from foolbench.encodings._base import Differentiable, select_rows
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 from foolbench.models import Classifier, check_classifier, weights_digest
 from foolbench.search._archive import ClassArchive
@@ -43,6 +44,7 @@ from foolbench.search._operators import (
     weighted_draw,
 )
 from foolbench.search._operators import mutation_schedule as _schedule
+from foolbench.search._polish import GradientPolish
 from foolbench.search._result import FoolingResult, History
 
 __all__ = ["Evolution", "MAPElites", "RandomSearch", "SingleClassEvolution", "search_device"]
@@ -596,6 +598,11 @@ class MAPElites(Evolution):
             ``evaluations`` counts children, as without it). Reads the candidate count back from the
             device once per generation. Applies to :meth:`step` and :meth:`run`; with a float32
             classifier it changes nothing.
+        polish: a :class:`~foolbench.search.GradientPolish`: every ``polish.every`` generations, the
+            elites below ``polish.below`` are moved by gradient steps on their genes (white box: the
+            classifier must be differentiable; the encoding must offer ``genes`` / ``render_genes`` /
+            ``with_genes``, as both shipped ones do) and join that generation's batch in place of as many
+            mutants. ``gradient_images`` counts the images of those steps. None (default): black box.
 
     Raises:
         InvalidArgumentError: unknown or repeated classes, empty class list, shape mismatch, bad batch
@@ -628,6 +635,7 @@ class MAPElites(Evolution):
         initial: Genomes | None = None,
         crossover: float = 0.0,
         verify: bool = False,
+        polish: GradientPolish | None = None,
     ) -> None:
         k = check_classifier(classifier).num_classes
         chosen = list(range(k)) if classes is None else _checks.class_list("classes", classes, num_classes=k)
@@ -657,6 +665,16 @@ class MAPElites(Evolution):
         self.crossover = _checks.real("crossover", crossover, low=0.0, high=1.0)
         self.verify = _checks.boolean("verify", verify)
         self.verifications = 0
+        if polish is not None and not isinstance(polish, GradientPolish):
+            raise InvalidTypeError(f"polish must be a GradientPolish or None, got {type(polish).__name__}")
+        if polish is not None and not isinstance(encoding, Differentiable):
+            raise InvalidArgumentError(
+                f"polish needs an encoding with gene_bounds, genes(), render_genes() and with_genes() "
+                f"(as CPPNEncoding and DirectEncoding have); {type(encoding).__name__} has not"
+            )
+        self.polish = polish
+        self.gradient_images = 0  # images a polish sent through the model (forward and backward)
+        self._polished = 0  # of the batch asked last: counted when it is told
         # cuDNN plans its convolutions per input shape, and the number of improvers changes every
         # generation: on an H100 each new size cost about a second (296 vs 11,651 eval/s), so on CUDA
         # the children re-scored are padded to a power of two (a handful of shapes)
@@ -687,9 +705,45 @@ class MAPElites(Evolution):
             config["crossover"] = self.crossover
         if self.verify:
             config["verify"] = True
+        if self.polish is not None:
+            config["polish"] = self.polish.config()
         return config
 
     def _propose(self, n: int) -> Genomes:
+        children = self._mutants(n)
+        self._polished = 0
+        if self.polish is not None and self.polish.due(self.generation):
+            children = self._polish(children)
+        return children
+
+    def _polish(self, children: Genomes) -> Genomes:
+        """Put the polished elites below the aim (nearest first) in the first rows of ``children``."""
+        assert self.polish is not None and self.archive.genomes is not None and self._picked is not None
+        fitness = self.archive.fitness
+        below = self.archive.occupied & (fitness < self.polish.below_log_prob) & (fitness >= self.polish.above_log_prob)
+        k = min(int(below.sum()), len(children), self.polish.most or len(children))  # one read per polish
+        if k == 0:
+            return children
+        nearest = torch.argsort(
+            torch.where(below, self.archive.fitness, torch.full_like(self.archive.fitness, -math.inf)),
+            descending=True,
+            stable=True,
+        )[:k]
+        model = self.classifier.reference()  # float32 and eager: compiled graphs are for scoring
+        where = getattr(model, "device", self.device)
+        polished, _ = self.polish(
+            model,
+            self.encoding,  # type: ignore[arg-type]
+            self.archive.genomes[nearest].to(where),
+            self.archive.classes[nearest],
+            bounds=_bounds(self.classifier),
+        )
+        children[torch.arange(k, device=self.device)] = polished.to(self.device)
+        self._picked[:k] = nearest  # their parents, for a selector's feedback
+        self._polished = k * self.polish.steps
+        return children
+
+    def _mutants(self, n: int) -> Genomes:
         if self.generation == 0 or not isinstance(self.schedule, NearStrength):
             return super()._propose(n)
         parents = self._parents(n)
@@ -730,6 +784,8 @@ class MAPElites(Evolution):
         return parents
 
     def _insert(self, genomes: Genomes, scores: torch.Tensor) -> torch.Tensor:
+        self.gradient_images += self._polished
+        self._polished = 0
         status = self.archive.add_scores(genomes, scores, evaluations=self.evaluations)
         feedback = getattr(self.parents, "feedback", None)
         if callable(feedback) and self._picked is not None and self._picked.shape[0] == scores.shape[0]:
@@ -758,6 +814,8 @@ class MAPElites(Evolution):
             state["selector"] = selector_state()
         if self.verify:
             state["verifications"] = self.verifications
+        if self.polish is not None:
+            state["gradient_images"] = self.gradient_images
         return state
 
     def _load_state(self, state: dict[str, Any], *, source: str) -> None:
@@ -766,6 +824,10 @@ class MAPElites(Evolution):
         if not isinstance(verifications, int) or isinstance(verifications, bool) or verifications < 0:
             raise CheckpointError(f"{source!r} verifications must be a count >= 0, got {verifications!r}")
         self.verifications = verifications
+        gradient_images = state.get("gradient_images", 0)
+        if not isinstance(gradient_images, int) or isinstance(gradient_images, bool) or gradient_images < 0:
+            raise CheckpointError(f"{source!r} gradient_images must be a count >= 0, got {gradient_images!r}")
+        self.gradient_images = gradient_images
         load = getattr(self.parents, "load_state_dict", None)
         if callable(load):
             selector = state.get("selector", {})

@@ -1,0 +1,170 @@
+"""GradientPolish: differentiable renders, the polish step, and its place in MAPElites."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import foolbench as fb
+from foolbench.encodings import ACTIVATIONS, CPPNEncoding, CPPNGenomes, DirectEncoding
+from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
+from foolbench.search import GradientPolish, MAPElites
+
+
+def evolved(enc: CPPNEncoding, n: int = 12, rounds: int = 30, seed: int = 0) -> CPPNGenomes:
+    g = enc.sample(n, torch.Generator().manual_seed(seed))
+    rng = torch.Generator().manual_seed(seed + 1)
+    for _ in range(rounds):
+        g = enc.mutate(g, rng)
+    return g
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 17, 23)])
+def test_render_genes_is_render(shape: tuple[int, int, int]) -> None:
+    enc = CPPNEncoding(shape, activations=tuple(ACTIVATIONS))
+    g = evolved(enc)
+    assert len(set(g.activation[g.active].tolist())) == len(ACTIVATIONS)  # every function takes part
+    same = enc.render_genes(g, enc.genes(g))
+    assert (same - enc.render(g)).abs().max() <= 1e-5
+    # other weights: the render of genomes that carry them
+    genes = enc.genes(g) + 0.3 * torch.randn(g.weight.shape, generator=torch.Generator().manual_seed(2))
+    moved = enc.with_genes(g, genes)
+    assert (enc.render_genes(g, genes) - enc.render(moved)).abs().max() <= 1e-5
+
+
+def test_gradients_reach_connections_only() -> None:
+    enc = CPPNEncoding((3, 12, 12))
+    g = evolved(enc, n=4)
+    genes = enc.genes(g).requires_grad_(True)
+    enc.render_genes(g, genes).square().sum().backward()
+    assert genes.grad is not None
+    assert torch.equal(genes.grad[~g.edge], torch.zeros_like(genes.grad[~g.edge]))
+    assert (genes.grad[g.edge] != 0).float().mean() > 0.5
+
+
+def test_with_genes_clips_keeps_structure_and_leaves_input() -> None:
+    enc = CPPNEncoding((1, 8, 8))
+    g = evolved(enc, n=3)
+    before = g.clone()
+    out = enc.with_genes(g, torch.full(g.weight.shape, 50.0))
+    assert torch.equal(out.edge, g.edge) and torch.equal(out.activation, g.activation)
+    assert torch.equal(out.weight[g.edge], torch.full_like(out.weight[g.edge], 10.0))
+    assert torch.equal(out.weight[~g.edge], torch.zeros_like(out.weight[~g.edge]))  # no connection appears
+    assert all(torch.equal(a, b) for a, b in zip(g.as_dict().values(), before.as_dict().values(), strict=True))
+
+
+def test_genes_bad_input() -> None:
+    enc = CPPNEncoding((1, 8, 8))
+    g = evolved(enc, n=2)
+    with pytest.raises(InvalidArgumentError, match="genes must have the genomes' weight shape"):
+        enc.render_genes(g, torch.zeros(3, 4))
+    with pytest.raises(InvalidTypeError, match="genes must be a float tensor"):
+        enc.with_genes(g, torch.zeros(g.weight.shape, dtype=torch.long))
+    with pytest.raises(InvalidArgumentError, match="genes must be finite"):
+        enc.with_genes(g, torch.full(g.weight.shape, float("nan")))
+    direct = DirectEncoding((1, 4, 4))
+    pixels = torch.rand(2, 1, 4, 4)
+    with pytest.raises(InvalidArgumentError, match="genes must be a float tensor of shape"):
+        direct.render_genes(pixels, torch.rand(2, 1, 4, 5))
+    with pytest.raises(InvalidArgumentError, match="genes must be finite"):
+        direct.with_genes(pixels, torch.full_like(pixels, float("nan")))
+    assert torch.equal(direct.with_genes(pixels, pixels + 2.0), torch.ones_like(pixels))
+
+
+@pytest.mark.parametrize("kind", ["cppn", "direct"])
+def test_polish_raises_the_target_class(lenet: fb.models.TorchClassifier, kind: str) -> None:
+    enc: CPPNEncoding | DirectEncoding
+    if kind == "cppn":
+        enc = CPPNEncoding((1, 28, 28))
+        g = evolved(enc, n=10)
+    else:
+        enc = DirectEncoding((1, 28, 28))
+        g = enc.sample(10, torch.Generator().manual_seed(0))
+    classes = torch.arange(10)
+    start = lenet.log_probs(enc.render(g))[classes, classes]
+    polished, best = GradientPolish(steps=20, lr=0.05 if kind == "cppn" else 0.02)(lenet, enc, g, classes)
+    exact = lenet.log_probs(enc.render(polished))[classes, classes]
+    assert torch.allclose(exact, best, atol=1e-4)  # the genes kept are the ones that scored best
+    assert (best >= start - 1e-6).all()  # never worse than where it started
+    # clearly better for most (a CPPN whose output nodes saturate inside, e.g. a Gaussian far from 0, has no gradient)
+    # (LeNet already calls uniform noise an 8 at 99.8%: that one has nothing to gain)
+    assert ((best > start + 0.1) | (start > -0.01)).sum() >= (6 if kind == "cppn" else 10)
+    if kind == "cppn":
+        assert torch.equal(polished.edge, g.edge) and torch.equal(polished.activation, g.activation)
+
+
+def test_polish_bad_settings() -> None:
+    for kw, name in [
+        ({"every": 0}, "every"),
+        ({"steps": 0}, "steps"),
+        ({"lr": 0.0}, "lr"),
+        ({"below": 0.0}, "below"),
+        ({"below": 1.5}, "below"),
+        ({"most": 0}, "most"),
+    ]:
+        with pytest.raises(InvalidArgumentError, match=name):
+            GradientPolish(**kw)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="classes must have shape"):
+        enc = CPPNEncoding((1, 8, 8))
+        GradientPolish()(fb.models.lenet_mnist(), enc, evolved(enc, n=2), torch.tensor([1]))
+
+
+def test_search_refuses_bad_polish(lenet: fb.models.TorchClassifier) -> None:
+    enc = CPPNEncoding((1, 28, 28))
+    with pytest.raises(InvalidTypeError, match="polish must be a GradientPolish"):
+        MAPElites(lenet, enc, polish="yes")  # type: ignore[arg-type]
+
+    class Opaque:  # an encoding without genes
+        image_shape = (1, 28, 28)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(enc, name) if name not in ("genes", "render_genes", "with_genes", "gene_bounds") else None
+
+    with pytest.raises(InvalidArgumentError, match="polish needs an encoding with gene_bounds"):
+        MAPElites(lenet, Opaque(), polish=GradientPolish())  # type: ignore[arg-type]
+
+
+def polished_search(clf: fb.models.TorchClassifier, seed: int = 0, **kw: object) -> MAPElites:
+    polish = GradientPolish(every=3, steps=4, lr=0.05, below=0.9999, **kw)  # type: ignore[arg-type]
+    return MAPElites(clf, CPPNEncoding((1, 28, 28)), batch_size=16, seed=seed, polish=polish)
+
+
+def test_search_puts_the_nearest_polished_elites_first(lenet: fb.models.TorchClassifier) -> None:
+    s = polished_search(lenet, most=4)
+    s.run(generations=3, progress=False)
+    assert s.gradient_images == 0
+    below = s.archive.occupied & (s.archive.fitness < s.polish.below_log_prob)  # type: ignore[union-attr]
+    assert int(below.sum()) >= 4
+    nearest = torch.where(below, s.archive.fitness, torch.tensor(-torch.inf)).argsort(descending=True)[:4]
+    elites = s.archive.genomes[nearest]  # type: ignore[index]
+    batch = s.ask()
+    assert torch.equal(batch.edge[:4], elites.edge)  # structure kept, in nearest-first order
+    assert not torch.equal(batch.weight[:4], elites.weight)  # weights moved
+    before = s.archive.fitness[nearest].clone()
+    scores = lenet.log_probs(s.images(batch))
+    own = scores[torch.arange(4), s.archive.classes[nearest]]
+    assert (own >= before - 1e-5).all() and (own > before + 1e-3).sum() >= 2  # each as good, most better
+    s.tell(scores)
+    assert s.gradient_images == 4 * 4
+    assert (s.archive.fitness[nearest] > before + 1e-3).sum() >= 2
+    s.step()  # generation 4: no polish
+    assert s.gradient_images == 16
+
+
+def test_polished_search_is_seeded_and_resumes_bit_for_bit(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
+    first = polished_search(lenet)
+    a = first.run(generations=7, progress=False)
+    assert first.gradient_images > 0
+    b = polished_search(lenet).run(generations=7, progress=False)
+    assert torch.equal(a.images, b.images)
+    ckpt = tmp_path / "run.pt"
+    polished_search(lenet).run(generations=4, progress=False, checkpoint=ckpt, checkpoint_every=2)
+    resumed = polished_search(lenet)
+    out = resumed.run(generations=7, progress=False, checkpoint=ckpt)
+    assert torch.equal(out.images, a.images) and resumed.gradient_images == first.gradient_images
+    with pytest.raises(CheckpointError, match="another configuration"):
+        MAPElites(lenet, CPPNEncoding((1, 28, 28)), batch_size=16, seed=0).run(
+            generations=9, progress=False, checkpoint=ckpt
+        )
