@@ -103,6 +103,18 @@ def main() -> None:
         help="fb.search.NearStrength: children of elites at or above it mutated at --near-strength",
     )  # fmt: skip
     parser.add_argument("--near-strength", type=float, default=1.0, help="their mutation strength (default 1)")
+    parser.add_argument(
+        "--polish-every",
+        type=int,
+        default=0,
+        help="fb.search.GradientPolish every this many generations (elites in [90%%, 99%%), 30 steps; 0: never)",
+    )
+    parser.add_argument(
+        "--polish-most",
+        type=int,
+        default=64,
+        help="at most this many elites per polish (its autograd graph holds every node's activations)",
+    )
     parser.add_argument("--search", choices=("map-elites", "random"), default="map-elites")
     parser.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to this file")
     parser.add_argument("--out", type=Path, default=None)
@@ -132,11 +144,16 @@ def main() -> None:
         )
     elif args.near_strength != 1.0:
         parser.error("--near-strength needs --near-confidence")
+    polish = None
+    if args.polish_every:
+        if args.search == "random":
+            parser.error("--polish-every is for the MAP-Elites search")
+        polish = fb.search.GradientPolish(every=args.polish_every, below=0.99, most=args.polish_most)
     if args.search == "random":
         search = fb.search.RandomSearch(clf, enc, batch_size=batch, seed=args.seed, verify=args.verify)
     else:
         search = fb.search.MAPElites(
-            clf, enc, batch_size=batch, seed=args.seed, verify=args.verify, mutation_schedule=schedule
+            clf, enc, batch_size=batch, seed=args.seed, verify=args.verify, mutation_schedule=schedule, polish=polish
         )
     card = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     what = "MAP-Elites" if args.search == "map-elites" else "random sampling"
@@ -144,7 +161,7 @@ def main() -> None:
         f"{what} + {args.encoding}{'' if args.strength is None else f' (strength {args.strength:g})'}"
         f"{'' if args.near_confidence is None else f' (>= {args.near_confidence:g}: {args.near_strength:g})'}, "
         f"{clf.num_classes} classes, {size}x{size}, batch {batch}, {precision}"
-        f"{' + verify' if args.verify else ''}, seed {args.seed}; device {card}; torch {torch.__version__}",
+        f"{' + verify' if args.verify else ''}{'' if polish is None else f', {polish!r}'}, seed {args.seed}; device {card}; torch {torch.__version__}",
         flush=True,
     )
     step = 500_000 if not args.quick else 2_000

@@ -165,6 +165,32 @@ def test_evolve_compile_scores_through_the_compiled_model_and_is_part_of_the_che
         fb.search.run_evolution(tmp_path / "c", classes=["1"], generations=1, compile="yes")  # type: ignore[arg-type]
 
 
+def test_evolve_polish_counts_gradient_images_and_is_part_of_the_checkpoint(tmp_path: Path) -> None:
+    """--polish interleaves GradientPolish (every 200 generations, elites between 90% and the target)."""
+    base = ["evolve", "--classes", "0,1,2", "--encoding", "cppn", "--no-progress", "--generations", "201"]
+    # a target above what 200 generations reach, so the polish in generation 200 has elites to work on
+    argv = [*base, "--out", str(tmp_path / "a"), "--polish", "--batch-size", "8", "--target-confidence", "0.999999"]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["settings"]["polish"] is True
+    assert summary["settings"]["search"]["polish"]["every"] == 200
+    assert summary["settings"]["search"]["polish"]["below"] == 0.999999  # the parents' level
+    # one polish, in generation 200, of the elites between 90% and the target: 30 steps each
+    assert summary["results"]["gradient_images"] in (30, 60, 90)
+    with pytest.raises(fb.errors.CheckpointError, match="another configuration"):
+        fb.search.run_evolution(
+            tmp_path / "a",
+            classes=[0, 1, 2],
+            encoding="cppn",
+            batch_size=8,
+            generations=202,
+            target_confidence=0.999999,
+            progress=False,
+        )
+    with pytest.raises(fb.errors.InvalidArgumentError, match="polish applies to the map-elites method only"):
+        fb.search.run_evolution(tmp_path / "b", method="random-search", polish=True, generations=1)
+
+
 def test_evolve_breeds_from_the_classes_below_its_target(tmp_path: Path) -> None:
     """--target-confidence sets the level below which MAP-Elites' parents come first (the default 99.99%)."""
     base = ["evolve", "--classes", "1,5", "--no-progress", "--generations", "2"]

@@ -185,6 +185,12 @@ def _evolve_options(p: argparse.ArgumentParser, *, max_evaluations: int) -> None
         "after 10-30 s compiling); reported confidences stay the uncompiled model's",
     )
     p.add_argument(
+        "--polish",
+        action="store_true",
+        help="map-elites: every 200 generations, 30 gradient steps on the weights (cppn) or pixels (direct) of "
+        "the elites between 90%% and the target (white box: fb.search.GradientPolish)",
+    )
+    p.add_argument(
         "--checkpoint", default=None, help="checkpoint file, resumed when present (default: OUT/checkpoint.pt)"
     )
     p.add_argument("--checkpoint-every", type=int, default=25, help="generations between checkpoints")

@@ -599,7 +599,8 @@ class MAPElites(Evolution):
             device once per generation. Applies to :meth:`step` and :meth:`run`; with a float32
             classifier it changes nothing.
         polish: a :class:`~foolbench.search.GradientPolish`: every ``polish.every`` generations, the
-            elites below ``polish.below`` are moved by gradient steps on their genes (white box: the
+            elites between ``polish.above`` and ``polish.below`` are moved by gradient steps on their
+            genes through the classifier's float32 reference (white box: the
             classifier must be differentiable; the encoding must offer ``genes`` / ``render_genes`` /
             ``with_genes``, as both shipped ones do) and join that generation's batch in place of as many
             mutants. ``gradient_images`` counts the images of those steps. None (default): black box.

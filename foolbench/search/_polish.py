@@ -24,18 +24,19 @@ class GradientPolish:
     Evolution finds a CPPN's structure (which nodes, which connections, which activations); near the
     aim it spends most of its children on weight changes that a gradient would point out. Every
     ``every`` generations, :class:`~foolbench.search.MAPElites` (``polish=``) takes the elites still
-    below ``below`` and at or above ``above`` (the ones nearest to ``below`` first, at most ``most`` and at most a batch), moves their
-    genes (a CPPN's connection weights; a direct genome's pixels) by ``steps`` Adam steps on the
-    log-probability of their niche's class through the classifier's float32
-    :meth:`~foolbench.models.BaseClassifier.reference`, keeps for each the genes that scored best,
-    and puts them in that generation's batch in place of as many mutants. The batch is then scored
-    and competes like any other, so the archive only ever holds the evaluator's scores. The structure
-    is never changed, so the images keep the encoding's look (a CPPN's regular patterns).
+    below ``below`` and at or above ``above`` (the ones nearest to ``below`` first, at most ``most``
+    and at most a batch), moves their genes (a CPPN's connection weights; a direct genome's pixels)
+    by ``steps`` Adam steps on the log-probability of their niche's class through the classifier's
+    float32 :meth:`~foolbench.models.BaseClassifier.reference`, keeps for each the genes that scored
+    best, and puts them in that generation's batch in place of as many mutants. The batch is then
+    scored and competes like any other, so the archive only ever holds the evaluator's scores. The
+    structure is never changed, so the images keep the encoding's look (a CPPN's regular patterns).
 
-    Each gradient step costs a forward and a backward pass per polished genome: about 3-5
-    evaluations' time on a CPU. :attr:`~foolbench.search.MAPElites.gradient_images` counts the
-    images that went through the model this way (``evaluations`` counts only the batch's children,
-    as without polishing), so compare searches at equal time, not at equal evaluations.
+    Each gradient step costs a forward and a backward pass per polished genome: EfficientNet-Lite0
+    on the 2-core CPU, 0.7-0.9 s per step for 10 genomes; in a 10-minute search against the compiled
+    model, about 3 evaluations' time per gradient image. :attr:`~foolbench.search.MAPElites.gradient_images`
+    counts the images that went through the model this way (``evaluations`` counts only the batch's
+    children, as without polishing), so compare searches at equal time, not at equal evaluations.
 
     Args:
         every: polish in generations ``every``, ``2 * every``, ... (> 0).
@@ -43,8 +44,9 @@ class GradientPolish:
         lr: Adam's step size, in gene units (CPPN weights live in [-10, 10]; pixels in [0, 1]).
         below: polish only the elites below this confidence, in (0, 1] (default: 99.99%, the level
             ``parents="unmet-first"`` aims at).
-        above: and only those at or above this confidence, in [0, 1) (default 0: all of them). Far
-            from the aim a gradient step buys less than the mutants it displaces; near it, more.
+        above: and only those at or above this confidence, in [0, 1) (0: all of them). Far from the
+            aim a gradient step bought less than the mutants it displaced; near it, more (the CPU proxy
+            in docs/methods/evolution.md).
         most: polish at most this many elites at a time (None: up to a batch).
 
     Raises:
@@ -64,11 +66,11 @@ class GradientPolish:
     def __init__(
         self,
         *,
-        every: int = 100,
-        steps: int = 20,
+        every: int = 200,
+        steps: int = 30,
         lr: float = 0.01,
         below: float = 0.9999,
-        above: float = 0.0,
+        above: float = 0.9,
         most: int | None = None,
     ) -> None:
         self.every = _checks.positive_int("every", every)

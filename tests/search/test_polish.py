@@ -127,7 +127,7 @@ def test_search_refuses_bad_polish(lenet: fb.models.TorchClassifier) -> None:
 
 
 def polished_search(clf: fb.models.TorchClassifier, seed: int = 0, **kw: object) -> MAPElites:
-    polish = GradientPolish(every=3, steps=4, lr=0.05, below=0.9999, **kw)  # type: ignore[arg-type]
+    polish = GradientPolish(every=3, steps=4, lr=0.05, below=0.9999, above=0.0, **kw)  # type: ignore[arg-type]
     return MAPElites(clf, CPPNEncoding((1, 28, 28)), batch_size=16, seed=seed, polish=polish)
 
 
