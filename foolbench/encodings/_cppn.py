@@ -817,14 +817,11 @@ class CPPNEncoding:
         With one activation for all rows, ``pre`` (which the caller owns) is activated in place.
         """
         present = sorted(set(codes))
-        first = ACTIVATIONS[self.activations[present[0]]]
         if len(present) == 1:
+            first = ACTIVATIONS[self.activations[present[0]]]
             in_place = _IN_PLACE.get(first)
             return in_place(pre) if in_place is not None else first(pre)
-        out = first(pre)
-        for a in present[1:]:
-            out = torch.where((act == a)[..., None], ACTIVATIONS[self.activations[a]](pre), out)
-        return out
+        return self._activate_pure(pre, act, present)
 
     # ---------------------------------------------------- gradients (GradientPolish)
     #: The range connection weights are kept in (mutation clips them there too).
@@ -888,7 +885,10 @@ class CPPNEncoding:
         return ((out + 1.0) * 0.5).view(b, outs, height, width)
 
     def _activate_pure(self, pre: torch.Tensor, act: torch.Tensor, present: list[int]) -> torch.Tensor:
-        """:meth:`_activate` without in-place operations (for autograd)."""
+        """Each row of ``pre`` through its activation, without in-place operations (autograd can follow it).
+
+        ``present``: the sorted activation ids ``act`` holds.
+        """
         out = ACTIVATIONS[self.activations[present[0]]](pre)
         for a in present[1:]:
             out = torch.where((act == a)[..., None], ACTIVATIONS[self.activations[a]](pre), out)

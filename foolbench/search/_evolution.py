@@ -726,7 +726,7 @@ class MAPElites(Evolution):
         if k == 0:
             return children
         nearest = torch.argsort(
-            torch.where(below, self.archive.fitness, torch.full_like(self.archive.fitness, -math.inf)),
+            torch.where(below, fitness, torch.full_like(fitness, -math.inf)),
             descending=True,
             stable=True,
         )[:k]
