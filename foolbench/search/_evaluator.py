@@ -55,9 +55,13 @@ def render_in_bounds(encoding: Encoding, genomes: Genomes, bounds: tuple[float, 
         >>> render_in_bounds(enc, torch.ones(1, 1, 2, 2), (0.0, 255.0)).max().item()
         255.0
     """
-    img = encoding.render(genomes)
+    return in_bounds(encoding.render(genomes), bounds)
+
+
+def in_bounds(images: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+    """Map images from [0, 1] into ``bounds`` (autograd follows; unit bounds return ``images`` itself)."""
     lower, upper = bounds
-    return img if (lower, upper) == (0.0, 1.0) else lower + (upper - lower) * img
+    return images if (lower, upper) == (0.0, 1.0) else lower + (upper - lower) * images
 
 
 class LocalEvaluator:

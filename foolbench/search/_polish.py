@@ -14,6 +14,7 @@ from foolbench.encodings._base import Differentiable
 from foolbench.errors import InvalidArgumentError
 from foolbench.models import Classifier
 from foolbench.search import _calls
+from foolbench.search._evaluator import in_bounds
 
 __all__ = ["GradientPolish"]
 
@@ -119,11 +120,8 @@ class GradientPolish:
         classes = classes.to(genes.device)
         best = torch.full((n,), -math.inf, device=genes.device)
         best_genes = genes.detach().clone()
-        lower, upper = bounds
         for _ in range(self.steps):
-            images = encoding.render_genes(genomes, genes)
-            if (lower, upper) != (0.0, 1.0):
-                images = lower + (upper - lower) * images
+            images = in_bounds(encoding.render_genes(genomes, genes), bounds)
             log_probs = F.log_softmax(_calls.logits(classifier, images).float(), dim=1)[rows, classes]
             better = log_probs.detach() > best
             best = torch.where(better, log_probs.detach(), best)
