@@ -233,6 +233,23 @@ class MapElitesParams(Params):
         1.0, "mutation strength of the children of elites at near_confidence", type="float", lo=0, hi=100,
         lo_open=True, late=True,
     )  # fmt: skip
+    polish_every: int | None = param(
+        None, "every this many generations, Adam steps through the model on the weights (CPPN) or pixels "
+        "(direct) of the elites between polish_above and target_confidence (fb.search.GradientPolish: "
+        "white box; default: none)", type="int", lo=1, hi=10**9, late=True,
+    )  # fmt: skip
+    polish_steps: int = param(30, "Adam steps per polish", type="int", lo=1, hi=10_000, late=True)
+    polish_lr: float = param(
+        0.01, "Adam's step size of the polish, in gene units", type="float", lo=0, lo_open=True, late=True
+    )
+    polish_above: float = param(
+        0.9, "polish only the elites at or above this confidence (0: all below target_confidence)",
+        type="float", lo=0, hi=1, late=True,
+    )  # fmt: skip
+    polish_from: float | None = param(
+        None, "share of max_evaluations from which every generation polishes (an endgame; default: none)",
+        type="float", lo=0, hi=1, late=True,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.near_confidence == 1.0:
@@ -261,6 +278,25 @@ class MapElitesParams(Params):
                 "a CPPN mutates through its operator rates: use strength"
             )
         _verify_needs_reduced_precision("map-elites", self.verify, self.precision)
+        if self.polish_every is None:
+            tuned = [
+                f"{name} (got {getattr(self, name):g})"
+                for name in ("polish_steps", "polish_lr", "polish_above", "polish_from")
+                if getattr(self, name) != getattr(type(self), name)
+            ]
+            if tuned:
+                raise ConfigError(
+                    f"map-elites: {', '.join(tuned)} needs polish_every, the polish's period in generations"
+                )
+        elif self.polish_from == 1.0:
+            raise ConfigError(
+                "map-elites: polish_from must be below 1 (from the whole budget on, nothing would polish)"
+            )
+        elif self.polish_above >= self.target_confidence:
+            raise ConfigError(
+                f"map-elites: polish_above (got {self.polish_above:g}) must be below target_confidence "
+                f"({self.target_confidence:g}), the level a polish aims at"
+            )
         if self.warmup > 0 and self.classes is None:
             raise ConfigError(
                 f"map-elites: warmup (got {self.warmup:g}) needs classes = [...], a subset it then focuses on "
@@ -297,7 +333,7 @@ class MapElitesMethod(Method[MapElitesParams]):
     Params = MapElitesParams
 
     def run(self, target: Target, ctx: Context) -> CellOutput:
-        from foolbench.search import MAPElites, NearStrength, StepDecay
+        from foolbench.search import GradientPolish, MAPElites, NearStrength, StepDecay
         from foolbench.search._operators import parent_selector
 
         p = self.params
@@ -316,6 +352,13 @@ class MapElitesMethod(Method[MapElitesParams]):
                 schedule, near_confidence=p.near_confidence, near_strength=p.near_strength
             )
         initial, spent = None, 0
+        polish = None
+        if p.polish_every is not None:
+            polish = GradientPolish(
+                every=p.polish_every, steps=p.polish_steps, lr=p.polish_lr, below=p.target_confidence,
+                above=p.polish_above,
+                from_evaluations=None if p.polish_from is None else int(p.polish_from * p.max_evaluations),
+            )  # fmt: skip
         if p.warmup > 0 and len(classes) < clf.num_classes:
             warm = MAPElites(clf, enc, parents=parent_selector(p.parents, confidence=p.target_confidence), **common)
             warm.run(
@@ -325,7 +368,7 @@ class MapElitesMethod(Method[MapElitesParams]):
             initial, spent = warm.best_genomes()[torch.tensor(classes, device=warm.device)], warm.evaluations
         # a selector of its own (a warm-up's curiosity scores are per model class): unmet means below the target
         parents = parent_selector(p.parents, confidence=p.target_confidence)
-        search = MAPElites(clf, enc, classes=classes, initial=initial, parents=parents, **common)
+        search = MAPElites(clf, enc, classes=classes, initial=initial, parents=parents, polish=polish, **common)
         res = search.run(
             max_evaluations=max(1, p.max_evaluations - spent), max_seconds=p.max_seconds,
             target_confidence=p.target_confidence, progress=ctx.show_progress,

@@ -713,7 +713,9 @@ class MAPElites(Evolution):
     def _propose(self, n: int) -> Genomes:
         children = self._mutants(n)
         self._polished = 0
-        if self.polish is not None and self.polish.due(self.generation):
+        if self.polish is not None and self.polish.due(
+            self.generation, evaluations=self.evaluations, seconds=self.seconds
+        ):
             children = self._polish(children)
         return children
 

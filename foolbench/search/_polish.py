@@ -49,6 +49,12 @@ class GradientPolish:
             aim a gradient step bought less than the mutants it displaced; near it, more (the CPU proxy
             in docs/methods/evolution.md).
         most: polish at most this many elites at a time (None: up to a batch).
+        from_evaluations: from the first generation at or past this many evaluations on, polish every
+            generation (an endgame: the structure found, the rest of the budget goes to the weights).
+            None: only every ``every`` generations.
+        from_seconds: the same, from this many seconds of search on (``seconds``, summed over resumed
+            runs): with ``run(max_seconds=600)``, ``from_seconds=480`` spends the last two minutes
+            polishing. None: no time-based endgame.
 
     Raises:
         InvalidArgumentError: a value outside its range.
@@ -73,6 +79,8 @@ class GradientPolish:
         below: float = 0.9999,
         above: float = 0.9,
         most: int | None = None,
+        from_evaluations: int | None = None,
+        from_seconds: float | None = None,
     ) -> None:
         self.every = _checks.positive_int("every", every)
         self.steps = _checks.positive_int("steps", steps)
@@ -82,12 +90,26 @@ class GradientPolish:
         if self.above >= self.below:
             raise InvalidArgumentError(f"above must be below below={self.below:g}, got {self.above:g}")
         self.most = _checks.optional_positive_int("most", most)
+        self.from_evaluations = (
+            None if from_evaluations is None else _checks.nonnegative_int("from_evaluations", from_evaluations)
+        )
+        self.from_seconds = None if from_seconds is None else _checks.real("from_seconds", from_seconds, low=0.0)
         self.below_log_prob = math.log(self.below)
         self.above_log_prob = -math.inf if self.above == 0.0 else math.log(self.above)
 
-    def due(self, generation: int) -> bool:
-        """Whether generation ``generation`` (> 0) polishes."""
-        return generation > 0 and generation % self.every == 0
+    def due(self, generation: int, *, evaluations: int = 0, seconds: float = 0.0) -> bool:
+        """Whether generation ``generation`` polishes, after ``evaluations`` in ``seconds`` of search.
+
+        Generation 0 (the random one) never does; after it, every ``every``-th generation and, once
+        ``from_evaluations`` or ``from_seconds`` is reached, every generation.
+        """
+        if generation <= 0:
+            return False
+        if self.from_evaluations is not None and evaluations >= self.from_evaluations:
+            return True
+        if self.from_seconds is not None and seconds >= self.from_seconds:
+            return True
+        return generation % self.every == 0
 
     def __call__(
         self,
@@ -141,10 +163,16 @@ class GradientPolish:
             "below": self.below,
             "above": self.above,
             "most": self.most,
+            # absent when unset, so the checkpoints of searches from before the endgame still resume
+            **({} if self.from_evaluations is None else {"from_evaluations": self.from_evaluations}),
+            **({} if self.from_seconds is None else {"from_seconds": self.from_seconds}),
         }
 
     def __repr__(self) -> str:
         return (
             f"GradientPolish(every={self.every}, steps={self.steps}, lr={self.lr:g}, below={self.below:g}, "
-            f"above={self.above:g}, most={self.most})"
+            f"above={self.above:g}, most={self.most}"
+            + ("" if self.from_evaluations is None else f", from_evaluations={self.from_evaluations}")
+            + ("" if self.from_seconds is None else f", from_seconds={self.from_seconds:g}")
+            + ")"
         )

@@ -261,7 +261,15 @@ def test_near_confidence_reaches_the_search_and_keeps_earlier_cells(
     from foolbench.bench import METHODS
     from foolbench.search import MAPElites
 
-    late = ("near_confidence", "near_strength")
+    late = (
+        "near_confidence",
+        "near_strength",
+        "polish_every",
+        "polish_steps",
+        "polish_lr",
+        "polish_above",
+        "polish_from",
+    )
     params = METHODS["map-elites"].Params
     defaults = params().as_dict()
     assert params.identity(defaults) == {k: v for k, v in defaults.items() if k not in late}
@@ -293,6 +301,38 @@ def test_near_confidence_reaches_the_search_and_keeps_earlier_cells(
     sched = seen[1]["mutation_schedule"]
     assert isinstance(sched, fb.search.NearStrength)
     assert (sched.near_confidence, sched.near_strength, sched(1)) == (0.5, 0.25, 1.0)
+    assert seen[1]["polish"] is None
+
+
+def test_polish_reaches_the_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from foolbench.search import MAPElites
+
+    searches: list[MAPElites] = []
+    original = MAPElites.__init__
+
+    def spy(self: MAPElites, *args: Any, **kw: Any) -> None:
+        searches.append(self)
+        original(self, *args, **kw)
+
+    monkeypatch.setattr(MAPElites, "__init__", spy)
+    method = {
+        "kind": "map-elites", "name": "e", "encoding": "cppn", "max_evaluations": 96, "batch_size": 16,
+        "classes": [3, 8], "polish_every": 100, "polish_steps": 2, "polish_lr": 0.05, "polish_above": 0.0,
+        "polish_from": 0.5,
+    }  # fmt: skip
+    cfg: dict[str, Any] = {
+        "data": {"dataset": "mnist", "train": 100, "test": 100},
+        "models": [{"zoo": "lenet-mnist"}],
+        "methods": [method],
+    }
+    res = run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert not res["failed"] and len(searches) == 1
+    polish = searches[0].polish
+    assert polish is not None
+    assert (polish.every, polish.steps, polish.lr, polish.above, polish.below) == (100, 2, 0.05, 0.0, 0.9999)
+    assert polish.from_evaluations == 48  # half of the budget: generations 3-5 (from 48 evaluations) polish
+    # 2 classes below the target, 2 steps each, in each of the 3 polishing generations
+    assert searches[0].gradient_images == 3 * 2 * 2
 
 
 def test_every_builtin_kind_runs(tmp_path: Path) -> None:

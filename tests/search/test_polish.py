@@ -103,6 +103,9 @@ def test_polish_bad_settings() -> None:
         ({"below": 0.0}, "below"),
         ({"below": 1.5}, "below"),
         ({"most": 0}, "most"),
+        ({"from_evaluations": -1}, "from_evaluations"),
+        ({"from_seconds": -0.5}, "from_seconds"),
+        ({"from_seconds": float("nan")}, "from_seconds"),
     ]:
         with pytest.raises(InvalidArgumentError, match=name):
             GradientPolish(**kw)  # type: ignore[arg-type]
@@ -168,3 +171,33 @@ def test_polished_search_is_seeded_and_resumes_bit_for_bit(lenet: fb.models.Torc
         MAPElites(lenet, CPPNEncoding((1, 28, 28)), batch_size=16, seed=0).run(
             generations=9, progress=False, checkpoint=ckpt
         )
+
+
+def test_endgame_polishes_every_generation_from_its_start() -> None:
+    polish = GradientPolish(every=10, from_evaluations=64)
+    assert [g for g in range(25) if polish.due(g, evaluations=16 * g)] == list(range(4, 25))
+    timed = GradientPolish(every=10, from_seconds=3.0)
+    assert [g for g in range(1, 12) if timed.due(g, seconds=g * 0.5)] == [6, 7, 8, 9, 10, 11]
+    plain = GradientPolish(every=10)
+    assert [g for g in range(25) if plain.due(g, evaluations=10**9, seconds=1e9)] == [10, 20]
+    assert not polish.due(0, evaluations=10**9)  # the random generation never polishes
+    # unset endgames stay out of the configuration, so checkpoints from before them resume
+    assert "from_evaluations" not in plain.config() and polish.config()["from_evaluations"] == 64
+    assert "from_seconds=3" in repr(timed)
+
+
+def test_endgame_in_a_search_counts_and_resumes(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
+    search = polished_search(lenet, from_evaluations=5 * 16)  # polish at generation 3, then from 5 on
+    counts = []
+    for _ in range(7):
+        search.step()
+        counts.append(search.gradient_images)
+    grew = [g for g in range(1, 7) if counts[g] > counts[g - 1]]
+    assert grew == [3, 5, 6]
+    ckpt = tmp_path / "run.pt"
+    polished_search(lenet, from_evaluations=5 * 16).run(generations=4, progress=False, checkpoint=ckpt)
+    with pytest.raises(CheckpointError, match="another configuration"):  # the endgame is part of the search
+        polished_search(lenet).run(generations=7, progress=False, checkpoint=ckpt)
+    resumed = polished_search(lenet, from_evaluations=5 * 16)
+    out = resumed.run(generations=7, progress=False, checkpoint=ckpt)
+    assert torch.equal(out.images, search.result().images) and resumed.gradient_images == counts[-1]
