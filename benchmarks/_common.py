@@ -22,6 +22,15 @@ def best_of(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) -> f
     return best
 
 
+def grown_genomes(enc: fb.encodings.CPPNEncoding, n: int, rounds: int = 30) -> fb.encodings.CPPNGenomes:
+    """``n`` CPPN genomes mutated ``rounds`` times from seeded random ones: the structure of a search's elites."""
+    g = enc.sample(n, torch.Generator().manual_seed(0))
+    rng = torch.Generator().manual_seed(1)
+    for _ in range(rounds):
+        g = enc.mutate(g, rng)
+    return g
+
+
 def machine(device: str = "cpu") -> str:
     """The header line that labels a benchmark's figures: torch, threads, device, bfloat16 units.
 

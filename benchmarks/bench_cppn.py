@@ -41,17 +41,9 @@ import foolbench as fb
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import TEXTURE_CLASSES as IMAGENET_CLASSES
-from _common import best_of, machine
+from _common import best_of, grown_genomes, machine
 
 PAPER_EVALUATIONS = 5_000 * 400
-
-
-def grown_genomes(enc: fb.encodings.CPPNEncoding, n: int, rounds: int) -> fb.encodings.CPPNGenomes:
-    g = enc.sample(n, torch.Generator().manual_seed(0))
-    rng = torch.Generator().manual_seed(1)
-    for _ in range(rounds):
-        g = enc.mutate(g, rng)
-    return g
 
 
 def bench_render(device: str, quick: bool) -> None:

@@ -25,15 +25,7 @@ import torch
 import foolbench as fb
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import best_of
-
-
-def grown_genomes(enc: fb.encodings.CPPNEncoding, n: int, rounds: int = 30) -> fb.encodings.CPPNGenomes:
-    g = enc.sample(n, torch.Generator().manual_seed(0))
-    rng = torch.Generator().manual_seed(1)
-    for _ in range(rounds):
-        g = enc.mutate(g, rng)
-    return g
+from _common import best_of, grown_genomes
 
 
 def bench_shape(shape: tuple[int, int, int], n: int, device: str, with_triton: bool) -> None:

@@ -33,7 +33,7 @@ import torch
 import foolbench as fb
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import best_of
+from _common import best_of, grown_genomes
 
 
 def make_sync(device: str) -> Callable[[], None]:
@@ -97,17 +97,9 @@ def chunk_row(device: str, images: int, size: int) -> None:
     print(f"EfficientNet-Lite0 bf16 adapter, {images} images by chunk size: {', '.join(rates)} img/s")
 
 
-def grown(enc: fb.encodings.CPPNEncoding, n: int, device: str) -> fb.encodings.CPPNGenomes:
-    g = enc.sample(n, torch.Generator().manual_seed(0))
-    rng = torch.Generator().manual_seed(1)
-    for _ in range(30):
-        g = enc.mutate(g, rng)
-    return g.to(device)
-
-
 def render_rows(device: str, n: int, size: int, t_forward: float, forward_batch: int) -> None:
     enc = fb.encodings.CPPNEncoding((3, size, size))  # backend "auto": the Triton kernel on CUDA
-    g = grown(enc, n, device)
+    g = grown_genomes(enc, n).to(device)
     t_batch = timed(lambda: enc.render(g), device, 5)
     t_loop = timed(lambda: [enc.render(g[i : i + 1]) for i in range(n)], device, 1)
     nodes = float(g.num_nodes().float().mean())

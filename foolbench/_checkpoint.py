@@ -99,12 +99,20 @@ def check(state: dict[str, Any], *, fmt: str, version: int, config: Any, source:
     return payload
 
 
+def snapshot(tensor: torch.Tensor) -> torch.Tensor:
+    """A CPU copy of ``tensor`` sharing no memory with it, for a state dict (``.cpu()`` of a CPU tensor is itself).
+
+    A search updates its archive in place, so a state dict of views would change as the search goes on.
+    """
+    return tensor.detach().to("cpu", copy=True)
+
+
 def genomes(encoding: Any, state: Any, *, device: torch.device, count: int, source: str) -> Any:
     """Rebuild ``count`` genomes from their saved tensors, naming the file when they do not fit."""
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{source!r} genomes must be a dict of tensors")
     try:
-        loaded = encoding.genomes_from_state({k: v.to(device) for k, v in state.items()})
+        loaded = encoding.genomes_from_state({k: v.to(device, copy=True) for k, v in state.items()})  # never shared
     except CheckpointError as err:
         raise CheckpointError(f"{source!r}: {err}") from err
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:

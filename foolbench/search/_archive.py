@@ -133,14 +133,18 @@ class ClassArchive:
         return self.fitness.double().exp()
 
     def state_dict(self) -> dict[str, Any]:
+        # copies, also on the CPU (where .cpu() would hand out the archive's own tensors, which a search
+        # updates in place): a state dict is a snapshot, whatever the device
         state: dict[str, Any] = {
-            "classes": self.classes.cpu(),
-            "fitness": self.fitness.cpu(),
-            "occupied": self.occupied.cpu(),
-            "found_at": self.found_at.cpu(),
+            "classes": _checkpoint.snapshot(self.classes),
+            "fitness": _checkpoint.snapshot(self.fitness),
+            "occupied": _checkpoint.snapshot(self.occupied),
+            "found_at": _checkpoint.snapshot(self.found_at),
         }
         if self.genomes is not None:
-            state["genomes"] = {k: v.cpu() for k, v in self.encoding.genomes_to_state(self.genomes).items()}
+            state["genomes"] = {
+                k: _checkpoint.snapshot(v) for k, v in self.encoding.genomes_to_state(self.genomes).items()
+            }
         return state
 
     def load_state_dict(self, state: dict[str, Any], *, source: str = "archive state") -> None:
@@ -163,9 +167,10 @@ class ClassArchive:
         loaded = None
         if genomes is not None or bool(occupied.any()):
             loaded = _checkpoint.genomes(self.encoding, genomes, device=device, count=m, source=source)
-        self.fitness = fitness.to(device)
-        self.occupied = occupied.to(device)
-        self.found_at = found_at.to(device)
+        # copies: two searches loaded from one state must not update each other's archive
+        self.fitness = fitness.to(device, copy=True)
+        self.occupied = occupied.to(device, copy=True)
+        self.found_at = found_at.to(device, copy=True)
         self.genomes = loaded
 
 

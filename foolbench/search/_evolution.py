@@ -484,7 +484,7 @@ class Evolution(ABC):
             "generation": self.generation,
             "evaluations": self.evaluations,
             "seconds": self.seconds,
-            "rng_state": rng.cpu(),
+            "rng_state": _checkpoint.snapshot(rng),
             "history_evaluations": torch.tensor(self._hist_evals, dtype=torch.long),
             "history_log_probs": (
                 torch.stack(self._hist_conf).cpu() if self._hist_conf else torch.zeros(0, len(self.classes))
@@ -1038,9 +1038,14 @@ class SingleClassEvolution(Evolution):
         return self._pop[self._fit.argmax().reshape(1)]
 
     def _state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"fitness": self._fit.cpu(), "found_at": self._found.cpu()}
+        state: dict[str, Any] = {
+            "fitness": _checkpoint.snapshot(self._fit),
+            "found_at": _checkpoint.snapshot(self._found),
+        }
         if self._pop is not None:
-            state["genomes"] = {k: v.cpu() for k, v in self.encoding.genomes_to_state(self._pop).items()}
+            state["genomes"] = {
+                k: _checkpoint.snapshot(v) for k, v in self.encoding.genomes_to_state(self._pop).items()
+            }
         return state
 
     def _load_state(self, state: dict[str, Any], *, source: str) -> None:
@@ -1053,7 +1058,7 @@ class SingleClassEvolution(Evolution):
             if genomes is None
             else _checkpoint.genomes(self.encoding, genomes, device=self.device, count=fit.shape[0], source=source)
         )
-        self._fit, self._pop = fit.to(self.device), pop
+        self._fit, self._pop = fit.to(self.device, copy=True), pop
         found = state.get("found_at")  # absent in checkpoints before it was kept: the evaluations then
         if found is not None and (not isinstance(found, torch.Tensor) or found.dtype != torch.long or found.dim()):
             raise CheckpointError(f"{source!r} field 'found_at' must be a long scalar tensor")

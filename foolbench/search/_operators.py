@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from foolbench import _checks
+from foolbench import _checkpoint, _checks
 from foolbench.errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = [
@@ -202,7 +202,7 @@ class Curiosity:
         self.score = self.score.index_add(0, parents.to(self.score.device), delta)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {} if self.score is None else {"score": self.score.cpu()}
+        return {} if self.score is None else {"score": _checkpoint.snapshot(self.score)}
 
     def load_state_dict(self, state: dict[str, torch.Tensor], device: torch.device) -> None:
         score = state.get("score")

@@ -11,18 +11,11 @@ from hypothesis import strategies as st
 import foolbench as fb
 from foolbench.encodings import ACTIVATIONS, CPPNEncoding, CPPNGenomes, Encoding, Genomes
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
+from tests._genomes import evolved
 
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def evolved(enc: CPPNEncoding, n: int = 16, rounds: int = 40, seed: int = 0) -> CPPNGenomes:
-    g = enc.sample(n, gen(seed))
-    rng = gen(seed + 1)
-    for _ in range(rounds):
-        g = enc.mutate(g, rng)
-    return g
 
 
 def test_protocol_and_minimal_initial_genomes() -> None:

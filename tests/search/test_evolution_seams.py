@@ -640,3 +640,31 @@ def test_cuda_gentle_near_step_has_no_host_sync() -> None:
     clf = fb.models.lenet_mnist(device="cuda")
     sched = fb.search.NearStrength(2.0, near_confidence=0.5)
     _steps_without_sync(MAPElites(clf, ENC, batch_size=256, seed=0, mutation_schedule=sched))
+
+
+@pytest.mark.parametrize("kind", ["map-elites", "one-class", "curiosity"])
+def test_a_state_dict_is_a_snapshot_and_a_loaded_search_shares_nothing(
+    lenet: fb.models.TorchClassifier, kind: str
+) -> None:
+    """On the CPU ``.cpu()`` is the tensor itself, and the archive is updated in place: both must not leak."""
+    enc = fb.encodings.CPPNEncoding((1, 28, 28))
+
+    def make() -> fb.search.Evolution:
+        if kind == "one-class":
+            return fb.search.SingleClassEvolution(lenet, enc, target=3, population=8, batch_size=16, seed=0)
+        return MAPElites(
+            lenet, enc, batch_size=16, seed=0, parents="curiosity" if kind == "curiosity" else "unmet-first"
+        )
+
+    s = make()
+    s.run(generations=3, progress=False)
+    state = s.state_dict()
+    frozen = _checkpoint.digest(state)
+    twin = make()
+    twin.load_state_dict(state)
+    s.run(generations=12, progress=False)  # improves the elites of the first search in place
+    assert _checkpoint.digest(state) == frozen  # the snapshot did not move with the search
+    assert _checkpoint.digest(twin.state_dict()) == frozen  # nor did the search loaded from it
+    twin.run(generations=12, progress=False)  # and, run on, the twin retraces the first search exactly
+    a, b = twin.result(), s.result()
+    assert torch.equal(a.images, b.images) and torch.equal(a.confidence, b.confidence)

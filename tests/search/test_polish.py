@@ -8,23 +8,16 @@ import pytest
 import torch
 
 import foolbench as fb
-from foolbench.encodings import ACTIVATIONS, CPPNEncoding, CPPNGenomes, DirectEncoding
+from foolbench.encodings import ACTIVATIONS, CPPNEncoding, DirectEncoding
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 from foolbench.search import GradientPolish, MAPElites
-
-
-def evolved(enc: CPPNEncoding, n: int = 12, rounds: int = 30, seed: int = 0) -> CPPNGenomes:
-    g = enc.sample(n, torch.Generator().manual_seed(seed))
-    rng = torch.Generator().manual_seed(seed + 1)
-    for _ in range(rounds):
-        g = enc.mutate(g, rng)
-    return g
+from tests._genomes import evolved
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 17, 23)])
 def test_render_genes_is_render(shape: tuple[int, int, int]) -> None:
     enc = CPPNEncoding(shape, activations=tuple(ACTIVATIONS))
-    g = evolved(enc)
+    g = evolved(enc, n=12, rounds=30)
     assert len(set(g.activation[g.active].tolist())) == len(ACTIVATIONS)  # every function takes part
     same = enc.render_genes(g, enc.genes(g))
     assert (same - enc.render(g)).abs().max() <= 1e-5
@@ -36,7 +29,7 @@ def test_render_genes_is_render(shape: tuple[int, int, int]) -> None:
 
 def test_gradients_reach_connections_only() -> None:
     enc = CPPNEncoding((3, 12, 12))
-    g = evolved(enc, n=4)
+    g = evolved(enc, n=4, rounds=30)
     genes = enc.genes(g).requires_grad_(True)
     enc.render_genes(g, genes).square().sum().backward()
     assert genes.grad is not None
@@ -46,7 +39,7 @@ def test_gradients_reach_connections_only() -> None:
 
 def test_with_genes_clips_keeps_structure_and_leaves_input() -> None:
     enc = CPPNEncoding((1, 8, 8))
-    g = evolved(enc, n=3)
+    g = evolved(enc, n=3, rounds=30)
     before = g.clone()
     out = enc.with_genes(g, torch.full(g.weight.shape, 50.0))
     assert torch.equal(out.edge, g.edge) and torch.equal(out.activation, g.activation)
@@ -57,7 +50,7 @@ def test_with_genes_clips_keeps_structure_and_leaves_input() -> None:
 
 def test_genes_bad_input() -> None:
     enc = CPPNEncoding((1, 8, 8))
-    g = evolved(enc, n=2)
+    g = evolved(enc, n=2, rounds=30)
     with pytest.raises(InvalidArgumentError, match="genes must have the genomes' weight shape"):
         enc.render_genes(g, torch.zeros(3, 4))
     with pytest.raises(InvalidTypeError, match="genes must be a float tensor"):
@@ -78,7 +71,7 @@ def test_polish_raises_the_target_class(lenet: fb.models.TorchClassifier, kind: 
     enc: CPPNEncoding | DirectEncoding
     if kind == "cppn":
         enc = CPPNEncoding((1, 28, 28))
-        g = evolved(enc, n=10)
+        g = evolved(enc, n=10, rounds=30)
     else:
         enc = DirectEncoding((1, 28, 28))
         g = enc.sample(10, torch.Generator().manual_seed(0))
@@ -111,7 +104,7 @@ def test_polish_bad_settings() -> None:
             GradientPolish(**kw)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="classes must have shape"):
         enc = CPPNEncoding((1, 8, 8))
-        GradientPolish()(fb.models.lenet_mnist(), enc, evolved(enc, n=2), torch.tensor([1]))
+        GradientPolish()(fb.models.lenet_mnist(), enc, evolved(enc, n=2, rounds=30), torch.tensor([1]))
 
 
 def test_search_refuses_bad_polish(lenet: fb.models.TorchClassifier) -> None:
