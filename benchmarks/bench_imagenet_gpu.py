@@ -107,13 +107,19 @@ def main() -> None:
         "--polish-every",
         type=int,
         default=0,
-        help="fb.search.GradientPolish every this many generations (elites in [90%%, 99%%), 30 steps; 0: never)",
+        help="fb.search.GradientPolish every this many generations (elites in [90%%, 99%%), 50 steps; 0: never)",
     )
     parser.add_argument(
         "--polish-most",
         type=int,
         default=64,
         help="at most this many elites per polish (its autograd graph holds every node's activations)",
+    )
+    parser.add_argument(
+        "--polish-from-seconds",
+        type=float,
+        default=None,
+        help="with --polish-every: from this many search seconds on, polish every generation (an endgame)",
     )
     parser.add_argument("--search", choices=("map-elites", "random"), default="map-elites")
     parser.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to this file")
@@ -148,7 +154,11 @@ def main() -> None:
     if args.polish_every:
         if args.search == "random":
             parser.error("--polish-every is for the MAP-Elites search")
-        polish = fb.search.GradientPolish(every=args.polish_every, below=0.99, most=args.polish_most)
+        polish = fb.search.GradientPolish(
+            every=args.polish_every, below=0.99, most=args.polish_most, from_seconds=args.polish_from_seconds
+        )
+    elif args.polish_from_seconds is not None:
+        parser.error("--polish-from-seconds needs --polish-every")
     if args.search == "random":
         search = fb.search.RandomSearch(clf, enc, batch_size=batch, seed=args.seed, verify=args.verify)
     else:

@@ -3,7 +3,7 @@
 One MAP-Elites + CPPN search against EfficientNet-Lite0 (float32, compiled; the 10 texture classes of
 the CPU proxy, or ``--classes all``) runs for ``--minutes`` minus ``--endgame-minutes`` minutes of
 search time with the setting measured best before: strength 2, parents below 99% first,
-``GradientPolish(every=200, steps=30, above=0.9, below=0.99)``. Its state is then copied into a second
+``GradientPolish(every=200, above=0.9, below=0.99)`` (50 steps, lr 0.002). Its state is then copied into a second
 search, and the two finish side by side, taking turns in 30-second slices of their own search time
 (so a change of machine load hits both alike) until each has spent ``--endgame-minutes`` more:
 
@@ -41,7 +41,7 @@ def build(
     seed: int,
     from_seconds: float | None,
 ) -> fb.search.MAPElites:
-    polish = fb.search.GradientPolish(every=200, steps=30, above=0.9, below=0.99, from_seconds=from_seconds)
+    polish = fb.search.GradientPolish(every=200, above=0.9, below=0.99, from_seconds=from_seconds)
     return fb.search.MAPElites(
         clf,
         fb.encodings.CPPNEncoding((3, 224, 224)),
@@ -91,7 +91,7 @@ def main() -> None:
     endgame.load_state_dict(base.state_dict())
     # the branch: from here on this copy polishes every generation (set after loading, since a checkpoint
     # of a search with an endgame is refused by one without it)
-    endgame.polish = fb.search.GradientPolish(every=200, steps=30, above=0.9, below=0.99, from_seconds=base.seconds)
+    endgame.polish = fb.search.GradientPolish(every=200, above=0.9, below=0.99, from_seconds=base.seconds)
     arms = {"evolve": base, "endgame": endgame}
     timeline: dict[str, list[tuple[float, float]]] = {name: [] for name in arms}
     done: set[str] = set()

@@ -24,7 +24,7 @@
 #     mutated at strength 1 (MAPElites(near_confidence=0.9); its own checkpoint), SECONDS - 60 search seconds:
 #     compare its rows with 1.'s at equal evaluations.
 #   bash tools/gpu_check.sh polish [SECONDS]     (default 400): the run of 1. with GradientPolish every 200
-#     generations (elites in [90%, 99%), at most 64 at a time, 30 steps; its own checkpoint), SECONDS - 60
+#     generations (elites in [90%, 99%), at most 64 at a time, 50 steps; its own checkpoint), SECONDS - 60
 #     search seconds: compare its rows with 1.'s at equal time (the polish's gradient images are extra work).
 #   bash tools/gpu_check.sh compile [SECONDS]    (default 150): tools/gpu_compile_probe.py (bf16 eager vs
 #     compile=True, compile time included).

@@ -187,7 +187,7 @@ def _evolve_options(p: argparse.ArgumentParser, *, max_evaluations: int) -> None
     p.add_argument(
         "--polish",
         action="store_true",
-        help="map-elites: every 200 generations, 30 gradient steps on the weights (cppn) or pixels (direct) of "
+        help="map-elites: every 200 generations, 50 gradient steps on the weights (cppn) or pixels (direct) of "
         "the elites between 90%% and the target (white box: fb.search.GradientPolish)",
     )
     p.add_argument(

@@ -42,7 +42,10 @@ class GradientPolish:
     Args:
         every: polish in generations ``every``, ``2 * every``, ... (> 0).
         steps: Adam steps per polish (> 0).
-        lr: Adam's step size, in gene units (CPPN weights live in [-10, 10]; pixels in [0, 1]).
+        lr: Adam's step size, in gene units (CPPN weights live in [-10, 10]; pixels in [0, 1]). Near
+            the aim a small one: on EfficientNet-Lite0, elites at 69-99% polished for 60 steps, 0.001
+            and 0.002 kept climbing to the last step (98.55% to 99.16%, 74.6% to 80.5%), while 0.01
+            made 3 of 6 worse from the first steps (their best stayed the start); 0.002 did best on 4 of 6.
         below: polish only the elites below this confidence, in (0, 1] (default: 99.99%, the level
             ``parents="unmet-first"`` aims at).
         above: and only those at or above this confidence, in [0, 1) (0: all of them). Far from the
@@ -74,8 +77,8 @@ class GradientPolish:
         self,
         *,
         every: int = 200,
-        steps: int = 30,
-        lr: float = 0.01,
+        steps: int = 50,
+        lr: float = 0.002,
         below: float = 0.9999,
         above: float = 0.9,
         most: int | None = None,

@@ -235,7 +235,7 @@ def run_evolution(
             2.3x the images/s on a 2-core CPU, after 10-30 s of compilation); the reported
             confidences are the uncompiled model's.
         polish: map-elites: every 200 generations, move the connection weights (CPPN) or pixels (direct)
-            of the elites between 90% and the parents' level by 30 gradient steps
+            of the elites between 90% and the parents' level by 50 gradient steps
             (:class:`~foolbench.search.GradientPolish`; white box: the model must be differentiable,
             the summary counts its ``gradient_images``). On the 10-class EfficientNet-Lite0 CPU proxy it
             met the 99% median aim on more seeds (docs/methods/evolution.md).
