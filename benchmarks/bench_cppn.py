@@ -245,7 +245,7 @@ def main() -> None:
         "(fb.search.GradientPolish; white box; 0: never)",
     )
     parser.add_argument("--polish-steps", type=int, default=50, help="imagenet part: Adam steps per polish")
-    parser.add_argument("--polish-lr", type=float, default=0.002, help="imagenet part: Adam's step size (weights)")
+    parser.add_argument("--polish-lr", type=float, default=0.005, help="imagenet part: Adam's step size (weights)")
     parser.add_argument(
         "--polish-above", type=float, default=0.0, help="imagenet part: polish only elites at or above it"
     )

@@ -3,7 +3,7 @@
 One MAP-Elites + CPPN search against EfficientNet-Lite0 (float32, compiled; the 10 texture classes of
 the CPU proxy, or ``--classes all``) runs for ``--minutes`` minus ``--endgame-minutes`` minutes of
 search time with the setting measured best before: strength 2, parents below 99% first,
-``GradientPolish(every=200, above=0.9, below=0.99)`` (50 steps, lr 0.002). Its state is then copied into a second
+``GradientPolish(every=200, above=0.9, below=0.99)`` with ``--polish-steps`` (50) and ``--polish-lr`` (0.005). Its state is then copied into a second
 search, and the two finish side by side, taking turns in 30-second slices of their own search time
 (so a change of machine load hits both alike) until each has spent ``--endgame-minutes`` more:
 
@@ -39,9 +39,8 @@ def build(
     *,
     batch_size: int,
     seed: int,
-    from_seconds: float | None,
+    polish: fb.search.GradientPolish,
 ) -> fb.search.MAPElites:
-    polish = fb.search.GradientPolish(every=200, above=0.9, below=0.99, from_seconds=from_seconds)
     return fb.search.MAPElites(
         clf,
         fb.encodings.CPPNEncoding((3, 224, 224)),
@@ -67,6 +66,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--classes", choices=["texture", "all"], default="texture")
     parser.add_argument("--no-compile", action="store_true", help="run the model eagerly")
+    parser.add_argument("--polish-steps", type=int, default=50, help="Adam steps per polish (both arms)")
+    parser.add_argument("--polish-lr", type=float, default=0.005, help="Adam's step size (both arms)")
     parser.add_argument("--out", type=Path, default=None, help="write the figures to this JSON file")
     args = parser.parse_args()
     if not 0 < args.endgame_minutes < args.minutes:
@@ -79,7 +80,8 @@ def main() -> None:
     print(f"model ready in {time.perf_counter() - t:.0f} s (not counted)")
 
     branch, end = 60 * (args.minutes - args.endgame_minutes), 60 * args.minutes
-    base = build(clf, classes, batch_size=args.batch_size, seed=args.seed, from_seconds=None)
+    interleaved = fb.search.GradientPolish(every=200, steps=args.polish_steps, lr=args.polish_lr, above=0.9, below=0.99)
+    base = build(clf, classes, batch_size=args.batch_size, seed=args.seed, polish=interleaved)
     base.run(max_seconds=branch, target_confidence=0.99, progress=False)
     at_branch, branch_gradient = base.result(), base.gradient_images
     print(
@@ -87,11 +89,11 @@ def main() -> None:
         f"{base.seconds:.0f} s; median {float(at_branch.confidence.median()):.4f}; "
         f">= 99%: {int(at_branch.fooled(0.99).sum())}/{len(at_branch.classes)}"
     )
-    endgame = build(clf, classes, batch_size=args.batch_size, seed=args.seed, from_seconds=None)
+    endgame = build(clf, classes, batch_size=args.batch_size, seed=args.seed, polish=interleaved)
     endgame.load_state_dict(base.state_dict())
     # the branch: from here on this copy polishes every generation (set after loading, since a checkpoint
     # of a search with an endgame is refused by one without it)
-    endgame.polish = fb.search.GradientPolish(every=200, above=0.9, below=0.99, from_seconds=base.seconds)
+    endgame.polish = fb.search.GradientPolish(**{**interleaved.config(), "from_seconds": base.seconds})
     arms = {"evolve": base, "endgame": endgame}
     timeline: dict[str, list[tuple[float, float]]] = {name: [] for name in arms}
     done: set[str] = set()

@@ -1,4 +1,4 @@
-"""The polish's step size near the aim: ``python benchmarks/bench_polish_lr.py [--lr 0.0005 0.001 0.002 0.01]``.
+"""The polish's step size near the aim: ``python benchmarks/bench_polish_lr.py [--lr 0.0005 0.001 0.002 0.005 0.01]``.
 
 A MAP-Elites + CPPN search against EfficientNet-Lite0 (float32, compiled; the 10 texture classes of the
 CPU proxy) runs for ``--base-minutes`` with strength 2, parents below 99% first and
@@ -32,7 +32,7 @@ from _common import TEXTURE_CLASSES, machine
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--lr", type=float, nargs="+", default=[0.0005, 0.001, 0.002, 0.01])
+    parser.add_argument("--lr", type=float, nargs="+", default=[0.0005, 0.001, 0.002, 0.005, 0.01])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--above", type=float, default=0.5, help="polish the elites from this confidence to 99%%")
     parser.add_argument("--base-minutes", type=float, default=5.0)

@@ -21,7 +21,7 @@ import torch
 from foolbench import _io
 from foolbench.errors import CheckpointError
 
-__all__ = ["check", "digest", "field", "genomes", "load", "number", "save", "wrap"]
+__all__ = ["check", "digest", "field", "genomes", "load", "number", "save", "snapshot", "wrap"]
 
 
 def _feed(h: Any, obj: Any) -> None:

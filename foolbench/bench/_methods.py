@@ -238,16 +238,17 @@ class MapElitesParams(Params):
         "(direct) of the elites between polish_above and target_confidence (fb.search.GradientPolish: "
         "white box; default: none)", type="int", lo=1, hi=10**9, late=True,
     )  # fmt: skip
-    polish_steps: int = param(30, "Adam steps per polish", type="int", lo=1, hi=10_000, late=True)
+    polish_steps: int = param(50, "Adam steps per polish", type="int", lo=1, hi=10_000, late=True)
     polish_lr: float = param(
-        0.01, "Adam's step size of the polish, in gene units", type="float", lo=0, lo_open=True, late=True
+        0.005, "Adam's step size of the polish, in gene units", type="float", lo=0, lo_open=True, late=True
     )
     polish_above: float = param(
         0.9, "polish only the elites at or above this confidence (0: all below target_confidence)",
         type="float", lo=0, hi=1, late=True,
     )  # fmt: skip
     polish_from: float | None = param(
-        None, "share of max_evaluations from which every generation polishes (an endgame; default: none)",
+        None, "share of max_evaluations (warm-up included) from which every generation polishes, below 1 "
+        "(an endgame; default: none)",
         type="float", lo=0, hi=1, late=True,
     )  # fmt: skip
 
@@ -352,13 +353,6 @@ class MapElitesMethod(Method[MapElitesParams]):
                 schedule, near_confidence=p.near_confidence, near_strength=p.near_strength
             )
         initial, spent = None, 0
-        polish = None
-        if p.polish_every is not None:
-            polish = GradientPolish(
-                every=p.polish_every, steps=p.polish_steps, lr=p.polish_lr, below=p.target_confidence,
-                above=p.polish_above,
-                from_evaluations=None if p.polish_from is None else int(p.polish_from * p.max_evaluations),
-            )  # fmt: skip
         if p.warmup > 0 and len(classes) < clf.num_classes:
             warm = MAPElites(clf, enc, parents=parent_selector(p.parents, confidence=p.target_confidence), **common)
             warm.run(
@@ -366,6 +360,13 @@ class MapElitesMethod(Method[MapElitesParams]):
                 checkpoint=ctx.scratch / "map-elites-warmup.pt",
             )  # fmt: skip
             initial, spent = warm.best_genomes()[torch.tensor(classes, device=warm.device)], warm.evaluations
+        polish = None
+        if p.polish_every is not None:  # the endgame's share counts the warm-up's evaluations, as the budget does
+            start = None if p.polish_from is None else max(0, round(p.polish_from * p.max_evaluations) - spent)
+            polish = GradientPolish(
+                every=p.polish_every, steps=p.polish_steps, lr=p.polish_lr, below=p.target_confidence,
+                above=p.polish_above, from_evaluations=start,
+            )  # fmt: skip
         # a selector of its own (a warm-up's curiosity scores are per model class): unmet means below the target
         parents = parent_selector(p.parents, confidence=p.target_confidence)
         search = MAPElites(clf, enc, classes=classes, initial=initial, parents=parents, polish=polish, **common)

@@ -448,7 +448,7 @@ class Evolution(ABC):
             history=History(torch.tensor(self._hist_evals, dtype=torch.long), self._history_confidence()),
             class_names=tuple(names[c] for c in self.classes),
             method=self.method,
-            found_at=self._found_at().cpu(),
+            found_at=_checkpoint.snapshot(self._found_at()),  # not the archive's own tensor
             settings=self._config(),
         )
 
@@ -535,7 +535,7 @@ class Evolution(ABC):
         self.generation, self.evaluations, self.seconds = generation, evaluations, seconds
         self._torn = self._unobserved = False
         self._hist_evals = [int(e) for e in hist_e]
-        self._hist_conf = list(hist_lp.float().to(self.device).unbind(0))
+        self._hist_conf = list(hist_lp.to(self.device, torch.float32, copy=True).unbind(0))
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """Atomically write :meth:`state_dict` to ``path`` (a failed write keeps the old file)."""
@@ -676,6 +676,11 @@ class MAPElites(Evolution):
         self.polish = polish
         self.gradient_images = 0  # images a polish sent through the model (forward and backward)
         self._polished = 0  # of the batch asked last: counted when it is told
+        # per niche, the found_at of the elite last polished there (-1: none yet). The polish is
+        # deterministic, so an elite it could not improve would come out the same again: it waits
+        # until evolution (or a polish that worked) replaces it
+        self._polish_seen = torch.full((len(chosen),), -1, dtype=torch.long, device=self.device)
+        self._polish_pending: tuple[torch.Tensor, torch.Tensor] | None = None
         # cuDNN plans its convolutions per input shape, and the number of improvers changes every
         # generation: on an H100 each new size cost about a second (296 vs 11,651 eval/s), so on CUDA
         # the children re-scored are padded to a power of two (a handful of shapes)
@@ -712,7 +717,7 @@ class MAPElites(Evolution):
 
     def _propose(self, n: int) -> Genomes:
         children = self._mutants(n)
-        self._polished = 0
+        self._polished, self._polish_pending = 0, None
         if self.polish is not None and self.polish.due(
             self.generation, evaluations=self.evaluations, seconds=self.seconds
         ):
@@ -722,8 +727,9 @@ class MAPElites(Evolution):
     def _polish(self, children: Genomes) -> Genomes:
         """Put the polished elites below the aim (nearest first) in the first rows of ``children``."""
         assert self.polish is not None and self.archive.genomes is not None and self._picked is not None
-        fitness = self.archive.fitness
+        fitness, found_at = self.archive.fitness, self.archive.found_at
         below = self.archive.occupied & (fitness < self.polish.below_log_prob) & (fitness >= self.polish.above_log_prob)
+        below &= found_at != self._polish_seen  # not the same elite again: same genes, same polish
         k = min(int(below.sum()), len(children), self.polish.most or len(children))  # one read per polish
         if k == 0:
             return children
@@ -744,6 +750,7 @@ class MAPElites(Evolution):
         children[torch.arange(k, device=self.device)] = polished.to(self.device)
         self._picked[:k] = nearest  # their parents, for a selector's feedback
         self._polished = k * self.polish.steps
+        self._polish_pending = (nearest, found_at[nearest])  # recorded when the batch is told
         return children
 
     def _mutants(self, n: int) -> Genomes:
@@ -789,6 +796,10 @@ class MAPElites(Evolution):
     def _insert(self, genomes: Genomes, scores: torch.Tensor) -> torch.Tensor:
         self.gradient_images += self._polished
         self._polished = 0
+        if self._polish_pending is not None:
+            polished_niches, their_found_at = self._polish_pending
+            self._polish_seen[polished_niches] = their_found_at
+            self._polish_pending = None
         status = self.archive.add_scores(genomes, scores, evaluations=self.evaluations)
         feedback = getattr(self.parents, "feedback", None)
         if callable(feedback) and self._picked is not None and self._picked.shape[0] == scores.shape[0]:
@@ -819,6 +830,7 @@ class MAPElites(Evolution):
             state["verifications"] = self.verifications
         if self.polish is not None:
             state["gradient_images"] = self.gradient_images
+            state["polish_seen"] = _checkpoint.snapshot(self._polish_seen)
         return state
 
     def _load_state(self, state: dict[str, Any], *, source: str) -> None:
@@ -831,6 +843,13 @@ class MAPElites(Evolution):
         if not isinstance(gradient_images, int) or isinstance(gradient_images, bool) or gradient_images < 0:
             raise CheckpointError(f"{source!r} gradient_images must be a count >= 0, got {gradient_images!r}")
         self.gradient_images = gradient_images
+        m = len(self.classes)
+        seen = state.get("polish_seen")  # absent before it was kept: every elite may be polished again
+        self._polish_seen = (
+            torch.full((m,), -1, dtype=torch.long)
+            if seen is None
+            else _checkpoint.field(state, "polish_seen", source=source, shape=(m,), dtype=torch.long, low=-1)
+        ).to(self.device, copy=True)
         load = getattr(self.parents, "load_state_dict", None)
         if callable(load):
             selector = state.get("selector", {})
@@ -1062,4 +1081,4 @@ class SingleClassEvolution(Evolution):
         found = state.get("found_at")  # absent in checkpoints before it was kept: the evaluations then
         if found is not None and (not isinstance(found, torch.Tensor) or found.dtype != torch.long or found.dim()):
             raise CheckpointError(f"{source!r} field 'found_at' must be a long scalar tensor")
-        self._found = (torch.tensor(-1) if found is None else found).to(self.device)
+        self._found = (torch.tensor(-1) if found is None else found).to(self.device, copy=True)

@@ -206,7 +206,7 @@ class Curiosity:
 
     def load_state_dict(self, state: dict[str, torch.Tensor], device: torch.device) -> None:
         score = state.get("score")
-        self.score = None if score is None else score.float().to(device)
+        self.score = None if score is None else score.to(device, torch.float32, copy=True)
 
     def config(self) -> dict[str, Any]:
         return {

@@ -168,14 +168,15 @@ def test_polished_search_is_seeded_and_resumes_bit_for_bit(lenet: fb.models.Torc
 
 def test_endgame_polishes_every_generation_from_its_start() -> None:
     polish = GradientPolish(every=10, from_evaluations=64)
-    assert [g for g in range(25) if polish.due(g, evaluations=16 * g)] == list(range(4, 25))
+    assert [g for g in range(25) if polish.due(g, evaluations=16 * g, seconds=0.0)] == list(range(4, 25))
     timed = GradientPolish(every=10, from_seconds=3.0)
-    assert [g for g in range(1, 12) if timed.due(g, seconds=g * 0.5)] == [6, 7, 8, 9, 10, 11]
+    assert [g for g in range(1, 12) if timed.due(g, evaluations=0, seconds=g * 0.5)] == [6, 7, 8, 9, 10, 11]
     plain = GradientPolish(every=10)
     assert [g for g in range(25) if plain.due(g, evaluations=10**9, seconds=1e9)] == [10, 20]
-    assert not polish.due(0, evaluations=10**9)  # the random generation never polishes
+    assert not polish.due(0, evaluations=10**9, seconds=1e9)  # the random generation never polishes
     # unset endgames stay out of the configuration, so checkpoints from before them resume
-    assert "from_evaluations" not in plain.config() and polish.config()["from_evaluations"] == 64
+    assert set(plain.config()) == {"every", "steps", "lr", "below", "above", "most"}
+    assert polish.config()["from_evaluations"] == 64 and timed.config()["from_seconds"] == 3.0
     assert "from_seconds=3" in repr(timed)
 
 
@@ -194,3 +195,18 @@ def test_endgame_in_a_search_counts_and_resumes(lenet: fb.models.TorchClassifier
     resumed = polished_search(lenet, from_evaluations=5 * 16)
     out = resumed.run(generations=7, progress=False, checkpoint=ckpt)
     assert torch.equal(out.images, search.result().images) and resumed.gradient_images == counts[-1]
+
+
+def test_an_elite_the_polish_could_not_improve_waits_for_a_new_one(lenet: fb.models.TorchClassifier) -> None:
+    """The polish is deterministic: the same elite would give the same genes, so it is skipped until replaced."""
+    s = polished_search(lenet, from_evaluations=3 * 16)  # every generation from 3 on
+    s.run(generations=3, progress=False)
+    for _ in range(6):
+        fitness, found_at = s.archive.fitness.clone(), s.archive.found_at.clone()
+        eligible = s.archive.occupied & (fitness < s.polish.below_log_prob) & (found_at != s._polish_seen)  # type: ignore[union-attr]
+        before = s.gradient_images
+        s.step()
+        assert s.gradient_images - before == int(eligible.sum()) * 4  # 4 steps each, and only those
+        # every niche polished is now marked with the elite it had; a replaced one shows a new found_at
+        assert torch.equal(s._polish_seen[eligible], found_at[eligible])
+    assert (s._polish_seen >= 0).any()
