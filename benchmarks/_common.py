@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -29,6 +29,30 @@ def grown_genomes(enc: fb.encodings.CPPNEncoding, n: int, rounds: int = 30) -> f
     for _ in range(rounds):
         g = enc.mutate(g, rng)
     return g
+
+
+def take_turns(
+    searches: Mapping[str, fb.search.Evolution],
+    until: float,
+    *,
+    after_slice: Callable[[str, fb.search.Evolution], None] | None = None,
+) -> None:
+    """Run searches in turns of 30 s of their own search time until each has ``until`` seconds.
+
+    A change of machine load then hits all of them alike. A search stops early once it reached its
+    99% target (a slice that runs no generation); ``after_slice(name, search)`` is called after each.
+    """
+    done: set[str] = set()
+    while len(done) < len(searches):
+        for name, search in searches.items():
+            if name in done:
+                continue
+            before = search.generation
+            search.run(max_seconds=min(until, search.seconds + 30), target_confidence=0.99, progress=False)
+            if after_slice is not None:
+                after_slice(name, search)
+            if search.seconds >= until or search.generation == before:  # time spent, or the target reached
+                done.add(name)
 
 
 def machine(device: str = "cpu") -> str:

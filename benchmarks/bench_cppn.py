@@ -41,7 +41,7 @@ import foolbench as fb
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import TEXTURE_CLASSES as IMAGENET_CLASSES
-from _common import best_of, grown_genomes, machine
+from _common import best_of, grown_genomes, machine, take_turns
 
 PAPER_EVALUATIONS = 5_000 * 400
 
@@ -153,15 +153,7 @@ def bench_imagenet(
         for p, clf in models.items()
     }
     # several precisions take turns in slices of their own compute time, so a change of load hits all alike
-    budget, done = 60 * minutes - warm_seconds - compile_seconds, set[str]()
-    while len(done) < len(searches):
-        for p, search in searches.items():
-            if p in done:
-                continue
-            before = search.generation
-            search.run(max_seconds=min(budget, search.seconds + 30), target_confidence=0.99, progress=False)
-            if search.seconds >= budget or search.generation == before:  # budget spent, or the target reached
-                done.add(p)
+    take_turns(searches, 60 * minutes - warm_seconds - compile_seconds)
     names = models[precisions[0]].class_names or []
     for p, search in searches.items():
         result = search.result()

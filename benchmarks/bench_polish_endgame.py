@@ -30,7 +30,7 @@ import torch
 import foolbench as fb
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import TEXTURE_CLASSES, machine
+from _common import TEXTURE_CLASSES, machine, take_turns
 
 
 def build(
@@ -53,7 +53,7 @@ def build(
     )
 
 
-def median(search: fb.search.MAPElites) -> float:
+def median(search: fb.search.Evolution) -> float:
     return float(search.result().confidence.median())
 
 
@@ -96,16 +96,11 @@ def main() -> None:
     endgame.polish = fb.search.GradientPolish(**{**interleaved.config(), "from_seconds": base.seconds})
     arms = {"evolve": base, "endgame": endgame}
     timeline: dict[str, list[tuple[float, float]]] = {name: [] for name in arms}
-    done: set[str] = set()
-    while len(done) < len(arms):
-        for name, search in arms.items():
-            if name in done:
-                continue
-            before = search.generation
-            search.run(max_seconds=min(end, search.seconds + 30), target_confidence=0.99, progress=False)
-            timeline[name].append((search.seconds, median(search)))
-            if search.seconds >= end or search.generation == before:
-                done.add(name)
+    take_turns(
+        arms,
+        end,
+        after_slice=lambda name, search: timeline[name].append((search.seconds, median(search))),
+    )
     names = clf.class_names or []
     figures: dict[str, object] = {
         "machine": machine(args.device),
