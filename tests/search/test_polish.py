@@ -210,3 +210,14 @@ def test_an_elite_the_polish_could_not_improve_waits_for_a_new_one(lenet: fb.mod
         # every niche polished is now marked with the elite it had; a replaced one shows a new found_at
         assert torch.equal(s._polish_seen[eligible], found_at[eligible])
     assert (s._polish_seen >= 0).any()
+
+
+def test_a_timed_endgame_starts_once_the_search_has_run_that_long(lenet: fb.models.TorchClassifier) -> None:
+    s = polished_search(lenet, from_seconds=3600.0)  # every 3 generations, and every one after an hour
+    s.run(generations=4, progress=False)
+    before = s.gradient_images
+    s.step()  # generation 4: neither a multiple of 3 nor an hour in
+    assert s.gradient_images == before
+    s.seconds = 3600.0  # as a resumed run that computed for an hour would have it
+    s.step()  # generation 5: the endgame
+    assert s.gradient_images > before
