@@ -5,8 +5,8 @@ CPU proxy) runs for ``--base-minutes`` with strength 2, parents below 99% first 
 ``GradientPolish(every=200, steps=30, lr=0.01, above=0.9, below=0.99)`` (the polish's first defaults); its
 state is saved to ``--state`` (and loaded from there when the file exists, so the sweep can be rerun on
 the same archive). Then the elites between ``--above`` and 99% are polished from that same start with
-each ``--lr`` for ``--steps`` Adam steps, as :class:`foolbench.search.GradientPolish` does (float32
-reference model, the best genes kept), and the script prints per elite the start, the best confidence,
+each ``--lr`` for ``--steps`` Adam steps by :class:`foolbench.search.GradientPolish` itself (float32
+reference model, the best genes kept; ``trace=`` records every step), and the script prints per elite the start, the best confidence,
 the step it was reached at, the confidence after 15 and 30 steps, the time per step size, and the
 compiled model's score of the kept genes (what the search would see).
 """
@@ -20,11 +20,8 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import foolbench as fb
-from foolbench.search import _calls
-from foolbench.search._evaluator import in_bounds
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import TEXTURE_CLASSES, machine
@@ -62,7 +59,7 @@ def main() -> None:
         torch.save(search.state_dict(), args.state)
         print(f"archive after {search.seconds:.0f} s: {search.evaluations:,} evaluations (saved to {args.state})")
     fitness = search.archive.fitness
-    picked = ((fitness < math.log(0.99)) & (fitness >= math.log(args.above))).nonzero().flatten()
+    picked = ((fitness < math.log(0.99)) & (fitness.exp() >= args.above)).nonzero().flatten()
     if picked.numel() == 0:
         print("no elite in that range")
         return
@@ -70,28 +67,14 @@ def main() -> None:
     genomes, classes = search.archive.genomes[picked], search.archive.classes[picked]
     print(f"elites (classes {classes.tolist()}): {[round(float(c), 4) for c in fitness[picked].exp()]}")
     model, rows, bounds = clf.reference(), torch.arange(len(picked)), (float(clf.bounds[0]), float(clf.bounds[1]))
-    low, high = enc.gene_bounds
     for lr in args.lr:
         t = time.perf_counter()
-        genes = enc.genes(genomes).float().requires_grad_(True)
-        optimiser = torch.optim.Adam([genes], lr=lr)
-        seen = []
-        best = torch.full((len(picked),), -math.inf)
-        best_genes = genes.detach().clone()
-        for _ in range(args.steps):
-            images = in_bounds(enc.render_genes(genomes, genes), bounds)
-            log_probs = F.log_softmax(_calls.logits(model, images).float(), dim=1)[rows, classes]
-            seen.append(log_probs.detach().exp())
-            better = log_probs.detach() > best
-            best = torch.where(better, log_probs.detach(), best)
-            best_genes = torch.where(better.view(-1, *[1] * (genes.dim() - 1)), genes.detach(), best_genes)
-            (genes.grad,) = torch.autograd.grad(-log_probs.sum(), genes)
-            optimiser.step()
-            with torch.no_grad():
-                genes.clamp_(low, high)
+        seen: list[torch.Tensor] = []
+        polish = fb.search.GradientPolish(steps=args.steps, lr=lr)
+        polished, best = polish(model, enc, genomes, classes, bounds=bounds, trace=seen)
         seconds = time.perf_counter() - t
-        scored = clf.log_probs(search.images(enc.with_genes(genomes, best_genes)))[rows, classes].exp()
-        trace = torch.stack(seen)
+        scored = clf.log_probs(search.images(polished))[rows, classes].exp()
+        trace = torch.stack(seen).exp()
 
         def fmt(values: torch.Tensor) -> str:
             return " ".join(f"{float(v):.4f}" for v in values)

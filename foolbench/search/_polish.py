@@ -138,11 +138,13 @@ class GradientPolish:
         classes: torch.Tensor,
         *,
         bounds: tuple[float, float] = (0.0, 1.0),
+        trace: list[torch.Tensor] | None = None,
     ) -> tuple[Genomes, torch.Tensor]:
         """Polish ``genomes`` towards ``classes``; returns the polished batch and its best log-probabilities.
 
         Deterministic for a deterministic model: no random draw. Where no step improved a genome, it
-        comes back unchanged.
+        comes back unchanged. ``trace``: a list that gets each step's (B,) log-probabilities (the
+        genes before that step's update), e.g. to see where a step size stops paying.
 
         Shape:
             - classes: (B,) the class each genome is pushed towards.
@@ -164,6 +166,8 @@ class GradientPolish:
         for _ in range(self.steps):
             images = in_bounds(encoding.render_genes(genomes, genes), bounds)
             log_probs = F.log_softmax(_calls.logits(classifier, images).float(), dim=1)[rows, classes]
+            if trace is not None:
+                trace.append(log_probs.detach().clone())
             better = log_probs.detach() > best
             best = torch.where(better, log_probs.detach(), best)
             best_genes = torch.where(better.view(-1, *[1] * (genes.dim() - 1)), genes.detach(), best_genes)

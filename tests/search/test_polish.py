@@ -77,7 +77,10 @@ def test_polish_raises_the_target_class(lenet: fb.models.TorchClassifier, kind: 
         g = enc.sample(10, torch.Generator().manual_seed(0))
     classes = torch.arange(10)
     start = lenet.log_probs(enc.render(g))[classes, classes]
-    polished, best = GradientPolish(steps=20, lr=0.05 if kind == "cppn" else 0.02)(lenet, enc, g, classes)
+    trace: list[torch.Tensor] = []
+    polished, best = GradientPolish(steps=20, lr=0.05 if kind == "cppn" else 0.02)(lenet, enc, g, classes, trace=trace)
+    assert len(trace) == 20 and torch.allclose(trace[0], start, atol=1e-4)  # each step's scores, from the start
+    assert torch.equal(torch.stack(trace).max(dim=0).values, best)  # the best kept is the best step's
     exact = lenet.log_probs(enc.render(polished))[classes, classes]
     assert torch.allclose(exact, best, atol=1e-4)  # the genes kept are the ones that scored best
     assert (best >= start - 1e-6).all()  # never worse than where it started
