@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import pickle
 from pathlib import Path
 
@@ -161,13 +162,28 @@ def out_of_place_evaluate(
 def test_render_is_bit_identical_to_the_plain_node_loop(budget: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
     for names in [tuple(ACTIVATIONS), ("gaussian",), ("sine",), ("abs",)]:
         enc = CPPNEncoding((3, 40, 36), activations=names, render_budget=budget)
-        g = evolved(enc, n=5, rounds=40)
-        assert int(g.num_nodes().max()) > 9
-        fast = enc.render(g)
-        with monkeypatch.context() as m:
-            m.setattr(CPPNEncoding, "_evaluate", out_of_place_evaluate)
-            plain = enc.render(g)
-        assert torch.equal(fast, plain), names
+        for n in (2, 5):  # in one chunk: 6 output rows activated row by row in place, 15 by torch.where
+            g = evolved(enc, n=n, rounds=40)
+            assert int(g.num_nodes().max()) > 9
+            fast = enc.render(g)
+            with monkeypatch.context() as m:
+                m.setattr(CPPNEncoding, "_evaluate", out_of_place_evaluate)
+                plain = enc.render(g)
+            assert torch.equal(fast, plain), (names, n)
+
+
+def test_the_gaussians_exponent_floor_changes_no_value() -> None:
+    """The floor spares the CPU's slow exp of underflowing arguments; below it 2 exp(v) - 1 is -1 anyway."""
+    from foolbench.encodings._cppn import _EXP_FLOOR, _IN_PLACE
+
+    edge = math.sqrt(-_EXP_FLOOR)
+    x = torch.cat([torch.linspace(-60.0, 60.0, 24001), torch.tensor([edge, -edge, 1e6, -1e6])])
+    gaussian = ACTIVATIONS["gaussian"]
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        y = x.to(dtype)
+        unfloored = 2.0 * torch.exp(-y * y) - 1.0
+        assert torch.equal(gaussian(y), unfloored), dtype
+        assert torch.equal(_IN_PLACE[gaussian](y.clone()), unfloored), dtype
 
 
 def test_an_activation_without_an_in_place_twin_is_still_applied(monkeypatch: pytest.MonkeyPatch) -> None:
