@@ -15,7 +15,8 @@ On CPU it also prints two render savings against the render without them, side b
 16 evolved genomes at 224x224x3 (one generation of the ImageNet proxy), and with ``--search S`` the
 proxy search itself (MAP-Elites + CPPN on EfficientNet-Lite0, the 10 texture classes, batch 16, seed 0)
 with and without them (then the render of its next children), in alternating slices of 10 generations for about S seconds each: evaluations
-per second of each, and whether the two archives are equal (the savings change no value).
+per second of each, and whether the two searches' states (archive, history, random state) are equal (the
+savings change no value).
 
 - the gaussian's exponent floored at -50 (``_cppn._EXP_FLOOR``): the CPU ``exp`` of an argument that
   underflows takes a slow path;
@@ -73,6 +74,18 @@ def bench_savings(g: fb.encodings.CPPNGenomes, label: str) -> None:
         print(f"  {name:34s} {t * 1e3:7.1f} ms  ({t / t_now:.2f}x now's time; same images: {same})")
 
 
+def same_state(a: object, b: object) -> bool:
+    """Two searches' state payloads hold equal tensors and values (their clocks aside)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = (a.keys() | b.keys()) - {"seconds"}
+        return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in keys)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+    return bool(a == b)
+
+
 def bench_search(seconds: float) -> None:
     clf = fb.models.efficientnet_lite0(device="cpu")
     enc = fb.encodings.CPPNEncoding((3, 224, 224))
@@ -98,12 +111,13 @@ def bench_search(seconds: float) -> None:
                 s.run(generations=s.generation + 10, progress=False)
                 spent[name] += time.perf_counter() - t
     evals = {name: s.result().evaluations for name, s in arms.items()}
+    assert evals["now"] == evals["before"], evals
     rates = {name: evals[name] / spent[name] for name in arms}
-    same = torch.equal(arms["now"].best_log_probs(), arms["before"].best_log_probs())
+    same = same_state(arms["now"].state_dict()["payload"], arms["before"].state_dict()["payload"])
     print(
         f"the proxy search (EfficientNet-Lite0 fp32, 10 classes, batch 16, seed 0), {evals['now']:,} evaluations each: "
         f"now {rates['now']:.1f} eval/s, the render before {rates['before']:.1f} eval/s "
-        f"({rates['now'] / rates['before']:.2f}x); equal archives: {same}"
+        f"({rates['now'] / rates['before']:.2f}x); equal states (archive, history, random state): {same}"
     )
     children = arms["now"].ask()  # the next generation's children: the genomes a search renders
     assert isinstance(children, fb.encodings.CPPNGenomes)

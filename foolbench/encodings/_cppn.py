@@ -821,21 +821,24 @@ class CPPNEncoding:
                     row.copy_(done)
             else:
                 row.copy_(self._activate(torch.bmm(w[:, s : s + 1, :k], values[:, :k]), act[:, s : s + 1], codes[s]))
-        out = self._activate(torch.bmm(w_out, values), act[:, steps:], [c for col in codes[steps:] for c in col])
+        out_codes = [col[i] for i in range(b) for col in codes[steps:]]  # row-major, as out's (B, C) rows
+        out = self._activate(torch.bmm(w_out, values), act[:, steps:], out_codes)
         return out.clamp_(-1.0, 1.0).add_(1.0).mul_(0.5)
 
     def _activate(self, pre: torch.Tensor, act: torch.Tensor, codes: list[int]) -> torch.Tensor:
-        """Each row of ``pre`` (B, K, P) through its own activation ``act`` (B, K), whose values ``codes`` lists.
+        """Each row of ``pre`` (B, K, P) through its own activation ``act`` (B, K).
 
-        With one activation for all rows, ``pre`` (which the caller owns) is activated in place.
+        ``codes`` lists ``act``'s values row-major (``act.reshape(-1).tolist()``, read once by the caller).
+        ``pre`` is the caller's: with one activation for all rows it is activated in place, and so are up
+        to ``_ROWS_IN_PLACE`` rows of mixed activations, one row at a time (without gradients).
         """
         present = sorted(set(codes))
         if len(present) == 1:
             return _in_place(ACTIVATIONS[self.activations[present[0]]], pre)
-        if len(codes) <= _ROWS_IN_PLACE and pre.is_contiguous():
+        if len(codes) <= _ROWS_IN_PLACE and pre.is_contiguous() and not pre.requires_grad:
             # a few rows (a CPU chunk: one genome's 3 outputs) each through its own function in place,
             # rather than every function over every row and a select per function
-            for row, code in zip(pre.view(-1, pre.shape[-1]), act.reshape(-1).tolist(), strict=True):
+            for row, code in zip(pre.view(-1, pre.shape[-1]), codes, strict=True):
                 done = _in_place(ACTIVATIONS[self.activations[code]], row)
                 if done is not row:  # an activation without an in-place twin
                     row.copy_(done)
