@@ -102,6 +102,9 @@ _IN_PLACE: dict[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor],
 
 #: Mixed activations over at most this many rows are applied row by row, in place.
 _ROWS_IN_PLACE = 8
+#: Mixed activations over more rows: gathered by activation (True) or every activation over every row
+#: and a ``torch.where`` each (False, the path autograd follows).
+_GROUP_ROWS = True
 
 
 def _in_place(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -830,20 +833,34 @@ class CPPNEncoding:
 
         ``codes`` lists ``act``'s values row-major (``act.reshape(-1).tolist()``, read once by the caller).
         ``pre`` is the caller's: with one activation for all rows it is activated in place, and so are up
-        to ``_ROWS_IN_PLACE`` rows of mixed activations, one row at a time (without gradients).
+        to ``_ROWS_IN_PLACE`` rows of mixed activations, one row at a time (without gradients). More rows
+        of mixed activations are gathered by activation, activated and put back (``_GROUP_ROWS``).
         """
         present = sorted(set(codes))
         if len(present) == 1:
             return _in_place(ACTIVATIONS[self.activations[present[0]]], pre)
-        if len(codes) <= _ROWS_IN_PLACE and pre.is_contiguous() and not pre.requires_grad:
+        if not pre.is_contiguous() or pre.requires_grad:
+            return self._activate_pure(pre, act, present)
+        rows = pre.view(-1, pre.shape[-1])
+        if len(codes) <= _ROWS_IN_PLACE:
             # a few rows (a CPU chunk: one genome's 3 outputs) each through its own function in place,
             # rather than every function over every row and a select per function
-            for row, code in zip(pre.view(-1, pre.shape[-1]), codes, strict=True):
+            for row, code in zip(rows, codes, strict=True):
                 done = _in_place(ACTIVATIONS[self.activations[code]], row)
                 if done is not row:  # an activation without an in-place twin
                     row.copy_(done)
             return pre
-        return self._activate_pure(pre, act, present)
+        if not _GROUP_ROWS:
+            return self._activate_pure(pre, act, present)
+        # each function once over its own rows: a gather and a scatter per activation present, rather
+        # than every function over every row and a torch.where per function
+        by_code: dict[int, list[int]] = {}
+        for i, code in enumerate(codes):
+            by_code.setdefault(code, []).append(i)
+        for code, members in by_code.items():
+            index = torch.tensor(members, device=pre.device)
+            rows.index_copy_(0, index, _in_place(ACTIVATIONS[self.activations[code]], rows.index_select(0, index)))
+        return pre
 
     # ---------------------------------------------------- gradients (GradientPolish)
     #: The range connection weights are kept in (mutation clips them there too).

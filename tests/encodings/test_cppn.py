@@ -162,7 +162,9 @@ def out_of_place_evaluate(
 def test_render_is_bit_identical_to_the_plain_node_loop(budget: int, monkeypatch: pytest.MonkeyPatch) -> None:
     for names in [tuple(ACTIVATIONS), ("gaussian",), ("sine",), ("abs",)]:
         enc = CPPNEncoding((3, 40, 36), activations=names, render_budget=budget)
-        for n in (2, 5):  # in one chunk: 6 output rows activated row by row in place, 15 by torch.where
+        # in one chunk: 2 or 5 hidden rows and 6 output rows go row by row in place; 12 hidden rows and
+        # 15 or 36 output rows are grouped by activation
+        for n in (2, 5, 12):
             g = evolved(enc, n=n, rounds=40)
             assert int(g.num_nodes().max()) > 9
             fast = enc.render(g)
