@@ -100,10 +100,8 @@ _IN_PLACE: dict[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor],
     _abs: lambda x: x.abs_().clamp_(max=_LINEAR_LIMIT),
 }
 
-#: Mixed activations over at most this many rows are applied row by row, in place.
-_ROWS_IN_PLACE = 8
-#: Mixed activations over more rows: gathered by activation (True) or every activation over every row
-#: and a ``torch.where`` each (False, the path autograd follows).
+#: Rows of mixed activations: each activation once over its own rows, in place (True), or every
+#: activation over every row and a ``torch.where`` each (False, the path autograd follows).
 _GROUP_ROWS = True
 
 
@@ -832,34 +830,31 @@ class CPPNEncoding:
         """Each row of ``pre`` (B, K, P) through its own activation ``act`` (B, K).
 
         ``codes`` lists ``act``'s values row-major (``act.reshape(-1).tolist()``, read once by the caller).
-        ``pre`` is the caller's: with one activation for all rows it is activated in place, and so are up
-        to ``_ROWS_IN_PLACE`` rows of mixed activations, one row at a time (without gradients). More rows
-        of mixed activations are gathered by activation, activated and put back (``_GROUP_ROWS``).
+        ``pre`` is the caller's and is activated in place (without gradients): each activation once over
+        its own rows, a run of adjacent rows as a view (a one-genome chunk's outputs: one row each),
+        scattered rows gathered and put back (``_GROUP_ROWS``).
         """
         present = sorted(set(codes))
         if len(present) == 1:
             return _in_place(ACTIVATIONS[self.activations[present[0]]], pre)
-        if not pre.is_contiguous() or pre.requires_grad:
+        if not _GROUP_ROWS or not pre.is_contiguous() or pre.requires_grad:
             return self._activate_pure(pre, act, present)
+        # rather than every function over every row and a torch.where per function
         rows = pre.view(-1, pre.shape[-1])
-        if len(codes) <= _ROWS_IN_PLACE:
-            # a few rows (a CPU chunk: one genome's 3 outputs) each through its own function in place,
-            # rather than every function over every row and a select per function
-            for row, code in zip(rows, codes, strict=True):
-                done = _in_place(ACTIVATIONS[self.activations[code]], row)
-                if done is not row:  # an activation without an in-place twin
-                    row.copy_(done)
-            return pre
-        if not _GROUP_ROWS:
-            return self._activate_pure(pre, act, present)
-        # each function once over its own rows: a gather and a scatter per activation present, rather
-        # than every function over every row and a torch.where per function
         by_code: dict[int, list[int]] = {}
         for i, code in enumerate(codes):
             by_code.setdefault(code, []).append(i)
         for code, members in by_code.items():
-            index = torch.tensor(members, device=pre.device)
-            rows.index_copy_(0, index, _in_place(ACTIVATIONS[self.activations[code]], rows.index_select(0, index)))
+            fn = ACTIVATIONS[self.activations[code]]
+            first, last = members[0], members[-1]
+            if last - first + 1 == len(members):  # adjacent rows: a view, activated where it lies
+                run = rows[first : last + 1]
+                done = _in_place(fn, run)
+                if done is not run:  # an activation without an in-place twin
+                    run.copy_(done)
+            else:
+                index = torch.tensor(members, device=pre.device)
+                rows.index_copy_(0, index, _in_place(fn, rows.index_select(0, index)))
         return pre
 
     # ---------------------------------------------------- gradients (GradientPolish)

@@ -162,8 +162,7 @@ def out_of_place_evaluate(
 def test_render_is_bit_identical_to_the_plain_node_loop(budget: int, monkeypatch: pytest.MonkeyPatch) -> None:
     for names in [tuple(ACTIVATIONS), ("gaussian",), ("sine",), ("abs",)]:
         enc = CPPNEncoding((3, 40, 36), activations=names, render_budget=budget)
-        # in one chunk: 2 or 5 hidden rows and 6 output rows go row by row in place; 12 hidden rows and
-        # 15 or 36 output rows are grouped by activation
+        # in one chunk: rows of one activation adjacent (activated as a view) or scattered (gathered)
         for n in (2, 5, 12):
             g = evolved(enc, n=n, rounds=40)
             assert int(g.num_nodes().max()) > 9
@@ -191,12 +190,16 @@ def test_the_gaussians_exponent_floor_changes_no_value() -> None:
 
 def test_an_activation_without_an_in_place_twin_is_still_applied(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(ACTIVATIONS, "sine", lambda x: torch.sin(2.0 * x))  # a user's replacement
-    enc = CPPNEncoding((1, 9, 9), activations=("sine",))
-    g = evolved(enc, n=4, rounds=30)
-    one_by_one = torch.cat([enc.render(g[i : i + 1]) for i in range(4)])
-    with monkeypatch.context() as m:
-        m.setattr(CPPNEncoding, "_evaluate", out_of_place_evaluate)
-        assert torch.equal(one_by_one, enc.render(g))
+    for names in [("sine",), ("sine", "gaussian")]:  # alone; mixed: rows activated as views or gathered
+        enc = CPPNEncoding((3, 9, 9), activations=names)
+        g = evolved(enc, n=4, rounds=30)
+        assert set(g.activation.flatten().tolist()) == set(range(len(names))), names
+        one_by_one = torch.cat([enc.render(g[i : i + 1]) for i in range(4)])
+        batch = enc.render(g)
+        with monkeypatch.context() as m:
+            m.setattr(CPPNEncoding, "_evaluate", out_of_place_evaluate)
+            plain = enc.render(g)
+        assert torch.equal(one_by_one, plain) and torch.equal(batch, plain), names
 
 
 def test_higher_resolution_paints_the_same_pattern() -> None:
