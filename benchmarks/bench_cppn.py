@@ -19,7 +19,8 @@ Prints, measured side by side in one run:
   elites below 99% by ``--polish-steps`` gradient steps every N generations (``fb.search.GradientPolish``:
   white box, the gradient images counted apart from the evaluations);
   ``--strength`` sets a constant mutation strength (``--near-confidence 0.9``: the children of elites
-  >= 90% at ``--near-strength``, default 1), ``--seed`` the search seed; parents come from the
+  >= 90% at ``--near-strength``, default 1, or refined at ``--near-refine`` 0.02: weights only, small
+  steps), ``--seed`` the search seed; parents come from the
   classes below the 99% target first (``--parents-confidence``: another level; 0.9999 is the library's
   default and this benchmark's before). The compilation of ``--compile`` counts against the minutes.
   The best setting measured on the 2-core CPU: ``--part imagenet --batch-size 16 --precision bf16
@@ -110,6 +111,8 @@ def bench_imagenet(
     parents_confidence: float = 0.99,
     near: tuple[float, float] | None = None,
     polish: fb.search.GradientPolish | None = None,
+    refine: float | None = None,
+    max_evaluations: int | None = None,
 ) -> None:
     models = {
         p: fb.models.efficientnet_lite0(device=device, precision=p).replace(compile=compile_model) for p in precisions
@@ -136,7 +139,11 @@ def bench_imagenet(
         print(f"warm-up on all 1,000 classes: {warm_evals:,} evaluations in {warm_seconds:.0f} s (counted below)")
     schedule: float | fb.search.NearStrength = strength
     if near is not None:  # the children of elites >= near[0] mutated at near[1]
-        schedule = fb.search.NearStrength(strength, near_confidence=near[0], near_strength=near[1])
+        schedule = (
+            fb.search.NearStrength(strength, near_confidence=near[0], near_strength=near[1])
+            if refine is None
+            else fb.search.NearStrength(strength, near_confidence=near[0], refine=refine)
+        )
     searches = {
         p: fb.search.MAPElites(
             clf,
@@ -152,9 +159,13 @@ def bench_imagenet(
         )
         for p, clf in models.items()
     }
-    # several precisions take turns in slices of their own compute time, so a change of load hits all alike
-    take_turns(searches, 60 * minutes - warm_seconds - compile_seconds)
+    if max_evaluations is not None:  # a budget of evaluations: the same result on any machine, under any load
+        for search in searches.values():
+            search.run(max_evaluations=max_evaluations - warm_evals, target_confidence=0.99, progress=False)
+    else:  # several precisions take turns in slices of their own compute time, so a change of load hits all alike
+        take_turns(searches, 60 * minutes - warm_seconds - compile_seconds)
     names = models[precisions[0]].class_names or []
+    near_label = "" if near is None else (f"{near[1]:g}" if refine is None else f"refined at {refine:g}")
     for p, search in searches.items():
         result = search.result()
         own = "" if (p == "fp32" and not compile_model) or verify else f" ({p} scores)"
@@ -163,7 +174,7 @@ def bench_imagenet(
         print(
             f"ImageNet CPPN (EfficientNet-Lite0 {p}{', compiled' if compile_model else ''}, chunks of "
             f"{models[p].batch_size}, 224x224x3, {device}, batch {batch_size}, warm-up share {warmup:g}, "
-            f"strength {strength:g}{'' if near is None else f' ({near[1]:g} from {near[0]:g})'}, "
+            f"strength {strength:g}{'' if near is None else f' ({near_label} from {near[0]:g})'}, "
             f"parents below {parents_confidence:g} first, seed {seed}"
             f"{'' if polish is None else f', {polish!r}'}): "
             f"{total:,} evaluations in {seconds:.0f} s ({rate:.1f} eval/s); median float32 confidence "
@@ -194,6 +205,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--part", choices=("render", "mnist", "imagenet", "all"), default="all")
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument(
+        "--max-evaluations",
+        type=int,
+        default=None,
+        help="imagenet part: stop at this many evaluations instead of --minutes (warm-up included; no --warmup)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="benchmarks/out")
     parser.add_argument("--batch-size", type=int, default=32, help="children per generation (imagenet part)")
@@ -229,6 +246,13 @@ def main() -> None:
     )
     parser.add_argument("--near-strength", type=float, default=1.0, help="imagenet part: their strength (default 1)")
     parser.add_argument(
+        "--near-refine",
+        type=float,
+        default=None,
+        help="imagenet part: refine those children at this scale instead (weights only, small steps: "
+        "NearStrength(refine=))",
+    )
+    parser.add_argument(
         "--polish-every",
         type=int,
         default=0,
@@ -261,6 +285,14 @@ def main() -> None:
             parser.error(f"--near-confidence must be in (0, 1), got {args.near_confidence}")
         if args.near_confidence is None and args.near_strength != 1.0:
             parser.error("--near-strength needs --near-confidence")
+        if args.near_refine is not None and args.near_confidence is None:
+            parser.error("--near-refine needs --near-confidence")
+        if args.near_refine is not None and args.near_strength != 1.0:
+            parser.error("give --near-strength or --near-refine, not both")
+        if args.near_refine is not None and not 0 < args.near_refine <= 1:
+            parser.error(f"--near-refine must be in (0, 1], got {args.near_refine}")
+        if args.max_evaluations is not None and (args.max_evaluations < 1 or args.warmup > 0):
+            parser.error("--max-evaluations must be >= 1 and takes no --warmup")
         polish = None
         if args.polish_every < 0:
             parser.error(f"--polish-every must be >= 0, got {args.polish_every}")
@@ -291,6 +323,8 @@ def main() -> None:
             args.parents_confidence,
             None if args.near_confidence is None else (args.near_confidence, args.near_strength),
             polish,
+            args.near_refine,
+            args.max_evaluations,
         )
 
 

@@ -104,6 +104,10 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--near-strength", type=float, default=1.0, help="their mutation strength (default 1)")
     parser.add_argument(
+        "--near-refine", type=float, default=None,
+        help="refine those children at this scale instead (CPPN weights only, small steps: NearStrength(refine=))",
+    )  # fmt: skip
+    parser.add_argument(
         "--polish-every",
         type=int,
         default=0,
@@ -145,11 +149,12 @@ def main() -> None:
     if args.near_confidence is not None:
         if args.search == "random" or args.encoding == "direct":
             parser.error("--near-confidence is for the MAP-Elites CPPN search")
-        schedule = fb.search.NearStrength(
-            schedule, near_confidence=args.near_confidence, near_strength=args.near_strength
-        )
-    elif args.near_strength != 1.0:
-        parser.error("--near-strength needs --near-confidence")
+        if args.near_refine is not None and args.near_strength != 1.0:
+            parser.error("give --near-strength or --near-refine, not both")
+        near = {"near_strength": args.near_strength} if args.near_refine is None else {"refine": args.near_refine}
+        schedule = fb.search.NearStrength(schedule, near_confidence=args.near_confidence, **near)
+    elif args.near_strength != 1.0 or args.near_refine is not None:
+        parser.error("--near-strength and --near-refine need --near-confidence")
     polish = None
     if args.polish_every:
         if args.search == "random":
@@ -166,10 +171,11 @@ def main() -> None:
             clf, enc, batch_size=batch, seed=args.seed, verify=args.verify, mutation_schedule=schedule, polish=polish
         )
     card = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+    near_label = f"{args.near_strength:g}" if args.near_refine is None else f"refined at {args.near_refine:g}"
     what = "MAP-Elites" if args.search == "map-elites" else "random sampling"
     print(
         f"{what} + {args.encoding}{'' if args.strength is None else f' (strength {args.strength:g})'}"
-        f"{'' if args.near_confidence is None else f' (>= {args.near_confidence:g}: {args.near_strength:g})'}, "
+        f"{'' if args.near_confidence is None else f' (>= {args.near_confidence:g}: {near_label})'}, "
         f"{clf.num_classes} classes, {size}x{size}, batch {batch}, {precision}"
         f"{' + verify' if args.verify else ''}{'' if polish is None else f', {polish!r}'}, seed {args.seed}; device {card}; torch {torch.__version__}",
         flush=True,

@@ -34,7 +34,9 @@ the proxy's 10 minutes at bf16 speed; see docs/methods/evolution.md), ``bf16 + v
 (parents from the classes below the proxy's 99% aim: ``UnmetFirst(confidence=0.99)``), the same at
 ``str. 3``, and ``... + nearest 99%`` (``NearestFirst`` below: among the classes under 99%, the ones
 nearest to it give the most parents), and ``... + unmet 99% + gentle 90%`` (the children of elites already
->= 90% mutated at strength 1, the others at 2: ``fb.search.NearStrength(2.0, near_confidence=0.9)``).
+>= 90% mutated at strength 1, the others at 2: ``fb.search.NearStrength(2.0, near_confidence=0.9)``), and
+``str. 2 + unmet 99% + refine 98%`` (float32; the children of elites already >= 98% refined, only some CPPN
+weights moved by small steps: ``fb.search.NearStrength(2.0, near_confidence=0.98, refine=0.02)``).
 
 ``--out FILE.json`` keeps every variant's curve (evaluations, median and per-class confidence per
 generation) for plotting; ``--only NAME ...`` runs some variants.
@@ -128,6 +130,12 @@ def variants(include_warm: bool) -> dict[str, dict[str, Any]]:
             "precision": "bf16",
             "verify": True,
             "mutation_schedule": fb.search.NearStrength(2.0, near_confidence=0.9, near_strength=1.0),
+            "parents": fb.search.UnmetFirst(confidence=0.99),
+        }
+        # float32 (the faster choice without bf16 units), children of elites already >= 98% refined: only some
+        # weights moved, by 0.02 of a mutation's step (NearStrength(refine=); bench_cppn.py --near-refine)
+        out["str. 2 + unmet 99% + refine 98%"] = {
+            "mutation_schedule": fb.search.NearStrength(2.0, near_confidence=0.98, refine=0.02),
             "parents": fb.search.UnmetFirst(confidence=0.99),
         }
         out["random"] = {"random": True}  # no evolution: fresh random genomes at the same budget

@@ -23,6 +23,8 @@
 #   bash tools/gpu_check.sh gentle [SECONDS]     (default 400): the run of 1. with the children of elites >= 90%
 #     mutated at strength 1 (MAPElites(near_confidence=0.9); its own checkpoint), SECONDS - 60 search seconds:
 #     compare its rows with 1.'s at equal evaluations.
+#   bash tools/gpu_check.sh refine [SECONDS]     (default 400): the same with those children refined instead
+#     (only some CPPN weights moved, by 0.02 of a mutation's step: NearStrength(refine=0.02)).
 #   bash tools/gpu_check.sh polish [SECONDS]     (default 400): the run of 1. with GradientPolish every 200
 #     generations (elites in [90%, 99%), at most 64 at a time, 50 steps; its own checkpoint), SECONDS - 60
 #     search seconds: compare its rows with 1.'s at equal time (the polish's gradient images are extra work).
@@ -95,6 +97,10 @@ case "$PART" in
     TOTAL=${TOTAL:-400}
     imagenet imagenet_gentle $(( TOTAL - 60 )) --strength 2 --near-confidence 0.9 --checkpoint "$STATE/imagenet_gentle.pt"
     ;;
+  refine)
+    TOTAL=${TOTAL:-400}
+    imagenet imagenet_refine $(( TOTAL - 60 )) --strength 2 --near-confidence 0.9 --near-refine 0.02 --checkpoint "$STATE/imagenet_refine.pt"
+    ;;
   polish)
     TOTAL=${TOTAL:-400}
     imagenet imagenet_polish $(( TOTAL - 60 )) --strength 2 --polish-every 200 --checkpoint "$STATE/imagenet_polish.pt"
@@ -104,6 +110,6 @@ case "$PART" in
     timeout $(( $(left) - 5 )) python3 tools/gpu_compile_probe.py 512
     ;;
   *)
-    echo "usage: bash tools/gpu_check.sh main|more|baselines|gentle|polish|compile [SECONDS]"; exit 2 ;;
+    echo "usage: bash tools/gpu_check.sh main|more|baselines|gentle|refine|polish|compile [SECONDS]"; exit 2 ;;
 esac
 echo "--- done in $(( $(date +%s) - START )) s"

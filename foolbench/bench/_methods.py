@@ -233,6 +233,11 @@ class MapElitesParams(Params):
         1.0, "mutation strength of the children of elites at near_confidence", type="float", lo=0, hi=100,
         lo_open=True, late=True,
     )  # fmt: skip
+    near_refine: float | None = param(
+        None, "refine the children of elites at near_confidence at this scale instead of mutating them: "
+        "only some CPPN weights move, by small steps (NearStrength(refine=); cppn only; default: mutate "
+        "at near_strength)", type="float", lo=0, hi=1, lo_open=True, late=True,
+    )  # fmt: skip
     polish_every: int | None = param(
         None, "every this many generations, Adam steps through the model on the weights (CPPN) or pixels "
         "(direct) of the elites between polish_above and target_confidence (fb.search.GradientPolish: "
@@ -256,7 +261,23 @@ class MapElitesParams(Params):
     def __post_init__(self) -> None:
         if self.near_confidence == 1.0:
             raise ConfigError("map-elites: near_confidence must be in (0, 1), as in NearStrength, got 1.0")
-        if self.near_confidence is not None and self.decay_factor == 1.0 and self.near_strength == self.strength:
+        if self.near_refine is not None:
+            if self.near_confidence is None:
+                raise ConfigError(
+                    f"map-elites: near_refine (got {self.near_refine:g}) needs near_confidence, the confidence "
+                    "from which an elite's children are refined"
+                )
+            if self.near_strength != 1.0:
+                raise ConfigError(
+                    f"map-elites: give near_strength (got {self.near_strength:g}) or near_refine (got "
+                    f"{self.near_refine:g}), not both: refined children are not mutated"
+                )
+            if self.encoding != "cppn":
+                raise ConfigError(
+                    f"map-elites: near_refine (got {self.near_refine:g}) needs encoding 'cppn' (refine() moves "
+                    f"CPPN weights), got {self.encoding!r}"
+                )
+        elif self.near_confidence is not None and self.decay_factor == 1.0 and self.near_strength == self.strength:
             raise ConfigError(
                 f"map-elites: near_confidence (got {self.near_confidence:g}) with near_strength equal to strength "
                 f"({self.strength:g}) changes nothing: give near_strength another value"
@@ -350,9 +371,10 @@ class MapElitesMethod(Method[MapElitesParams]):
             "crossover": p.crossover, "verify": p.verify,
         }  # fmt: skip
         if p.near_confidence is not None:
-            common["mutation_schedule"] = NearStrength(
-                schedule, near_confidence=p.near_confidence, near_strength=p.near_strength
+            near: dict[str, Any] = (
+                {"near_strength": p.near_strength} if p.near_refine is None else {"refine": p.near_refine}
             )
+            common["mutation_schedule"] = NearStrength(schedule, near_confidence=p.near_confidence, **near)
         initial, spent = None, 0
         if p.warmup > 0 and len(classes) < clf.num_classes:
             warm = MAPElites(clf, enc, parents=parent_selector(p.parents, confidence=p.target_confidence), **common)

@@ -685,6 +685,12 @@ class MAPElites(Evolution):
         # generation: on an H100 each new size cost about a second (296 vs 11,651 eval/s), so on CUDA
         # the children re-scored are padded to a power of two (a handful of shapes)
         self._pad_rescoring = self.device.type == "cuda"
+        refine = getattr(self.schedule, "refine", None) if isinstance(self.schedule, NearStrength) else None
+        if refine is not None and not callable(getattr(encoding, "refine", None)):
+            raise InvalidArgumentError(
+                f"mutation_schedule={self.schedule!r} refines the children of near elites: it needs an encoding "
+                f"with a refine(genomes, generator, scale=) method (CPPNEncoding); {type(encoding).__name__} has none"
+            )
         if self.crossover > 0 and not callable(getattr(encoding, "crossover", None)):
             raise InvalidArgumentError(
                 f"crossover={self.crossover:g} needs an encoding with a crossover(genomes, mates, generator, "
@@ -761,7 +767,10 @@ class MAPElites(Evolution):
         # on the device: which children descend from an elite already near the aim (no host read)
         near = self.archive.fitness[self._picked] >= self.schedule.near_log_prob
         strong = self.encoding.mutate(parents, self._rng, strength=self.schedule(self.generation))
-        gentle = self.encoding.mutate(parents, self._rng, strength=self.schedule.near_strength)
+        if self.schedule.refine is None:
+            gentle = self.encoding.mutate(parents, self._rng, strength=self.schedule.near_strength)
+        else:
+            gentle = self.encoding.refine(parents, self._rng, scale=self.schedule.refine)  # type: ignore[attr-defined]
         children: Genomes = select_rows(near, gentle, strong)
         return children
 

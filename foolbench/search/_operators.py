@@ -508,23 +508,38 @@ class NearStrength:
     counts as near when the elite drawn first is. Only :class:`~foolbench.search.MAPElites` reads the
     parents' confidence; called with a generation, the schedule gives ``base``'s strength.
 
+    With ``refine=scale`` the children of near elites are not mutated but refined: only some of their
+    continuous genes move, by small steps (the encoding's ``refine(genomes, generator, scale=)``, which
+    :class:`~foolbench.encodings.CPPNEncoding` has), so a near-finished image is tuned rather than
+    rebuilt.
+
     Args:
         base: the strength of the other children: a number, a schedule, or None (1).
         near_confidence: the confidence from which an elite's children get ``near_strength``, in (0, 1).
         near_strength: their strength, > 0 (default 1: the encoding's own rates).
+        refine: refine those children at this scale, in (0, 1], instead of mutating them (None: mutate at
+            ``near_strength``; give one or the other).
 
     Raises:
-        InvalidArgumentError: ``near_confidence`` outside (0, 1), ``near_strength`` <= 0, or a constant
-            ``base`` equal to ``near_strength`` (it would change nothing but the random stream).
+        InvalidArgumentError: ``near_confidence`` outside (0, 1), ``near_strength`` <= 0, ``refine``
+            outside (0, 1] or given with ``near_strength``, or a constant ``base`` equal to
+            ``near_strength`` (it would change nothing but the random stream).
 
     Examples:
         >>> sched = NearStrength(2.0, near_confidence=0.9)
         >>> sched(5), sched.near_strength, sched.config()["base"]
         (2.0, 1.0, {'name': 'constant', 'strength': 2.0})
+        >>> NearStrength(2.0, near_confidence=0.9, refine=0.02).config()["refine"]
+        0.02
     """
 
     def __init__(
-        self, base: float | MutationSchedule | None = None, *, near_confidence: float, near_strength: float = 1.0
+        self,
+        base: float | MutationSchedule | None = None,
+        *,
+        near_confidence: float,
+        near_strength: float | None = None,
+        refine: float | None = None,
     ) -> None:
         self.base = mutation_schedule(base)
         if isinstance(self.base, NearStrength):
@@ -532,8 +547,16 @@ class NearStrength:
         self.near_confidence = _checks.real(
             "near_confidence", near_confidence, low=0.0, high=1.0, low_open=True, high_open=True
         )
-        self.near_strength = _checks.real("near_strength", near_strength, low=0.0, low_open=True)
-        if isinstance(self.base, ConstantStrength) and self.base.strength == self.near_strength:
+        if refine is not None and near_strength is not None:
+            raise InvalidArgumentError(
+                f"give near_strength or refine, not both: refined children are not mutated "
+                f"(got near_strength={near_strength!r}, refine={refine!r})"
+            )
+        self.refine = None if refine is None else _checks.real("refine", refine, low=0.0, high=1.0, low_open=True)
+        self.near_strength = _checks.real(
+            "near_strength", 1.0 if near_strength is None else near_strength, low=0.0, low_open=True
+        )
+        if self.refine is None and isinstance(self.base, ConstantStrength) and self.base.strength == self.near_strength:
             raise InvalidArgumentError(
                 f"near_strength={self.near_strength:g} equals the base strength: the schedule would change "
                 "nothing but the random stream"
@@ -544,18 +567,16 @@ class NearStrength:
         return float(self.base(generation))
 
     def config(self) -> dict[str, Any]:
-        return {
-            "name": "near",
-            "base": self.base.config(),
-            "near_confidence": self.near_confidence,
-            "near_strength": self.near_strength,
-        }
+        config: dict[str, Any] = {"name": "near", "base": self.base.config(), "near_confidence": self.near_confidence}
+        if self.refine is None:  # as before the option, so older checkpoints still resume
+            config["near_strength"] = self.near_strength
+        else:
+            config["refine"] = self.refine
+        return config
 
     def __repr__(self) -> str:
-        return (
-            f"NearStrength({self.base!r}, near_confidence={self.near_confidence:g}, "
-            f"near_strength={self.near_strength:g})"
-        )
+        near = f"near_strength={self.near_strength:g}" if self.refine is None else f"refine={self.refine:g}"
+        return f"NearStrength({self.base!r}, near_confidence={self.near_confidence:g}, {near})"
 
 
 def mutation_schedule(spec: float | MutationSchedule | None) -> MutationSchedule:

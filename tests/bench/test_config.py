@@ -111,6 +111,15 @@ COMBINATIONS: list[tuple[dict[str, Any], str]] = [
     ({"kind": "map-elites", "near_strength": 2.0}, r"near_strength \(got 2\) needs near_confidence"),
     ({"kind": "map-elites", "near_confidence": 1.0, "near_strength": 0.5}, r"near_confidence must be in \(0, 1\)"),
     ({"kind": "map-elites", "near_confidence": 0.9}, r"near_strength equal to strength \(1\) changes nothing"),
+    (
+        {"kind": "map-elites", "encoding": "cppn", "near_refine": 0.02},
+        r"near_refine \(got 0.02\) needs near_confidence",
+    ),
+    (
+        {"kind": "map-elites", "encoding": "cppn", "near_confidence": 0.9, "near_strength": 0.5, "near_refine": 0.02},
+        "give near_strength .* or near_refine .* not both",
+    ),
+    ({"kind": "map-elites", "near_confidence": 0.9, "near_refine": 0.02}, "near_refine .* needs encoding 'cppn'"),
     ({"kind": "map-elites", "polish_steps": 5}, r"polish_steps \(got 5\) needs polish_every"),
     ({"kind": "map-elites", "polish_from": 0.5}, r"polish_from \(got 0.5\) needs polish_every"),
     ({"kind": "map-elites", "polish_every": 10, "polish_from": 1.0}, "polish_from must be below 1"),

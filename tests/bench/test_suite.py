@@ -264,6 +264,7 @@ def test_near_confidence_reaches_the_search_and_keeps_earlier_cells(
     late = (
         "near_confidence",
         "near_strength",
+        "near_refine",
         "polish_every",
         "polish_steps",
         "polish_lr",
@@ -302,6 +303,10 @@ def test_near_confidence_reaches_the_search_and_keeps_earlier_cells(
     assert isinstance(sched, fb.search.NearStrength)
     assert (sched.near_confidence, sched.near_strength, sched(1)) == (0.5, 0.25, 1.0)
     assert seen[1]["polish"] is None
+    cfg["methods"][0].update(encoding="cppn", near_strength=1.0, near_refine=0.05)
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    sched = seen[2]["mutation_schedule"]
+    assert isinstance(sched, fb.search.NearStrength) and (sched.near_confidence, sched.refine) == (0.5, 0.05)
 
 
 def test_polish_reaches_the_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

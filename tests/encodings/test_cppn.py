@@ -71,6 +71,40 @@ def test_strength_scales_the_weight_step() -> None:
     assert torch.equal(strong.edge, g.edge)
 
 
+def test_refine_moves_only_weights_of_every_genome_by_small_steps() -> None:
+    enc = CPPNEncoding((3, 16, 16), max_nodes=16, max_connections=48)
+    g = evolved(enc, n=32, rounds=30)
+    before = g.clone()
+    child = enc.refine(g, gen(1), scale=0.05)
+    assert torch.equal(g.weight, before.weight)  # the input is left as it was
+    for name in ("edge", "active", "activation", "order"):
+        assert torch.equal(getattr(child, name), getattr(g, name)), name
+    moved = child.weight != g.weight
+    assert not bool(moved[~g.edge].any())  # no absent connection gets a weight
+    assert bool(moved.flatten(1).any(1).all())  # every genome changes
+    enc.validate(child)
+    # the step is scale times the polynomial step, so refined weights move far less than mutated ones
+    mutated = enc.mutate(g, gen(1), strength=1.0)
+    step = (child.weight - g.weight).abs()[moved]
+    assert float(step.max()) < 0.05 * 20 + 1e-5  # at most scale x the whole [-10, 10] range
+    assert float(step.median()) < float((mutated.weight - g.weight).abs()[mutated.weight != g.weight].median())
+    # seeded: the same generator state gives the same children, another one others
+    assert torch.equal(enc.refine(g, gen(1), scale=0.05).weight, child.weight)
+    assert not torch.equal(enc.refine(g, gen(2), scale=0.05).weight, child.weight)
+    # a larger scale, the same draws: each weight moves scale-proportionally (away from the bounds)
+    twice = enc.refine(g, gen(1), scale=0.1).weight - g.weight
+    inside = (g.weight + twice).abs() < 9.99
+    torch.testing.assert_close(twice[inside], 2 * (child.weight - g.weight)[inside], rtol=0, atol=1e-5)
+    assert len(enc.refine(g[:0], gen(), scale=0.05)) == 0
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.1, 1.5, float("nan")])
+def test_refine_bad_scale(scale: float) -> None:
+    enc = CPPNEncoding((1, 8, 8))
+    with pytest.raises(InvalidArgumentError, match="scale"):
+        enc.refine(enc.sample(2, gen()), gen(), scale=scale)
+
+
 @pytest.mark.parametrize(("strength", "err"), [(0.0, InvalidArgumentError), (float("inf"), InvalidArgumentError)])
 def test_bad_strength(strength: float, err: type[Exception]) -> None:
     enc = CPPNEncoding((1, 8, 8))

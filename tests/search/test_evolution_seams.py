@@ -15,7 +15,7 @@ import torch
 
 import foolbench as fb
 from foolbench import _checkpoint
-from foolbench.encodings import DirectEncoding
+from foolbench.encodings import CPPNEncoding, CPPNGenomes, DirectEncoding
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 from foolbench.search import MAPElites
 from tests.search.test_no_sync import SELECTOR_CASES
@@ -606,6 +606,65 @@ def test_children_of_near_elites_are_mutated_at_near_strength(lenet: fb.models.T
         MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=gentle(0.5)).run(generations=4, checkpoint=ckpt)
 
 
+def test_children_of_near_elites_are_refined(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
+    calls: list[tuple[str, torch.Tensor]] = []
+
+    class Spy(CPPNEncoding):
+        def mutate(self, genomes: CPPNGenomes, generator: torch.Generator, *, strength: float = 1.0) -> CPPNGenomes:
+            out = super().mutate(genomes, generator, strength=strength)
+            calls.append(("mutate", out.weight.clone()))
+            return out
+
+        def refine(self, genomes: CPPNGenomes, generator: torch.Generator, *, scale: float = 0.02) -> CPPNGenomes:
+            out = super().refine(genomes, generator, scale=scale)
+            calls.append(("refine", out.weight.clone()))
+            return out
+
+    enc = Spy((1, 28, 28))
+    probe = MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=2.0)
+    probe.step()
+    conf = probe.archive.fitness.exp().sort().values
+    at = float(conf[len(conf) // 2])  # some parents are near it, some are not
+
+    def refined(scale: float = 0.05) -> fb.search.NearStrength:
+        return fb.search.NearStrength(2.0, near_confidence=at, refine=scale)
+
+    s = MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=refined())
+    s.step()
+    calls.clear()
+    children = s.ask()
+    assert s._picked is not None and s.archive.genomes is not None
+    near = s.archive.fitness[s._picked] >= math.log(at)
+    assert 0 < int(near.sum()) < len(near)
+    (first, strong), (second, soft) = calls
+    assert (first, second) == ("mutate", "refine")
+    assert torch.equal(children.weight[near], soft[near]) and torch.equal(children.weight[~near], strong[~near])
+    parents = s.archive.genomes[s._picked]
+    assert torch.equal(children.edge[near], parents.edge[near])  # refined: the structure is the parent's
+    assert bool((children.weight[near] != parents.weight[near]).flatten(1).any(1).all())
+    s.cancel()
+    res = s.run(generations=4, progress=False)
+    assert res.settings["mutation_schedule"] == {
+        "name": "near",
+        "base": {"name": "constant", "strength": 2.0},
+        "near_confidence": at,
+        "refine": 0.05,
+    }
+    again = MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=refined()).run(generations=4, progress=False)
+    assert torch.equal(again.images, res.images)
+    ckpt = tmp_path / "refine.pt"
+    MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=refined()).run(
+        generations=2, progress=False, checkpoint=ckpt
+    )
+    resumed = MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=refined())
+    assert torch.equal(resumed.run(generations=4, progress=False, checkpoint=ckpt).images, res.images)
+    with pytest.raises(CheckpointError):  # another scale is another search
+        MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=refined(0.1)).run(generations=4, checkpoint=ckpt)
+    # an encoding without refine() is refused when the search is built, naming the argument
+    with pytest.raises(InvalidArgumentError, match="mutation_schedule=NearStrength.*refine"):
+        MAPElites(lenet, ENC, batch_size=32, seed=0, mutation_schedule=refined())
+
+
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
@@ -615,6 +674,9 @@ def test_children_of_near_elites_are_mutated_at_near_strength(lenet: fb.models.T
         ({"near_confidence": 0.9, "near_strength": 0.0}, "near_strength"),
         ({"near_confidence": 0.9, "near_strength": 2.0, "base": 2.0}, "equals the base strength"),
         ({"near_confidence": 0.9, "base": fb.search.NearStrength(2.0, near_confidence=0.5)}, "another NearStrength"),
+        ({"near_confidence": 0.9, "refine": 0.0}, "refine"),
+        ({"near_confidence": 0.9, "refine": 1.5}, "refine"),
+        ({"near_confidence": 0.9, "refine": 0.02, "near_strength": 1.0}, "not both"),
     ],
     ids=str,
 )
