@@ -151,6 +151,8 @@ def main() -> None:
             parser.error("--near-confidence is for the MAP-Elites CPPN search")
         if args.near_refine is not None and args.near_strength != 1.0:
             parser.error("give --near-strength or --near-refine, not both")
+        if args.near_refine is not None and not 0 < args.near_refine <= 1:
+            parser.error(f"--near-refine must be in (0, 1], got {args.near_refine}")
         near = {"near_strength": args.near_strength} if args.near_refine is None else {"refine": args.near_refine}
         schedule = fb.search.NearStrength(schedule, near_confidence=args.near_confidence, **near)
     elif args.near_strength != 1.0 or args.near_refine is not None:

@@ -29,6 +29,7 @@ from _common import machine
 
 import foolbench as fb
 from foolbench import _checkpoint
+from foolbench.search._evolution import _FORMAT, _VERSION
 
 WAYS: dict[str, tuple[str, float]] = {
     "mutate s2": ("mutate", 2.0),
@@ -54,18 +55,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="a MAP-Elites CPPN checkpoint (224x224x3)")
     parser.add_argument("--children", type=int, default=96, help="children per elite and way")
-    parser.add_argument("--low", type=float, default=0.9, help="elites at or above this confidence")
+    parser.add_argument("--low", type=float, default=0.9, help="elites at or above this confidence (> 0)")
     parser.add_argument("--high", type=float, default=0.99, help="and below this one")
     parser.add_argument("--compile", action="store_true", help="score through torch.compile")
     args = parser.parse_args()
     if args.children < 1:
         parser.error(f"--children must be >= 1, got {args.children}")
-    if not 0 <= args.low < args.high <= 1:
-        parser.error(f"need 0 <= --low < --high <= 1, got {args.low} and {args.high}")
+    if not 0 < args.low < args.high <= 1:
+        parser.error(f"need 0 < --low < --high <= 1, got {args.low} and {args.high}")
     torch.set_num_threads(2)
     print(machine("cpu"))
-    archive = _checkpoint.load(args.checkpoint)["payload"]["search"]
-    enc = fb.encodings.CPPNEncoding((3, 224, 224))
+    state = _checkpoint.load(args.checkpoint)
+    enc = fb.encodings.CPPNEncoding((3, 224, 224))  # the encoding's defaults: the search's children
+    config = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(config, dict) or config.get("encoding") != enc.config():
+        parser.error(f"{args.checkpoint} is not a search with CPPNEncoding((3, 224, 224)) at its defaults")
+    archive = _checkpoint.check(state, fmt=_FORMAT, version=_VERSION, config=config, source=str(args.checkpoint))[
+        "search"
+    ]
     genomes = enc.genomes_from_state(archive["genomes"])
     fitness, classes = archive["fitness"], archive["classes"]
     clf = fb.models.efficientnet_lite0().replace(compile=args.compile)
@@ -79,19 +86,21 @@ def main() -> None:
     for i in near:
         c = int(classes[i])
         parents = genomes[torch.full((args.children,), i)]
-        with torch.no_grad():  # the elite re-scored by this model (the archive may hold a compiled model's score)
-            f0 = float(clf.log_probs(enc.render(genomes[torch.tensor([i])]))[0, c])
         row = []
         for way in WAYS:
             kids = children(enc, parents, way, seed=1000 * c + 11)
-            with torch.no_grad():
-                lp = clf.log_probs(enc.render(kids))[:, c]
+            with torch.no_grad():  # the elite re-scored in the same call (the archive may hold another model's score)
+                both = clf.log_probs(torch.cat([enc.render(genomes[torch.tensor([i])]), enc.render(kids)]))[:, c]
+            f0, lp = float(both[0]), both[1:]
             changed = (kids.weight != parents.weight).flatten(1).any(1)
             changed |= (kids.edge != parents.edge).flatten(1).any(1) | (kids.activation != parents.activation).any(1)
             better = int(((lp > f0) & changed).sum())  # a copy of the elite is no improvement
             totals[way] += better
             row.append(f"{way}: {better:3d}, best {math.exp(float(lp.max())):.4f}")
-        print(f"{c:4d} {names[c] if names else '':<16} at {math.exp(f0):.4f} | " + " | ".join(row), flush=True)
+        print(
+            f"{c:4d} {names[c] if names else '':<16} at {math.exp(float(fitness[i])):.4f} | " + " | ".join(row),
+            flush=True,
+        )
     tries = len(near) * args.children
     print(
         "children that beat their elite: "

@@ -23,8 +23,10 @@
 #   bash tools/gpu_check.sh gentle [SECONDS]     (default 400): the run of 1. with the children of elites >= 90%
 #     mutated at strength 1 (MAPElites(near_confidence=0.9); its own checkpoint), SECONDS - 60 search seconds:
 #     compare its rows with 1.'s at equal evaluations.
-#   bash tools/gpu_check.sh refine [SECONDS]     (default 400): the same with those children refined instead
-#     (only some CPPN weights moved, by 0.02 of a mutation's step: NearStrength(refine=0.02)).
+#   bash tools/gpu_check.sh refine [SECONDS]     (default 400): the run of 1. with the children of elites >= 98%
+#     refined instead of mutated (only some CPPN weights moved, by 0.02 of a mutation's step:
+#     NearStrength(2.0, near_confidence=0.98, refine=0.02), the setting measured on the CPU proxy; its own
+#     checkpoint), SECONDS - 60 search seconds: compare its rows with 1.'s at equal evaluations.
 #   bash tools/gpu_check.sh polish [SECONDS]     (default 400): the run of 1. with GradientPolish every 200
 #     generations (elites in [90%, 99%), at most 64 at a time, 50 steps; its own checkpoint), SECONDS - 60
 #     search seconds: compare its rows with 1.'s at equal time (the polish's gradient images are extra work).
@@ -99,7 +101,7 @@ case "$PART" in
     ;;
   refine)
     TOTAL=${TOTAL:-400}
-    imagenet imagenet_refine $(( TOTAL - 60 )) --strength 2 --near-confidence 0.9 --near-refine 0.02 --checkpoint "$STATE/imagenet_refine.pt"
+    imagenet imagenet_refine $(( TOTAL - 60 )) --strength 2 --near-confidence 0.98 --near-refine 0.02 --checkpoint "$STATE/imagenet_refine.pt"
     ;;
   polish)
     TOTAL=${TOTAL:-400}

@@ -227,7 +227,7 @@ class MapElitesParams(Params):
     )  # fmt: skip
     near_confidence: float | None = param(
         None, "children of elites at or above this confidence, below 1, are mutated at near_strength "
-        "(fb.search.NearStrength; default: none)", type="float", lo=0, hi=1, lo_open=True, late=True,
+        "or refined at near_refine (fb.search.NearStrength; default: none)", type="float", lo=0, hi=1, lo_open=True, late=True,
     )  # fmt: skip
     near_strength: float = param(
         1.0, "mutation strength of the children of elites at near_confidence", type="float", lo=0, hi=100,
@@ -235,8 +235,8 @@ class MapElitesParams(Params):
     )  # fmt: skip
     near_refine: float | None = param(
         None, "refine the children of elites at near_confidence at this scale instead of mutating them: "
-        "only some CPPN weights move, by small steps (NearStrength(refine=); cppn only; default: mutate "
-        "at near_strength)", type="float", lo=0, hi=1, lo_open=True, late=True,
+        "only some CPPN weights move, by small steps (NearStrength(refine=); cppn only; near_strength "
+        "then stays at its default; default: mutate at near_strength)", type="float", lo=0, hi=1, lo_open=True, late=True,
     )  # fmt: skip
     polish_every: int | None = param(
         None, "every this many generations, Adam steps through the model on the weights (CPPN) or pixels "

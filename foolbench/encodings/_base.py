@@ -207,7 +207,9 @@ class Encoding(Protocol[G]):
 
     Generic in its genome type ``G`` (a :class:`Genomes` batch). An encoding may also offer
     ``crossover(genomes, mates, generator, *, probability=1.0) -> G`` (both shipped ones do), which
-    ``MAPElites(crossover=...)`` uses to breed children from two elites.
+    ``MAPElites(crossover=...)`` uses to breed children from two elites, and
+    ``refine(genomes, generator, *, scale) -> G`` (small moves of the continuous genes only; CPPN has it),
+    which ``NearStrength(refine=...)`` uses for the children of elites near the aim.
 
     Attributes:
         image_shape: (C, H, W) of a rendered image.

@@ -608,7 +608,8 @@ class MAPElites(Evolution):
     Raises:
         InvalidArgumentError: unknown or repeated classes, empty class list, shape mismatch, bad batch
             size, seed or device, empty ``initial``; ``crossover`` outside [0, 1] or > 0 with an
-            encoding that has no ``crossover`` method.
+            encoding that has no ``crossover`` method; a ``NearStrength(refine=...)`` schedule with an
+            encoding that has no ``refine`` method.
 
     Examples:
         >>> import foolbench as fb

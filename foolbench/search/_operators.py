@@ -511,7 +511,8 @@ class NearStrength:
     With ``refine=scale`` the children of near elites are not mutated but refined: only some of their
     continuous genes move, by small steps (the encoding's ``refine(genomes, generator, scale=)``, which
     :class:`~foolbench.encodings.CPPNEncoding` has), so a near-finished image is tuned rather than
-    rebuilt.
+    rebuilt. With ``MAPElites(crossover=...)`` a crossed parent is refined after crossing, so its child
+    may mix two elites' weights (the first parent's structure is kept either way).
 
     Args:
         base: the strength of the other children: a number, a schedule, or None (1).

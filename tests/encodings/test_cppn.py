@@ -96,6 +96,11 @@ def test_refine_moves_only_weights_of_every_genome_by_small_steps() -> None:
     inside = (g.weight + twice).abs() < 9.99
     torch.testing.assert_close(twice[inside], 2 * (child.weight - g.weight)[inside], rtol=0, atol=1e-5)
     assert len(enc.refine(g[:0], gen(), scale=0.05)) == 0
+    # the draws depend on the batch's shape only: other genomes leave the generator in the same state
+    a, b = gen(3), gen(3)
+    enc.refine(g, a, scale=0.05)
+    enc.refine(enc.sample(32, gen(9)), b, scale=0.05)
+    assert torch.equal(a.get_state(), b.get_state())
 
 
 @pytest.mark.parametrize("scale", [0.0, -0.1, 1.5, float("nan")])

@@ -285,3 +285,15 @@ def test_generation_step_with_near_strength(
     s = fb.search.MAPElites(lenet, encoding, batch_size=32, seed=0, evaluator=ev, mutation_schedule=sched)
     _trapped_generations(s, ev, 4, monkeypatch)
     assert s.generation == 5
+
+
+def test_generation_step_with_refined_near_children(
+    lenet: fb.models.TorchClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``NearStrength(refine=)``: refining the near children reads nothing back either."""
+    encoding = fb.encodings.CPPNEncoding((1, 28, 28))
+    ev = fb.search.LocalEvaluator(lenet, encoding, checked=False)
+    sched = fb.search.NearStrength(2.0, near_confidence=0.5, refine=0.02)
+    s = fb.search.MAPElites(lenet, encoding, batch_size=32, seed=0, evaluator=ev, mutation_schedule=sched)
+    _trapped_generations(s, ev, 4, monkeypatch)
+    assert s.generation == 5
