@@ -555,6 +555,23 @@ def test_most_confident_cuts_every_per_class_field(lenet: fb.models.TorchClassif
         res.most_confident(0)
 
 
+def retraced_and_resumed(
+    clf: fb.models.TorchClassifier,
+    enc: Any,
+    schedule: Any,
+    res: fb.search.FoolingResult,
+    ckpt: Path,
+) -> None:
+    """A 4-generation search with ``schedule()`` retraces ``res`` from scratch and when resumed from 2 generations."""
+    again = MAPElites(clf, enc, batch_size=32, seed=0, mutation_schedule=schedule()).run(generations=4, progress=False)
+    assert torch.equal(again.images, res.images)
+    MAPElites(clf, enc, batch_size=32, seed=0, mutation_schedule=schedule()).run(
+        generations=2, progress=False, checkpoint=ckpt
+    )
+    resumed = MAPElites(clf, enc, batch_size=32, seed=0, mutation_schedule=schedule())
+    assert torch.equal(resumed.run(generations=4, progress=False, checkpoint=ckpt).images, res.images)
+
+
 def test_children_of_near_elites_are_mutated_at_near_strength(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
     calls: list[tuple[torch.Tensor, float, torch.Tensor]] = []
 
@@ -594,16 +611,11 @@ def test_children_of_near_elites_are_mutated_at_near_strength(lenet: fb.models.T
         "near_confidence": near_confidence,
         "near_strength": 0.25,
     }
-    again = MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=gentle()).run(generations=4, progress=False)
-    assert torch.equal(again.images, res.images)
-    ckpt = tmp_path / "near.pt"
-    MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=gentle()).run(
-        generations=2, progress=False, checkpoint=ckpt
-    )
-    resumed = MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=gentle())
-    assert torch.equal(resumed.run(generations=4, progress=False, checkpoint=ckpt).images, res.images)
-    with pytest.raises(CheckpointError):
-        MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=gentle(0.5)).run(generations=4, checkpoint=ckpt)
+    retraced_and_resumed(lenet, enc, gentle, res, tmp_path / "near.pt")
+    with pytest.raises(CheckpointError):  # another threshold is another search
+        MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=gentle(0.5)).run(
+            generations=4, checkpoint=tmp_path / "near.pt"
+        )
 
 
 def test_children_of_near_elites_are_refined(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
@@ -650,16 +662,11 @@ def test_children_of_near_elites_are_refined(lenet: fb.models.TorchClassifier, t
         "near_confidence": at,
         "refine": 0.05,
     }
-    again = MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=refined()).run(generations=4, progress=False)
-    assert torch.equal(again.images, res.images)
-    ckpt = tmp_path / "refine.pt"
-    MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=refined()).run(
-        generations=2, progress=False, checkpoint=ckpt
-    )
-    resumed = MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=refined())
-    assert torch.equal(resumed.run(generations=4, progress=False, checkpoint=ckpt).images, res.images)
+    retraced_and_resumed(lenet, enc, refined, res, tmp_path / "refine.pt")
     with pytest.raises(CheckpointError):  # another scale is another search
-        MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=refined(0.1)).run(generations=4, checkpoint=ckpt)
+        MAPElites(lenet, enc, batch_size=32, seed=0, mutation_schedule=refined(0.1)).run(
+            generations=4, checkpoint=tmp_path / "refine.pt"
+        )
     # an encoding without refine() is refused when the search is built, naming the argument
     with pytest.raises(InvalidArgumentError, match="mutation_schedule=NearStrength.*refine"):
         MAPElites(lenet, ENC, batch_size=32, seed=0, mutation_schedule=refined())
