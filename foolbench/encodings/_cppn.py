@@ -603,11 +603,12 @@ class CPPNEncoding:
         In every copy ``weight_rate`` of its connections (at least one, where it has any) each move by
         ``scale`` times a polynomial-mutation step (``eta``) in the normalised weight range, clipped so
         weights stay in [-10, 10] (a weight at a bound may draw no move, so a copy can come out unchanged).
-        The number of random draws depends only on the batch's shape. Nodes, connections and activations are kept. :meth:`mutate` at strength 1 moves
-        a weight by 0.83 on the median (4.8 at the 99th percentile) and changes the structure of most
-        children, which near the aim throws away more than it finds: of 288 children of three
-        EfficientNet-Lite0 elites at 94.98-98.86%, 0 beat their elite when mutated at strength 2, 10 at strength 1,
-        and 73 refined at scale 0.01 (``benchmarks/bench_near_children.py``). With
+        The number of random draws depends only on the batch's shape. Nodes, connections and activations
+        are kept. :meth:`mutate` at strength 1 moves a weight by 0.83 on the median (4.8 at the 99th
+        percentile) and changes the structure of most children, which near the aim throws away more than
+        it finds: of 288 children of three EfficientNet-Lite0 elites at 94.98-98.86%, 0 beat their elite
+        when mutated at strength 2, 10 at strength 1, and 73 refined at scale 0.01
+        (``benchmarks/bench_near_children.py``). With
         :class:`~foolbench.search.NearStrength` (``refine=``) a search refines the children of the elites
         near the aim.
 

@@ -686,8 +686,8 @@ class MAPElites(Evolution):
         # generation: on an H100 each new size cost about a second (296 vs 11,651 eval/s), so on CUDA
         # the children re-scored are padded to a power of two (a handful of shapes)
         self._pad_rescoring = self.device.type == "cuda"
-        refine = getattr(self.schedule, "refine", None) if isinstance(self.schedule, NearStrength) else None
-        if refine is not None and not callable(getattr(encoding, "refine", None)):
+        refines = isinstance(self.schedule, NearStrength) and self.schedule.refine is not None
+        if refines and not callable(getattr(encoding, "refine", None)):
             raise InvalidArgumentError(
                 f"mutation_schedule={self.schedule!r} refines the children of near elites: it needs an encoding "
                 f"with a refine(genomes, generator, scale=) method (CPPNEncoding); {type(encoding).__name__} has none"
