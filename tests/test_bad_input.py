@@ -461,6 +461,8 @@ CLI_CASES = [
     (["evolve", "--strength", "0"], "--strength must be"),
     (["evolve", "--method", "random-search", "--strength", "2"], "--strength applies to the map-elites method only"),
     (["evolve", "--verify"], "--verify needs a reduced precision (bf16 or fp16)"),
+    (["evolve", "--islands", "0"], "--islands must be an int >= 1, got 0"),
+    (["evolve", "--method", "random-search", "--islands", "2"], "--islands applies to the map-elites method only"),
     (["evolve", "--parents-confidence", "0"], "--parents-confidence must be"),
     (["evolve", "--parents-confidence", "1.5"], "--parents-confidence must be"),
     (

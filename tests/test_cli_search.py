@@ -191,6 +191,17 @@ def test_evolve_polish_counts_gradient_images_and_is_part_of_the_checkpoint(tmp_
         fb.search.run_evolution(tmp_path / "b", method="random-search", polish=True, generations=1)
 
 
+def test_evolve_islands_reach_the_search_and_its_checkpoint(tmp_path: Path) -> None:
+    """--islands 2: two archives of the classes, the summary's per-class figures the best over them."""
+    base = ["evolve", "--classes", "1,5", "--no-progress", "--generations", "3", "--batch-size", "8"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--islands", "2"]) == 0
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["settings"]["islands"] == 2 and summary["settings"]["search"]["islands"] == 2
+    assert len(summary["results"]["per_class"]) == 2
+    with pytest.raises(fb.errors.CheckpointError, match="another configuration"):  # one island is another search
+        fb.search.run_evolution(tmp_path / "a", classes=[1, 5], batch_size=8, generations=4, progress=False)
+
+
 def test_evolve_breeds_from_the_classes_below_its_target(tmp_path: Path) -> None:
     """--target-confidence sets the level below which MAP-Elites' parents come first (the default 99.99%)."""
     base = ["evolve", "--classes", "1,5", "--no-progress", "--generations", "2"]

@@ -238,6 +238,11 @@ class MapElitesParams(Params):
         "only some CPPN weights move, by small steps (NearStrength(refine=); cppn only; near_strength "
         "then stays at its default; default: mutate at near_strength)", type="float", lo=0, hi=1, lo_open=True, late=True,
     )  # fmt: skip
+    islands: int = param(
+        1, "independent archives, each with one elite per class: a child competes in its parent's island "
+        "only, a class met in one island draws no parents in any, the best over the islands is reported "
+        "(MAPElites(islands=); 1: the paper's single archive)", type="int", lo=1, hi=64, late=True,
+    )  # fmt: skip
     polish_every: int | None = param(
         None, "every this many generations, Adam steps through the model on the weights (CPPN) or pixels "
         "(direct) of the elites between polish_above and target_confidence (fb.search.GradientPolish: "
@@ -392,7 +397,9 @@ class MapElitesMethod(Method[MapElitesParams]):
             )  # fmt: skip
         # a selector of its own (a warm-up's curiosity scores are per model class): unmet means below the target
         parents = parent_selector(p.parents, confidence=p.target_confidence)
-        search = MAPElites(clf, enc, classes=classes, initial=initial, parents=parents, polish=polish, **common)
+        search = MAPElites(
+            clf, enc, classes=classes, initial=initial, parents=parents, polish=polish, islands=p.islands, **common
+        )
         res = search.run(
             max_evaluations=max(1, p.max_evaluations - spent), max_seconds=p.max_seconds,
             target_confidence=p.target_confidence, progress=ctx.show_progress,

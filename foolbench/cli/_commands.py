@@ -191,6 +191,13 @@ def _evolve_options(p: argparse.ArgumentParser, *, max_evaluations: int) -> None
         "the elites between 90%% and the target (white box: fb.search.GradientPolish)",
     )
     p.add_argument(
+        "--islands",
+        type=int,
+        default=1,
+        help="map-elites: independent archives, the best over them reported per class (a class stuck on one "
+        "lineage gets others; 1: the paper's single archive)",
+    )
+    p.add_argument(
         "--checkpoint", default=None, help="checkpoint file, resumed when present (default: OUT/checkpoint.pt)"
     )
     p.add_argument("--checkpoint-every", type=int, default=25, help="generations between checkpoints")

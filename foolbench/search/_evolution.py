@@ -604,10 +604,18 @@ class MAPElites(Evolution):
             classifier must be differentiable; the encoding must offer ``genes`` / ``render_genes`` /
             ``with_genes``, as both shipped ones do) and join that generation's batch in place of as many
             mutants. ``gradient_images`` counts the images of those steps. None (default): black box.
+        islands: independent archives, each with one elite per class (default 1: the paper's single
+            archive). A child competes only in its parent's island (generation 0 deals its random
+            genomes out in turn); ``parents`` sees each class's best over the islands, so a class
+            that one island has fooled stops drawing parents in all of them. The result, history and
+            ``found_at`` give each class's best over the islands. Several independent lineages per
+            class guard against a class stuck on one bad lineage (a restart strategy with no lost
+            time): on the 10-class EfficientNet-Lite0 CPU proxy, see :doc:`/methods/evolution`.
+            ``archive`` then holds ``islands`` x M niches, island by island.
 
     Raises:
         InvalidArgumentError: unknown or repeated classes, empty class list, shape mismatch, bad batch
-            size, seed or device, empty ``initial``; ``crossover`` outside [0, 1] or > 0 with an
+            size, seed or device, empty ``initial``, ``islands`` not an int >= 1; ``crossover`` outside [0, 1] or > 0 with an
             encoding that has no ``crossover`` method; a ``NearStrength(refine=...)`` schedule with an
             encoding that has no ``refine`` method.
 
@@ -638,6 +646,7 @@ class MAPElites(Evolution):
         crossover: float = 0.0,
         verify: bool = False,
         polish: GradientPolish | None = None,
+        islands: int = 1,
     ) -> None:
         k = check_classifier(classifier).num_classes
         chosen = list(range(k)) if classes is None else _checks.class_list("classes", classes, num_classes=k)
@@ -653,7 +662,9 @@ class MAPElites(Evolution):
         )
         # a copy: a stateful selector (curiosity's scores) must not carry one search's state into another
         self.parents = copy.deepcopy(parent_selector(parents))
-        self.archive = ClassArchive(torch.tensor(chosen, device=self.device), encoding)
+        self.islands = _checks.positive_int("islands", islands)
+        # island i holds niches i*M .. i*M + M - 1: the target classes again, in the same order
+        self.archive = ClassArchive(torch.tensor(chosen, device=self.device).repeat(self.islands), encoding)
         self._picked: torch.Tensor | None = None
         self.initial = initial
         if initial is not None and (len(initial) == 0 or not hasattr(initial, "__getitem__")):
@@ -680,7 +691,7 @@ class MAPElites(Evolution):
         # per niche, the found_at of the elite last polished there (-1: none yet). The polish is
         # deterministic, so an elite it could not improve would come out the same again: it waits
         # until evolution (or a polish that worked) replaces it
-        self._polish_seen = torch.full((len(chosen),), -1, dtype=torch.long, device=self.device)
+        self._polish_seen = torch.full((len(self.archive),), -1, dtype=torch.long, device=self.device)
         self._polish_pending: tuple[torch.Tensor, torch.Tensor] | None = None
         # cuDNN plans its convolutions per input shape, and the number of improvers changes every
         # generation: on an H100 each new size cost about a second (296 vs 11,651 eval/s), so on CUDA
@@ -720,6 +731,8 @@ class MAPElites(Evolution):
             config["verify"] = True
         if self.polish is not None:
             config["polish"] = self.polish.config()
+        if self.islands > 1:  # absent at 1, so checkpoints from before the option still resume
+            config["islands"] = self.islands
         return config
 
     def _propose(self, n: int) -> Genomes:
@@ -781,7 +794,7 @@ class MAPElites(Evolution):
         verifier = self._reference_eval
         if verifier is None:  # float32 already: nothing to verify
             return scores
-        rows = (scores > self.archive.fitness).any(dim=1).nonzero().flatten()
+        rows = (self._island_scores(scores) > self.archive.fitness).any(dim=1).nonzero().flatten()
         n = int(rows.numel())
         if n == 0:
             return scores
@@ -791,8 +804,35 @@ class MAPElites(Evolution):
         self.verifications += n
         return scores.index_put((rows[:n],), exact)
 
+    def _island_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """(B, islands * M) scores: each child's (B, M) scores in its parent's island, -inf elsewhere.
+
+        A child's island is its parent's niche // M (``_picked``: mutants, polished elites); in
+        generation 0, which has no parents, row j goes to island j % islands.
+        """
+        if self.islands == 1:
+            return scores
+        b, m = scores.shape
+        picked = self._picked
+        if picked is not None and picked.shape[0] == b:
+            island = picked.to(scores.device) // m
+        else:
+            island = torch.arange(b, device=scores.device) % self.islands
+        niche_island = torch.arange(self.islands, device=scores.device).repeat_interleave(m)
+        return scores.repeat(1, self.islands).masked_fill(island[:, None] != niche_island[None, :], -math.inf)
+
+    def _class_best(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M,) best log-probability per class over the islands, and (M,) the archive niche holding it."""
+        m = len(self.classes)
+        fitness = self.archive.fitness.view(self.islands, m)
+        best, island = fitness.max(dim=0)
+        return best, island * m + torch.arange(m, device=island.device)
+
     def _parents(self, n: int) -> Genomes:
-        pick = self.parents(self.archive.fitness, self.archive.occupied, n, self._rng)
+        fitness = self.archive.fitness
+        if self.islands > 1:  # a class is met (or weak) by its best over the islands
+            fitness = self._class_best()[0].repeat(self.islands)
+        pick = self.parents(fitness, self.archive.occupied, n, self._rng)
         self._picked = pick
         assert self.archive.genomes is not None
         parents = self.archive.genomes[pick]
@@ -810,26 +850,32 @@ class MAPElites(Evolution):
             polished_niches, their_found_at = self._polish_pending
             self._polish_seen[polished_niches] = their_found_at
             self._polish_pending = None
+        before = self._class_best()[0] if self.islands > 1 else None
+        scores = self._island_scores(scores)
         status = self.archive.add_scores(genomes, scores, evaluations=self.evaluations)
         feedback = getattr(self.parents, "feedback", None)
         if callable(feedback) and self._picked is not None and self._picked.shape[0] == scores.shape[0]:
             # a child succeeded when it won at least one niche it improved
             won = torch.zeros(scores.shape[0], device=scores.device)
             won.scatter_add_(0, scores.argmax(dim=0), (status > 0).float().to(scores.device))
-            feedback(self._picked, won > 0, num_niches=len(self.classes))
+            feedback(self._picked, won > 0, num_niches=len(self.archive))
         self._picked = None
+        if before is not None:  # classes whose best over the islands rose
+            return (self._class_best()[0] > before).sum()
         return (status > 0).sum()
 
     def best_log_probs(self) -> torch.Tensor:
-        return self.archive.fitness
+        return self.archive.fitness if self.islands == 1 else self._class_best()[0]
 
     def best_genomes(self) -> Genomes:
         if self.archive.genomes is None:
             raise RuntimeError("the archive is empty: run at least one generation")
-        return self.archive.genomes
+        if self.islands == 1:
+            return self.archive.genomes
+        return self.archive.genomes[self._class_best()[1]]
 
     def _found_at(self) -> torch.Tensor:
-        return self.archive.found_at
+        return self.archive.found_at if self.islands == 1 else self.archive.found_at[self._class_best()[1]]
 
     def _state(self) -> dict[str, Any]:
         state = self.archive.state_dict()
@@ -853,7 +899,7 @@ class MAPElites(Evolution):
         if not isinstance(gradient_images, int) or isinstance(gradient_images, bool) or gradient_images < 0:
             raise CheckpointError(f"{source!r} gradient_images must be a count >= 0, got {gradient_images!r}")
         self.gradient_images = gradient_images
-        m = len(self.classes)
+        m = len(self.archive)
         seen = state.get("polish_seen")  # absent before it was kept: every elite may be polished again
         self._polish_seen = (
             torch.full((m,), -1, dtype=torch.long)

@@ -183,6 +183,7 @@ def run_evolution(
     verify: bool = False,
     compile: bool = False,
     polish: bool = False,
+    islands: int = 1,
     seed: int = 0,
     image_size: int | None = None,
     device: str | None = None,
@@ -239,6 +240,8 @@ def run_evolution(
             (:class:`~foolbench.search.GradientPolish`; white box: the model must be differentiable,
             the summary counts its ``gradient_images``). On the 10-class EfficientNet-Lite0 CPU proxy it
             met the 99% median aim on more seeds (docs/methods/evolution.md).
+        islands: map-elites: independent archives, the best over them reported per class
+            (:class:`~foolbench.search.MAPElites`'s ``islands``; 1: the paper's single archive).
         seed: seed of the search, an int in [0, 2**64).
         image_size: raw image side of ImageNet models.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (default CPU).
@@ -278,6 +281,11 @@ def run_evolution(
     _checks.boolean("polish", polish)
     if polish and method == "random-search":
         raise InvalidArgumentError("polish applies to the map-elites method only (random search keeps no elites)")
+    islands = _checks.positive_int("islands", islands)
+    if islands > 1 and method == "random-search":
+        raise InvalidArgumentError(
+            f"islands applies to the map-elites method only (random search breeds nothing), got {islands}"
+        )
     auto = precision == "auto"
     if auto:  # resolved here, so the checkpoint and summary hold the precision used
         precision = auto_precision(_checks.torch_device("device", device))
@@ -330,6 +338,7 @@ def run_evolution(
                 verify=verify,
                 parents=UnmetFirst(confidence=unmet),  # parents from the classes below the target (by default)
                 polish=GradientPolish(below=unmet, above=0.9 if unmet > 0.9 else 0.0) if polish else None,
+                islands=islands,
             )
         ckpt = folder / "checkpoint.pt" if checkpoint is None else Path(checkpoint)
         if ckpt.exists() and not ckpt.is_file():  # neither a resume nor fresh=True could use it

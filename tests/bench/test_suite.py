@@ -265,6 +265,7 @@ def test_near_confidence_reaches_the_search_and_keeps_earlier_cells(
         "near_confidence",
         "near_strength",
         "near_refine",
+        "islands",
         "polish_every",
         "polish_steps",
         "polish_lr",
@@ -307,6 +308,10 @@ def test_near_confidence_reaches_the_search_and_keeps_earlier_cells(
     run_suite(parse_config(cfg), out=tmp_path, progress=False)
     sched = seen[2]["mutation_schedule"]
     assert isinstance(sched, fb.search.NearStrength) and (sched.near_confidence, sched.refine) == (0.5, 0.05)
+    assert seen[2]["islands"] == 1
+    cfg["methods"][0].update(islands=2)
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(seen) == 4 and seen[3]["islands"] == 2
 
 
 def test_polish_reaches_the_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,159 @@
+"""MAPElites(islands=K): independent archives, one elite per class in each, the best over them reported."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import foolbench as fb
+from foolbench.encodings import CPPNEncoding, DirectEncoding
+from foolbench.errors import CheckpointError, InvalidArgumentError
+from foolbench.search import MAPElites
+from tests.search.test_no_sync import _trapped_generations
+
+ENC = DirectEncoding((1, 28, 28), mutation_rate=0.02, eta=1.0)
+CLASSES = [1, 4, 7]
+
+
+def islands(clf: fb.models.TorchClassifier, k: int = 2, **kw: Any) -> MAPElites:
+    kw.setdefault("batch_size", 8)
+    return MAPElites(clf, ENC, classes=CLASSES, seed=0, islands=k, **kw)
+
+
+class Recorder:
+    """A parent selector that records the fitness it is shown and draws the niches it is told to."""
+
+    def __init__(self, picks: list[int]) -> None:
+        self.picks = picks
+        self.seen: list[torch.Tensor] = []
+
+    def __call__(
+        self, fitness: torch.Tensor, occupied: torch.Tensor, n: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        self.seen.append(fitness.clone())
+        return torch.tensor(self.picks, device=fitness.device)[torch.arange(n) % len(self.picks)]
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "recorder", "picks": self.picks}
+
+
+def told(s: MAPElites, rows: list[list[float]]) -> torch.Tensor:
+    """Ask a batch and tell it log-probabilities built from ``rows`` (B, M) of probabilities."""
+    s.ask(len(rows))
+    p = torch.tensor(rows, dtype=torch.float32)
+    return torch.as_tensor(s.tell(p.log()))
+
+
+def test_a_child_competes_only_in_its_island_and_the_best_is_reported(lenet: fb.models.TorchClassifier) -> None:
+    s = islands(lenet, 2)
+    assert len(s.archive) == 6 and s.archive.classes.tolist() == CLASSES * 2
+    # generation 0 deals its children out in turn: rows 0, 2 to island 0; rows 1, 3 to island 1
+    told(s, [[0.5, 0.1, 0.1], [0.9, 0.2, 0.1], [0.1, 0.3, 0.1], [0.1, 0.1, 0.05]])
+    fit = s.archive.fitness.exp().view(2, 3)
+    assert torch.allclose(fit[0], torch.tensor([0.5, 0.3, 0.1])), "island 0 holds its own children's best"
+    assert torch.allclose(fit[1], torch.tensor([0.9, 0.2, 0.1])), "island 1 holds its own children's best"
+    res = s.result()
+    assert torch.allclose(res.confidence.float(), torch.tensor([0.9, 0.3, 0.1]))
+    # the reported image of each class is the elite of the island that holds its best
+    best = torch.stack([s.archive.genomes[3], s.archive.genomes[1], s.archive.genomes[0]])
+    assert torch.equal(res.images, s.images(best))
+    assert res.history.confidence.shape == (1, 3)
+
+
+def test_children_go_to_their_parents_island_and_the_count_is_of_classes(
+    lenet: fb.models.TorchClassifier,
+) -> None:
+    sel = Recorder(picks=[4])  # niche 4: class 4 in island 1
+    s = islands(lenet, 2, parents=sel)
+    told(s, [[0.5, 0.1, 0.1], [0.9, 0.2, 0.1]])
+    before = s.archive.fitness.clone()
+    # every child beats every elite, but all descend from island 1's elite: island 0 is untouched
+    improved = told(s, [[0.99, 0.98, 0.97]] * 4)
+    assert torch.equal(s.archive.fitness[:3], before[:3])
+    assert torch.allclose(s.archive.fitness[3:].exp(), torch.tensor([0.99, 0.98, 0.97]))
+    assert int(improved) == 3, "tell counts classes whose best rose, not niches"
+    assert s.result().found_at.tolist() == [6, 6, 6]
+
+
+def test_parent_selection_sees_each_class_best_over_the_islands(lenet: fb.models.TorchClassifier) -> None:
+    sel = Recorder(picks=[0])
+    s = islands(lenet, 3, parents=sel)
+    told(s, [[0.2, 0.1, 0.1], [0.6, 0.1, 0.3], [0.4, 0.5, 0.2]])
+    s.ask()
+    best = torch.tensor([0.6, 0.5, 0.3]).log()
+    seen = s.parents.seen  # type: ignore[attr-defined]  # the search's own copy of the selector
+    assert torch.allclose(seen[-1], best.repeat(3)), "a class met in one island is met in all"
+    s.cancel()
+    # the library's selectors then leave a class that one island has fooled alone in every island
+    t = islands(lenet, 2, parents=fb.search.UnmetFirst(confidence=0.8), batch_size=4)
+    told(t, [[0.9, 0.1, 0.1], [0.2, 0.1, 0.1], [0.1, 0.1, 0.1], [0.1, 0.1, 0.1]])
+    t.ask(400)
+    assert t._picked is not None
+    assert not bool(((t._picked % 3) == 0).any()), "class 1 reached 0.8 in island 0: no parents from island 1's"
+    assert set((t._picked // 3).tolist()) == {0, 1}
+
+
+def test_one_island_is_the_plain_search(lenet: fb.models.TorchClassifier) -> None:
+    a = MAPElites(lenet, ENC, classes=CLASSES, batch_size=16, seed=3).run(generations=4, progress=False)
+    b = MAPElites(lenet, ENC, classes=CLASSES, batch_size=16, seed=3, islands=1).run(generations=4, progress=False)
+    assert torch.equal(a.images, b.images) and "islands" not in b.settings
+    c = MAPElites(lenet, ENC, classes=CLASSES, batch_size=16, seed=3, islands=2).run(generations=4, progress=False)
+    assert c.settings["islands"] == 2
+    assert not torch.equal(a.images, c.images)
+
+
+def test_same_seed_same_result_and_resume(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
+    def make(k: int = 2) -> MAPElites:
+        return MAPElites(lenet, ENC, classes=CLASSES, batch_size=16, seed=5, islands=k)
+
+    whole = make().run(generations=6, progress=False)
+    assert torch.equal(make().run(generations=6, progress=False).images, whole.images)
+    ckpt = tmp_path / "islands.pt"
+    make().run(generations=3, progress=False, checkpoint=ckpt)
+    resumed = make().run(generations=6, progress=False, checkpoint=ckpt)
+    assert torch.equal(resumed.images, whole.images)
+    assert torch.equal(resumed.confidence, whole.confidence)
+    assert torch.equal(resumed.found_at, whole.found_at)
+    with pytest.raises(CheckpointError):  # another island count is another search
+        make(3).run(generations=6, progress=False, checkpoint=ckpt)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
+def test_bad_island_counts_name_the_argument(lenet: fb.models.TorchClassifier, bad: Any) -> None:
+    with pytest.raises((InvalidArgumentError, fb.errors.InvalidTypeError), match="islands"):
+        islands(lenet, bad)
+
+
+def test_islands_with_near_refine_and_polish(lenet: fb.models.TorchClassifier) -> None:
+    """The other options keep to a child's island: refined children, polished elites, their bookkeeping."""
+    enc = CPPNEncoding((1, 28, 28))
+    near = fb.search.NearStrength(2.0, near_confidence=0.05, refine=0.02)
+    polish = fb.search.GradientPolish(every=2, steps=2, below=0.999, above=0.0, most=2)
+    s = MAPElites(lenet, enc, classes=CLASSES, batch_size=8, seed=0, islands=2, mutation_schedule=near, polish=polish)
+    res = s.run(generations=5, progress=False)
+    assert res.evaluations == 40 and s.gradient_images > 0
+    fit = s.archive.fitness.view(2, 3)
+    assert torch.equal(res.confidence.float().log(), fit.max(dim=0).values)
+    assert s._polish_seen.shape == (6,)
+    assert bool((s._polish_seen >= 0).any())
+    again = MAPElites(
+        lenet, enc, classes=CLASSES, batch_size=8, seed=0, islands=2, mutation_schedule=near, polish=polish
+    )
+    assert torch.equal(again.run(generations=5, progress=False).images, res.images)
+
+
+@pytest.mark.parametrize("parents", ["unmet-first", "curiosity"])
+def test_island_generations_read_nothing_back(
+    lenet: fb.models.TorchClassifier, monkeypatch: pytest.MonkeyPatch, parents: str
+) -> None:
+    """Island masks, class bests and the class count stay on the device (no host read per generation)."""
+    enc = DirectEncoding((1, 28, 28), mutation_rate=0.05)
+    ev = fb.search.LocalEvaluator(lenet, enc, checked=False)
+    s = MAPElites(lenet, enc, batch_size=32, seed=0, parents=parents, evaluator=ev, islands=3)
+    _trapped_generations(s, ev, 3, monkeypatch)
+    assert s.generation == 4
+    assert math.isfinite(float(s.result().confidence.min()))
