@@ -125,6 +125,9 @@ def main() -> None:
         default=None,
         help="with --polish-every: from this many search seconds on, polish every generation (an endgame)",
     )
+    parser.add_argument(
+        "--islands", type=int, default=1, help="MAPElites(islands=): independent archives, the best over them reported"
+    )
     parser.add_argument("--search", choices=("map-elites", "random"), default="map-elites")
     parser.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to this file")
     parser.add_argument("--out", type=Path, default=None)
@@ -166,11 +169,20 @@ def main() -> None:
         )
     elif args.polish_from_seconds is not None:
         parser.error("--polish-from-seconds needs --polish-every")
+    if args.islands < 1 or (args.islands > 1 and args.search == "random"):
+        parser.error(f"--islands must be >= 1, and 1 for random sampling, got {args.islands}")
     if args.search == "random":
         search = fb.search.RandomSearch(clf, enc, batch_size=batch, seed=args.seed, verify=args.verify)
     else:
         search = fb.search.MAPElites(
-            clf, enc, batch_size=batch, seed=args.seed, verify=args.verify, mutation_schedule=schedule, polish=polish
+            clf,
+            enc,
+            batch_size=batch,
+            seed=args.seed,
+            verify=args.verify,
+            mutation_schedule=schedule,
+            polish=polish,
+            islands=args.islands,
         )
     card = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     near_label = f"{args.near_strength:g}" if args.near_refine is None else f"refined at {args.near_refine:g}"
@@ -179,7 +191,8 @@ def main() -> None:
         f"{what} + {args.encoding}{'' if args.strength is None else f' (strength {args.strength:g})'}"
         f"{'' if args.near_confidence is None else f' (>= {args.near_confidence:g}: {near_label})'}, "
         f"{clf.num_classes} classes, {size}x{size}, batch {batch}, {precision}"
-        f"{' + verify' if args.verify else ''}{'' if polish is None else f', {polish!r}'}, seed {args.seed}; device {card}; torch {torch.__version__}",
+        f"{' + verify' if args.verify else ''}{'' if polish is None else f', {polish!r}'}"
+        f"{'' if args.islands == 1 else f', {args.islands} islands'}, seed {args.seed}; device {card}; torch {torch.__version__}",
         flush=True,
     )
     step = 500_000 if not args.quick else 2_000

@@ -27,6 +27,10 @@
 #     refined instead of mutated (only some CPPN weights moved, by 0.02 of a mutation's step:
 #     NearStrength(2.0, near_confidence=0.98, refine=0.02), the setting measured on the CPU proxy; its own
 #     checkpoint), SECONDS - 60 search seconds: compare its rows with 1.'s at equal evaluations.
+#   bash tools/gpu_check.sh islands [SECONDS]    (default 400): the run of "refine" in 2 islands (MAPElites(islands=2):
+#     two archives of the 1,000 classes, a class met in one draws no parents in either, the best of the two
+#     reported; the CPU proxy's best setting; its own checkpoint), SECONDS - 60 search seconds: compare its
+#     rows with 1.'s and "refine"'s at equal evaluations.
 #   bash tools/gpu_check.sh polish [SECONDS]     (default 400): the run of 1. with GradientPolish every 200
 #     generations (elites in [90%, 99%), at most 64 at a time, 50 steps; its own checkpoint), SECONDS - 60
 #     search seconds: compare its rows with 1.'s at equal time (the polish's gradient images are extra work).
@@ -103,6 +107,10 @@ case "$PART" in
     TOTAL=${TOTAL:-400}
     imagenet imagenet_refine $(( TOTAL - 60 )) --strength 2 --near-confidence 0.98 --near-refine 0.02 --checkpoint "$STATE/imagenet_refine.pt"
     ;;
+  islands)
+    TOTAL=${TOTAL:-400}
+    imagenet imagenet_islands $(( TOTAL - 60 )) --strength 2 --near-confidence 0.98 --near-refine 0.02 --islands 2 --checkpoint "$STATE/imagenet_islands.pt"
+    ;;
   polish)
     TOTAL=${TOTAL:-400}
     imagenet imagenet_polish $(( TOTAL - 60 )) --strength 2 --polish-every 200 --checkpoint "$STATE/imagenet_polish.pt"
@@ -112,6 +120,6 @@ case "$PART" in
     timeout $(( $(left) - 5 )) python3 tools/gpu_compile_probe.py 512
     ;;
   *)
-    echo "usage: bash tools/gpu_check.sh main|more|baselines|gentle|refine|polish|compile [SECONDS]"; exit 2 ;;
+    echo "usage: bash tools/gpu_check.sh main|more|baselines|gentle|refine|islands|polish|compile [SECONDS]"; exit 2 ;;
 esac
 echo "--- done in $(( $(date +%s) - START )) s"
