@@ -37,6 +37,7 @@ from foolbench.search._evaluator import (
     render_in_bounds,
 )
 from foolbench.search._operators import (
+    Focus,
     MutationSchedule,
     NearStrength,
     ParentSelector,
@@ -605,13 +606,14 @@ class MAPElites(Evolution):
             ``with_genes``, as both shipped ones do) and join that generation's batch in place of as many
             mutants. ``gradient_images`` counts the images of those steps. None (default): black box.
         islands: independent archives, each with one elite per class (default 1: the paper's single
-            archive). A child competes only in its parent's island (generation 0 deals its random
-            genomes out in turn); ``parents`` sees each class's best over the islands, so a class
+            archive). A child competes only in its parent's island (generation 0 deals its genomes,
+            random or ``initial``, out in turn); ``parents`` sees each class's best over the islands, so a class
             that one island has fooled stops drawing parents in all of them. The result, history and
             ``found_at`` give each class's best over the islands. Several independent lineages per
             class guard against a class stuck on one bad lineage (a restart strategy with no lost
             time): on the 10-class EfficientNet-Lite0 CPU proxy, see :doc:`/methods/evolution`.
-            ``archive`` then holds ``islands`` x M niches, island by island.
+            ``archive`` then holds ``islands`` x M niches, island by island; a
+            :class:`~foolbench.search.Focus` selector's niches are taken in every island.
 
     Raises:
         InvalidArgumentError: unknown or repeated classes, empty class list, shape mismatch, bad batch
@@ -663,6 +665,14 @@ class MAPElites(Evolution):
         # a copy: a stateful selector (curiosity's scores) must not carry one search's state into another
         self.parents = copy.deepcopy(parent_selector(parents))
         self.islands = _checks.positive_int("islands", islands)
+        if self.islands > 1 and isinstance(self.parents, Focus):  # its niches are classes: in every island
+            m = len(chosen)
+            if max(self.parents.niches) >= m:
+                raise InvalidArgumentError(
+                    f"Focus niches go up to {max(self.parents.niches)} but the search has {m} classes: "
+                    "give positions inside its class list"
+                )
+            self.parents.niches = [n + i * m for i in range(self.islands) for n in self.parents.niches]
         # island i holds niches i*M .. i*M + M - 1: the target classes again, in the same order
         self.archive = ClassArchive(torch.tensor(chosen, device=self.device).repeat(self.islands), encoding)
         self._picked: torch.Tensor | None = None

@@ -122,6 +122,18 @@ def test_same_seed_same_result_and_resume(lenet: fb.models.TorchClassifier, tmp_
         make(3).run(generations=6, progress=False, checkpoint=ckpt)
 
 
+def test_focus_niches_are_classes_in_every_island(lenet: fb.models.TorchClassifier) -> None:
+    s = MAPElites(lenet, ENC, batch_size=8, seed=0, islands=3, parents=fb.search.Focus([2, 7], share=1.0))
+    assert s.parents.niches == [2, 7, 12, 17, 22, 27]  # type: ignore[attr-defined]
+    s.step()
+    s.ask(300)
+    assert s._picked is not None and set((s._picked % 10).tolist()) <= {2, 7}
+    assert set((s._picked // 10).tolist()) == {0, 1, 2}
+    s.cancel()
+    with pytest.raises(InvalidArgumentError, match="Focus niches go up to 12 but the search has 10 classes"):
+        MAPElites(lenet, ENC, batch_size=8, seed=0, islands=2, parents=fb.search.Focus([12]))
+
+
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
 def test_bad_island_counts_name_the_argument(lenet: fb.models.TorchClassifier, bad: Any) -> None:
     with pytest.raises((InvalidArgumentError, fb.errors.InvalidTypeError), match="islands"):
