@@ -17,7 +17,8 @@ number of classes at >= 50 / 90 / 99 / 99.6 / 99.99%) at milestones: 777,216 and
 (the two rows foolbench 0.1.0 was measured at on an H200), every 500,000, and at the end. Confidences are
 the float32 model's whatever ``--precision`` the search ran at (:meth:`~foolbench.search.MAPElites.result`
 re-scores the elites). With ``--out`` it writes, after every milestone, ``archive.pt`` (CPPN only: the elites'
-genomes, ``search.archive.state_dict()``, to render the images anywhere), ``confidence.json`` (per-class
+genomes, ``search.archive.state_dict()``, to render the images anywhere; with ``--islands K`` it holds K x 1,000
+niches, island by island), ``confidence.json`` (per-class
 confidences, the milestone rows and the median over the classes every 10 generations) and ``best.png``
 (the 64 most confident images).
 

@@ -84,7 +84,8 @@ class ParentSelector(Protocol):
     """Chooses which elites of an archive become parents.
 
     Shape:
-        - fitness: (M,) log-probability of each niche's elite (-inf while empty).
+        - fitness: (M,) log-probability of each niche's elite (-inf while empty); with
+          ``MAPElites(islands=K)``, M = K x classes and each niche shows its class's best over the islands.
         - occupied: (M,) bool.
         - output: (n,) int64 niche indices.
     """

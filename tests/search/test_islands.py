@@ -97,10 +97,12 @@ def test_parent_selection_sees_each_class_best_over_the_islands(lenet: fb.models
     assert set((t._picked // 3).tolist()) == {0, 1}
 
 
-def test_one_island_is_the_plain_search(lenet: fb.models.TorchClassifier) -> None:
+def test_one_island_keeps_the_plain_configuration(lenet: fb.models.TorchClassifier) -> None:
+    """islands=1 records nothing, so checkpoints and suite cells from before the option still fit."""
+    b = MAPElites(lenet, ENC, classes=CLASSES, batch_size=16, seed=3, islands=1)
+    assert len(b.archive) == 3 and "islands" not in b.state_dict()["config"]
     a = MAPElites(lenet, ENC, classes=CLASSES, batch_size=16, seed=3).run(generations=4, progress=False)
-    b = MAPElites(lenet, ENC, classes=CLASSES, batch_size=16, seed=3, islands=1).run(generations=4, progress=False)
-    assert torch.equal(a.images, b.images) and "islands" not in b.settings
+    assert torch.equal(a.images, b.run(generations=4, progress=False).images) and "islands" not in a.settings
     c = MAPElites(lenet, ENC, classes=CLASSES, batch_size=16, seed=3, islands=2).run(generations=4, progress=False)
     assert c.settings["islands"] == 2
     assert not torch.equal(a.images, c.images)
@@ -132,6 +134,56 @@ def test_focus_niches_are_classes_in_every_island(lenet: fb.models.TorchClassifi
     s.cancel()
     with pytest.raises(InvalidArgumentError, match="Focus niches go up to 12 but the search has 10 classes"):
         MAPElites(lenet, ENC, batch_size=8, seed=0, islands=2, parents=fb.search.Focus([12]))
+
+
+def test_a_generation_zero_smaller_than_the_islands_is_refused(lenet: fb.models.TorchClassifier) -> None:
+    """An island that gets no genome in generation 0 would never be occupied, so never draw a parent."""
+    with pytest.raises(InvalidArgumentError, match=r"islands \(3\) must be at most batch_size \(2\)"):
+        islands(lenet, 3, batch_size=2)
+    s = islands(lenet, 3)
+    with pytest.raises(InvalidArgumentError, match="n must be at least islands"):
+        s.ask(2)
+    s.ask(3)  # enough: one genome per island
+    s.cancel()
+
+
+def test_initial_genomes_compete_in_every_island(lenet: fb.models.TorchClassifier) -> None:
+    """A warm start (another search's elites) seeds every island, not one island per genome."""
+    warm = MAPElites(lenet, ENC, classes=CLASSES, batch_size=16, seed=1).run(generations=3, progress=False)
+    s = MAPElites(lenet, ENC, classes=CLASSES, batch_size=16, seed=0, islands=2, initial=warm_genomes(lenet))
+    s.step()
+    fit = s.archive.fitness.view(2, 3)
+    assert torch.equal(fit[0], fit[1]) and bool(s.archive.occupied.all())
+    assert torch.allclose(s.result().confidence, warm.confidence, rtol=1e-5)
+
+
+def warm_genomes(clf: fb.models.TorchClassifier) -> torch.Tensor:
+    warm = MAPElites(clf, ENC, classes=CLASSES, batch_size=16, seed=1)
+    warm.run(generations=3, progress=False)
+    return warm.best_genomes()
+
+
+def test_verify_rescores_the_children_that_beat_their_own_island() -> None:
+    fast = fb.models.lenet_mnist().replace(precision="bf16")
+    s = MAPElites(fast, ENC, classes=CLASSES, batch_size=16, seed=0, islands=2, verify=True)
+    s.run(generations=5, progress=False)
+    exact = fb.search.LocalEvaluator(fast.reference(), ENC)(s.archive.genomes, columns=torch.tensor(CLASSES))
+    # every niche of every island holds the float32 score of its elite (niche i: class i % 3), not a bf16 one
+    torch.testing.assert_close(s.archive.fitness, exact[torch.arange(6), torch.arange(6) % 3], atol=1e-5, rtol=0)
+    assert 16 <= s.verifications < s.evaluations
+
+
+def test_polish_leaves_a_class_met_in_another_island(lenet: fb.models.TorchClassifier) -> None:
+    polish = fb.search.GradientPolish(every=1, steps=2, below=0.5, above=0.0)
+    s = islands(lenet, 2, batch_size=4, polish=polish)
+    told(s, [[0.9, 0.1, 0.1], [0.3, 0.2, 0.1], [0.1, 0.1, 0.1], [0.1, 0.1, 0.1]])
+    # class 1 is met (0.9 >= 0.5) in island 0; island 1's 0.3 is below 0.5 but must not be polished
+    s.ask()
+    assert s._polish_pending is not None
+    polished = set(s._polish_pending[0].tolist())
+    assert 3 not in polished and 0 not in polished
+    assert polished <= {1, 2, 4, 5}
+    s.cancel()
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
