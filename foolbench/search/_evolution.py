@@ -440,31 +440,43 @@ class Evolution(ABC):
         self._check_whole()
         _check_log_probs(self.best_log_probs(), source="the evaluator")
         names = self.classifier.class_names
+        genomes, confidence, found_at = self._reported()
         return FoolingResult(
-            images=self.images(self.best_genomes()).detach(),
-            confidence=self._reported_confidence(),
+            images=self.images(genomes).detach(),
+            confidence=confidence,
             classes=torch.tensor(self.classes),
             evaluations=self.evaluations,
             seconds=self.seconds,
             history=History(torch.tensor(self._hist_evals, dtype=torch.long), self._history_confidence()),
             class_names=tuple(names[c] for c in self.classes),
             method=self.method,
-            found_at=_checkpoint.snapshot(self._found_at()),  # not the archive's own tensor
+            found_at=_checkpoint.snapshot(found_at),  # not the archive's own tensor
             settings=self._config(),
         )
 
-    def _reported_confidence(self) -> torch.Tensor:
-        """(M,) float64 confidence of each elite as the float32 model gives it.
+    def _reported(self) -> tuple[Genomes, torch.Tensor, torch.Tensor]:
+        """The elites a result reports: (M,) genomes, their (M,) float64 confidence, (M,) ``found_at``.
 
-        A classifier run at reduced precision (``precision="bf16"``) searches with its fast scores;
-        the elites are re-scored by its float32 :meth:`~foolbench.models.BaseClassifier.reference`, so
-        a reported 99.99% means the same at every precision.
+        A classifier run at reduced precision (``precision="bf16"``) or compiled searches with its fast
+        scores; the elites are re-scored by its float32 :meth:`~foolbench.models.BaseClassifier.reference`,
+        so a reported 99.99% means the same at every precision.
+        """
+        genomes = self.best_genomes()
+        return genomes, self._reference_confidence(genomes, self.best_log_probs()), self._found_at()
+
+    def _reference_confidence(self, genomes: Genomes, fast: torch.Tensor) -> torch.Tensor:
+        """(N,) float64 float32-model confidence of ``genomes[i]`` for the i-th niche's class.
+
+        ``fast`` (N,) are the search's own log-probabilities of them, returned as they are (exponentiated)
+        when the classifier is its own float32 reference.
         """
         reference = self._reference_eval
         if reference is None:
-            return self.best_log_probs().double().exp().cpu()
-        scores = reference(self.best_genomes()).double()
-        return scores[torch.arange(len(self.classes)), torch.tensor(self.classes)].exp().cpu()
+            return fast.double().exp().cpu()
+        n, m = len(fast), len(self.classes)
+        columns = torch.tensor(self.classes)
+        scores = reference(genomes, columns=columns).double()  # (N, M): the target classes' columns
+        return scores[torch.arange(n), torch.arange(n) % m].exp().cpu()
 
     def _history_confidence(self) -> torch.Tensor:
         """(G, M) float64 best confidence per class after each generation (kept as log-probs until asked)."""
@@ -908,6 +920,23 @@ class MAPElites(Evolution):
 
     def _found_at(self) -> torch.Tensor:
         return self.archive.found_at if self.islands == 1 else self.archive.found_at[self._class_best()[1]]
+
+    def _reported(self) -> tuple[Genomes, torch.Tensor, torch.Tensor]:
+        """With islands and a fast model, each class's elite is the island's best in float32.
+
+        The fast scores chose the islands' elites; which island holds a class's best is decided again by
+        the float32 reference (its elites re-scored, K x M images), so the image reported is the one whose
+        float32 confidence is highest, and its confidence the one reported.
+        """
+        if self.islands == 1 or self._reference_eval is None:
+            return super()._reported()
+        genomes = self.archive.genomes
+        assert genomes is not None
+        m = len(self.classes)
+        confidence = self._reference_confidence(genomes, self.archive.fitness).view(self.islands, m)
+        best, island = confidence.max(dim=0)
+        niche = (island * m + torch.arange(m)).to(self.device)
+        return genomes[niche], best, self.archive.found_at[niche]
 
     def _state(self) -> dict[str, Any]:
         state = self.archive.state_dict()

@@ -173,6 +173,27 @@ def test_verify_rescores_the_children_that_beat_their_own_island() -> None:
     assert 16 <= s.verifications < s.evaluations
 
 
+def test_a_fast_model_reports_the_island_best_in_float32() -> None:
+    """With a bf16 model the island holding a class's best is chosen again by the float32 reference."""
+    fast = fb.models.lenet_mnist().replace(precision="bf16")
+    s = MAPElites(fast, ENC, classes=CLASSES, batch_size=16, seed=0, islands=2)
+    s.run(generations=3, progress=False)
+    exact = fb.search.LocalEvaluator(fast.reference(), ENC)(s.archive.genomes, columns=torch.tensor(CLASSES))
+    exact = exact[torch.arange(6), torch.arange(6) % 3].view(2, 3)
+    assert bool((exact[0] != exact[1]).all())
+    # make the fast scores prefer, for every class, the island whose elite is worse in float32
+    worse = exact.argmin(dim=0)
+    fitness = torch.full((2, 3), -10.0)
+    fitness[worse, torch.arange(3)] = 0.0
+    s.archive.fitness.copy_(fitness.flatten())
+    res = s.result()
+    better = 1 - worse
+    torch.testing.assert_close(res.confidence, exact.max(dim=0).values.double().exp())
+    niches = better * 3 + torch.arange(3)
+    assert torch.equal(res.images, s.images(s.archive.genomes[niches]))
+    assert torch.equal(res.found_at, s.archive.found_at[niches])
+
+
 def test_polish_leaves_a_class_met_in_another_island(lenet: fb.models.TorchClassifier) -> None:
     polish = fb.search.GradientPolish(every=1, steps=2, below=0.5, above=0.0)
     s = islands(lenet, 2, batch_size=4, polish=polish)
@@ -210,14 +231,26 @@ def test_islands_with_near_refine_and_polish(lenet: fb.models.TorchClassifier) -
     assert torch.equal(again.run(generations=5, progress=False).images, res.images)
 
 
-@pytest.mark.parametrize("parents", ["unmet-first", "curiosity"])
+ISLAND_STEP_CASES = {
+    "unmet-first": {"parents": "unmet-first"},
+    "curiosity": {"parents": "curiosity"},
+    "focus": {"parents": fb.search.Focus([3, 8])},
+    "crossover": {"parents": "unmet-first", "crossover": 0.5},
+    "near-strength": {"mutation_schedule": fb.search.NearStrength(2.0, near_confidence=0.5)},
+    "near-refine-cppn": {"mutation_schedule": fb.search.NearStrength(2.0, near_confidence=0.2, refine=0.02)},
+}
+
+
+@pytest.mark.parametrize("case", list(ISLAND_STEP_CASES))
 def test_island_generations_read_nothing_back(
-    lenet: fb.models.TorchClassifier, monkeypatch: pytest.MonkeyPatch, parents: str
+    lenet: fb.models.TorchClassifier, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
     """Island masks, class bests and the class count stay on the device (no host read per generation)."""
-    enc = DirectEncoding((1, 28, 28), mutation_rate=0.05)
+    enc: fb.encodings.Encoding = (
+        CPPNEncoding((1, 28, 28)) if case.endswith("cppn") else DirectEncoding((1, 28, 28), mutation_rate=0.05)
+    )
     ev = fb.search.LocalEvaluator(lenet, enc, checked=False)
-    s = MAPElites(lenet, enc, batch_size=32, seed=0, parents=parents, evaluator=ev, islands=3)
+    s = MAPElites(lenet, enc, batch_size=32, seed=0, evaluator=ev, islands=3, **ISLAND_STEP_CASES[case])
     _trapped_generations(s, ev, 3, monkeypatch)
     assert s.generation == 4
     assert math.isfinite(float(s.result().confidence.min()))
