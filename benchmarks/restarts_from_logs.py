@@ -31,7 +31,7 @@ DEFAULT_LOGS = [
 HEADER = re.compile(
     r"ImageNet CPPN \((?P<setting>.*?), seed (?P<seed>\d+)(?P<more>[^)]*)\): (?P<evals>[\d,]+) evaluations in"
 )
-CLASS = re.compile(r"^\s+(?P<cls>\d+) .*evaluations to 99% \(fp32 scores\): (?P<at>[\d,]+|-)\s*$")
+CLASS = re.compile(r"^\s+(?P<cls>\d+) .*?(?P<conf>\d\.\d+)\s+evaluations to 99% \(fp32 scores\): (?P<at>[\d,]+|-)\s*$")
 AIM = 6  # classes >= 99% for a median (5th lowest of 10) >= 99%
 
 
@@ -41,6 +41,7 @@ class Run:
     seed: int
     evaluations: int
     reached: dict[int, int | None] = field(default_factory=dict)  # class -> evaluations to 99% (None: never)
+    confidence: dict[int, float] = field(default_factory=dict)  # class -> final float32 confidence
 
     def within(self, budget: int) -> set[int]:
         return {c for c, at in self.reached.items() if at is not None and at <= budget}
@@ -55,6 +56,7 @@ def parse(path: Path) -> list[Run]:
             runs.append(Run(setting, int(head["seed"]), int(head["evals"].replace(",", ""))))
         elif runs and (hit := CLASS.match(line)):
             runs[-1].reached[int(hit["cls"])] = None if hit["at"] == "-" else int(hit["at"].replace(",", ""))
+            runs[-1].confidence[int(hit["cls"])] = float(hit["conf"])
     return runs
 
 

@@ -1,0 +1,90 @@
+"""Two settings of the CPU proxy compared seed by seed, read off stored logs.
+
+``python benchmarks/paired_from_logs.py A.txt B.txt``
+
+Runs of the two logs pair up when they have the same seed and the same evaluation count (a setting run
+with ``bench_cppn.py --max-evaluations N``, N the evaluations the other made in its ten minutes). For
+every pair this prints the median of the 10 classes (the 5th lowest, as ``torch.median`` gives it) and
+the classes at >= 99% of each; then the aim (median >= 99%) met per setting, the exact McNemar test on
+the pairs where only one of the two met it, the sign test on the medians (ties left out), the class-runs
+at >= 99% and the mean confidence. Runs without a partner are listed and left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from pathlib import Path
+
+from restarts_from_logs import Run, parse
+
+
+def median(run: Run) -> float:
+    values = sorted(run.confidence.values())
+    return values[(len(values) - 1) // 2]
+
+
+def met(run: Run) -> int:
+    return sum(c >= 0.99 for c in run.confidence.values())
+
+
+def two_sided_binomial(k: int, n: int) -> float:
+    """Exact two-sided p of k or fewer successes (or as many failures) in n fair coin flips."""
+    if n == 0:
+        return 1.0
+    low = min(k, n - k)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(low + 1)) / 2**n)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a", type=Path, help="log of setting A")
+    parser.add_argument("b", type=Path, help="log of setting B")
+    args = parser.parse_args()
+    a_runs, b_runs = parse(args.a), parse(args.b)
+    b_by_key = {(r.seed, r.evaluations): r for r in b_runs}
+    pairs = sorted(
+        ((a, b_by_key[(a.seed, a.evaluations)]) for a in a_runs if (a.seed, a.evaluations) in b_by_key),
+        key=lambda pair: pair[0].seed,
+    )
+    paired_b = {id(b) for _, b in pairs}
+    for label, runs, partnered in (
+        ("A", a_runs, {id(a) for a, _ in pairs}),
+        ("B", b_runs, paired_b),
+    ):
+        for r in runs:
+            if id(r) not in partnered:
+                print(f"{label} unpaired: seed {r.seed}, {r.evaluations:,} evaluations ({r.setting})")
+    if not pairs:
+        raise SystemExit("no pairs: the logs share no (seed, evaluations)")
+    print(f"A: {pairs[0][0].setting}\nB: {pairs[0][1].setting}")
+    print(f"{'seed':>5} {'evaluations':>12} {'median A':>9} {'(>=99%)':>7} {'median B':>9} {'(>=99%)':>7}")
+    for a, b in pairs:
+        print(f"{a.seed:>5} {a.evaluations:>12,} {median(a):>9.2%} {met(a):>7} {median(b):>9.2%} {met(b):>7}")
+    aim_a = [median(a) >= 0.99 for a, _ in pairs]
+    aim_b = [median(b) >= 0.99 for _, b in pairs]
+    only_a = sum(x and not y for x, y in zip(aim_a, aim_b, strict=True))
+    only_b = sum(y and not x for x, y in zip(aim_a, aim_b, strict=True))
+    higher = sum(median(a) > median(b) for a, b in pairs)
+    lower = sum(median(a) < median(b) for a, b in pairs)
+    n = len(pairs)
+    print(
+        f"aim met: A {sum(aim_a)} of {n}, B {sum(aim_b)} of {n}; exact McNemar p = "
+        f"{two_sided_binomial(only_a, only_a + only_b):.3g} ({only_a} met by A only, {only_b} by B only)"
+    )
+    print(
+        f"median higher with A on {higher} seeds, lower on {lower}, equal on {n - higher - lower}; "
+        f"sign test p = {two_sided_binomial(higher, higher + lower):.3g}"
+    )
+    for label, side in (("A", 0), ("B", 1)):
+        runs = [pair[side] for pair in pairs]
+        conf = [c for r in runs for c in r.confidence.values()]
+        print(
+            f"{label}: {sum(met(r) for r in runs)} of {len(conf)} class-runs >= 99%, "
+            f"mean confidence {statistics.fmean(conf):.1%}"
+        )
+
+
+if __name__ == "__main__":
+    main()
