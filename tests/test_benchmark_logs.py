@@ -1,0 +1,58 @@
+"""The log readers in benchmarks/: pairs, medians and the exact tests they print."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+import paired_from_logs
+import restarts_from_logs
+
+CLASSES = [599, 489, 904, 646, 611, 741, 815, 539, 556, 794]
+
+
+def log(runs: list[tuple[int, int, list[float], str]]) -> str:
+    """A bench_cppn.py-style log: (seed, evaluations, 10 confidences, setting tail) per run."""
+    lines = []
+    for seed, evals, conf, more in runs:
+        lines.append(f"ImageNet CPPN (EfficientNet-Lite0 fp32, seed {seed}{more}): {evals:,} evaluations in 600 s")
+        for c, q in zip(CLASSES, conf, strict=True):
+            at = "1,000" if q >= 0.99 else "-"
+            lines.append(f"   {c} some class              {q:.4f}  evaluations to 99% (fp32 scores): {at}")
+    return "\n".join(lines) + "\n"
+
+
+def test_parse_reads_confidence_and_evaluations_to_99(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text(log([(3, 40_000, [0.995] * 6 + [0.5] * 4, ", 2 islands")]))
+    (run,) = restarts_from_logs.parse(path)
+    assert (run.seed, run.evaluations, run.setting) == (3, 40_000, "EfficientNet-Lite0 fp32, 2 islands")
+    assert run.confidence[599] == 0.995 and run.confidence[794] == 0.5
+    assert run.within(40_000) == set(CLASSES[:6])
+
+
+def test_pairs_need_equal_seed_and_evaluations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    good, bad = [0.995] * 6 + [0.9] * 4, [0.995] * 5 + [0.9] * 5
+    a.write_text(log([(0, 100, good, ", 2 islands"), (1, 200, good, ", 2 islands"), (2, 300, good, ", 2 islands")]))
+    b.write_text(log([(0, 100, bad, ""), (1, 200, bad, ""), (2, 301, bad, "")]))
+    monkeypatch.setattr(sys, "argv", ["paired_from_logs.py", str(a), str(b)])
+    paired_from_logs.main()
+    out = capsys.readouterr().out
+    assert "A unpaired: seed 2, 300 evaluations" in out and "B unpaired: seed 2, 301 evaluations" in out
+    assert "aim met: A 2 of 2, B 0 of 2; exact McNemar p = 0.5 (2 met by A only, 0 by B only)" in out
+    assert "median higher with A on 2 seeds, lower on 0, equal on 0; sign test p = 0.5" in out
+    assert "A: 12 of 20 class-runs >= 99%" in out and "B: 10 of 20 class-runs >= 99%" in out
+
+
+def test_median_is_the_lower_middle_and_the_binomial_is_exact() -> None:
+    run = restarts_from_logs.Run("s", 0, 1, confidence=dict(zip(CLASSES, [0.1 * i for i in range(10)], strict=True)))
+    assert paired_from_logs.median(run) == pytest.approx(0.4)
+    assert paired_from_logs.two_sided_binomial(0, 7) == pytest.approx(2 / 128)
+    assert paired_from_logs.two_sided_binomial(3, 6) == 1.0
+    assert paired_from_logs.two_sided_binomial(0, 0) == 1.0
