@@ -32,6 +32,7 @@ HEADER = re.compile(
     r"ImageNet CPPN \((?P<setting>.*?), seed (?P<seed>\d+)(?P<more>[^)]*)\): (?P<evals>[\d,]+) evaluations in"
 )
 CLASS = re.compile(r"^\s+(?P<cls>\d+) .*?(?P<conf>\d\.\d+)\s+evaluations to 99% \(fp32 scores\): (?P<at>[\d,]+|-)\s*$")
+FOOLED = re.compile(r">= 99%: (?P<fooled>\d+)/\d+")  # the header's own count, exact (the lines round to 4 digits)
 AIM = 6  # classes >= 99% for a median (5th lowest of 10) >= 99%
 
 
@@ -41,7 +42,8 @@ class Run:
     seed: int
     evaluations: int
     reached: dict[int, int | None] = field(default_factory=dict)  # class -> evaluations to 99% (None: never)
-    confidence: dict[int, float] = field(default_factory=dict)  # class -> final float32 confidence
+    confidence: dict[int, float] = field(default_factory=dict)  # class -> final float32 confidence (4 digits)
+    fooled: int | None = None  # classes >= 99% as the run counted them (None: not in the log)
 
     def within(self, budget: int) -> set[int]:
         return {c for c, at in self.reached.items() if at is not None and at <= budget}
@@ -54,6 +56,8 @@ def parse(path: Path) -> list[Run]:
         if head:
             setting = head["setting"] + head["more"]
             runs.append(Run(setting, int(head["seed"]), int(head["evals"].replace(",", ""))))
+            if count := FOOLED.search(line):
+                runs[-1].fooled = int(count["fooled"])
         elif runs and (hit := CLASS.match(line)):
             runs[-1].reached[int(hit["cls"])] = None if hit["at"] == "-" else int(hit["at"].replace(",", ""))
             runs[-1].confidence[int(hit["cls"])] = float(hit["conf"])

@@ -50,6 +50,18 @@ def test_pairs_need_equal_seed_and_evaluations(
     assert "A: 12 of 20 class-runs >= 99%" in out and "B: 10 of 20 class-runs >= 99%" in out
 
 
+def test_the_runs_own_count_decides_at_the_rounded_border(tmp_path: Path) -> None:
+    """A class printed 0.9900 may be below 99%: the header's count of the run is the exact one."""
+    path = tmp_path / "a.txt"
+    text = log([(0, 100, [0.995] * 5 + [0.99] + [0.5] * 4, "")])
+    path.write_text(text.replace(" evaluations in 600 s", " evaluations in 600 s; >= 99%: 5/10", 1))
+    (run,) = restarts_from_logs.parse(path)
+    assert run.fooled == 5 and paired_from_logs.met(run) == 5
+    assert not paired_from_logs.aim_met(run)
+    run.fooled = None  # without the count, the rounded lines are all there is
+    assert paired_from_logs.met(run) == 6 and paired_from_logs.aim_met(run)
+
+
 def test_median_is_the_lower_middle_and_the_binomial_is_exact() -> None:
     run = restarts_from_logs.Run("s", 0, 1, confidence=dict(zip(CLASSES, [0.1 * i for i in range(10)], strict=True)))
     assert paired_from_logs.median(run) == pytest.approx(0.4)
