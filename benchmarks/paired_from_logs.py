@@ -1,6 +1,6 @@
 """Two settings of the CPU proxy compared seed by seed, read off stored logs.
 
-``python benchmarks/paired_from_logs.py A.txt B.txt``
+``python benchmarks/paired_from_logs.py A.txt B.txt [B2.txt ...]`` (setting A's runs in one log, B's in one or more)
 
 Runs of the two logs pair up when they have the same seed and the same evaluation count (a setting run
 with ``bench_cppn.py --max-evaluations N``, N the evaluations the other made in its ten minutes). For
@@ -47,9 +47,9 @@ def two_sided_binomial(k: int, n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", type=Path, help="log of setting A")
-    parser.add_argument("b", type=Path, help="log of setting B")
+    parser.add_argument("b", type=Path, nargs="+", help="log(s) of setting B")
     args = parser.parse_args()
-    a_runs, b_runs = parse(args.a), parse(args.b)
+    a_runs, b_runs = parse(args.a), [run for path in args.b for run in parse(path)]
     b_by_key = {(r.seed, r.evaluations): r for r in b_runs}
     pairs = sorted(
         ((a, b_by_key[(a.seed, a.evaluations)]) for a in a_runs if (a.seed, a.evaluations) in b_by_key),
