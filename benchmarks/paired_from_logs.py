@@ -50,6 +50,11 @@ def main() -> None:
     parser.add_argument("b", type=Path, nargs="+", help="log(s) of setting B")
     args = parser.parse_args()
     a_runs, b_runs = parse(args.a), [run for path in args.b for run in parse(path)]
+    for label, runs in (("A", a_runs), ("B", b_runs)):
+        keys = [(r.seed, r.evaluations) for r in runs]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise SystemExit(f"setting {label}: more than one run of (seed, evaluations) {twice}: which to pair?")
     b_by_key = {(r.seed, r.evaluations): r for r in b_runs}
     pairs = sorted(
         ((a, b_by_key[(a.seed, a.evaluations)]) for a in a_runs if (a.seed, a.evaluations) in b_by_key),
@@ -65,7 +70,9 @@ def main() -> None:
                 print(f"{label} unpaired: seed {r.seed}, {r.evaluations:,} evaluations ({r.setting})")
     if not pairs:
         raise SystemExit("no pairs: the logs share no (seed, evaluations)")
-    print(f"A: {pairs[0][0].setting}\nB: {pairs[0][1].setting}")
+    for label, side in (("A", 0), ("B", 1)):
+        settings = sorted({pair[side].setting for pair in pairs})
+        print(f"{label}: {settings[0]}" + "".join(f"\n   or: {other}" for other in settings[1:]))
     print(f"{'seed':>5} {'evaluations':>12} {'median A':>9} {'(>=99%)':>7} {'median B':>9} {'(>=99%)':>7}")
     for a, b in pairs:
         print(f"{a.seed:>5} {a.evaluations:>12,} {median(a):>9.2%} {met(a):>7} {median(b):>9.2%} {met(b):>7}")

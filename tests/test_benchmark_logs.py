@@ -68,3 +68,24 @@ def test_median_is_the_lower_middle_and_the_binomial_is_exact() -> None:
     assert paired_from_logs.two_sided_binomial(0, 7) == pytest.approx(2 / 128)
     assert paired_from_logs.two_sided_binomial(3, 6) == 1.0
     assert paired_from_logs.two_sided_binomial(0, 0) == 1.0
+
+
+def test_a_setting_with_brackets_parses_and_duplicate_pairs_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    conf = [0.995] * 6 + [0.9] * 4
+    a.write_text(log([(0, 100, conf, ", GradientPolish(every=200, steps=30)")]))
+    (run,) = restarts_from_logs.parse(a)
+    assert run.setting.endswith("GradientPolish(every=200, steps=30)") and len(run.confidence) == 10
+    b.write_text(log([(0, 100, conf, ""), (0, 100, conf, ", again")]))
+    monkeypatch.setattr(sys, "argv", ["paired_from_logs.py", str(a), str(b)])
+    with pytest.raises(SystemExit, match=r"setting B: more than one run of \(seed, evaluations\) \[\(0, 100\)\]"):
+        paired_from_logs.main()
+
+
+def test_a_run_line_the_reader_does_not_understand_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("ImageNet CPPN (EfficientNet-Lite0, no seed here): 100 evaluations in 1 s\n")
+    with pytest.raises(SystemExit, match="a.txt:1: a run's line this reader does not understand"):
+        restarts_from_logs.parse(path)

@@ -160,6 +160,10 @@ def _triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
+#: The tensor render pads each row of pixel values to whole multiples of this many bytes (a cache line).
+_ALIGN_BYTES = 64
+
+
 def _default_budget(device: torch.device) -> int:
     # values held per render chunk: small enough to stay in a CPU's cache, large enough to fill a GPU
     return 1 << 28 if device.type == "cuda" else 1 << 20
@@ -786,12 +790,20 @@ class CPPNEncoding:
         """The tensor path (the reference): chunks of genomes with similar sizes, few padded steps.
 
         The output nodes' product always runs over every node slot (the free ones weigh 0): its
-        length, and so its rounding, depends on no other genome of the batch, and a genome's image
-        is the same bit for bit alone, in any batch and at any ``render_budget``.
+        length, and so its rounding, depends on no other genome of the batch; each genome's rows of
+        pixel values start on a 64-byte line, as a batch of one's do (the CPU's matrix product may
+        round by alignment), so a genome's image is the same bit for bit alone, in any batch and at
+        any ``render_budget``.
         """
         b, outs = w.shape[0], self.num_outputs
         steps = w.shape[1] - outs
         width = NUM_INPUTS + self.max_nodes - self._first_hidden  # inputs and every hidden slot
+        pixels = grid.shape[1]
+        align = max(1, _ALIGN_BYTES // grid.element_size())
+        if pixels % align:
+            # rows padded to whole 64-byte lines, so every genome's rows lie aligned as in a batch of one: a
+            # CPU's matrix product may otherwise round a few elements apart by the batch (AMD EPYC, AVX2)
+            grid = torch.nn.functional.pad(grid, (0, align - pixels % align))
         by_size = torch.argsort(sizes, stable=True)
         sizes_sorted = sizes[by_size].tolist()
         budget = self.render_budget if self.render_budget is not None else _default_budget(w.device)
@@ -813,7 +825,7 @@ class CPPNEncoding:
             )
             image[idx] = self._evaluate(grid, w_hidden, w_out, act[idx][:, keep], chunk_steps)
             lo = hi
-        return image
+        return image if image.shape[2] == pixels else image[:, :, :pixels].contiguous()
 
     def _uses_triton(self, g: CPPNGenomes) -> bool:
         if self.backend == "torch" or self._triton_failed:

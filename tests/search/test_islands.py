@@ -186,12 +186,20 @@ def test_a_fast_model_reports_the_island_best_in_float32() -> None:
     fitness = torch.full((2, 3), -10.0)
     fitness[worse, torch.arange(3)] = 0.0
     s.archive.fitness.copy_(fitness.flatten())
+    s.archive.found_at.copy_(torch.arange(6) * 16 + 16)  # a distinct count per niche
     res = s.result()
     better = 1 - worse
     torch.testing.assert_close(res.confidence, exact.max(dim=0).values.double().exp())
     niches = better * 3 + torch.arange(3)
     assert torch.equal(res.images, s.images(s.archive.genomes[niches]))
     assert torch.equal(res.found_at, s.archive.found_at[niches])
+    # an empty niche holds a placeholder genome: its float32 score never makes it the class's elite
+    empty = int(niches[0])
+    s.archive.occupied[empty] = False
+    s.archive.fitness[empty] = -math.inf
+    again = s.result()
+    assert again.confidence[0] == exact[worse[0], 0].double().exp()
+    assert torch.equal(again.images[0], s.images(s.archive.genomes[int(worse[0]) * 3 : int(worse[0]) * 3 + 1])[0])
 
 
 def test_polish_leaves_a_class_met_in_another_island(lenet: fb.models.TorchClassifier) -> None:
