@@ -630,8 +630,8 @@ class MAPElites(Evolution):
             Several lineages per class guard against a class stuck on one: on the 10-class
             EfficientNet-Lite0 CPU proxy (strength 2, near children refined), 2 islands met the
             median-99% aim on seeds 0-6 at the evaluations of ten minutes (one archive: 4 of them; 2
-            islands were chosen on these seeds), and on 2 of the 4 new seeds 7-10 in ten timed minutes
-            (one archive at the same evaluations: 1 of 4).
+            islands were chosen on these seeds), and on 3 of the 5 new seeds 7-11 in ten timed minutes
+            (one archive at the same evaluations: 2 of 5).
 
     Raises:
         InvalidArgumentError: unknown or repeated classes, empty class list, shape mismatch, bad batch
