@@ -793,7 +793,7 @@ class MAPElites(Evolution):
         below = self.archive.occupied & (fitness < self.polish.below_log_prob) & (fitness >= self.polish.above_log_prob)
         below &= found_at != self._polish_seen  # not the same elite again: same genes, same polish
         if self.islands > 1:  # nor a class another island has brought to the aim
-            below &= self._class_best()[0].repeat(self.islands) < self.polish.below_log_prob
+            below &= self._class_best_in_every_island() < self.polish.below_log_prob
         k = min(int(below.sum()), len(children), self.polish.most or len(children))  # one read per polish
         if k == 0:
             return children
@@ -868,17 +868,24 @@ class MAPElites(Evolution):
         niche_island = torch.arange(self.islands, device=scores.device).repeat_interleave(m)
         return scores.repeat(1, self.islands).masked_fill(island[:, None] != niche_island[None, :], -math.inf)
 
+    def _best_over_islands(self, per_niche: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M,) best of a (islands x M,) per-niche value over the islands, and (M,) the niche holding it."""
+        m = len(self.classes)
+        best, island = per_niche.view(self.islands, m).max(dim=0)
+        return best, island * m + torch.arange(m, device=island.device)
+
     def _class_best(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(M,) best log-probability per class over the islands, and (M,) the archive niche holding it."""
-        m = len(self.classes)
-        fitness = self.archive.fitness.view(self.islands, m)
-        best, island = fitness.max(dim=0)
-        return best, island * m + torch.arange(m, device=island.device)
+        return self._best_over_islands(self.archive.fitness)
+
+    def _class_best_in_every_island(self) -> torch.Tensor:
+        """(islands x M,) each niche's class best over the islands: what selection and polish judge by."""
+        return self._class_best()[0].repeat(self.islands)
 
     def _parents(self, n: int) -> Genomes:
         fitness = self.archive.fitness
         if self.islands > 1:  # a class is met (or weak) by its best over the islands
-            fitness = self._class_best()[0].repeat(self.islands)
+            fitness = self._class_best_in_every_island()
         pick = self.parents(fitness, self.archive.occupied, n, self._rng)
         self._picked = pick
         assert self.archive.genomes is not None
@@ -935,12 +942,11 @@ class MAPElites(Evolution):
             return super()._reported()
         genomes = self.archive.genomes
         assert genomes is not None
-        m = len(self.classes)
-        confidence = self._reference_confidence(genomes, self.archive.fitness).view(self.islands, m)
+        confidence = self._reference_confidence(genomes, self.archive.fitness)
         # an empty niche (every child of its island scored -inf) holds a placeholder genome: never chosen
-        confidence = confidence.masked_fill(~self.archive.occupied.view(self.islands, m).cpu(), -1.0)
-        best, island = confidence.max(dim=0)
-        niche = (island * m + torch.arange(m)).to(self.device)
+        confidence = confidence.masked_fill(~self.archive.occupied.cpu(), -1.0)
+        best, niche = self._best_over_islands(confidence)
+        niche = niche.to(self.device)
         return genomes[niche], best, self.archive.found_at[niche]
 
     def _state(self) -> dict[str, Any]:
