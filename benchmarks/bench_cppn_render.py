@@ -11,21 +11,26 @@ Prints, measured side by side in one run, for 256 evolved genomes (30 rounds of 
 On CPU the Triton kernel runs only in Triton's interpreter (a correctness tool, far slower than the
 tensor path), so it is not timed there.
 
-On CPU it also prints two render savings against the render without them, side by side (best of 10,
-the variants taking turns; the images compared bit for bit): 64 genomes at 28x28x1 and 16 at 224x224x3 (a generation of the MNIST
-and of the ImageNet search), mutated from random ones; with ``--mnist-search S`` / ``--search S`` the
-MNIST CPPN search (lenet_mnist, batch 64) / the ImageNet proxy search (MAP-Elites + CPPN on
-EfficientNet-Lite0, the 10 texture classes, batch 16), strength 2, seed 0, with and without the savings,
-in alternating slices of 10 generations for about S seconds each: evaluations per second of each, and
-whether the two searches' states (archive, history, random state) are equal; then the savings on the
-search's next children.
+On CPU it also prints three render savings against the render without them, side by side (best of 10,
+the variants taking turns; the images compared bit for bit, else their largest difference): 64 genomes
+at 28x28x1 and 16 at 224x224x3 (a generation of the MNIST and of the ImageNet search), mutated from
+random ones; with ``--mnist-search S`` / ``--search S`` the MNIST CPPN search (lenet_mnist, batch 64) /
+the ImageNet proxy search (MAP-Elites + CPPN on EfficientNet-Lite0, the 10 texture classes, batch 16),
+strength 2, seed 0, with the render as it is and without the newest saving (``SEARCH_WITHOUT``: the
+sparse node sums), in alternating slices of 10 generations for about S seconds each: evaluations per
+second of each, and whether the two searches' states (archive, history, random state) are equal; then
+the savings on the search's next children.
 
+- each node of an image of >= 8,192 pixels summed from its own connections, one genome at a time,
+  instead of a matrix product over every row before it (``_cppn._SPARSE_MIN_PIXELS``): the images
+  differ by float rounding (the sums round apart from the product), so a seeded search's path changes;
 - the gaussian's exponent floored at -50 (``_cppn._EXP_FLOOR``): the CPU ``exp`` of an argument that
   underflows takes a slow path;
 - mixed activations applied once per activation over its own rows, in place: adjacent rows as a view
   (a one-genome chunk's outputs), scattered rows gathered and put back (``_cppn._GROUP_ROWS``);
 
-where the render before applied every activation present to every row and chose with ``torch.where``.
+where 0.1.0's render used the product at every size, and applied every activation present to every
+row and chose with ``torch.where``.
 """
 
 from __future__ import annotations
@@ -50,34 +55,40 @@ from _common import TEXTURE_CLASSES, best_of, grown_genomes
 
 
 @contextlib.contextmanager
-def without_savings(*, floor: bool = True, group: bool = True) -> Iterator[None]:
-    """The CPU render without these savings: the exponent floor and/or the grouped activations."""
-    saved = _cppn._EXP_FLOOR, _cppn._GROUP_ROWS
+def without_savings(*, floor: bool = True, group: bool = True, sparse: bool = True) -> Iterator[None]:
+    """The CPU render without these savings: the exponent floor, the grouped activations, the sparse sums."""
+    saved = _cppn._EXP_FLOOR, _cppn._GROUP_ROWS, _cppn._SPARSE_MIN_PIXELS
     if floor:
         _cppn._EXP_FLOOR = -math.inf
     if group:
         _cppn._GROUP_ROWS = False
+    if sparse:
+        _cppn._SPARSE_MIN_PIXELS = sys.maxsize
     try:
         yield
     finally:
-        _cppn._EXP_FLOOR, _cppn._GROUP_ROWS = saved
+        _cppn._EXP_FLOOR, _cppn._GROUP_ROWS, _cppn._SPARSE_MIN_PIXELS = saved
 
 
 SAVINGS = {
-    "without the exponent floor": {"floor": True, "group": False},
-    "without grouped activations": {"floor": False, "group": True},
-    "without both (the render before)": {"floor": True, "group": True},
+    "without the sparse node sums": {"floor": False, "group": False, "sparse": True},
+    "without the exponent floor": {"floor": True, "group": False, "sparse": False},
+    "without grouped activations": {"floor": False, "group": True, "sparse": False},
+    "without all three (0.1.0's render)": {"floor": True, "group": True, "sparse": True},
 }
+#: What the search A/B's other arm leaves out: the newest saving (the others are measured in docs/performance.md).
+SEARCH_WITHOUT = "without the sparse node sums"
 
 
 def bench_savings(g: fb.encodings.CPPNGenomes, label: str, shape: tuple[int, int, int]) -> None:
     enc = fb.encodings.CPPNEncoding(shape, backend="torch")
     now = enc.render(g)
     variants: dict[str, dict[str, bool] | None] = {"now": None, **SAVINGS}
-    same = {"now": True}
+    same = {"now": "True"}
     for name, off in SAVINGS.items():
         with without_savings(**off):
-            same[name] = torch.equal(enc.render(g), now)
+            other = enc.render(g)
+        same[name] = "True" if torch.equal(other, now) else f"False, max |diff| {float((other - now).abs().max()):.1e}"
     best = dict.fromkeys(variants, math.inf)
     for _ in range(10):  # the variants take turns, so a change of load hits all alike
         for name, switches in variants.items():
@@ -128,7 +139,7 @@ def bench_search(task: str, seconds: float) -> None:
     spent = dict.fromkeys(arms, 0.0)
     while min(spent.values()) < seconds:
         for name, s in arms.items():
-            ctx = without_savings() if name != "now" else contextlib.nullcontext()
+            ctx = without_savings(**SAVINGS[SEARCH_WITHOUT]) if name != "now" else contextlib.nullcontext()
             with ctx:
                 t = time.perf_counter()
                 s.run(generations=s.generation + 10, progress=False)
@@ -139,7 +150,7 @@ def bench_search(task: str, seconds: float) -> None:
     same = state_digest(arms["now"]) == state_digest(arms["before"])
     print(
         f"the {task} search ({what}, strength 2, seed 0), {evals['now']:,} evaluations each: "
-        f"now {rates['now']:.1f} eval/s, the render before {rates['before']:.1f} eval/s "
+        f"now {rates['now']:.1f} eval/s, {SEARCH_WITHOUT} {rates['before']:.1f} eval/s "
         f"({rates['now'] / rates['before']:.2f}x); equal states (archive, history, random state): {same}"
     )
     children = arms["now"].ask()  # the next generation's children: the genomes a search renders

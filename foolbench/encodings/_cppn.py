@@ -164,6 +164,14 @@ def _triton_available() -> bool:
 _ALIGN_BYTES = 64
 
 
+#: On a CPU, the tensor render computes each node of an image of at least this many pixels from its own
+#: connections (a weighted sum of the few rows they come from) instead of a matrix product over every row
+#: before it: a search's genomes have one or two connections per node, and at 224x224 the product read
+#: about ten rows of 50,176 values per node (memory-bound). Below it the batched product is faster (many
+#: genomes per chunk; the sum costs a few Python steps per node). ``bench_cppn_render.py`` times both.
+_SPARSE_MIN_PIXELS = 8192
+
+
 def _default_budget(device: torch.device) -> int:
     # values held per render chunk: small enough to stay in a CPU's cache, large enough to fill a GPU
     return 1 << 28 if device.type == "cuda" else 1 << 20
@@ -799,6 +807,8 @@ class CPPNEncoding:
         steps = w.shape[1] - outs
         width = NUM_INPUTS + self.max_nodes - self._first_hidden  # inputs and every hidden slot
         pixels = grid.shape[1]
+        if w.device.type == "cpu" and pixels >= _SPARSE_MIN_PIXELS and w.dtype in (torch.float32, torch.float64):
+            return self._render_sparse(grid, w, act, sizes)
         align = max(1, _ALIGN_BYTES // grid.element_size())
         if pixels % align:
             # rows padded to whole 64-byte lines, so every genome's rows lie aligned as in a batch of one: a
@@ -826,6 +836,55 @@ class CPPNEncoding:
             image[idx] = self._evaluate(grid, w_hidden, w_out, act[idx][:, keep], chunk_steps)
             lo = hi
         return image if image.shape[2] == pixels else image[:, :, :pixels].contiguous()
+
+    def _render_sparse(
+        self, grid: torch.Tensor, w: torch.Tensor, act: torch.Tensor, sizes: torch.Tensor
+    ) -> torch.Tensor:
+        """The CPU path for large images: one genome at a time, each node the weighted sum of its own inputs.
+
+        The connections are read from the device once for the batch. A node's value row is its first
+        weighted input row, plus each further one in slot order (``add`` with the weight as ``alpha``),
+        then activated in place; a node without connections is 0 before its activation. Each genome is
+        computed alone, in buffers of the same layout whatever the batch, so its image is the same bit
+        for bit alone and in any batch. The sums round apart from the matrix product's (about 1e-6 per
+        node), so images differ from the batched path by float rounding only.
+        """
+        b, outs = w.shape[0], self.num_outputs
+        steps = w.shape[1] - outs
+        pixels = grid.shape[1]
+        image = torch.empty(b, outs, pixels, device=w.device, dtype=w.dtype)
+        hidden = sizes.tolist()
+        if not b:
+            return image
+        links = torch.nonzero(w).tolist()  # (genome, row, source) row-major: each row's sources in slot order
+        weights = w[w != 0].tolist()  # the same order
+        terms: dict[tuple[int, int], list[tuple[int, float]]] = {}
+        for (i, r, j), x in zip(links, weights, strict=True):
+            terms.setdefault((i, r), []).append((j, x))
+        codes = act.tolist()
+        functions = [ACTIVATIONS[name] for name in self.activations]
+        values = torch.empty(NUM_INPUTS + max(hidden), pixels, device=w.device, dtype=w.dtype)
+        values[:NUM_INPUTS] = grid  # the inputs' rows, shared by every genome; the hidden rows are rewritten
+        for i in range(b):
+            n = hidden[i]
+            rows = [(r, values[NUM_INPUTS + r]) for r in range(n)] + [(steps + c, image[i, c]) for c in range(outs)]
+            for r, target in rows:
+                # only rows already computed for this genome, as the product reads them (a connection
+                # from a later node or a free slot, which no valid genome has, counts for nothing)
+                limit = NUM_INPUTS + min(r, n)
+                sources = [(j, x) for j, x in terms.get((i, r), ()) if j < limit]
+                if not sources:
+                    target.zero_()
+                for t, (j, x) in enumerate(sources):
+                    if t == 0:
+                        torch.mul(values[j], x, out=target)
+                    else:
+                        target.add_(values[j], alpha=x)
+                done = _in_place(functions[codes[i][r]], target)
+                if done is not target:  # an activation without an in-place twin
+                    target.copy_(done)
+            image[i].clamp_(-1.0, 1.0).add_(1.0).mul_(0.5)
+        return image
 
     def _uses_triton(self, g: CPPNGenomes) -> bool:
         if self.backend == "torch" or self._triton_failed:

@@ -153,7 +153,8 @@ def test_render_shapes_range_and_variety() -> None:
 # 9x9 and 7x5: rows of pixels that are no whole number of 64-byte lines, padded in the render (unpadded, an
 # AMD EPYC's matrix product rounded a few elements of a genome apart in a batch and alone:
 # test_an_activation_without_an_in_place_twin_is_still_applied caught it there)
-@pytest.mark.parametrize("shape", [(3, 12, 12), (1, 28, 28), (3, 9, 9), (1, 7, 5)])
+# 96x96 and 91x91 (8,281 pixels: no whole number of 64-byte lines): the sparse sums of the CPU's large images
+@pytest.mark.parametrize("shape", [(3, 12, 12), (1, 28, 28), (3, 9, 9), (1, 7, 5), (3, 96, 96), (1, 91, 91)])
 def test_a_genomes_image_is_bit_identical_in_any_batch_and_at_any_budget(shape: tuple[int, int, int]) -> None:
     """The output product ran over the chunk's largest genome: the same genome rendered a few ulps
     apart in another batch (Ray's workers render halves: their scores differed from the local ones)."""
@@ -242,6 +243,72 @@ def test_an_activation_without_an_in_place_twin_is_still_applied(monkeypatch: py
             m.setattr(CPPNEncoding, "_evaluate", out_of_place_evaluate)
             plain = enc.render(g)
         assert torch.equal(one_by_one, plain) and torch.equal(batch, plain), names
+
+
+def dense(enc: CPPNEncoding, g: CPPNGenomes, monkeypatch: pytest.MonkeyPatch) -> torch.Tensor:
+    """The image of the batched product path, at any size."""
+    from foolbench.encodings import _cppn
+
+    with monkeypatch.context() as m:
+        m.setattr(_cppn, "_SPARSE_MIN_PIXELS", 10**12)
+        return enc.render(g)
+
+
+def spy_sparse(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the renders that take the sparse CPU path (batch sizes)."""
+    calls: list[int] = []
+    real = CPPNEncoding._render_sparse
+
+    def spy(self: CPPNEncoding, grid: torch.Tensor, w: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        calls.append(w.shape[0])
+        return real(self, grid, w, *rest)
+
+    monkeypatch.setattr(CPPNEncoding, "_render_sparse", spy)
+    return calls
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_large_cpu_images_sum_each_node_from_its_own_connections(
+    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From 8,192 pixels the CPU render sums each node's inputs instead of a product over every row:
+    the same images within float rounding, for every activation, deep genomes and both float types."""
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    for names in [tuple(ACTIVATIONS), ("gaussian", "sine")]:
+        enc = CPPNEncoding((3, 96, 96), activations=names)
+        g = evolved(enc, n=6, rounds=80)
+        g.weight = g.weight.to(dtype)
+        assert int(g.num_nodes().min()) > 12
+        calls = spy_sparse(monkeypatch)
+        sparse = enc.render(g)
+        assert calls == [6] and sparse.dtype == dtype
+        reference = dense(enc, g, monkeypatch)
+        assert calls == [6]  # the reference took the product path
+        torch.testing.assert_close(sparse, reference, rtol=0, atol=tol, msg=str(names))
+        assert float(sparse.std(dim=(1, 2, 3)).min()) > 0.01  # patterns, not blank images that agree trivially
+    small = CPPNEncoding((1, 90, 91))  # 8,190 pixels: the product
+    calls = spy_sparse(monkeypatch)
+    small.render(evolved(small, n=2))
+    assert calls == []
+
+
+def test_sparse_sums_of_unconnected_nodes_and_a_user_activation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node without connections is its activation of 0, as in the product (gaussian(0) = 1: not 0);
+    an activation without an in-place twin is applied and written back."""
+    monkeypatch.setitem(ACTIVATIONS, "sine", lambda x: torch.sin(2.0 * x))  # a user's replacement
+    enc = CPPNEncoding((3, 96, 96), activations=("sine", "gaussian"))
+    g = evolved(enc, n=4, rounds=60)
+    hidden = g.active.clone()
+    hidden[:, : 4 + 3] = False
+    first = hidden.float().argmax(1)  # a hidden node of each genome
+    rows = torch.arange(4)
+    for node in (torch.full((4,), 4), first):  # output 0, then a hidden node, cut from all their inputs
+        g.edge[rows, node] = False
+        g.weight[rows, node] = 0.0
+    g.activation[rows, 4] = 1  # output 0 is a gaussian of nothing: 1 everywhere before the colour map
+    image = enc.render(g)
+    assert torch.equal(image[:, 0], torch.ones_like(image[:, 0]))
+    torch.testing.assert_close(image, dense(enc, g, monkeypatch), rtol=0, atol=1e-4)
 
 
 def test_higher_resolution_paints_the_same_pattern() -> None:
