@@ -1,4 +1,4 @@
-"""CPPN render speed: ``python benchmarks/bench_cppn_render.py [--n 256] [--device cpu|cuda]``.
+"""CPPN render speed: ``python benchmarks/bench_cppn_render.py [--n 256] [--device cpu|cuda] [--search S [--compile]]``.
 
 Prints, measured side by side in one run, for 256 evolved genomes (30 rounds of mutation):
 
@@ -18,8 +18,10 @@ random ones; with ``--mnist-search S`` / ``--search S`` the MNIST CPPN search (l
 the ImageNet proxy search (MAP-Elites + CPPN on EfficientNet-Lite0, the 10 texture classes, batch 16),
 strength 2, seed 0, with the render as it is and without the newest saving (``SEARCH_WITHOUT``: the
 sparse node sums), in alternating slices of 10 generations for about S seconds each: evaluations per
-second of each, and whether the two searches' states (archive, history, random state) are equal; then
-the savings on the search's next children.
+second of each, whether the two searches' states (archive, history, random state) are equal and the
+share of each search's time spent in the render; then the savings on the search's next children.
+``--compile``: the ImageNet proxy search's model through ``torch.compile`` (the CPU's best setting, where
+the render is a larger share); ``--skip-shapes``: the searches alone.
 
 - each node of an image of >= 8,192 pixels summed from its own connections, one genome at a time,
   instead of a matrix product over every row before it (``_cppn._SPARSE_MIN_PIXELS``): the images
@@ -43,6 +45,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -109,20 +112,33 @@ def state_digest(search: fb.search.MAPElites) -> str:
     return _checkpoint.digest({k: v for k, v in payload.items() if k != "seconds"})
 
 
-def bench_search(task: str, seconds: float) -> None:
+def bench_search(task: str, seconds: float, *, compiled: bool = False) -> None:
     """One search with the savings and one without, in alternating slices of 10 generations."""
     if task == "imagenet":  # the 10-class CPU proxy of the paper's ImageNet run
-        clf: fb.models.Classifier = fb.models.efficientnet_lite0(device="cpu")
+        clf: fb.models.Classifier = fb.models.efficientnet_lite0(device="cpu").replace(compile=compiled)
         shape, classes, batch, what = (
             (3, 224, 224),
             TEXTURE_CLASSES,
             16,
-            "EfficientNet-Lite0 fp32, 10 classes, batch 16",
+            f"EfficientNet-Lite0 fp32{', compiled' if compiled else ''}, 10 classes, batch 16",
         )
     else:  # CPPN fooling images for the shipped LeNet (the paper's MNIST CPPN run)
         clf = fb.models.lenet_mnist()
         shape, classes, batch, what = (1, 28, 28), None, 64, "lenet_mnist, 10 digits, batch 64"
     enc = fb.encodings.CPPNEncoding(shape)
+    if compiled:  # compiled before the clock starts
+        clf.log_probs(enc.render(enc.sample(batch, torch.Generator().manual_seed(0))))
+    in_render: dict[str, float] = {}
+    arm = ["now"]
+    render = enc.render
+
+    def timed_render(genomes: fb.encodings.CPPNGenomes, **kwargs: Any) -> torch.Tensor:
+        t = time.perf_counter()
+        out = render(genomes, **kwargs)
+        in_render[arm[0]] = in_render.get(arm[0], 0.0) + time.perf_counter() - t
+        return out
+
+    enc.render = timed_render  # type: ignore[method-assign]  # the time each arm spends rendering
 
     def search() -> fb.search.MAPElites:
         return fb.search.MAPElites(
@@ -140,6 +156,7 @@ def bench_search(task: str, seconds: float) -> None:
     while min(spent.values()) < seconds:
         for name, s in arms.items():
             ctx = without_savings(**SAVINGS[SEARCH_WITHOUT]) if name != "now" else contextlib.nullcontext()
+            arm[0] = name
             with ctx:
                 t = time.perf_counter()
                 s.run(generations=s.generation + 10, progress=False)
@@ -151,8 +168,12 @@ def bench_search(task: str, seconds: float) -> None:
     print(
         f"the {task} search ({what}, strength 2, seed 0), {evals['now']:,} evaluations each: "
         f"now {rates['now']:.1f} eval/s, {SEARCH_WITHOUT} {rates['before']:.1f} eval/s "
-        f"({rates['now'] / rates['before']:.2f}x); equal states (archive, history, random state): {same}"
+        f"({rates['now'] / rates['before']:.2f}x); equal states (archive, history, random state): {same}; "
+        f"time in the render: now {in_render['now']:.1f} of {spent['now']:.1f} s "
+        f"({in_render['now'] / spent['now']:.0%}), without {in_render['before']:.1f} of {spent['before']:.1f} s "
+        f"({in_render['before'] / spent['before']:.0%})"
     )
+    enc.render = render  # type: ignore[method-assign]
     children = arms["now"].ask()  # the next generation's children: the genomes a search renders
     assert isinstance(children, fb.encodings.CPPNGenomes)
     arms["now"].cancel()
@@ -212,6 +233,14 @@ def main() -> None:
         metavar="S",
         help="cpu: also run the MNIST CPPN search (lenet_mnist) with and without the savings, S seconds each",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="the ImageNet proxy search with EfficientNet-Lite0 through torch.compile (the CPU's best setting)",
+    )
+    parser.add_argument(
+        "--skip-shapes", action="store_true", help="leave out the batched-vs-loop and savings timings (searches only)"
+    )
     args = parser.parse_args()
     if args.device == "cpu":
         torch.set_num_threads(2)
@@ -219,16 +248,16 @@ def main() -> None:
     with_triton = args.device == "cuda" and importlib.util.find_spec("triton") is not None
     print(f"torch {torch.__version__}, {args.device}, threads {torch.get_num_threads()}, triton timed: {with_triton}")
     shapes = [(1, 28, 28), (3, 64, 64)] + ([(3, 224, 224)] if args.device == "cuda" else [])
-    for shape in shapes:
+    for shape in [] if args.skip_shapes else shapes:
         bench_shape(shape, args.n, args.device, with_triton)
     if args.device == "cpu":
-        for shape, n in (((1, 28, 28), 64), ((3, 224, 224), 16)):
+        for shape, n in () if args.skip_shapes else (((1, 28, 28), 64), ((3, 224, 224), 16)):
             genomes = grown_genomes(fb.encodings.CPPNEncoding(shape), n, rounds=60)
             bench_savings(genomes, "genomes mutated 60 times from random ones", shape)
         if args.mnist_search > 0:
             bench_search("mnist", args.mnist_search)
         if args.search > 0:
-            bench_search("imagenet", args.search)
+            bench_search("imagenet", args.search, compiled=args.compile)
 
 
 if __name__ == "__main__":

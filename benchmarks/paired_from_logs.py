@@ -1,9 +1,11 @@
 """Two settings of the CPU proxy compared seed by seed, read off stored logs.
 
-``python benchmarks/paired_from_logs.py A.txt B.txt [B2.txt ...]`` (setting A's runs in one log, B's in one or more)
+``python benchmarks/paired_from_logs.py [--by-seed] [--seeds 8,9] A.txt B.txt [B2.txt ...]`` (setting A's runs in one log, B's in one or more)
 
 Runs of the two logs pair up when they have the same seed and the same evaluation count (a setting run
-with ``bench_cppn.py --max-evaluations N``, N the evaluations the other made in its ten minutes). For
+with ``bench_cppn.py --max-evaluations N``, N the evaluations the other made in its ten minutes), or
+with ``--by-seed`` the same seed alone (two timed runs, each with the evaluations its ten minutes
+gave: the aim as it is stated, where a faster search makes more). For
 every pair this prints the median of the 10 classes (the 5th lowest, as ``torch.median`` gives it) and
 the classes at >= 99% of each (the run's own count: the class lines round to 4 digits); then the aim
 (median >= 99%, so 6 classes of 10) met per setting, the exact McNemar test on
@@ -48,18 +50,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", type=Path, help="log of setting A")
     parser.add_argument("b", type=Path, nargs="+", help="log(s) of setting B")
+    parser.add_argument(
+        "--by-seed", action="store_true", help="pair runs by seed alone (timed runs: evaluations may differ)"
+    )
+    parser.add_argument("--seeds", help="only these seeds, comma-separated (e.g. 8,9,10)")
     args = parser.parse_args()
     a_runs, b_runs = parse(args.a), [run for path in args.b for run in parse(path)]
+    if args.seeds is not None:
+        try:
+            chosen = {int(seed) for seed in args.seeds.split(",")}
+        except ValueError:
+            raise SystemExit(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+        a_runs = [r for r in a_runs if r.seed in chosen]
+        b_runs = [r for r in b_runs if r.seed in chosen]
+
+    def key(run: Run) -> tuple[int, int | None]:
+        return (run.seed, None if args.by_seed else run.evaluations)
+
+    what = "seed" if args.by_seed else "(seed, evaluations)"
     for label, runs in (("A", a_runs), ("B", b_runs)):
-        keys = [(r.seed, r.evaluations) for r in runs]
-        twice = sorted({k for k in keys if keys.count(k) > 1})
+        keys = [key(r) for r in runs]
+        twice = sorted({k[0] if args.by_seed else k for k in keys if keys.count(k) > 1})
         if twice:
-            raise SystemExit(f"setting {label}: more than one run of (seed, evaluations) {twice}: which to pair?")
-    b_by_key = {(r.seed, r.evaluations): r for r in b_runs}
-    pairs = sorted(
-        ((a, b_by_key[(a.seed, a.evaluations)]) for a in a_runs if (a.seed, a.evaluations) in b_by_key),
-        key=lambda pair: pair[0].seed,
-    )
+            raise SystemExit(f"setting {label}: more than one run of {what} {twice}: which to pair?")
+    b_by_key = {key(r): r for r in b_runs}
+    pairs = sorted(((a, b_by_key[key(a)]) for a in a_runs if key(a) in b_by_key), key=lambda pair: pair[0].seed)
     paired_b = {id(b) for _, b in pairs}
     for label, runs, partnered in (
         ("A", a_runs, {id(a) for a, _ in pairs}),
@@ -69,13 +84,14 @@ def main() -> None:
             if id(r) not in partnered:
                 print(f"{label} unpaired: seed {r.seed}, {r.evaluations:,} evaluations ({r.setting})")
     if not pairs:
-        raise SystemExit("no pairs: the logs share no (seed, evaluations)")
+        raise SystemExit(f"no pairs: the logs share no {what}")
     for label, side in (("A", 0), ("B", 1)):
         settings = sorted({pair[side].setting for pair in pairs})
         print(f"{label}: {settings[0]}" + "".join(f"\n   or: {other}" for other in settings[1:]))
-    print(f"{'seed':>5} {'evaluations':>12} {'median A':>9} {'(>=99%)':>7} {'median B':>9} {'(>=99%)':>7}")
+    print(f"{'seed':>5} {'evaluations':>17} {'median A':>9} {'(>=99%)':>7} {'median B':>9} {'(>=99%)':>7}")
     for a, b in pairs:
-        print(f"{a.seed:>5} {a.evaluations:>12,} {median(a):>9.2%} {met(a):>7} {median(b):>9.2%} {met(b):>7}")
+        evaluations = f"{a.evaluations:,}" + ("" if a.evaluations == b.evaluations else f" / {b.evaluations:,}")
+        print(f"{a.seed:>5} {evaluations:>17} {median(a):>9.2%} {met(a):>7} {median(b):>9.2%} {met(b):>7}")
     aim_a = [aim_met(a) for a, _ in pairs]
     aim_b = [aim_met(b) for _, b in pairs]
     only_a = sum(x and not y for x, y in zip(aim_a, aim_b, strict=True))

@@ -50,6 +50,34 @@ def test_pairs_need_equal_seed_and_evaluations(
     assert "A: 12 of 20 class-runs >= 99%" in out and "B: 10 of 20 class-runs >= 99%" in out
 
 
+def test_timed_runs_pair_by_seed_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    good, bad = [0.995] * 6 + [0.9] * 4, [0.995] * 5 + [0.9] * 5
+    a.write_text(log([(0, 120, good, ""), (1, 240, good, ""), (4, 100, good, "")]))
+    b.write_text(log([(0, 100, bad, ""), (1, 200, good, "")]))
+    monkeypatch.setattr(sys, "argv", ["paired_from_logs.py", "--by-seed", str(a), str(b)])
+    paired_from_logs.main()
+    out = capsys.readouterr().out
+    assert "A unpaired: seed 4, 100 evaluations" in out and "B unpaired" not in out
+    assert "120 / 100" in out and "240 / 200" in out  # each run's own evaluations
+    assert "aim met: A 2 of 2, B 1 of 2; exact McNemar p = 1 (1 met by A only, 0 by B only)" in out
+    b.write_text(log([(0, 100, bad, ""), (0, 200, good, ""), (1, 200, good, "")]))  # one seed twice: which to pair?
+    with pytest.raises(SystemExit, match=r"setting B: more than one run of seed \[0\]"):
+        paired_from_logs.main()
+    monkeypatch.setattr(sys, "argv", ["paired_from_logs.py", "--by-seed", "--seeds", "1,4", str(a), str(b)])
+    paired_from_logs.main()  # seed 0 left out: its two runs are no longer a question
+    out = capsys.readouterr().out
+    assert "aim met: A 1 of 1, B 1 of 1" in out and "A unpaired: seed 4" in out
+    monkeypatch.setattr(sys, "argv", ["paired_from_logs.py", "--by-seed", "--seeds", "1;4", str(a), str(b)])
+    with pytest.raises(SystemExit, match="--seeds must be comma-separated integers"):
+        paired_from_logs.main()
+    monkeypatch.setattr(sys, "argv", ["paired_from_logs.py", str(a), str(b)])  # without --by-seed: no pairs
+    with pytest.raises(SystemExit, match=r"no pairs: the logs share no \(seed, evaluations\)"):
+        paired_from_logs.main()
+
+
 def test_the_runs_own_count_decides_at_the_rounded_border(tmp_path: Path) -> None:
     """A class printed 0.9900 may be below 99%: the header's count of the run is the exact one."""
     path = tmp_path / "a.txt"

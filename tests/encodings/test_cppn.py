@@ -289,7 +289,27 @@ def test_large_cpu_images_sum_each_node_from_its_own_connections(
     small = CPPNEncoding((1, 90, 91))  # 8,190 pixels: the product
     calls = spy_sparse(monkeypatch)
     small.render(evolved(small, n=2))
-    assert calls == []
+    small.render(evolved(small, n=2), size=(64, 128))  # 8,192 pixels: the sums
+    assert calls == [2]
+    half = CPPNEncoding((3, 96, 96))  # float16 genomes keep the product (its sums would round in float16)
+    g16 = evolved(half, n=2)
+    g16.weight = g16.weight.half()
+    assert half.render(g16).dtype == torch.float16 and calls == [2]
+
+
+def test_sparse_sums_of_minimal_genomes_beside_deep_ones_and_of_an_empty_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    enc = CPPNEncoding((3, 96, 96))
+    minimal, deep = enc.sample(3, gen(5)), evolved(enc, n=3, rounds=60)  # no hidden node / many
+    together = deep.clone()
+    pick = torch.tensor([0, 2])
+    together[pick] = minimal[pick]  # minimal genomes inside a deep batch
+    assert int(together.num_nodes().min()) == 7 and int(together.num_nodes().max()) > 12
+    image = enc.render(together)
+    torch.testing.assert_close(image, dense(enc, together, monkeypatch), rtol=0, atol=1e-4)
+    assert torch.equal(image[pick], enc.render(minimal)[pick])
+    assert enc.render(together[torch.tensor([], dtype=torch.long)]).shape == (0, 3, 96, 96)
 
 
 def test_sparse_sums_of_unconnected_nodes_and_a_user_activation(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -306,7 +326,12 @@ def test_sparse_sums_of_unconnected_nodes_and_a_user_activation(monkeypatch: pyt
         g.edge[rows, node] = False
         g.weight[rows, node] = 0.0
     g.activation[rows, 4] = 1  # output 0 is a gaussian of nothing: 1 everywhere before the colour map
-    image = enc.render(g)
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)  # torch.empty fills with NaN: no row is 0 by luck
+    try:
+        image = enc.render(g)
+    finally:
+        torch.use_deterministic_algorithms(was)
     assert torch.equal(image[:, 0], torch.ones_like(image[:, 0]))
     torch.testing.assert_close(image, dense(enc, g, monkeypatch), rtol=0, atol=1e-4)
 
