@@ -34,16 +34,23 @@ def test_parse_reads_confidence_and_evaluations_to_99(tmp_path: Path) -> None:
     assert run.within(40_000) == set(CLASSES[:6])
 
 
+GOOD, BAD = [0.995] * 6 + [0.9] * 4, [0.995] * 5 + [0.9] * 5  # the aim met (6 classes at 99%) / missed (5)
+
+
+def paired(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: object) -> str:
+    """``paired_from_logs.py ARGS``: what it prints."""
+    monkeypatch.setattr(sys, "argv", ["paired_from_logs.py", *map(str, args)])
+    paired_from_logs.main()
+    return capsys.readouterr().out
+
+
 def test_pairs_need_equal_seed_and_evaluations(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
-    good, bad = [0.995] * 6 + [0.9] * 4, [0.995] * 5 + [0.9] * 5
-    a.write_text(log([(0, 100, good, ", 2 islands"), (1, 200, good, ", 2 islands"), (2, 300, good, ", 2 islands")]))
-    b.write_text(log([(0, 100, bad, ""), (1, 200, bad, ""), (2, 301, bad, "")]))
-    monkeypatch.setattr(sys, "argv", ["paired_from_logs.py", str(a), str(b)])
-    paired_from_logs.main()
-    out = capsys.readouterr().out
+    a.write_text(log([(0, 100, GOOD, ", 2 islands"), (1, 200, GOOD, ", 2 islands"), (2, 300, GOOD, ", 2 islands")]))
+    b.write_text(log([(0, 100, BAD, ""), (1, 200, BAD, ""), (2, 301, BAD, "")]))
+    out = paired(monkeypatch, capsys, a, b)
     assert "A unpaired: seed 2, 300 evaluations" in out and "B unpaired: seed 2, 301 evaluations" in out
     assert "aim met: A 2 of 2, B 0 of 2; exact McNemar p = 0.5 (2 met by A only, 0 by B only)" in out
     assert "median higher with A on 2 seeds, lower on 0, equal on 0; sign test p = 0.5" in out
@@ -54,28 +61,21 @@ def test_timed_runs_pair_by_seed_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
-    good, bad = [0.995] * 6 + [0.9] * 4, [0.995] * 5 + [0.9] * 5
-    a.write_text(log([(0, 120, good, ""), (1, 240, good, ""), (4, 100, good, "")]))
-    b.write_text(log([(0, 100, bad, ""), (1, 200, good, "")]))
-    monkeypatch.setattr(sys, "argv", ["paired_from_logs.py", "--by-seed", str(a), str(b)])
-    paired_from_logs.main()
-    out = capsys.readouterr().out
+    a.write_text(log([(0, 120, GOOD, ""), (1, 240, GOOD, ""), (4, 100, GOOD, "")]))
+    b.write_text(log([(0, 100, BAD, ""), (1, 200, GOOD, "")]))
+    out = paired(monkeypatch, capsys, "--by-seed", a, b)
     assert "A unpaired: seed 4, 100 evaluations" in out and "B unpaired" not in out
     assert "120 / 100" in out and "240 / 200" in out  # each run's own evaluations
     assert "aim met: A 2 of 2, B 1 of 2; exact McNemar p = 1 (1 met by A only, 0 by B only)" in out
-    b.write_text(log([(0, 100, bad, ""), (0, 200, good, ""), (1, 200, good, "")]))  # one seed twice: which to pair?
+    b.write_text(log([(0, 100, BAD, ""), (0, 200, GOOD, ""), (1, 200, GOOD, "")]))  # one seed twice: which to pair?
     with pytest.raises(SystemExit, match=r"setting B: more than one run of seed \[0\]"):
-        paired_from_logs.main()
-    monkeypatch.setattr(sys, "argv", ["paired_from_logs.py", "--by-seed", "--seeds", "1,4", str(a), str(b)])
-    paired_from_logs.main()  # seed 0 left out: its two runs are no longer a question
-    out = capsys.readouterr().out
+        paired(monkeypatch, capsys, "--by-seed", a, b)
+    out = paired(monkeypatch, capsys, "--by-seed", "--seeds", "1,4", a, b)  # seed 0 left out: no question
     assert "aim met: A 1 of 1, B 1 of 1" in out and "A unpaired: seed 4" in out
-    monkeypatch.setattr(sys, "argv", ["paired_from_logs.py", "--by-seed", "--seeds", "1;4", str(a), str(b)])
     with pytest.raises(SystemExit, match="--seeds must be comma-separated integers"):
-        paired_from_logs.main()
-    monkeypatch.setattr(sys, "argv", ["paired_from_logs.py", str(a), str(b)])  # without --by-seed: no pairs
+        paired(monkeypatch, capsys, "--by-seed", "--seeds", "1;4", a, b)
     with pytest.raises(SystemExit, match=r"no pairs: the logs share no \(seed, evaluations\)"):
-        paired_from_logs.main()
+        paired(monkeypatch, capsys, a, b)  # without --by-seed: no pairs
 
 
 def test_the_runs_own_count_decides_at_the_rounded_border(tmp_path: Path) -> None:
@@ -99,17 +99,15 @@ def test_median_is_the_lower_middle_and_the_binomial_is_exact() -> None:
 
 
 def test_a_setting_with_brackets_parses_and_duplicate_pairs_are_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
-    conf = [0.995] * 6 + [0.9] * 4
-    a.write_text(log([(0, 100, conf, ", GradientPolish(every=200, steps=30)")]))
+    a.write_text(log([(0, 100, GOOD, ", GradientPolish(every=200, steps=30)")]))
     (run,) = restarts_from_logs.parse(a)
     assert run.setting.endswith("GradientPolish(every=200, steps=30)") and len(run.confidence) == 10
-    b.write_text(log([(0, 100, conf, ""), (0, 100, conf, ", again")]))
-    monkeypatch.setattr(sys, "argv", ["paired_from_logs.py", str(a), str(b)])
+    b.write_text(log([(0, 100, GOOD, ""), (0, 100, GOOD, ", again")]))
     with pytest.raises(SystemExit, match=r"setting B: more than one run of \(seed, evaluations\) \[\(0, 100\)\]"):
-        paired_from_logs.main()
+        paired(monkeypatch, capsys, a, b)
 
 
 def test_a_run_line_the_reader_does_not_understand_is_an_error(tmp_path: Path) -> None:

@@ -847,7 +847,7 @@ class CPPNEncoding:
         """The CPU path for large images: one genome at a time, each node the weighted sum of its own inputs.
 
         The connections are read from the device once for the batch. A node's value row is its first
-        weighted input row, plus each further one in slot order (``add`` with the weight as ``alpha``),
+        weighted input row, plus each further one in evaluation order (``add`` with the weight as ``alpha``),
         then activated in place; a node without connections is 0 before its activation. Each genome is
         computed alone, in buffers of the same layout whatever the batch, so its image is the same bit
         for bit alone and in any batch. The sums round apart from the matrix product's (about 1e-6 per
@@ -860,7 +860,7 @@ class CPPNEncoding:
         hidden = sizes.tolist()
         if not b:
             return image
-        links = torch.nonzero(w).tolist()  # (genome, row, source) row-major: each row's sources in evaluation order
+        links = torch.nonzero(w).tolist()  # (genome, row, source), row-major: sources in evaluation order
         weights = w[w != 0].tolist()  # the same order
         terms: dict[tuple[int, int], list[tuple[int, float]]] = {}
         for (i, r, j), x in zip(links, weights, strict=True):
@@ -877,13 +877,13 @@ class CPPNEncoding:
                 # from a later node or a free slot, which no valid genome has, counts for nothing)
                 limit = NUM_INPUTS + min(r, n)
                 sources = [(j, x) for j, x in terms.get((i, r), ()) if j < limit]
-                if not sources:
-                    target.zero_()
-                for t, (j, x) in enumerate(sources):
-                    if t == 0:
-                        torch.mul(values[j], x, out=target)
-                    else:
+                if sources:
+                    first, weight = sources[0]
+                    torch.mul(values[first], weight, out=target)
+                    for j, x in sources[1:]:
                         target.add_(values[j], alpha=x)
+                else:
+                    target.zero_()
                 done = _in_place(functions[codes[i][r]], target)
                 if done is not target:  # an activation without an in-place twin
                     target.copy_(done)
