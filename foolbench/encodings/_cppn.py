@@ -167,7 +167,7 @@ _ALIGN_BYTES = 64
 #: On a CPU, the tensor render computes each node of an image of at least this many pixels from its own
 #: connections (a weighted sum of the few rows they come from) instead of a matrix product over every row
 #: before it: a search's genomes have one or two connections per node, and at 224x224 the product read
-#: about ten rows of 50,176 values per node (memory-bound). Below it the batched product is faster (many
+#: about 13 rows of 50,176 values per hidden node (memory-bound). Below it the batched product is faster (many
 #: genomes per chunk; the sum costs a few Python steps per node). ``bench_cppn_render.py`` times both.
 _SPARSE_MIN_PIXELS = 8192
 
