@@ -248,12 +248,14 @@ def main() -> None:
     with_triton = args.device == "cuda" and importlib.util.find_spec("triton") is not None
     print(f"torch {torch.__version__}, {args.device}, threads {torch.get_num_threads()}, triton timed: {with_triton}")
     shapes = [(1, 28, 28), (3, 64, 64)] + ([(3, 224, 224)] if args.device == "cuda" else [])
-    for shape in [] if args.skip_shapes else shapes:
-        bench_shape(shape, args.n, args.device, with_triton)
+    if not args.skip_shapes:
+        for shape in shapes:
+            bench_shape(shape, args.n, args.device, with_triton)
+        if args.device == "cpu":
+            for shape, n in (((1, 28, 28), 64), ((3, 224, 224), 16)):
+                genomes = grown_genomes(fb.encodings.CPPNEncoding(shape), n, rounds=60)
+                bench_savings(genomes, "genomes mutated 60 times from random ones", shape)
     if args.device == "cpu":
-        for shape, n in () if args.skip_shapes else (((1, 28, 28), 64), ((3, 224, 224), 16)):
-            genomes = grown_genomes(fb.encodings.CPPNEncoding(shape), n, rounds=60)
-            bench_savings(genomes, "genomes mutated 60 times from random ones", shape)
         if args.mnist_search > 0:
             bench_search("mnist", args.mnist_search)
         if args.search > 0:
