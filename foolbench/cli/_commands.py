@@ -181,7 +181,7 @@ def _evolve_options(p: argparse.ArgumentParser, *, max_evaluations: int) -> None
     p.add_argument(
         "--compile",
         action="store_true",
-        help="score through torch.compile with the weights frozen in (EfficientNet-Lite0: 2.3x on a 2-core CPU, "
+        help="score through torch.compile with the weights frozen in (EfficientNet-Lite0: 1.4-1.7x on 2-core CPUs, "
         "after 10-30 s compiling); reported confidences stay the uncompiled model's",
     )
     p.add_argument(

@@ -843,7 +843,7 @@ class TorchClassifier(BaseClassifier):
         """Run the compiled module: frozen for calls without gradients, plain for calls with them.
 
         Without gradients the weights are baked into the graph (inductor's ``freezing``: folded
-        BatchNorms, prepacked convolution weights; 2.3x EfficientNet-Lite0 on a 2-core CPU). A frozen
+        BatchNorms, prepacked convolution weights; 1.4-1.7x EfficientNet-Lite0 on 2-core CPUs). A frozen
         graph never sees a later change of the weights, and torch's compile cache is keyed by the
         code, not the values; so it is built from a private copy of the module, a new one whenever
         a parameter or buffer changes.

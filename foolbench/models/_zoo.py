@@ -154,7 +154,7 @@ def efficientnet_lite0(
         fold_batchnorm: score (calls without gradients) with the 49 BatchNorms folded into their
             convolutions (a checked copy; see :class:`~foolbench.models.TorchClassifier`).
         compile: run through ``torch.compile``, the weights frozen into the graph for calls
-            without gradients (``bench_models.py --compile`` on the 2-core CPU: 2.3x the images/s
+            without gradients (``bench_models.py --compile`` on 2-core CPUs: 1.4-1.7x the images/s
             at float32, after 10-30 s of compilation at the first call).
 
     Raises:

@@ -233,7 +233,7 @@ def run_evolution(
             picks ``"bf16"``; the summary records whether it applied).
         compile: score children with the model through ``torch.compile``, its weights frozen into
             the graph (:class:`~foolbench.models.TorchClassifier`'s ``compile``: EfficientNet-Lite0
-            2.3x the images/s on a 2-core CPU, after 10-30 s of compilation); the reported
+            1.4-1.7x the images/s on 2-core CPUs, after 10-30 s of compilation); the reported
             confidences are the uncompiled model's.
         polish: map-elites: every 200 generations, move the connection weights (CPPN) or pixels (direct)
             of the elites between 90% and the parents' level by 50 gradient steps
