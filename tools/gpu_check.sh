@@ -29,11 +29,14 @@
 #     checkpoint), SECONDS - 60 search seconds: compare its rows with 1.'s at equal evaluations.
 #   bash tools/gpu_check.sh islands [SECONDS]    (default 400): the run of "refine" in 2 islands (MAPElites(islands=2):
 #     two archives of the 1,000 classes, a class met in one draws no parents in either, the best of the two
-#     reported; the CPU proxy's best setting; its own checkpoint), SECONDS - 60 search seconds: compare its
+#     reported; the CPU proxy's best black-box setting; its own checkpoint), SECONDS - 60 search seconds: compare its
 #     rows with 1.'s and "refine"'s at equal evaluations.
 #   bash tools/gpu_check.sh polish [SECONDS]     (default 400): the run of 1. with GradientPolish every 200
 #     generations (elites in [90%, 99%), at most 64 at a time, 50 steps; its own checkpoint), SECONDS - 60
 #     search seconds: compare its rows with 1.'s at equal time (the polish's gradient images are extra work).
+#   bash tools/gpu_check.sh best [SECONDS]       (default 400): "islands" with the polish of "polish" too (the CPU
+#     proxy's best setting, docs/methods/evolution.md; white box; its own checkpoint), SECONDS - 60 search seconds: compare
+#     its rows with "islands"'s at equal time.
 #   bash tools/gpu_check.sh compile [SECONDS]    (default 150): tools/gpu_compile_probe.py (bf16 eager vs
 #     compile=True, compile time included).
 # Printed output lands in $OUT/gpu_check_<part>.log, the tests' report in $OUT/pytest.txt, each ImageNet
@@ -115,11 +118,15 @@ case "$PART" in
     TOTAL=${TOTAL:-400}
     imagenet imagenet_polish $(( TOTAL - 60 )) --strength 2 --polish-every 200 --checkpoint "$STATE/imagenet_polish.pt"
     ;;
+  best)
+    TOTAL=${TOTAL:-400}
+    imagenet imagenet_best $(( TOTAL - 60 )) --strength 2 --near-confidence 0.98 --near-refine 0.02 --islands 2 --polish-every 200 --checkpoint "$STATE/imagenet_best.pt"
+    ;;
   compile)
     TOTAL=${TOTAL:-150}
     timeout $(( $(left) - 5 )) python3 tools/gpu_compile_probe.py 512
     ;;
   *)
-    echo "usage: bash tools/gpu_check.sh main|more|baselines|gentle|refine|islands|polish|compile [SECONDS]"; exit 2 ;;
+    echo "usage: bash tools/gpu_check.sh main|more|baselines|gentle|refine|islands|polish|best|compile [SECONDS]"; exit 2 ;;
 esac
 echo "--- done in $(( $(date +%s) - START )) s"
