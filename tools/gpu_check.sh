@@ -29,14 +29,14 @@
 #     checkpoint), SECONDS - 60 search seconds: compare its rows with 1.'s at equal evaluations.
 #   bash tools/gpu_check.sh islands [SECONDS]    (default 400): the run of "refine" in 2 islands (MAPElites(islands=2):
 #     two archives of the 1,000 classes, a class met in one draws no parents in either, the best of the two
-#     reported; the CPU proxy's best black-box setting; its own checkpoint), SECONDS - 60 search seconds: compare its
-#     rows with 1.'s and "refine"'s at equal evaluations.
+#     reported; the CPU proxy's best black-box setting; its own checkpoint), SECONDS - 60 search seconds:
+#     compare its rows with 1.'s and "refine"'s at equal evaluations.
 #   bash tools/gpu_check.sh polish [SECONDS]     (default 400): the run of 1. with GradientPolish every 200
 #     generations (elites in [90%, 99%), at most 64 at a time, 50 steps; its own checkpoint), SECONDS - 60
 #     search seconds: compare its rows with 1.'s at equal time (the polish's gradient images are extra work).
-#   bash tools/gpu_check.sh best [SECONDS]       (default 400): "islands" with the polish of "polish" too (the CPU
-#     proxy's best setting, docs/methods/evolution.md; white box; its own checkpoint), SECONDS - 60 search seconds: compare
-#     its rows with "islands"'s at equal time.
+#   bash tools/gpu_check.sh best [SECONDS]       (default 400): "islands" with the polish of "polish" too
+#     (the CPU proxy's best setting, docs/methods/evolution.md; white box; its own checkpoint), SECONDS - 60
+#     search seconds: compare its rows with "islands"'s at equal time.
 #   bash tools/gpu_check.sh compile [SECONDS]    (default 150): tools/gpu_compile_probe.py (bf16 eager vs
 #     compile=True, compile time included).
 # Printed output lands in $OUT/gpu_check_<part>.log, the tests' report in $OUT/pytest.txt, each ImageNet
