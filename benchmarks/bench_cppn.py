@@ -33,7 +33,9 @@ Prints, measured side by side in one run:
   7-11, not used to choose it, met it on 3 of 5: 98.84 / 97.91 / 99.00 / 99.01 / 99.00%; with the
   render that sums each node's own connections, 1.16-1.29x the evaluations on an AMD EPYC (seed 7
   against a product-render rerun there at 97.18%), on 4 of 5, and on 1 of the new seeds 12-14:
-  62.75 / 99.01 / 99.00 / 99.01 / 99.01 / 99.02 / 98.74 / 98.53%).
+  62.75 / 99.01 / 99.00 / 99.01 / 99.01 / 99.02 / 98.74 / 98.53%). With ``--polish-every 200
+  --polish-above 0.9`` too (white box), timed on that EPYC: the aim met on 8 of seeds 7-16 against 6
+  without the polish (docs/methods/evolution.md).
 """
 
 from __future__ import annotations
