@@ -49,6 +49,16 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def bytes_digest(data: bytes) -> str:
+    """A 16-hex-digit digest of a file's bytes (a cell's image grid).
+
+    Examples:
+        >>> bytes_digest(b"png") == bytes_digest(b"png") != bytes_digest(b"PNG")
+        True
+    """
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 def tensors_digest(tensors: Any) -> str:
     """A digest of tensors (a state_dict, or a sequence of tensors): names, dtypes, shapes and bytes in order.
 

@@ -24,7 +24,15 @@ from foolbench.bench._config import Spec, SuiteConfig, load_config
 from foolbench.bench._executor import CellResult, CellTask, Executor, LocalExecutor, forget_workspaces, workspace
 from foolbench.bench._registry import METHODS
 from foolbench.bench._report import claims, write_reports
-from foolbench.bench._store import cell_seed, digest, file_key, metrics_problem, tensors_digest, validate_cell
+from foolbench.bench._store import (
+    bytes_digest,
+    cell_seed,
+    digest,
+    file_key,
+    metrics_problem,
+    tensors_digest,
+    validate_cell,
+)
 from foolbench.bench._workspace import Workspace
 from foolbench.errors import CheckpointError, InvalidTypeError
 
@@ -35,6 +43,21 @@ SCHEMA = "foolbench.bench/2"
 
 def _applies(spec: Spec, model: str) -> bool:
     return spec.only is None or model in spec.only
+
+
+def _files_problem(out: Path, checksums: Any) -> str:
+    """Why a cell's files (relative path -> digest) are not the ones it was written with; empty if they are."""
+    if not isinstance(checksums, dict):
+        return "its files_checksums field is not an object"
+    for rel, expect in checksums.items():
+        path = out / str(rel)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return f"its file {str(rel)!r} is missing or unreadable"
+        if bytes_digest(data) != expect:
+            return f"its file {str(rel)!r} is not the one it was written with"
+    return ""
 
 
 def _record(task: CellTask, dspec: Spec, mspec: Spec, result: CellResult) -> dict[str, Any]:
@@ -114,11 +137,17 @@ class _Driver:
                     record, why = None, f"its tensors file {pt.name!r} is not the one it was written with"
             except (CheckpointError, FileNotFoundError) as err:
                 record, why = None, str(err)
+        # its files (an image grid): another configuration's, written over it by a run killed before its cell file,
+        # are not its own
+        if record is not None:
+            why = _files_problem(self.out, record.get("files_checksums", {}))
+            record = None if why else record
         if record is None:
             if why:
                 warnings.warn(f"recomputing cell {str(path)!r}: {why}", stacklevel=3)
             return False
-        for detail in ("checksum", "tensors_checksum"):  # storage details: results.json lists the cells as computed
+        # storage details: results.json lists the cells as computed
+        for detail in ("checksum", "tensors_checksum", "files_checksums"):
             record.pop(detail, None)
         self.cells[task.key], self.tensors[task.key] = record, tensors
         return True
@@ -135,8 +164,12 @@ class _Driver:
         record = _record(task, dspec, mspec, result)
         # last: a cell file exists only once everything it names does; its checksum (kept in the file,
         # not in results.json) makes a cell edited by hand recomputed rather than trusted, and the
-        # tensors' digest ties the .pt beside it to it
-        stored = {**record, "tensors_checksum": tensors_digest(result.tensors) if result.tensors else None}
+        # tensors' and files' digests tie the .pt beside it and its image grid to it
+        stored = {
+            **record,
+            "tensors_checksum": tensors_digest(result.tensors) if result.tensors else None,
+            "files_checksums": {rel: bytes_digest(data) for rel, data in sorted(result.files.items())},
+        }
         _io.write_json(path, {**stored, "checksum": digest(stored)})
         self.cells[task.key], self.tensors[task.key] = record, result.tensors
 

@@ -110,6 +110,8 @@ class ClassArchive:
             - output: (M,)
         """
         scores = scores.to(self.fitness.device)
+        # a NaN would win max() and block every other child of the batch from its niche: it ranks last instead
+        scores = torch.where(scores.isnan(), -torch.inf, scores)
         best, arg = scores.max(dim=0)
         improved = best > self.fitness
         status = torch.where(

@@ -189,7 +189,10 @@ class GradientAscent:
 
         Returns:
             A :class:`FoolingResult` (same plotting and saving as evolution); ``evaluations``
-            counts forward-backward passes per image.
+            counts forward-backward passes per image. Its ``confidence`` is the float32
+            :meth:`~foolbench.models.BaseClassifier.reference`'s, as a search reports (one more pass
+            where the classifier runs in bf16, compiled or folded); ``target_confidence`` and the
+            history use the classifier's own scores.
 
         Raises:
             InvalidArgumentError: unknown classes or a target outside (0, 1].
@@ -209,6 +212,10 @@ class GradientAscent:
 
         t0 = time.perf_counter()
         x, final, history, used = self._optimise(objective, len(chosen), target_log, progress)
+        reference = self.classifier.reference()
+        if reference is not self.classifier:  # bf16, compiled or folded: report the float32 twin's scores
+            with torch.no_grad():
+                final = F.log_softmax(_calls.logits(reference, x).float(), dim=1).gather(1, cls[:, None])[:, 0]
         conf = torch.stack(history).double().exp().cpu() if history else torch.zeros(0, len(chosen))
         names = self.classifier.class_names
         evals = torch.arange(1, conf.shape[0] + 1, dtype=torch.long) * len(chosen)
@@ -253,8 +260,16 @@ class GradientAscent:
         handle = names[layer].register_forward_hook(lambda m, i, o: captured.__setitem__("out", o))
         idx = torch.tensor(chans)
 
+        # through the plain float32 module the hook is on: a folded or compiled copy runs without it
+        plain = self.classifier.reference()
+
         def objective(x: torch.Tensor) -> torch.Tensor:
-            self.classifier(x)
+            captured.pop("out", None)
+            plain(x)
+            if "out" not in captured:
+                raise InvalidArgumentError(
+                    f"layer {layer!r} did not run in the classifier's forward pass, so it has no activation to maximise"
+                )
             out = captured["out"]
             if out.dim() < 2 or int(idx.max()) >= out.shape[1] or int(idx.min()) < 0:
                 raise InvalidArgumentError(

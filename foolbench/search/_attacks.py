@@ -562,7 +562,8 @@ class DeepFool(Attack):
     """DeepFool (Moosavi-Dezfooli et al. 2016): a small perturbation to the nearest decision boundary.
 
     The whole batch is linearised at once; each image stops as soon as its label changes.
-    Only untargeted.
+    Only untargeted. An image the model already misclassifies is left as it is (a success with a zero
+    perturbation, as in torchattacks).
 
     Args:
         steps: at most this many linearisations.
@@ -692,5 +693,7 @@ class DeepFool(Attack):
         bar: Any,
         guard: _calls.FiniteGuard,
     ) -> tuple[torch.Tensor, int]:
-        r, used = self.perturb(clf, x, bar=bar, guard=guard)
+        # only images the model still gives their label are pushed: one already misclassified is a success as it
+        # is, where pushing it off its (wrong) prediction would often land it on its label
+        r, used = self.perturb(clf, x, keep=y, bar=bar, guard=guard)
         return x + r, used * (min(self.candidates, clf.num_classes) + 1)  # a forward and k gradients per step

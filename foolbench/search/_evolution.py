@@ -57,7 +57,7 @@ _VERSION = 2
 def _check_log_probs(scores: torch.Tensor, *, source: str = "log_probs") -> None:
     """Refuse scores above 0 (probabilities or logits given as log-probabilities): they would corrupt the archive.
 
-    NaN is allowed: such a child never enters the archive.
+    NaN is allowed: such a child never enters the archive (the others of its batch still may).
     """
     if bool((scores > 0).any()):
         raise InvalidArgumentError(
@@ -294,6 +294,9 @@ class Evolution(ABC):
         self.generation += 1
         self._hist_evals.append(self.evaluations)
         self._hist_conf.append(self.best_log_probs().detach().clone())
+        # whole, but not yet seen by run()'s callbacks (set here, not after step() returns: an interrupt in
+        # between would let the Checkpointer save a generation no logger saw and whose time is not counted)
+        self._unobserved = True
         self._torn = False
         return improved
 
@@ -385,6 +388,8 @@ class Evolution(ABC):
         if checkpoint is not None and Path(checkpoint).exists():
             self.load_checkpoint(checkpoint)
             self._check_budget(checkpoint, max_evaluations, generations)
+            if target_confidence is not None:
+                self._check_target(checkpoint, target_confidence, every)
         if progress:
             total = max_evaluations if max_evaluations is not None else None
             if total is None and generations is not None:
@@ -410,6 +415,23 @@ class Evolution(ABC):
                 "give a budget at least as large, another checkpoint path, or delete it to start afresh"
             )
 
+    def _check_target(self, checkpoint: str | Path, target_confidence: float, every: int) -> None:
+        """Refuse a resumed checkpoint that went on past where this run's target would have stopped it.
+
+        :class:`StopAtTarget` checks generations ``every``, ``2 * every``, ...; the saved history holds
+        each generation's best, so an earlier checked generation with every class at the target means
+        an uninterrupted run would have stopped there, with fewer evaluations than the checkpoint's.
+        """
+        log_target = math.log(target_confidence)
+        for generation in range(every, self.generation, every):  # the last one: the run stops at once, as it would
+            if bool((self._hist_conf[generation - 1] >= log_target).all()):
+                raise CheckpointError(
+                    f"{str(checkpoint)!r} holds a search that went on past this run's target: every class was at "
+                    f"target_confidence={target_confidence:g} in generation {generation:,} "
+                    f"({self._hist_evals[generation - 1]:,} evaluations), and it holds {self.generation:,} "
+                    "generations; give another checkpoint path, or delete it to start afresh"
+                )
+
     def _loop(self, callbacks: list[Callback]) -> FoolingResult:
         for cb in callbacks:
             cb.on_start(self)
@@ -419,9 +441,9 @@ class Evolution(ABC):
                 t0 = time.perf_counter()
                 self._step()
                 self.seconds += time.perf_counter() - t0
-                # until every callback has seen it, the Checkpointer's final save skips this generation: a
-                # resumed run would start after it, and a logger after a failing callback would never log it
-                self._unobserved = True
+                # until every callback has seen it (_commit set _unobserved), the Checkpointer's final save
+                # skips this generation: a resumed run would start after it, and a logger after a failing
+                # callback would never log it
                 for cb in callbacks:
                     if isinstance(cb, Checkpointer):  # last: every other callback has seen the generation
                         self._unobserved = False
@@ -905,7 +927,9 @@ class MAPElites(Evolution):
             self._polish_seen[polished_niches] = their_found_at
             self._polish_pending = None
         before = self._class_best()[0] if self.islands > 1 else None
+        # NaN ranks last (it never enters the archive, nor blocks another child, nor wins a parent's feedback)
         scores = self._island_scores(scores)
+        scores = torch.where(scores.isnan(), -torch.inf, scores)
         status = self.archive.add_scores(genomes, scores, evaluations=self.evaluations)
         feedback = getattr(self.parents, "feedback", None)
         if callable(feedback) and self._picked is not None and self._picked.shape[0] == scores.shape[0]:

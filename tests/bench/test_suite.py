@@ -597,3 +597,27 @@ def test_runs_over_too_many_classes_to_keep_say_why_no_diversity_is_measured(
     with pytest.warns(UserWarning, match=r"no diversity measured for \['me'\]: their cells keep no elites"):
         res = run_suite(parse_config(cfg), out=tmp_path, progress=False)
     assert res["diversity"] == []
+
+
+def test_a_cells_image_grid_is_tied_to_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grid is written before the cell file: a run of other settings killed in between left its grid under
+    the cell's name, and the finished cell of the first settings then showed it in the report."""
+    cfg: dict[str, Any] = {
+        "data": {"dataset": "mnist", "train": 100, "test": 100},
+        "models": [{"zoo": "lenet-mnist"}],
+        "methods": [{"name": "me", "kind": "map-elites", "max_evaluations": 32, "batch_size": 16, "classes": [1, 7]}],
+    }
+    calls = _counting(monkeypatch)
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    (grid,) = (tmp_path / "images").glob("*.png")
+    kept = grid.read_bytes()
+    grid.write_bytes(kept[:-7] + b"another")  # another configuration's grid in its place
+    with pytest.warns(UserWarning, match="its file 'images/.*png' is not the one it was written with"):
+        run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 2 and grid.read_bytes() == kept  # recomputed: same seed, same grid
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 2  # an intact cell stays cached
+    grid.unlink()
+    with pytest.warns(UserWarning, match="is missing or unreadable"):
+        run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 3 and grid.read_bytes() == kept

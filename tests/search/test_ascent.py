@@ -109,3 +109,40 @@ def test_progress_bar_only_when_asked(lenet: fb.models.TorchClassifier, capsys: 
     assert capsys.readouterr().err == ""
     GradientAscent(lenet, steps=2).run(classes=[0], progress=True)
     assert "gradient ascent" in capsys.readouterr().err
+
+
+def test_ascent_reports_the_float32_models_confidence(lenet: fb.models.TorchClassifier) -> None:
+    """With a bf16 classifier the result's confidences were the bf16 model's, where searches report the
+    float32 reference's (a reported 99.99% must mean the same at every precision)."""
+    fast = lenet.replace(precision="bf16")
+    res = GradientAscent(fast, steps=8, seed=0).run(classes=[0, 3, 7], target_confidence=None)
+    rows = torch.arange(3)
+    truth = lenet.probs(res.images).double()[rows, res.classes]
+    torch.testing.assert_close(res.confidence.double(), truth, rtol=0, atol=1e-6)
+    assert float((fast.probs(res.images).double()[rows, res.classes] - truth).abs().max()) > 1e-6  # could differ
+
+
+@pytest.mark.parametrize("setting", [{"fold_batchnorm": True}, {"compile": True}])
+def test_visualize_reports_the_activation_of_its_images(setting: dict[str, bool]) -> None:
+    """With a folded or compiled classifier the last pass ran a copy without the hook: the activation
+    returned was a step stale, or the fold's random check batch's."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 3)
+    )
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 2.0)
+    net.eval()
+    plain = fb.models.TorchClassifier(net, input_shape=(1, 8, 8), num_classes=3)
+    clf = plain.replace(**setting)
+    clf.probs(torch.rand(2, 1, 8, 8))  # the folded / frozen copy exists before the call
+    vis = GradientAscent(clf, steps=6, seed=0).visualize("1", [0, 2])
+    seen: dict[str, torch.Tensor] = {}
+    handle = net[1].register_forward_hook(lambda m, i, o: seen.__setitem__("out", o))
+    try:
+        plain.probs(vis.images)
+    finally:
+        handle.remove()
+    want = torch.stack([seen["out"][0, 0].mean(), seen["out"][1, 2].mean()])
+    torch.testing.assert_close(vis.activation.float(), want, rtol=0, atol=1e-5)

@@ -77,6 +77,22 @@ def test_deepfool_finds_small_perturbations(
     assert res_inf.success_rate >= 0.9 and float(res_inf.norms[res_inf.success].median()) < 0.3
 
 
+def test_deepfool_leaves_misclassified_images_alone(
+    lenet: fb.models.TorchClassifier, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    """DeepFool pushed every image off its current prediction, ignoring the labels: an image already
+    misclassified was often pushed onto its label, a failure with a non-zero norm."""
+    x, y = batch
+    pred = lenet.predict(x)
+    wrong = torch.arange(len(y)) % 2 == 0
+    labels = torch.where(wrong, (pred + 1) % 10, pred)  # half the batch "misclassified" by its labels
+    res = DeepFool(steps=50)(lenet, x, labels)
+    assert bool(res.success[wrong].all())
+    assert torch.equal(res.adversarial[wrong], x[wrong]) and float(res.norms[wrong].abs().max()) == 0.0
+    right = ~wrong
+    assert float(res.success[right].float().mean()) >= 0.95 and bool((res.norms[right] > 0).all())
+
+
 def test_sweep_gives_results_per_eps(
     lenet: fb.models.TorchClassifier, batch: tuple[torch.Tensor, torch.Tensor]
 ) -> None:

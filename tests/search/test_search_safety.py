@@ -294,3 +294,81 @@ def test_more_arguments_that_name_themselves(clf: fb.models.TorchClassifier) -> 
     for enc in (ENC, fb.encodings.CPPNEncoding((1, 8, 8))):
         empty = enc.sample(2, gen)[:0]
         assert len(enc.mutate(empty, gen)) == 0
+
+
+@pytest.mark.parametrize("islands", [1, 2])
+def test_a_nan_child_blocks_no_other_child_of_its_batch(clf: fb.models.TorchClassifier, islands: int) -> None:
+    """torch's max() ranks NaN first: one NaN-scored child took every niche's best of the batch, so no other
+    child of that batch could enter any niche. It must act like a child that scores -inf everywhere."""
+
+    class FirstRowIs:
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+        def __call__(self, genomes: torch.Tensor, *, columns: torch.Tensor | None = None) -> torch.Tensor:
+            lp = clf.log_probs(genomes)
+            lp[0] = self.value
+            return lp if columns is None else lp[:, columns]
+
+    def run(value: float) -> fb.search.MAPElites:
+        search = MAPElites(clf, ENC, batch_size=8, seed=0, islands=islands, evaluator=FirstRowIs(value))
+        search.run(generations=5, progress=False)
+        return search
+
+    nan, low = run(float("nan")), run(-torch.inf)
+    assert bool(nan.archive.occupied.all())
+    assert torch.equal(nan.archive.fitness, low.archive.fitness)
+    assert torch.equal(nan.archive.found_at, low.archive.found_at)
+    assert torch.isfinite(nan.result().confidence).all()
+
+
+def test_a_checkpoint_past_the_target_is_refused(clf: fb.models.TorchClassifier, tmp_path: Path) -> None:
+    """A checkpoint of a longer run resumed with a target it had met earlier returned the longer run's state,
+    not the one an uninterrupted run with that target stops at."""
+    ckpt = tmp_path / "c.pt"
+    first = MAPElites(clf, ENC, batch_size=8, seed=0)
+    first.run(generations=8, checkpoint=ckpt, progress=False)
+    reached = first.result().history.confidence.min(dim=1).values  # (G,) every class's lowest, per generation
+    met = float(reached[3]) * (1 - 1e-6)  # every class was at or above it by generation 4 of 8
+    assert float(reached[-1]) > float(reached[0])  # the run improved after its first generation
+    with pytest.raises(CheckpointError, match=r"went on past this run's target: every class was at target_confidence="):
+        MAPElites(clf, ENC, batch_size=8, seed=0).run(
+            generations=8, target_confidence=met, checkpoint=ckpt, progress=False
+        )
+    fresh = MAPElites(clf, ENC, batch_size=8, seed=0).run(generations=8, target_confidence=met, progress=False)
+    assert fresh.evaluations < 8 * 8
+    # a target never met before the saved generation resumes: the run is where it would stop
+    above = min(float(reached[-1]) * (1 + 1e-6), 1.0)
+    resumed = MAPElites(clf, ENC, batch_size=8, seed=0).run(
+        generations=8, target_confidence=above, checkpoint=ckpt, progress=False
+    )
+    assert resumed.evaluations == 64
+    with pytest.raises(CheckpointError, match="went on past this run's target"):  # names its own checks' period
+        MAPElites(clf, ENC, batch_size=8, seed=0).run(
+            generations=8, target_confidence=met, checkpoint=ckpt, progress=False, sync_every=2
+        )
+
+
+def test_an_interrupt_right_after_a_generation_does_not_save_it_unseen(
+    clf: fb.models.TorchClassifier, tmp_path: Path
+) -> None:
+    """Ctrl-C between the end of a generation and the loop marking it unseen let the final save keep a
+    generation no logger had logged and whose time was not counted."""
+    ckpt, log = tmp_path / "c.pt", tmp_path / "log.jsonl"
+
+    class InterruptedAfterStep(MAPElites):
+        def _step(self, n: int | None = None) -> torch.Tensor:
+            improved = super()._step(n)
+            if self.generation == 3:
+                raise KeyboardInterrupt
+            return improved
+
+    with pytest.raises(KeyboardInterrupt):
+        InterruptedAfterStep(clf, ENC, batch_size=8, seed=0).run(
+            generations=6, checkpoint=ckpt, checkpoint_every=10, progress=False, callbacks=[fb.search.JSONLLogger(log)]
+        )
+    saved = MAPElites(clf, ENC, batch_size=8, seed=0)
+    saved.load_checkpoint(ckpt)
+    assert saved.generation == 2  # the last generation every callback saw
+    logged = [json.loads(line)["generation"] for line in log.read_text().splitlines()]
+    assert logged == [1, 2]
