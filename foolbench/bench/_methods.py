@@ -505,6 +505,11 @@ class GradientAscentMethod(Method[GradientAscentParams]):
         return _fooling_metrics(ascent.run(classes, target_confidence=0.9999), classes, target, ctx)
 
     @classmethod
+    def revision(cls, params: Mapping[str, Any]) -> int:
+        """2: confidences from the float32 reference (a bf16, compiled or folded model's cells reported its own)."""
+        return 2
+
+    @classmethod
     def report(cls, cells: list[dict[str, Any]]) -> list[str]:
         return _fooling_report(cls.title, cells)
 
