@@ -12,13 +12,13 @@ from typing_extensions import Self, TypeVar
 
 __all__ = ["Encoding", "Genomes", "TensorBatch", "changed_settings", "is_clean", "mark_clean", "select_rows"]
 
-_CLEAN = "_foolbench_clean"  # attribute of a clean batch: ((weakref to field, its version), ...)
+_CLEAN = "_foolbench_clean"  # attribute of a clean batch: (owner, ((weakref to field, its version), ...))
 
 
 _B = TypeVar("_B")
 
 
-def mark_clean(batch: _B) -> _B:
+def mark_clean(batch: _B, *, owner: Any = None) -> _B:
     """Record that ``batch`` is known valid (finite, in range) as its tensors are now; returns it.
 
     An encoding marks what it makes (``sample``, ``mutate`` of a clean batch) and what passed its
@@ -27,23 +27,46 @@ def mark_clean(batch: _B) -> _B:
     into it (``g.weight[0] = nan``) makes the batch unclean again. Writes that bypass the version
     counter (``.data``, NumPy views) are not seen. Plain tensors and inference-mode tensors (which
     have no version counter) are never marked.
+
+    Args:
+        batch: the batch to mark.
+        owner: what the batch was checked against, where that differs between encodings of one
+            genome type (a CPPN encoding's activation names: ids valid for one may not be for
+            another); :func:`is_clean` with another ``owner`` then says no.
     """
     if isinstance(batch, TensorBatch):
         tensors = [getattr(batch, name) for name in batch.fields]
         if not any(t.is_inference() for t in tensors):
-            setattr(batch, _CLEAN, tuple((weakref.ref(t), t._version) for t in tensors))
+            setattr(batch, _CLEAN, (owner, tuple((weakref.ref(t), t._version) for t in tensors)))
     return batch
 
 
-def is_clean(batch: Any) -> bool:
-    """Whether ``batch`` carries a :func:`mark_clean` mark that still matches its tensors."""
+def is_clean(batch: Any, *, owner: Any = None) -> bool:
+    """Whether ``batch`` carries a :func:`mark_clean` mark that still matches its tensors (of ``owner``, unless None)."""
     stamp = getattr(batch, _CLEAN, None)
     if stamp is None or not isinstance(batch, TensorBatch):
         return False
+    marked_by, refs = stamp
+    if owner is not None and marked_by != owner:
+        return False
     tensors = [getattr(batch, name) for name in batch.fields]
-    return len(stamp) == len(tensors) and all(
-        ref() is t and version == t._version for (ref, version), t in zip(stamp, tensors, strict=True)
+    return len(refs) == len(tensors) and all(
+        ref() is t and version == t._version for (ref, version), t in zip(refs, tensors, strict=True)
     )
+
+
+def _owner(batch: Any) -> Any:
+    """The ``owner`` of ``batch``'s clean mark (None without one)."""
+    stamp = getattr(batch, _CLEAN, None)
+    return None if stamp is None else stamp[0]
+
+
+def _keep_mark(out: _B, *sources: Any) -> _B:
+    """Mark ``out`` clean where every source is clean under one owner (a part, copy or mix of clean batches)."""
+    owner = _owner(sources[0])
+    if all(is_clean(src, owner=owner) for src in sources):
+        mark_clean(out, owner=owner)
+    return out
 
 
 @runtime_checkable
@@ -120,7 +143,7 @@ def select_rows(mask: torch.Tensor, new: Any, old: Any) -> Any:
         out[mask] = new[mask]
         return out
     out = type(old)(*(pick(getattr(new, f), getattr(old, f)) for f in old.fields))
-    return mark_clean(out) if is_clean(new) and is_clean(old) else out
+    return _keep_mark(out, new, old)
 
 
 class TensorBatch:
@@ -149,7 +172,7 @@ class TensorBatch:
 
     def _map(self, fn: Any) -> Self:
         out = type(self)(*(fn(getattr(self, name)) for name in self.fields))
-        return mark_clean(out) if is_clean(self) else out  # a part or copy of a clean batch is clean
+        return _keep_mark(out, self)  # a part or copy of a clean batch is clean
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -442,6 +442,8 @@ class CPPNEncoding:
         if len(set(activations)) != len(activations):
             raise InvalidArgumentError(f"activations must not repeat a name, got {list(activations)}")
         self.activations = tuple(activations)
+        # a batch another encoding checked may hold activation ids out of this one's range: not clean here
+        self._owner = ("CPPNEncoding.activations", self.activations)
         rates = {
             "add_connection": add_connection,
             "delete_connection": delete_connection,
@@ -494,7 +496,7 @@ class CPPNEncoding:
         order = torch.full((n, big_n), 0.5, dtype=torch.float64, device=dev)
         order[:, :NUM_INPUTS] = 0.0
         order[:, NUM_INPUTS : self._first_hidden] = 1.0
-        return mark_clean(CPPNGenomes(weight, edge, active, activation, order))
+        return mark_clean(CPPNGenomes(weight, edge, active, activation, order), owner=self._owner)
 
     def _check(self, genomes: Any) -> CPPNGenomes:
         if not isinstance(genomes, CPPNGenomes):
@@ -570,7 +572,9 @@ class CPPNEncoding:
                 f"genomes exceed max_connections={self.max_connections}: "
                 f"up to {int(g.num_connections().max())} connections"
             )
-        mark_clean(g)  # checked in full: later renders (a resumed search's parents) need not read it again
+        mark_clean(
+            g, owner=self._owner
+        )  # checked in full: later renders (a resumed search's parents) need not read it again
 
     # ---------------------------------------------------------------- mutation
     def mutate(self, genomes: CPPNGenomes, generator: torch.Generator, *, strength: float = 1.0) -> CPPNGenomes:
@@ -599,7 +603,7 @@ class CPPNEncoding:
             - genomes, output: B genomes.
         """
         strength = _checks.real("strength", strength, low=0.0, low_open=True)
-        clean = is_clean(self._check(genomes))
+        clean = is_clean(self._check(genomes), owner=self._owner)
         g = genomes.clone()
         if not len(g):  # an empty batch has nothing to mutate (and draws nothing)
             return g
@@ -611,7 +615,7 @@ class CPPNEncoding:
         _add_connection(g, generator, p["add_connection"], self.max_connections, self.init_weight)
         _change_weights(g, generator, p["change_connection"], self.rates["weight_rate"], self.eta, strength)
         _change_activation(g, generator, p["change_activation"], len(self.activations))
-        return mark_clean(g) if clean else g  # the operators keep a finite batch finite
+        return mark_clean(g, owner=self._owner) if clean else g  # the operators keep a finite batch finite
 
     def refine(self, genomes: CPPNGenomes, generator: torch.Generator, *, scale: float = 0.02) -> CPPNGenomes:
         """Copies of ``genomes`` with only some connection weights moved, by small steps.
@@ -651,12 +655,12 @@ class CPPNEncoding:
             (True, True)
         """
         scale = _checks.real("scale", scale, low=0.0, high=1.0, low_open=True)
-        clean = is_clean(self._check(genomes))
+        clean = is_clean(self._check(genomes), owner=self._owner)
         g = genomes.clone()
         if not len(g):
             return g
         _change_weights(g, generator, 1.0, self.rates["weight_rate"], self.eta, scale)
-        return mark_clean(g) if clean else g
+        return mark_clean(g, owner=self._owner) if clean else g
 
     def crossover(
         self, genomes: CPPNGenomes, mates: CPPNGenomes, generator: torch.Generator, *, probability: float = 1.0
@@ -700,7 +704,7 @@ class CPPNEncoding:
         if len(a) != len(b):
             raise InvalidArgumentError(f"mates must have as many genomes as genomes ({len(a)}), got {len(b)}")
         b = b.to(a.device)
-        clean = is_clean(a) and is_clean(b)
+        clean = is_clean(a, owner=self._owner) and is_clean(b, owner=self._owner)
         do = _chance(a, probability, generator)
         u_w = torch.rand(a.edge.shape, generator=generator, device=generator.device).to(a.device)
         u_a = torch.rand(a.active.shape, generator=generator, device=generator.device).to(a.device)
@@ -710,7 +714,7 @@ class CPPNEncoding:
         child = a.clone()
         child.weight.copy_(torch.where(take_w, b.weight, a.weight))
         child.activation.copy_(torch.where(take_a, b.activation, a.activation))
-        return mark_clean(child) if clean else child
+        return mark_clean(child, owner=self._owner) if clean else child
 
     # --------------------------------------------------------------- rendering
     def _grid(self, height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -753,7 +757,7 @@ class CPPNEncoding:
             height, width = int(size[0]), int(size[1])
         # a clean batch (made by sample()/mutate(), or checked here before, and not written since)
         # skips the check: a CUDA generation step then reads nothing back from the device
-        if not is_clean(g):
+        if not is_clean(g, owner=self._owner):
             if not torch.isfinite(g.weight).all():
                 raise InvalidArgumentError("genomes.weight must be finite, got NaN or inf")
             if len(g) and (g.activation.min() < 0 or g.activation.max() >= len(self.activations)):
@@ -762,7 +766,7 @@ class CPPNEncoding:
                     f"genomes.activation must hold ids in [0, {len(self.activations) - 1}], "
                     f"got ids from {int(g.activation.min())} to {int(g.activation.max())}"
                 )
-            mark_clean(g)
+            mark_clean(g, owner=self._owner)
         grid = self._grid(height, width, g.device, g.weight.dtype)
         image = self._render_triton(grid, g) if self._uses_triton(g) else None
         if image is None:
@@ -1025,11 +1029,16 @@ class CPPNEncoding:
         g = self._check(genomes)
         genes = self._check_genes(g, genes)
         height, width = self.image_shape[1:]
-        shaped = CPPNGenomes(genes * g.edge, g.edge, g.active, g.activation, g.order)
+        # absent connections take no part, whatever their genes hold (NaN * 0 would be NaN)
+        shaped = CPPNGenomes(
+            torch.where(g.edge, genes, torch.zeros_like(genes)), g.edge, g.active, g.activation, g.order
+        )
         w, act, _ = self._ordered(shaped)
         b, outs = len(g), self.num_outputs
         steps = w.shape[1] - outs
         grid = self._grid(height, width, g.device, genes.dtype)
+        if b == 0:  # an empty batch (still a graph of genes for autograd)
+            return genes.sum() * 0 + torch.zeros(0, outs, height, width, device=g.device, dtype=genes.dtype)
         present = sorted(set(act.flatten().tolist()))  # one read: only the activations this batch uses
         values = grid.expand(b, -1, -1)
         for s in range(steps):
@@ -1063,7 +1072,9 @@ class CPPNEncoding:
         low, high = self.gene_bounds
         weight = torch.where(g.edge, genes.to(g.weight.dtype).clamp(low, high), torch.zeros_like(g.weight))
         out = CPPNGenomes(weight, g.edge.clone(), g.active.clone(), g.activation.clone(), g.order.clone())
-        return mark_clean(out) if is_clean(g) else out  # checked weights and ids stay checked
+        return (
+            mark_clean(out, owner=self._owner) if is_clean(g, owner=self._owner) else out
+        )  # checked weights and ids stay checked
 
     # ------------------------------------------------------------ checkpoints
     def config(self) -> dict[str, Any]:

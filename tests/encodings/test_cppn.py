@@ -453,6 +453,36 @@ def test_clean_batches_skip_the_finiteness_read_and_only_they() -> None:
         assert not is_clean(h) and enc.render(h).shape == (2, 1, 8, 8)
 
 
+def test_a_batch_clean_for_one_encoding_is_checked_by_another() -> None:
+    """The clean mark did not say which encoding checked the batch: one with 7 activations passed ids
+    up to 6 to one with 4, whose render then failed with a bare IndexError (or, in the Triton kernel,
+    read past its table)."""
+    from foolbench.encodings import is_clean
+
+    wide = CPPNEncoding((1, 8, 8), activations=tuple(ACTIVATIONS))
+    narrow = CPPNEncoding((1, 8, 8))
+    g = wide.sample(3, gen())
+    g.activation.fill_(len(ACTIVATIONS) - 1)
+    wide.validate(g)
+    assert is_clean(g) and wide.render(g).shape == (3, 1, 8, 8)
+    with pytest.raises(InvalidArgumentError, match=r"genomes.activation must hold ids in \[0, 3\]"):
+        narrow.render(g)
+    with pytest.raises(InvalidArgumentError, match="genomes.activation"):
+        narrow.render(wide.mutate(g, gen()))  # its children neither
+    same = CPPNEncoding((1, 8, 8), activations=tuple(ACTIVATIONS))  # an equal encoding trusts the mark
+    assert is_clean(same.mutate(g, gen()))
+
+
+def test_render_genes_ignores_genes_of_absent_connections_and_takes_empty_batches() -> None:
+    enc = CPPNEncoding((3, 8, 8))
+    g = enc.mutate(enc.sample(4, gen()), gen())
+    genes = enc.genes(g)
+    genes[~g.edge] = float("nan")  # with_genes() accepts this; render_genes() painted NaN images
+    torch.testing.assert_close(enc.render_genes(g, genes), enc.render(g), rtol=0, atol=1e-5)
+    empty = g[torch.zeros(0, dtype=torch.long)]
+    assert enc.render_genes(empty, enc.genes(empty)).shape == (0, 3, 8, 8)
+
+
 def test_validate_catches_cycles_and_dangling_connections() -> None:
     enc = CPPNEncoding((1, 8, 8))
     g = enc.sample(1, gen())
