@@ -365,7 +365,7 @@ def test_an_interrupt_right_after_a_generation_does_not_save_it_unseen(
 
     with pytest.raises(KeyboardInterrupt):
         InterruptedAfterStep(clf, ENC, batch_size=8, seed=0).run(
-            generations=6, checkpoint=ckpt, checkpoint_every=10, progress=False, callbacks=[fb.search.JSONLLogger(log)]
+            generations=6, checkpoint=ckpt, checkpoint_every=1, progress=False, callbacks=[fb.search.JSONLLogger(log)]
         )
     saved = MAPElites(clf, ENC, batch_size=8, seed=0)
     saved.load_checkpoint(ckpt)
