@@ -122,6 +122,7 @@ def test_ascent_reports_the_float32_models_confidence(lenet: fb.models.TorchClas
     assert float((fast.probs(res.images).double()[rows, res.classes] - truth).abs().max()) > 1e-6  # could differ
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's inductor imports torch.jit.script_method
 @pytest.mark.parametrize("setting", [{"fold_batchnorm": True}, {"compile": True}])
 def test_visualize_reports_the_activation_of_its_images(setting: dict[str, bool]) -> None:
     """With a folded or compiled classifier the last pass ran a copy without the hook: the activation
