@@ -46,12 +46,17 @@ def _last_linear(classifier: Any) -> nn.Linear | None:
     network = getattr(classifier, "network", None)
     if not callable(network):
         return None
-    linears = [m for m in network().modules() if isinstance(m, nn.Linear)]
+    net = network()
+    from foolbench.defenses import Ensemble
+
+    if isinstance(net, Ensemble):  # several networks, no one penultimate layer (the last Linear: a member's)
+        return None
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
     return linears[-1] if linears else None
 
 
 def penultimate(classifier: Any, images: torch.Tensor) -> torch.Tensor | None:
-    """The input of the last ``nn.Linear`` of ``classifier.network()`` for ``images`` (None: no Linear layer).
+    """The input of the last ``nn.Linear`` of ``classifier.network()`` for ``images`` (None: none, or an ensemble).
 
     Shape:
         - images: (B, C, H, W) raw images inside the classifier's bounds.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,32 +32,52 @@ def _evolved(
     dataset: str = "mnist",
     method_kind: str = "map-elites",
     budget: int | None = None,
+    model: str | None = None,
+    defense: str | None = None,
 ) -> str | None:
     datasets = _datasets(results)
+    match = {"method_kind": method_kind, "defense_kind": defense_kind}
+    match.update({k: v for k, v in (("model", model), ("defense", defense)) if v is not None})
     found = [
         c
-        for c in _cells(results, method_kind=method_kind, defense_kind=defense_kind)
+        for c in _cells(results, **match)
         if c["params"]["encoding"] == encoding and datasets.get(c["model"], "mnist") == dataset
         and (budget is None or c["params"]["max_evaluations"] == budget)
     ]  # fmt: skip
     parts = []
-    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for c in found:
-        runs.setdefault((c["model"], c.get("group") or c["key"]), []).append(c)
-    for (model, _), group in runs.items():
+    runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for c in found:  # one entry per model, defense and method (or group of runs): never a mean across them
+        runs.setdefault((c["model"], c["defense"], c.get("group") or c["key"]), []).append(c)
+    for (name, defended, _), group in runs.items():
         n = group[0]["metrics"]["classes"]
 
         def mean(name: str, group: list[dict[str, Any]] = group) -> float:
             return float(statistics.mean(c["metrics"][name] for c in group))
 
-        label = model if len(group) == 1 else f"{model} ({group[0]['group']}, mean of {len(group)} runs)"
-        extra = f", {mean('fooled_0_996') * n:.0f}/{n} >= 99.6%" if dataset != "mnist" else ""
+        who = name if defense_kind == "none" else f"{name} + {defended}"
+        label = who if len(group) == 1 else f"{who} ({group[0]['group']}, mean of {len(group)} runs)"
+        extra = f", {_count(mean('fooled_0_996'), n)}/{n} >= 99.6%" if dataset != "mnist" else ""
         parts.append(
-            f"{label}: {mean('fooled_0_9999') * n:.0f}/{n} classes >= 99.99%, "
-            f"{mean('fooled_0_99') * n:.0f}/{n} >= 99%{extra} "
+            f"{label}: {_count(mean('fooled_0_9999'), n)}/{n} classes >= 99.99%, "
+            f"{_count(mean('fooled_0_99'), n)}/{n} >= 99%{extra} "
             f"(median {fmt(mean('median_confidence'))}, {mean('evaluations'):,.0f} evals)"
         )
     return "; ".join(parts) or None
+
+
+def _count(share: float, n: int) -> str:
+    """``share`` of ``n`` classes as a count: whole where it is one, else to one decimal (a mean over runs).
+
+    A mean of 9.8 classes must not read as all 10.
+
+    Examples:
+        >>> _count(1.0, 10), _count(0.98, 10), _count(0.995, 10)
+        ('10', '9.8', '9.9')
+    """
+    value = share * n
+    if abs(value - round(value)) < 1e-9:
+        return f"{round(value)}"
+    return f"{math.floor(round(value * 10, 6)) / 10:.1f}"  # rounded down: 9.96 reads 9.9, never 10.0
 
 
 def _joined(parts: list[str]) -> str | None:
@@ -122,7 +143,8 @@ def _retraining(results: dict[str, Any]) -> str | None:
     return _joined([
         f"{t['model']}: fresh search median {fmt(t['rows'][-1]['fresh_median_confidence'])} after "
         f"{t['rows'][-1]['round']} round(s), {fmt(t['rows'][-1]['fresh_fooled'])} of classes >= 99.99%; "
-        f"evolution after retraining (this suite's budget): {_evolved(results, 'direct', 'fooling-class') or '-'}"
+        "evolution after retraining (this suite's budget): "
+        f"{_evolved(results, 'direct', 'fooling-class', model=t['model'], defense=t['defense']) or '-'}"
         for t in fcr
     ])  # fmt: skip
 
@@ -159,7 +181,7 @@ def _fine_tuning(results: dict[str, Any]) -> str | None:
 def _diversity(results: dict[str, Any]) -> str | None:
     parts = []
     for d in results.get("diversity", []):
-        if d["defense"] != "none":
+        if d.get("defense_kind", d["defense"]) != "none":  # the kind (results before 0.2: the name)
             continue
         real = d["median_real_pixel"]
         ratio = f", real images of a class {real:.3f}" if real is not None else ""

@@ -248,7 +248,8 @@ class _Driver:
                 if any(measured["real_count"]) and dataset != "imagenet-photos"
                 else f"real images of the class in {dataset!r}: too few (fewer than 2 per class) for a reference"
             )
-            out.append({"model": model, "defense": defense, "method": group, "reference": reference,
+            out.append({"model": model, "defense": defense, "defense_kind": dspec.kind, "method": group,
+                        "reference": reference,
                         "run_cells": [c["key"] for c in cells], **measured})  # fmt: skip
         return out
 

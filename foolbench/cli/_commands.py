@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -118,6 +119,13 @@ def bench(args: argparse.Namespace) -> int:
     for claim in results["claims"]:
         print(f"- {claim['claim']}: published {claim['published']}; measured {claim['measured']}")
     print(f"wrote {args.out}/results.json, report.md")
+    if results["failed"]:  # the finished cells are kept; a script or CI must still see that some failed
+        for f in results["failed"]:
+            print(
+                f"foolbench: cell failed: {f['model']} / {f['defense']} / {f['method']}: {f['error']}", file=sys.stderr
+            )
+        print(f"foolbench: {len(results['failed'])} cell(s) failed (rerun to retry them)", file=sys.stderr)
+        return 1
     return 0
 
 

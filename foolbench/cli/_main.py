@@ -191,7 +191,8 @@ def _os_message(err: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 done, 2 bad input or failure, 130 interrupted).
+    """Run the command line; returns the exit status (0 done, 1 a suite finished with failed cells, 2 bad input
+    or failure, 130 interrupted).
 
     Every failure the user can fix prints exactly one line, ``foolbench: error: ...``, on stderr.
     """

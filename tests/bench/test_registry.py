@@ -179,3 +179,26 @@ def test_bad_metrics_from_a_method_fail_the_cell_and_are_never_written(tmp_path:
     assert re.search(problem, res["failed"][0]["error"])
     assert not list((tmp_path / "cells").glob("*.json")) if (tmp_path / "cells").exists() else True
     json.loads((tmp_path / "results.json").read_text())  # strict JSON: no NaN written
+
+
+def test_the_command_line_exits_1_when_a_cell_failed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`foolbench bench` printed the failed cells only into report.md and exited 0: a script or CI saw success."""
+    from foolbench.cli import main
+
+    config = tmp_path / "suite.toml"
+    config.write_text(
+        '[data]\ndataset = "mnist"\ntrain = 64\ntest = 64\n\n[[models]]\nzoo = "lenet-mnist"\n\n'
+        '[[methods]]\nkind = "nan-method"\nn = 1\n'
+    )
+    register_method(NaNMethod)
+    try:
+        status = main(["bench", "--config", str(config), "--out", str(tmp_path / "out"), "--no-progress"])
+    finally:
+        unregister("nan-method")
+    err = capsys.readouterr().err
+    assert status == 1
+    assert (
+        "foolbench: cell failed: lenet-mnist / none / nan-method(n=1): ValueError: the method returned bad metrics"
+        in err
+    )
+    assert "1 cell(s) failed" in err and (tmp_path / "out" / "results.json").is_file()
