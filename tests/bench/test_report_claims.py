@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 import foolbench as fb
@@ -78,3 +80,30 @@ def test_an_ensemble_has_no_penultimate_features() -> None:
     feats = penultimate(lenet, x)
     assert feats is not None and feats.shape[0] == 3
     assert penultimate(fb.defenses.Ensemble([lenet, fb.models.lenet_mnist()]), x) is None
+
+
+def test_the_cost_benefit_plot_names_each_cells_eps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two PGD methods with other eps lists were plotted at their own largest eps under the first one's."""
+    import foolbench.bench._report as report
+
+    labels: dict[str, tuple[str, list[str]]] = {}
+
+    def keep(fig: Any, path: Path, out: Path) -> str:
+        ax = fig.axes[0]
+        labels[path.name] = (ax.get_ylabel(), [t.get_text() for t in ax.texts])
+        return path.name
+
+    monkeypatch.setattr(report, "_save", keep)
+
+    def pgd(method: str, robust: dict[str, float]) -> dict[str, Any]:
+        return {"model": "lenet", "defense": "none", "method": method, "method_kind": "pgd", "metrics": {
+            "clean_accuracy": 0.99, "robust_accuracy": robust}}  # fmt: skip
+
+    clean = [{"model": "lenet", "defense": "none", "clean_accuracy": 0.99}]
+    two = [pgd("pgd-small", {"0.1": 0.8}), pgd("pgd-large", {"0.1": 0.8, "0.3": 0.1})]
+    report._plots(_results(two, clean=clean), tmp_path)
+    ylabel, texts = labels["defense_cost_vs_benefit.png"]
+    assert ylabel == "robust accuracy at each PGD method's largest eps (benefit)"
+    assert texts == ["lenet/none (pgd-small, eps 0.1)", "lenet/none (pgd-large, eps 0.3)"]
+    report._plots(_results(two[1:], clean=clean), tmp_path)
+    assert labels["defense_cost_vs_benefit.png"] == ("robust accuracy at eps 0.3 (benefit)", ["lenet/none"])
