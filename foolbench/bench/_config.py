@@ -154,6 +154,8 @@ def _specs(raw: Any, where: str, registry: Mapping[str, type[Any]], source: str)
         only = entry.get("models")
         if only is not None and (not isinstance(only, list) or not all(isinstance(m, str) for m in only)):
             raise ConfigError(f"{at}.models must be a list of model names, got {only!r}")
+        if only == []:  # would silently apply to no model (leave the key out for every model)
+            raise ConfigError(f"{at}.models must name at least one model (leave the key out for every model), got []")
         name = _name(entry["name"], at) if "name" in entry else _label(cls.kind, params)
         values, models = params.as_dict(), None if only is None else tuple(only)
         runs = int(values.get("runs", 1))

@@ -380,14 +380,17 @@ class MapElitesMethod(Method[MapElitesParams]):
                 {"near_strength": p.near_strength} if p.near_refine is None else {"refine": p.near_refine}
             )
             common["mutation_schedule"] = NearStrength(schedule, near_confidence=p.near_confidence, **near)
-        initial, spent = None, 0
+        initial, spent, spent_seconds = None, 0, 0.0
         if p.warmup > 0 and len(classes) < clf.num_classes:
             warm = MAPElites(clf, enc, parents=parent_selector(p.parents, confidence=p.target_confidence), **common)
             warm.run(
-                max_evaluations=max(1, int(p.warmup * p.max_evaluations)), progress=ctx.show_progress,
-                checkpoint=ctx.scratch / "map-elites-warmup.pt",
+                max_evaluations=max(1, int(p.warmup * p.max_evaluations)), max_seconds=p.max_seconds,
+                progress=ctx.show_progress, checkpoint=ctx.scratch / "map-elites-warmup.pt",
             )  # fmt: skip
             initial, spent = warm.best_genomes()[torch.tensor(classes, device=warm.device)], warm.evaluations
+            spent_seconds = warm.seconds
+        # max_seconds bounds the warm-up and the search together, as max_evaluations does
+        seconds_left = None if p.max_seconds is None else max(p.max_seconds - spent_seconds, 1e-6)
         polish = None
         if p.polish_every is not None:  # the endgame's share counts the warm-up's evaluations, as the budget does
             start = None if p.polish_from is None else max(0, round(p.polish_from * p.max_evaluations) - spent)
@@ -401,23 +404,28 @@ class MapElitesMethod(Method[MapElitesParams]):
             clf, enc, classes=classes, initial=initial, parents=parents, polish=polish, islands=p.islands, **common
         )
         res = search.run(
-            max_evaluations=max(1, p.max_evaluations - spent), max_seconds=p.max_seconds,
+            max_evaluations=max(1, p.max_evaluations - spent), max_seconds=seconds_left,
             target_confidence=p.target_confidence, progress=ctx.show_progress,
             checkpoint=ctx.scratch / "map-elites.pt",
         )  # fmt: skip
-        if spent:  # count the warm-up in the budget the cell reports
+        if spent:  # count the warm-up in the budget the cell reports: its evaluations and its time
             history = type(res.history)(res.history.evaluations + spent, res.history.confidence)
             res = dataclasses.replace(
-                res, evaluations=res.evaluations + spent, history=history, found_at=res.found_at + spent
-            )
+                res, evaluations=res.evaluations + spent, history=history, found_at=res.found_at + spent,
+                seconds=res.seconds + spent_seconds,
+            )  # fmt: skip
         return _fooling_metrics(res, classes, target, ctx)
 
     @classmethod
     def revision(cls, params: Mapping[str, Any]) -> int:
         """2 where the result changed after 0.1.0: parents from the classes below a target other than 0.9999.
 
+        3 with a warm-up and ``max_seconds``: the time budget now bounds the warm-up and the search together.
+
         (0.1.0 drew them from the classes below 0.9999 whatever the target.)
         """
+        if params.get("warmup", 0) and params.get("max_seconds") is not None:
+            return 3  # max_seconds bounds the warm-up too, and the cell's seconds count it
         target = params.get("target_confidence", 0.9999)
         return 2 if target != 0.9999 and params.get("parents", "unmet-first") != "uniform" else 1
 

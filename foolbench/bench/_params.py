@@ -65,8 +65,10 @@ def field_doc(f: dataclasses.Field[Any]) -> dict[str, Any]:
 def _number(key: str, value: Any, integer: bool, meta: dict[str, Any]) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
         raise ConfigError(f"{key} must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key} must be finite, got {value!r}")
+    if not integer and abs(value) > 1.7e308:  # an integer too large for a float (TOML integers are unbounded)
+        raise ConfigError(f"{key} must be a finite number, got an integer of {len(str(abs(value)))} digits")
     lo, hi = meta.get("lo"), meta.get("hi")
     hi = INT64 - 1 if hi is None and integer else hi
     bad_lo = lo is not None and (value <= lo if meta.get("lo_open") else value < lo)
@@ -93,8 +95,8 @@ def check_value(key: str, value: Any, meta: dict[str, Any]) -> Any:
     """
     kind = meta["type"]
     if kind in ("floats", "ints", "strs", "float-or-floats"):
-        if kind == "float-or-floats" and not isinstance(value, list):
-            return _number(key, value, False, meta)
+        if kind == "float-or-floats" and not isinstance(value, list):  # a float like the list's items: eps = 1 is 1.0
+            return float(_number(key, value, False, meta))
         if not isinstance(value, list):
             raise ConfigError(f"{key} must be a list, got {value!r}")
         item = {"floats": "float", "ints": "int", "strs": "str", "float-or-floats": "float"}[kind]

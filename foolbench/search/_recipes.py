@@ -316,6 +316,12 @@ def run_evolution(
         raise InvalidArgumentError(
             "verify needs a reduced precision (bf16 or fp16) whose scores it re-scores in float32, got fp32"
         )
+    # the run's own checks, here: before anything in the folder (an earlier run's outputs, with fresh) is deleted
+    if max_evaluations is None and generations is None:
+        raise InvalidArgumentError("run_evolution needs a budget: give max_evaluations and/or generations")
+    _checks.optional_positive_int("max_evaluations", max_evaluations)
+    _checks.optional_positive_int("generations", generations)
+    _checks.positive_int("checkpoint_every", checkpoint_every)
 
     def compute(folder: Path) -> Computed:
         clf = _model(model, device, image_size, precision, compile)

@@ -59,6 +59,12 @@ CASES: list[tuple[str, str, Any, str]] = [
     ("methods.2", "target_confidence", 1.5, r"methods\[2\]\.target_confidence must be in \(0, 1\], got 1\.5"),
     ("methods.2", "max_seconds", 0, r"methods\[2\]\.max_seconds must be in \(0, inf\), got 0"),
     ("methods.2", "models", "lenet-mnist", r"methods\[2\]\.models must be a list of model names"),
+    # [] applied the method to no model: it vanished from the suite without a word
+    ("methods.2", "models", [], r"methods\[2\]\.models must name at least one model \(leave the key out"),
+    ("defenses.1", "models", [], r"defenses\[1\]\.models must name at least one model"),
+    # an integer past float's range crashed with OverflowError in the finiteness check
+    ("methods.1", "eps", 10**400, r"methods\[1\]\.eps must be a finite number, got an integer of 401 digits"),
+    ("methods.2", "target_confidence", -(10**400), r"methods\[2\]\.target_confidence must be a finite number"),
     ("methods.2", "name", 7, r"methods\[2\]\.name must be a non-empty string, got 7"),
     ("defenses.1", "size", 0, r"defenses\[1\]\.size must be in \[1, 99\], got 0"),
     ("defenses.1", "kind", "jpeg", r"defenses\[1\] has unknown kind 'jpeg'; valid kinds: \['bit-depth'"),
@@ -82,6 +88,16 @@ def mutate(path: str, key: str, value: Any) -> dict[str, Any]:
 def test_every_key_is_validated_at_parse_time(path: str, key: str, value: Any, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         parse_config(mutate(path, key, value))
+
+
+def test_a_whole_number_budget_is_the_same_float_alone_or_in_a_list() -> None:
+    """eps = 1 stayed an int: its results were stored under "1" where eps = 1.0 or [1] stored "1.0", the
+    report showed two columns, and equal work was recomputed (another digest)."""
+    forms = [parse_config(mutate("methods.0", "eps", eps)).methods[0].params["eps"] for eps in (1, 1.0, [1], [1.0])]
+    assert forms[0] == 1.0 and type(forms[0]) is float
+    assert forms[2] == forms[3] == [1.0] and all(type(e) is float for e in forms[2])
+    std = parse_config(mutate("models.1", "std", 1)).models[1].params["std"]
+    assert type(std) is float
 
 
 def test_the_base_suite_parses() -> None:

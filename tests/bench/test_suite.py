@@ -621,3 +621,24 @@ def test_a_cells_image_grid_is_tied_to_it(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.warns(UserWarning, match="is missing or unreadable"):
         run_suite(parse_config(cfg), out=tmp_path, progress=False)
     assert len(calls) == 3 and grid.read_bytes() == kept
+
+
+def test_a_warm_up_counts_in_the_cells_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warm-up's evaluations were counted in the cell but not its time, and max_seconds bounded only the
+    search after it."""
+    seen: list[tuple[float, float | None]] = []
+    run = fb.search.MAPElites.run
+
+    def timed(self: fb.search.MAPElites, *args: Any, **kwargs: Any) -> Any:
+        out = run(self, *args, **kwargs)
+        seen.append((self.seconds, kwargs.get("max_seconds")))
+        return out
+
+    monkeypatch.setattr(fb.search.MAPElites, "run", timed)
+    method = {"kind": "map-elites", "classes": [1, 7], "warmup": 0.5, "max_evaluations": 64, "batch_size": 16}
+    cfg = {"data": {"dataset": "mnist", "train": 64, "test": 64}, "models": [{"zoo": "lenet-mnist"}]}
+    res = run_suite(parse_config({**cfg, "methods": [{**method, "max_seconds": 1000.0}]}), out=tmp_path, progress=False)
+    (cell,) = res["cells"]
+    (warm, warm_limit), (main_seconds, main_limit) = seen
+    assert cell["metrics"]["seconds"] == round(warm + main_seconds, 2) and warm > 0
+    assert warm_limit == 1000.0 and main_limit == pytest.approx(1000.0 - warm)

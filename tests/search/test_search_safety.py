@@ -372,3 +372,20 @@ def test_an_interrupt_right_after_a_generation_does_not_save_it_unseen(
     assert saved.generation == 2  # the last generation every callback saw
     logged = [json.loads(line)["generation"] for line in log.read_text().splitlines()]
     assert logged == [1, 2]
+
+
+def test_bad_budgets_are_refused_before_an_earlier_runs_outputs_are_deleted(tmp_path: Path) -> None:
+    """run_evolution(fresh=True) deleted the folder's checkpoint and outputs, then run() refused the budget."""
+    out = tmp_path / "out"
+    fb.search.run_evolution(out, classes=["3"], generations=2, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
+    assert {"summary.json", "images.png", "checkpoint.pt"} <= set(before)
+    for bad, match in (
+        ({"max_evaluations": 0}, "max_evaluations must be"),
+        ({"generations": 0}, "generations must be"),
+        ({"generations": 2, "checkpoint_every": 0}, "checkpoint_every must be"),
+        ({"max_evaluations": None}, "needs a budget"),
+    ):
+        with pytest.raises(InvalidArgumentError, match=match):
+            fb.search.run_evolution(out, classes=["3"], progress=False, fresh=True, **bad)
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")} == before
