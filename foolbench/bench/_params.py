@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -67,7 +68,7 @@ def _number(key: str, value: Any, integer: bool, meta: dict[str, Any]) -> float:
         raise ConfigError(f"{key} must be {'an integer' if integer else 'a number'}, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key} must be finite, got {value!r}")
-    if not integer and abs(value) > 1.7e308:  # an integer too large for a float (TOML integers are unbounded)
+    if not integer and isinstance(value, int) and abs(value) > sys.float_info.max:  # TOML integers are unbounded
         raise ConfigError(f"{key} must be a finite number, got an integer of {len(str(abs(value)))} digits")
     lo, hi = meta.get("lo"), meta.get("hi")
     hi = INT64 - 1 if hi is None and integer else hi
