@@ -422,15 +422,19 @@ class Evolution(ABC):
         each generation's best, so an earlier checked generation with every class at the target means
         an uninterrupted run would have stopped there, with fewer evaluations than the checkpoint's.
         """
-        log_target = math.log(target_confidence)
-        for generation in range(every, self.generation, every):  # the last one: the run stops at once, as it would
-            if bool((self._hist_conf[generation - 1] >= log_target).all()):
-                raise CheckpointError(
-                    f"{str(checkpoint)!r} holds a search that went on past this run's target: every class was at "
-                    f"target_confidence={target_confidence:g} in generation {generation:,} "
-                    f"({self._hist_evals[generation - 1]:,} evaluations), and it holds {self.generation:,} "
-                    "generations; give another checkpoint path, or delete it to start afresh"
-                )
+        checked = range(every, self.generation, every)  # not the last one: the run stops at once there, as it would
+        if not checked:
+            return
+        best = torch.stack([self._hist_conf[g - 1] for g in checked])  # (checks, M)
+        met = (best >= math.log(target_confidence)).all(dim=1).nonzero().flatten()  # one read from the device
+        if met.numel():
+            generation = checked[int(met[0])]
+            raise CheckpointError(
+                f"{str(checkpoint)!r} holds a search that went on past this run's target: every class was at "
+                f"target_confidence={target_confidence:g} in generation {generation:,} "
+                f"({self._hist_evals[generation - 1]:,} evaluations), and it holds {self.generation:,} "
+                "generations; give another checkpoint path, or delete it to start afresh"
+            )
 
     def _loop(self, callbacks: list[Callback]) -> FoolingResult:
         for cb in callbacks:
