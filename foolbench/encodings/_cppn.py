@@ -572,9 +572,8 @@ class CPPNEncoding:
                 f"genomes exceed max_connections={self.max_connections}: "
                 f"up to {int(g.num_connections().max())} connections"
             )
-        mark_clean(
-            g, owner=self._owner
-        )  # checked in full: later renders (a resumed search's parents) need not read it again
+        # checked in full: later renders (a resumed search's parents) need not read it again
+        mark_clean(g, owner=self._owner)
 
     # ---------------------------------------------------------------- mutation
     def mutate(self, genomes: CPPNGenomes, generator: torch.Generator, *, strength: float = 1.0) -> CPPNGenomes:
@@ -1072,9 +1071,8 @@ class CPPNEncoding:
         low, high = self.gene_bounds
         weight = torch.where(g.edge, genes.to(g.weight.dtype).clamp(low, high), torch.zeros_like(g.weight))
         out = CPPNGenomes(weight, g.edge.clone(), g.active.clone(), g.activation.clone(), g.order.clone())
-        return (
-            mark_clean(out, owner=self._owner) if is_clean(g, owner=self._owner) else out
-        )  # checked weights and ids stay checked
+        # checked weights and ids stay checked
+        return mark_clean(out, owner=self._owner) if is_clean(g, owner=self._owner) else out
 
     # ------------------------------------------------------------ checkpoints
     def config(self) -> dict[str, Any]:

@@ -207,15 +207,15 @@ class GradientAscent:
             )
         cls = torch.tensor(chosen, device=self.classifier.device)
 
-        def objective(x: torch.Tensor) -> torch.Tensor:
-            return F.log_softmax(_calls.logits(self.classifier, x).float(), dim=1).gather(1, cls[:, None])[:, 0]
+        def objective(x: torch.Tensor, clf: Classifier = self.classifier) -> torch.Tensor:
+            return F.log_softmax(_calls.logits(clf, x).float(), dim=1).gather(1, cls[:, None])[:, 0]
 
         t0 = time.perf_counter()
         x, final, history, used = self._optimise(objective, len(chosen), target_log, progress)
         reference = self.classifier.reference()
         if reference is not self.classifier:  # bf16, compiled or folded: report the float32 twin's scores
             with torch.no_grad():
-                final = F.log_softmax(_calls.logits(reference, x).float(), dim=1).gather(1, cls[:, None])[:, 0]
+                final = objective(x, reference)
         conf = torch.stack(history).double().exp().cpu() if history else torch.zeros(0, len(chosen))
         names = self.classifier.class_names
         evals = torch.arange(1, conf.shape[0] + 1, dtype=torch.long) * len(chosen)

@@ -933,15 +933,14 @@ class MAPElites(Evolution):
             self._polish_seen[polished_niches] = their_found_at
             self._polish_pending = None
         before = self._class_best()[0] if self.islands > 1 else None
-        # NaN ranks last (it never enters the archive, nor blocks another child, nor wins a parent's feedback)
         scores = self._island_scores(scores)
-        scores = torch.where(scores.isnan(), -torch.inf, scores)
-        status = self.archive.add_scores(genomes, scores, evaluations=self.evaluations)
+        status = self.archive.add_scores(genomes, scores, evaluations=self.evaluations)  # NaN ranks last there
         feedback = getattr(self.parents, "feedback", None)
         if callable(feedback) and self._picked is not None and self._picked.shape[0] == scores.shape[0]:
-            # a child succeeded when it won at least one niche it improved
+            # a child succeeded when it won at least one niche it improved (a NaN child wins none, as in the archive)
+            winners = torch.where(scores.isnan(), -torch.inf, scores).argmax(dim=0)
             won = torch.zeros(scores.shape[0], device=scores.device)
-            won.scatter_add_(0, scores.argmax(dim=0), (status > 0).float().to(scores.device))
+            won.scatter_add_(0, winners, (status > 0).float().to(scores.device))
             feedback(self._picked, won > 0, num_niches=len(self.archive))
         self._picked = None
         if before is not None:  # classes whose best over the islands rose

@@ -296,8 +296,10 @@ def test_more_arguments_that_name_themselves(clf: fb.models.TorchClassifier) -> 
         assert len(enc.mutate(empty, gen)) == 0
 
 
-@pytest.mark.parametrize("islands", [1, 2])
-def test_a_nan_child_blocks_no_other_child_of_its_batch(clf: fb.models.TorchClassifier, islands: int) -> None:
+@pytest.mark.parametrize(("islands", "parents"), [(1, "unmet-first"), (2, "unmet-first"), (1, "curiosity")])
+def test_a_nan_child_blocks_no_other_child_of_its_batch(
+    clf: fb.models.TorchClassifier, islands: int, parents: str
+) -> None:
     """torch's max() ranks NaN first: one NaN-scored child took every niche's best of the batch, so no other
     child of that batch could enter any niche. It must act like a child that scores -inf everywhere."""
 
@@ -311,7 +313,9 @@ def test_a_nan_child_blocks_no_other_child_of_its_batch(clf: fb.models.TorchClas
             return lp if columns is None else lp[:, columns]
 
     def run(value: float) -> fb.search.MAPElites:
-        search = MAPElites(clf, ENC, batch_size=8, seed=0, islands=islands, evaluator=FirstRowIs(value))
+        search = MAPElites(
+            clf, ENC, batch_size=8, seed=0, islands=islands, parents=parents, evaluator=FirstRowIs(value)
+        )
         search.run(generations=5, progress=False)
         return search
 
