@@ -539,7 +539,7 @@ class PGDMethod(Method[PGDParams]):
     kind = "pgd"
     title = "Robust accuracy under PGD (adaptive: BPDA through non-differentiable defenses)"
     rates = ("clean_accuracy", "robust_accuracy", "detection_rate")
-    transfer = "PGD transfer (misclassified)"
+    transfer = "PGD transfer (share of the source's successes misclassified)"
     Params = PGDParams
 
     def run(self, target: Target, ctx: Context) -> CellOutput:
@@ -549,15 +549,20 @@ class PGDMethod(Method[PGDParams]):
         x, y = ctx.test
         xs, ys = x[: p.n], y[: p.n]
         eps_list = p.eps if isinstance(p.eps, list) else [p.eps]
-        metrics: dict[str, Any] = {"clean_accuracy": float((clf.predict(xs).cpu() == ys.cpu()).double().mean())}
-        robust, adv = {}, xs
+        labels = ys.cpu()
+        clean_right = clf.predict(xs).cpu() == labels
+        metrics: dict[str, Any] = {"clean_accuracy": float(clean_right.double().mean())}
+        robust, adv, adv_right = {}, xs, clean_right
         for i, eps in enumerate(eps_list):
             adv = PGD(eps=eps, steps=p.steps, norm=p.norm)(clf, xs, ys, seed=ctx.seed).adversarial
-            robust[str(eps)] = float((clf.predict(adv).cpu() == ys.cpu()).double().mean())
+            adv_right = clf.predict(adv).cpu() == labels
+            robust[str(eps)] = float(adv_right.double().mean())
             ctx.progress((i + 1) / len(eps_list))
         metrics["robust_accuracy"] = robust
         metrics.update(_detected(target, adv))
-        return CellOutput(metrics, {"adversarial": adv.detach().cpu(), "labels": ys.cpu()})
+        # the attack's successes on this model (right when clean, wrong after): what its transfer is measured on
+        fooled = clean_right & ~adv_right
+        return CellOutput(metrics, {"adversarial": adv.detach().cpu(), "labels": labels, "fooled": fooled})
 
     @classmethod
     def report(cls, cells: list[dict[str, Any]]) -> list[str]:
@@ -572,8 +577,22 @@ class PGDMethod(Method[PGDParams]):
         return [f"## {cls.title}", "", *table(header, rows), ""]
 
     @classmethod
+    def revision(cls, params: Mapping[str, Any]) -> int:
+        """2 since the cells keep which images the attack fooled (their transfer is measured on those alone)."""
+        return 2
+
+    @classmethod
     def transfer_rate(cls, classifier: Any, tensors: dict[str, torch.Tensor], images: torch.Tensor) -> float | None:
-        adv, labels = tensors["adversarial"], tensors["labels"]
+        """The share of the source model's successful adversarial images that ``classifier`` misclassifies.
+
+        An image counts as a success on its source when the source classified it right before the attack and
+        wrong after; the others (already wrong, or still right) say nothing about transfer. None where the
+        attack fooled none.
+        """
+        fooled = tensors["fooled"]
+        if not bool(fooled.any()):
+            return None
+        adv, labels = tensors["adversarial"][fooled], tensors["labels"][fooled]
         return float((classifier.predict(adv.to(images.device)).cpu() != labels).double().mean())
 
 

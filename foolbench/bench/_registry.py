@@ -151,7 +151,7 @@ class Method(ABC, Generic[P]):
         existed stay valid.
 
         Examples:
-            >>> METHODS["pgd"].revision({"eps": 0.3})
+            >>> METHODS["uap"].revision({"eps": 0.3})
             1
         """
         return 1

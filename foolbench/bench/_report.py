@@ -25,6 +25,34 @@ def _datasets(results: dict[str, Any]) -> dict[str, str]:
     return {m["name"]: m.get("dataset") or results["data"]["dataset"] for m in results["settings"]["models"]}
 
 
+# what fits on the train split and is scored on the test split: in-sample where the two are one
+FITTED_METHODS, FITTED_DEFENSES = ("uap",), ("feature-squeezing", "fooling-class", "uap-fine-tuning")
+SINGLE_SPLIT_DATASETS = ("imagenet-photos",)
+
+
+def in_sample(results: dict[str, Any]) -> list[str]:
+    """What the results fit and score on one set of images (a dataset with one split), as "model: what".
+
+    ``imagenet-photos`` has one split (its shipped photos are both the train and the test images), so on
+    it a UAP's held-out fooling rate, a fitted defense's held-out figures and a model trained by the suite
+    are measured on the images they were fitted on.
+    """
+    datasets = _datasets(results)
+    out = [
+        f"{m['name']}: its training"
+        for m in results["settings"]["models"]
+        if datasets[m["name"]] in SINGLE_SPLIT_DATASETS and m.get("train_epochs")
+    ]
+    for c in results["cells"]:
+        if datasets.get(c["model"]) not in SINGLE_SPLIT_DATASETS:
+            continue
+        if c["defense_kind"] in FITTED_DEFENSES:
+            out.append(f"{c['model']}: defense {c['defense']}")
+        if c["method_kind"] in FITTED_METHODS:
+            out.append(f"{c['model']}: method {c['method']}")
+    return list(dict.fromkeys(out))
+
+
 def _evolved(
     results: dict[str, Any],
     encoding: str,
@@ -194,7 +222,11 @@ def _diversity(results: dict[str, Any]) -> str | None:
 
 def _pgd_transfer(results: dict[str, Any]) -> str | None:
     off = _off_diagonal(results, "pgd")
-    return None if off is None else f"PGD examples misclassified by the other models: mean {fmt(off)}"
+    return (
+        None
+        if off is None
+        else f"PGD examples that fooled their model, misclassified by the other models: mean {fmt(off)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -268,6 +300,14 @@ def markdown(results: dict[str, Any], plots: list[str] = ()) -> str:  # type: ig
         ),
         "",
     ]
+    if fitted := in_sample(results):
+        lines += [
+            (
+                "**In-sample figures:** these are fitted and scored on the same images, since their dataset has "
+                f"one split: {'; '.join(fitted)}. Their held-out figures are not held out."
+            ),
+            "",
+        ]
     if results["failed"]:
         lines += ["## Failed cells (each tried twice)", ""]
         lines += table(["model", "defense", "method", "error"],

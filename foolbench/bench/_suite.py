@@ -23,7 +23,7 @@ from foolbench import _checks, _io
 from foolbench.bench._config import Spec, SuiteConfig, load_config
 from foolbench.bench._executor import CellResult, CellTask, Executor, LocalExecutor, forget_workspaces, workspace
 from foolbench.bench._registry import METHODS
-from foolbench.bench._report import claims, write_reports
+from foolbench.bench._report import claims, in_sample, write_reports
 from foolbench.bench._store import (
     bytes_digest,
     cell_seed,
@@ -414,6 +414,10 @@ def _run(
         "diversity": driver.diversity(order),
     }
     results["claims"] = claims(results)
+    if fitted := in_sample(results):
+        warnings.warn(
+            f"fitted and scored on the same images (their dataset has one split): {'; '.join(fitted)}", stacklevel=3
+        )
     write_reports(results, out_dir)
     forget_workspaces()  # free the models
     return results

@@ -311,6 +311,15 @@ def _change_weights(
     g.weight.copy_(torch.where(hit, moved * (2 * WEIGHT_LIMIT) - WEIGHT_LIMIT, g.weight))
 
 
+def _check_weight_range(g: CPPNGenomes) -> None:
+    """Refuse a non-empty batch with a weight outside [-WEIGHT_LIMIT, WEIGHT_LIMIT] (mutation assumes the range)."""
+    if len(g) and g.weight.abs().max() > WEIGHT_LIMIT:
+        raise InvalidArgumentError(
+            f"genomes.weight must lie in [-{WEIGHT_LIMIT:g}, {WEIGHT_LIMIT:g}], "
+            f"got a weight of {float(g.weight.abs().max()):g}"
+        )
+
+
 def _change_activation(g: CPPNGenomes, generator: torch.Generator, probability: float, num_activations: int) -> None:
     """Give one random non-input node a random activation."""
     non_input = torch.arange(g.active.shape[1], device=g.device) >= NUM_INPUTS
@@ -541,11 +550,7 @@ class CPPNEncoding:
             raise InvalidArgumentError("genomes.weight must be finite, got NaN or inf")
         if not len(g):  # an empty batch is valid (the reductions below need an element)
             return
-        if g.weight.abs().max() > WEIGHT_LIMIT:
-            raise InvalidArgumentError(
-                f"genomes.weight must lie in [-{WEIGHT_LIMIT:g}, {WEIGHT_LIMIT:g}], "
-                f"got a weight of {float(g.weight.abs().max()):g}"
-            )
+        _check_weight_range(g)
         if g.activation.min() < 0 or g.activation.max() >= len(self.activations):
             raise InvalidArgumentError(
                 f"genomes.activation must hold ids in [0, {len(self.activations) - 1}], "
@@ -596,13 +601,16 @@ class CPPNEncoding:
             B mutated genomes.
 
         Raises:
-            InvalidArgumentError: ``strength`` not a finite number > 0; genomes of another configuration.
+            InvalidArgumentError: ``strength`` not a finite number > 0; genomes of another configuration, or
+                (in a batch not made or checked by this encoding) a weight outside [-10, 10].
 
         Shape:
             - genomes, output: B genomes.
         """
         strength = _checks.real("strength", strength, low=0.0, low_open=True)
         clean = is_clean(self._check(genomes), owner=self._owner)
+        if not clean:  # a weight past the range would mutate into NaN
+            _check_weight_range(genomes)
         g = genomes.clone()
         if not len(g):  # an empty batch has nothing to mutate (and draws nothing)
             return g
@@ -640,7 +648,8 @@ class CPPNEncoding:
             B refined genomes (new tensors; the input is not modified).
 
         Raises:
-            InvalidArgumentError: ``scale`` outside (0, 1]; genomes of another configuration.
+            InvalidArgumentError: ``scale`` outside (0, 1]; genomes of another configuration, or
+                (in a batch not made or checked by this encoding) a weight outside [-10, 10].
 
         Shape:
             - genomes, output: B genomes.
@@ -655,6 +664,8 @@ class CPPNEncoding:
         """
         scale = _checks.real("scale", scale, low=0.0, high=1.0, low_open=True)
         clean = is_clean(self._check(genomes), owner=self._owner)
+        if not clean:
+            _check_weight_range(genomes)
         g = genomes.clone()
         if not len(g):
             return g
@@ -765,7 +776,9 @@ class CPPNEncoding:
                     f"genomes.activation must hold ids in [0, {len(self.activations) - 1}], "
                     f"got ids from {int(g.activation.min())} to {int(g.activation.max())}"
                 )
-            mark_clean(g, owner=self._owner)
+            # marked clean only within the weight range: the mark lets mutate() skip its range check
+            if not len(g) or g.weight.abs().max() <= WEIGHT_LIMIT:
+                mark_clean(g, owner=self._owner)
         grid = self._grid(height, width, g.device, g.weight.dtype)
         image = self._render_triton(grid, g) if self._uses_triton(g) else None
         if image is None:

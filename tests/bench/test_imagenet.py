@@ -171,3 +171,30 @@ def test_random_baseline_names_the_class_that_takes_the_noise(tmp_path: Path) ->
     assert "premise does not hold for this model" in claim and "called '8'" in claim
     assert "lenet-mnist-noise-trained" in claim and "a model trained for it" in claim
     assert "8 (" in (tmp_path / "report.md").read_text()
+
+
+def test_figures_fitted_on_a_one_split_dataset_are_called_in_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """imagenet-photos gives its photos as both splits: a UAP fitted on them, or a model trained on them,
+    was scored on them under "held-out" without a word."""
+    (tmp_path / "tiny_models.py").write_text(
+        "import torch.nn as nn\n\n\ndef linear(num_classes):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, num_classes))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = {
+        "data": {"dataset": "imagenet-photos", "size": 16},
+        "models": [{"name": "tiny", "factory": "tiny_models:linear", "input_shape": [3, 16, 16],
+                    "num_classes": 1000, "train_epochs": 1}],
+        "methods": [{"kind": "uap", "fit": 3, "held_out": 3, "max_passes": 1},
+                    {"kind": "pgd", "eps": 0.1, "n": 3, "steps": 1}],
+    }  # fmt: skip
+    with pytest.warns(
+        UserWarning, match=r"same images .*: tiny: its training; tiny: method uap\(fit=3,held_out=3,max_passes=1\)$"
+    ):
+        res = run_suite(parse_config(cfg), out=tmp_path / "out", progress=False)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "**In-sample figures:**" in report and "tiny: method uap" in report and "method pgd" not in report
+    assert "In-sample" not in markdown(fake_results([0.5] * 1000))  # a zoo model's search fits nothing
+    assert res["cells"]

@@ -573,13 +573,34 @@ def test_transfer_matrices_are_per_method_and_their_diagonal_is_the_cells_rate(t
     weak, strong = res["transfer"]["pgd-weak"], res["transfer"]["pgd-strong"]
     assert weak["kind"] == strong["kind"] == "pgd" and "pgd-weak" in weak["title"]
     assert res["transfer"]["uap"]["method"] != "uap"  # the only UAP method: keyed by its kind
-    assert sum(map(sum, weak["matrix"])) < sum(map(sum, strong["matrix"]))  # each matrix one budget
+    # each matrix one budget, measured on its source's successes alone: on its own model each transfers fully
+    for tr in (weak, strong):
+        assert all(tr["matrix"][i][i] in (1.0, None) for i in range(2))
+    assert weak["matrix"] != strong["matrix"]
     uap = res["transfer"]["uap"]
     rates = {c["model"]: c["metrics"]["fooling_rate"] for c in res["cells"] if c["method_kind"] == "uap"}
     for i, model in enumerate(uap["models"]):
         assert uap["matrix"][i][i] == pytest.approx(rates[model])
     claim = next(c for c in res["claims"] if "for one network often fails" in c["claim"])
     assert "mean" in claim["measured"]
+
+
+def test_pgd_transfer_is_measured_on_the_images_that_fooled_their_source() -> None:
+    """The PGD matrix counted every attacked image, also those its source still read right (or read wrong
+    before the attack): its diagonal was the source's error rate, not 1, and its rows mixed failures in."""
+    from foolbench.bench._registry import METHODS
+
+    clf = fb.models.lenet_mnist()
+    x, y = fb.data.mnist_digits(split="test", limit=40)
+    i = torch.arange(40)
+    y = torch.where(i % 2 == 1, (y + 1) % 10, y)  # half the labels wrong: those read as misclassified
+    pred = clf.predict(x)
+    fooled = i % 4 == 1  # stands in for the source's successes: all among the wrong labels
+    rate = METHODS["pgd"].transfer_rate(clf, {"adversarial": x, "labels": y, "fooled": fooled}, x)
+    assert rate == pytest.approx(float((pred[fooled] != y[fooled]).double().mean()))
+    assert rate != pytest.approx(float((pred != y).double().mean()))
+    none = torch.zeros(40, dtype=torch.bool)
+    assert METHODS["pgd"].transfer_rate(clf, {"adversarial": x, "labels": y, "fooled": none}, x) is None
 
 
 def test_runs_over_too_many_classes_to_keep_say_why_no_diversity_is_measured(

@@ -473,6 +473,26 @@ def test_a_batch_clean_for_one_encoding_is_checked_by_another() -> None:
     assert is_clean(same.mutate(g, gen()))
 
 
+def test_a_weight_past_the_range_is_never_marked_clean_nor_mutated_into_nan() -> None:
+    """render() marked a hand-built batch clean after checking only finiteness and ids, so mutate()
+    trusted a weight of 12: with a non-integer eta its polynomial step is NaN, and the NaN child, marked
+    clean too, rendered as a NaN image without a word."""
+    from foolbench.encodings import is_clean
+
+    enc = CPPNEncoding((1, 8, 8), eta=2.5)
+    g = enc.sample(3, gen())
+    i, j = torch.nonzero(g.edge[0])[0].tolist()
+    g.weight[0, i, j] = 12.0
+    assert torch.isfinite(enc.render(g)).all()  # still painted
+    assert not is_clean(g)
+    for op in (lambda b: enc.mutate(b, gen()), lambda b: enc.refine(b, gen())):
+        with pytest.raises(InvalidArgumentError, match=r"genomes.weight must lie in \[-10, 10\], got a weight of 12"):
+            op(g)
+    g.weight[0, i, j] = 10.0  # on the bound: fine, and marked
+    enc.render(g)
+    assert is_clean(g) and torch.isfinite(enc.render(enc.mutate(g, gen()))).all()
+
+
 def test_render_genes_ignores_genes_of_absent_connections_and_takes_empty_batches() -> None:
     enc = CPPNEncoding((3, 8, 8))
     g = enc.mutate(enc.sample(4, gen()), gen())
