@@ -78,14 +78,22 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     return _io.load_torch(path)
 
 
-def check(state: dict[str, Any], *, fmt: str, version: int, config: Any, source: str) -> dict[str, Any]:
+def check(
+    state: dict[str, Any], *, fmt: str, version: int, config: Any, source: str, added: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Check a checkpoint dict made by :func:`wrap` and return its payload.
+
+    ``added`` names configuration keys newer than the format: a checkpoint written before one existed
+    lacks it, and is compared on the other keys.
 
     Raises:
         CheckpointError: not of this format and version, written by another
             configuration, or its content does not match its checksum.
     """
     _io.check_state(state, fmt=fmt, version=version, path=source)
+    stored = state.get("config")
+    if isinstance(config, dict) and isinstance(stored, dict) and (older := [k for k in added if k not in stored]):
+        config = {k: v for k, v in config.items() if k not in older}
     if state.get("config") != config:
         raise CheckpointError(
             f"{source!r} was written by another configuration ({_differences(state.get('config'), config)}); "

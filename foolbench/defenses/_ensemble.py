@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +86,10 @@ class Ensemble(BaseClassifier):
     @property
     def dtype(self) -> torch.dtype:
         return self._each()[0].dtype
+
+    def identity(self) -> dict[str, Any]:
+        """How the members are combined and each member's identity (their weights are the ensemble's)."""
+        return {**super().identity(), "combine": self.combine, "members": [m.identity() for m in self._each()]}
 
     def reference(self) -> BaseClassifier:
         """The ensemble of the members' references (``self`` when every member is its own)."""

@@ -127,7 +127,13 @@ class _Rounds:
         raise NotImplementedError
 
     def _key(self) -> dict[str, Any]:
-        return {**self._config(), "model": weights_digest(self.original), "data": tensors_digest(self._data)}
+        scoring = _checkpoint.digest(self.original.identity())[:16]  # its preprocessing (same weights, other mean)
+        return {
+            **self._config(),
+            "model": weights_digest(self.original),
+            "scoring": scoring,
+            "data": tensors_digest(self._data),
+        }
 
     def _save(self, path: Path | None, key: dict[str, Any], state: dict[str, Any]) -> None:
         if path is not None:
@@ -143,7 +149,7 @@ class _Rounds:
             return None
         # format, version, configuration (model and data digests included) and checksum, shared with the searches
         state = _checkpoint.check(
-            _checkpoint.load(path), fmt=self.fmt, version=self.version, config=key, source=str(path)
+            _checkpoint.load(path), fmt=self.fmt, version=self.version, config=key, source=str(path), added=("scoring",)
         )
         rows, models = state.get("rows"), state.get("models")
         if not isinstance(rows, list) or not isinstance(models, list) or not 0 < len(rows) == len(models):

@@ -194,6 +194,12 @@ class InputTransformation(BaseClassifier):
         out: torch.Tensor = self.classifier(self.squeezer(x))
         return out
 
+    def identity(self) -> dict[str, Any]:
+        """The squeezer (name and bounds) and the identity of the classifier behind it."""
+        bounds = None if self.squeezer.bounds is None else list(self.squeezer.bounds)
+        squeezer = {"name": self.squeezer.name, "bounds": bounds}
+        return {**super().identity(), "squeezer": squeezer, "classifier": self.classifier.identity()}
+
     def extra_repr(self) -> str:
         return f"{self.squeezer.name}, " + super().extra_repr()
 

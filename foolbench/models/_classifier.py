@@ -227,6 +227,23 @@ class BaseClassifier(nn.Module):
         """
         return self
 
+    def identity(self) -> dict[str, Any]:
+        """What decides this classifier's scores besides the weights of :meth:`network` (JSON-ready).
+
+        A search's checkpoint keeps a digest of it next to :func:`weights_digest`'s, so it is never
+        resumed with the same weights behind other preprocessing or a defense. The default names the
+        class and the bounds. Subclasses add their own settings: :class:`TorchClassifier` its
+        normalisation and resize, a defense its transformation and the identity of what it wraps. Speed
+        settings (precision, compilation, batch size, device) are not part of it.
+
+        Examples:
+            >>> import foolbench as fb
+            >>> clf = fb.models.lenet_mnist()
+            >>> clf.identity() == clf.replace(batch_size=8).identity() != clf.replace(std=0.5).identity()
+            True
+        """
+        return {"type": type(self).__qualname__, "bounds": list(self.bounds)}
+
     def layers(self) -> dict[str, nn.Module]:
         """The named submodules of :meth:`network`, for hooks (``"conv2"`` -> module)."""
         return {name: m for name, m in self.network().named_modules() if name}
@@ -350,6 +367,9 @@ class _ProtocolClassifier(BaseClassifier):
     def network(self) -> nn.Module:
         return self.wrapped if isinstance(self.wrapped, nn.Module) else self
 
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "type": type(self.wrapped).__qualname__}
+
     def extra_repr(self) -> str:
         return f"{type(self.wrapped).__name__}, " + super().extra_repr()
 
@@ -443,6 +463,10 @@ class CountingClassifier(BaseClassifier):
 
     def network(self) -> nn.Module:
         return self.classifier.network()
+
+    def identity(self) -> dict[str, Any]:
+        """The wrapped classifier's (counting changes no score)."""
+        return self.classifier.identity()
 
     def reset(self) -> int:
         """Set :attr:`evaluations` to zero and return its previous value."""
@@ -886,6 +910,14 @@ class TorchClassifier(BaseClassifier):
         # The adapter never trains the wrapped module; keep only the adapter's own flag.
         self.training = mode
         return self
+
+    def identity(self) -> dict[str, Any]:
+        def stat(values: list[float] | None) -> list[float] | None:  # one value for all channels: as one
+            return values[:1] if values and len(set(values)) == 1 else values
+
+        settings = self._settings
+        resize = None if self.resize is None else list(self.resize)
+        return {**super().identity(), "mean": stat(settings["mean"]), "std": stat(settings["std"]), "resize": resize}
 
     def extra_repr(self) -> str:
         extra = super().extra_repr()

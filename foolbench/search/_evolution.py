@@ -127,6 +127,8 @@ class Evolution(ABC):
         self.encoding = encoding
         # a checkpoint resumed with another model (even of the same shape) is refused
         self._model_digest = weights_digest(self.classifier.network())
+        # and with the same weights behind other preprocessing or a defense
+        self._scoring_digest = _checkpoint.digest(self.classifier.identity())[:16]
         remote = getattr(evaluator, "model_digest", None)  # RayEvaluator: the weights its replicas built
         if isinstance(remote, str) and remote != self._model_digest:
             raise InvalidArgumentError(
@@ -187,6 +189,7 @@ class Evolution(ABC):
             "input_shape": list(self.classifier.input_shape),
             "num_classes": self.classifier.num_classes,
             "model": self._model_digest,
+            "scoring": self._scoring_digest,
             "mutation_schedule": self.schedule.config(),
             "rng_device": self.device.type,
         }
@@ -545,7 +548,9 @@ class Evolution(ABC):
             raise RuntimeError("cannot load a checkpoint between ask() and tell(): call cancel() first")
         if not isinstance(state, dict):
             raise CheckpointError(f"{source!r} must be a dict made by state_dict(), got {type(state).__name__}")
-        payload = _checkpoint.check(state, fmt=_FORMAT, version=_VERSION, config=self._config(), source=source)
+        payload = _checkpoint.check(
+            state, fmt=_FORMAT, version=_VERSION, config=self._config(), source=source, added=("scoring",)
+        )
         self._restore(payload, source=source)
 
     def _restore(self, p: dict[str, Any], *, source: str) -> None:

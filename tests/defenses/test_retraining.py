@@ -57,6 +57,9 @@ def test_fooling_class_retraining_rounds_and_resume(
         retraining(lenet, train, test, epochs=3).run(checkpoint=ckpt, progress=False)
     with pytest.raises(CheckpointError, match=r"another configuration \(data: saved"):
         retraining(lenet, (train[0][:1999], train[1][:1999]), test).run(checkpoint=ckpt, progress=False)
+    # the same weights with another normalisation: the key held the weights alone and resumed it
+    with pytest.raises(CheckpointError, match=r"another configuration \(scoring: saved"):
+        retraining(lenet.replace(mean=0.5, std=0.5), train, test).run(checkpoint=ckpt, progress=False)
 
 
 def test_fooling_class_retraining_refuses_another_models_checkpoint(

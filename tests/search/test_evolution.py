@@ -107,6 +107,37 @@ def test_checkpoint_from_other_configuration(lenet: fb.models.TorchClassifier, t
         search(lenet, seed=3, classes=[1, 2]).run(generations=4, progress=False, checkpoint=ckpt)
 
 
+def test_checkpoint_of_the_same_weights_behind_other_scoring_is_refused(
+    lenet: fb.models.TorchClassifier, tmp_path: Path
+) -> None:
+    """The checkpoint named the model by its weights alone: a search on ``bit_depth(1)`` of the same
+    LeNet, or on the LeNet with another normalisation, resumed it and reported its confidences."""
+    from foolbench import _checkpoint
+
+    ckpt = tmp_path / "run.pt"
+    search(lenet, seed=3).run(generations=2, progress=False, checkpoint=ckpt)
+    others = [
+        fb.defenses.BitDepthReduction(lenet, bits=1),
+        lenet.replace(std=0.5),
+        fb.defenses.MedianSmoothing(lenet, 3),
+    ]
+    for other in others:
+        assert fb.models.weights_digest(other) == fb.models.weights_digest(lenet)
+        with pytest.raises(CheckpointError, match=r"another configuration \(scoring"):
+            search(other, seed=3).run(generations=4, progress=False, checkpoint=ckpt)
+    assert search(lenet.replace(batch_size=16), seed=3).run(generations=3, progress=False, checkpoint=ckpt)
+    votes, mean = (fb.defenses.Ensemble([lenet, lenet], combine=c).identity() for c in ("vote", "mean_probs"))
+    assert votes != mean and votes["members"] == mean["members"] == [lenet.identity()] * 2
+    # a checkpoint written before the key existed is still resumed (on the other keys)
+    state = _checkpoint.load(ckpt)
+    old = {k: v for k, v in state["config"].items() if k != "scoring"}
+    _checkpoint.save(ckpt, _checkpoint.wrap(fmt=state["format"], version=state["version"], config=old,
+                                            payload=state["payload"]))  # fmt: skip
+    resumed = search(lenet, seed=3)
+    resumed.load_checkpoint(ckpt)
+    assert resumed.generation == 3
+
+
 def test_corrupt_checkpoint_is_refused_and_kept(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
     ckpt = tmp_path / "run.pt"
     search(lenet, seed=3).run(generations=2, progress=False, checkpoint=ckpt)
