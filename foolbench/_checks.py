@@ -133,10 +133,15 @@ def real(
     """Return ``value`` as a finite float inside the given interval, or raise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidTypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    number = float(value)
     lo_txt = "-inf" if low is None else f"{low:g}"
     hi_txt = "inf" if high is None else f"{high:g}"
     interval = f"{'(' if low_open or low is None else '['}{lo_txt}, {hi_txt}{')' if high_open or high is None else ']'}"
+    try:
+        number = float(value)
+    except OverflowError:  # an int past float's range
+        raise InvalidArgumentError(
+            f"{name} must be a finite number in {interval}, got an integer of {len(str(abs(value)))} digits"
+        ) from None
     bad = not math.isfinite(number)
     if low is not None:
         bad = bad or number < low or (low_open and number == low)

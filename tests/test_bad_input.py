@@ -396,6 +396,19 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
         InvalidArgumentError,
         r"fresh must be True or False, got 1",
     ),
+    # an int past float's range raised a bare OverflowError
+    (
+        "huge int eps",
+        lambda: fb.search.PGD(eps=10**400),
+        InvalidArgumentError,
+        r"eps must be a finite number in \[0, inf\), got an integer of 401 digits",
+    ),
+    (
+        "huge int max_seconds",
+        lambda: fb.search.Budget(max_seconds=10**400),
+        InvalidArgumentError,
+        r"max_seconds must be a finite number in \(0, inf\), got an integer of 401 digits",
+    ),
 ]
 
 

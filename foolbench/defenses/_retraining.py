@@ -184,8 +184,9 @@ class FoolingClassRetraining(_Rounds):
 
     Round 0 evolves fooling images against the given model (``searches_per_round``
     MAP-Elites runs with different seeds, one elite per real class each). Each later
-    round trains a model with K + 1 outputs on the real training data plus every
-    fooling image found so far (labelled K, oversampled to the size of a real class),
+    round trains a model with K + 1 outputs on the real training data plus the fooling
+    images found so far, labelled K, as many as a real class has: every one of them
+    (repeated) while they are fewer, a seeded draw from all of them once they are more,
     then measures it and evolves fresh fooling images against it: searches target the
     K real classes only, so an image the model puts in class K counts as rejected.
 
@@ -332,8 +333,11 @@ class FoolingClassRetraining(_Rounds):
             module.load_state_dict(own)
         clf = self._wrap(module)  # its dummy forward checks the factory's output shape before training
         per_class = max(1, self.train_x.shape[0] // k)
-        reps = -(-per_class // fooling.shape[0])
-        extra = fooling.repeat(reps, 1, 1, 1)[:per_class]
+        if fooling.shape[0] <= per_class:  # every one, repeated to the size of a real class
+            extra = fooling.repeat(-(-per_class // fooling.shape[0]), 1, 1, 1)[:per_class]
+        else:  # a draw from the whole pool: the first rows alone were the oldest rounds' images
+            draw = torch.Generator().manual_seed(self.seed + round_)
+            extra = fooling[torch.randperm(fooling.shape[0], generator=draw)[:per_class].to(fooling.device)]
         x = torch.cat([self.train_x, extra]).to(clf.device)
         y = torch.cat([self.train_y, torch.full((extra.shape[0],), k, dtype=torch.long)]).to(clf.device)
         train_classifier(

@@ -287,13 +287,25 @@ class CSVLogger(Callback):
         rows: list[dict[str, str]] = []
         if self.path.is_file():
             with self.path.open(newline="", encoding="utf-8") as f:
-                rows = [r for r in csv.DictReader(f) if r.get("generation", "").isdigit()]
+                rows = [r for r in csv.DictReader(f) if self._whole(r)]
             rows = [r for r in rows if int(r["generation"]) <= search.generation]
         text = io.StringIO(newline="")
         writer = csv.DictWriter(text, fieldnames=self._FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         _io.write_text(self.path, text.getvalue())  # atomic: a crash keeps the old log
+
+    @classmethod
+    def _whole(cls, row: dict[str, Any]) -> bool:
+        """A row with every field a number (a row torn by a crash mid-write is not, and is dropped)."""
+        if not str(row.get("generation") or "").isdigit():
+            return False
+        try:
+            for key in cls._FIELDS:
+                float(row[key])
+        except (KeyError, TypeError, ValueError):  # a field missing (None) or cut short
+            return False
+        return None not in row  # no field too many
 
     def on_generation(self, search: Evolution) -> None:
         if search.generation % self.every:

@@ -361,7 +361,9 @@ class Evolution(ABC):
             progress: show a tqdm progress bar.
             checkpoint: file to resume from when it exists, and to save to atomically.
             checkpoint_every: generations between checkpoint saves (also saved at the end and on Ctrl-C).
-            callbacks: more :class:`~foolbench.search.Callback` objects (loggers, own stop rules).
+            callbacks: more :class:`~foolbench.search.Callback` objects (loggers, own stop rules). Each
+                generation reaches every :class:`~foolbench.search.Checkpointer` after the other callbacks,
+                wherever it stands in the list, so a saved generation has been logged.
             sync_every: generations between the target check and progress updates, the only reads
                 from the device (default 1 on CPU, 16 on CUDA).
 
@@ -442,6 +444,10 @@ class Evolution(ABC):
     def _loop(self, callbacks: list[Callback]) -> FoolingResult:
         for cb in callbacks:
             cb.on_start(self)
+        # checkpointers last: one before a logger saved a generation the logger had not yet written, and an
+        # interrupt between the two lost its row for good (the resumed run starts after it)
+        savers = [cb for cb in callbacks if isinstance(cb, Checkpointer)]
+        ordered = [cb for cb in callbacks if not isinstance(cb, Checkpointer)] + savers
         interrupted = True
         try:
             while not any(cb.should_stop(self) for cb in callbacks):
@@ -451,7 +457,7 @@ class Evolution(ABC):
                 # until every callback has seen it (_commit set _unobserved), the Checkpointer's final save
                 # skips this generation: a resumed run would start after it, and a logger after a failing
                 # callback would never log it
-                for cb in callbacks:
+                for cb in ordered:
                     if isinstance(cb, Checkpointer):  # last: every other callback has seen the generation
                         self._unobserved = False
                     cb.on_generation(self)

@@ -165,3 +165,27 @@ def test_bad_arguments(lenet: fb.models.TorchClassifier, digits_train: Digits, d
         AdversarialFineTuning(lenet, x, y, x, y, uap=uap, fit_images=50, rounds=0)
     with pytest.raises(InvalidTypeError, match="uap must be"):
         AdversarialFineTuning(lenet, x, y, x, y, uap=0.3, fit_images=50)  # type: ignore[arg-type]
+
+
+def test_fooling_class_draws_from_the_whole_pool_once_it_outgrows_a_class(
+    lenet: fb.models.TorchClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the pool held more images than a real class, training took its first rows alone: the
+    oldest rounds' images, never those of later rounds."""
+    import foolbench.defenses._retraining as retraining_module
+
+    xtr, ytr = fb.models.mnist_digits("train", limit=200)
+    xte, yte = fb.models.mnist_digits("test", limit=20)
+    fcr = fb.defenses.FoolingClassRetraining(lenet, fb.models.LeNet, xtr, ytr, xte, yte, rounds=2, epochs=1)
+    seen: dict[str, torch.Tensor] = {}
+    monkeypatch.setattr(retraining_module, "train_classifier", lambda m, x, y, **k: seen.update(x=x, y=y))
+    pool = torch.cat([torch.zeros(30, 1, 28, 28), torch.ones(30, 1, 28, 28)])  # round 0's, then round 1's
+    fcr._train(pool, lenet, 2)
+    extra, labels = seen["x"][200:], seen["y"][200:]
+    assert extra.shape[0] == 20 and bool((labels == 10).all())  # as many as a real class, labelled K
+    from_later = int((extra.flatten(1).mean(1) == 1).sum())
+    assert 0 < from_later < 20
+    fcr._train(pool, lenet, 2)
+    assert torch.equal(seen["x"][200:], extra)  # the draw is seeded
+    fcr._train(pool[:15], lenet, 2)  # fewer than a class: every one, repeated
+    assert seen["x"].shape[0] == 220 and torch.equal(seen["x"][200:215], pool[:15])

@@ -342,6 +342,43 @@ def test_loggers_write_one_line_per_generation_and_survive_resume(
     assert csv_rows[0].startswith("generation,evaluations") and len(csv_rows) == 1 + 3  # generations 2, 4, 6
 
 
+def test_a_checkpointer_before_a_logger_never_saves_an_unlogged_generation(
+    lenet: fb.models.TorchClassifier, tmp_path: Path
+) -> None:
+    """With ``[Checkpointer, ..., CSVLogger]``, an interrupt between the two saved generation 3 before its
+    row was written: the resumed run started after it, and the log lacked row 3 for good."""
+
+    class CtrlC(fb.search.Callback):
+        def on_generation(self, search: fb.search.Evolution) -> None:
+            if search.generation == 3:
+                raise KeyboardInterrupt
+
+    ckpt, table = tmp_path / "run.pt", tmp_path / "log.csv"
+    with pytest.raises(KeyboardInterrupt):
+        search(lenet, seed=1).run(
+            generations=5, progress=False, callbacks=[fb.search.Checkpointer(ckpt, every=1), CtrlC(),
+                                                      fb.search.CSVLogger(table)],
+        )  # fmt: skip
+    search(lenet, seed=1).run(
+        generations=5, progress=False, callbacks=[fb.search.Checkpointer(ckpt, every=1), fb.search.CSVLogger(table)]
+    )
+    rows = table.read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["1", "2", "3", "4", "5"]
+
+
+def test_a_csv_row_torn_by_a_crash_is_dropped_on_resume(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
+    """A row cut short mid-write ("1" of a row for generation 10, say) passed the generation check and
+    stayed as a second, empty row for an earlier generation."""
+    ckpt, table = tmp_path / "run.pt", tmp_path / "log.csv"
+    search(lenet, seed=1).run(generations=3, progress=False, checkpoint=ckpt, callbacks=[fb.search.CSVLogger(table)])
+    whole = table.read_text()
+    with table.open("a") as f:
+        f.write("1")  # the start of generation 10's row, then the crash
+    search(lenet, seed=1).run(generations=4, progress=False, checkpoint=ckpt, callbacks=[fb.search.CSVLogger(table)])
+    rows = table.read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"] and table.read_text().startswith(whole)
+
+
 def test_user_callback_can_stop_the_run(lenet: fb.models.TorchClassifier) -> None:
     class StopAfterImprovement(fb.search.Callback):
         def should_stop(self, search: fb.search.Evolution) -> bool:
@@ -737,3 +774,10 @@ def test_a_state_dict_is_a_snapshot_and_a_loaded_search_shares_nothing(
     twin.run(generations=12, progress=False)  # and, run on, the twin retraces the first search exactly
     a, b = twin.result(), s.result()
     assert torch.equal(a.images, b.images) and torch.equal(a.confidence, b.confidence)
+
+
+def test_checkpoint_number_fields_take_ints_past_floats_range() -> None:
+    """math.isfinite() of an int past 1e308 raised a bare OverflowError from the field check."""
+    assert _checkpoint.number({"n": 10**400}, "n", source="x", kind=int) == 10**400
+    with pytest.raises(CheckpointError, match="must be a int >= 0"):
+        _checkpoint.number({"n": -(10**400)}, "n", source="x", kind=int)
