@@ -170,7 +170,8 @@ def field(
     """Return ``state[key]`` as a tensor after checking its shape, dtype, finiteness and range.
 
     ``shape`` may hold -1 for "any length" in a dimension. ``low``/``high`` are
-    inclusive; -inf values pass ``low`` checks only when ``finite`` is False.
+    inclusive. NaN is always refused; with ``finite`` False, infinite values are checked against
+    ``low``/``high`` like any other (-inf passes no ``low``).
     """
     if key not in state:
         raise CheckpointError(f"{source!r} lacks the field {key!r}")

@@ -101,12 +101,15 @@ def class_indices(name: str, items: Any, *, class_names: Sequence[str]) -> list[
     """
     if isinstance(items, (str, int)):
         items = [items]
+    if hasattr(items, "tolist") and not isinstance(items, (list, tuple)):  # a tensor or an array, as class_list
+        items = items.tolist()
+        items = [items] if isinstance(items, int) else items
     lookup: dict[str, list[int]] = {}
     for index, class_name in enumerate(class_names):
         lookup.setdefault(str(class_name).strip().lower(), []).append(index)
     out: list[Any] = []
     for item in items:
-        if not isinstance(item, str) or item.strip().isdigit():
+        if not isinstance(item, str) or (item.strip().isascii() and item.strip().isdigit()):  # not "²"
             out.append(int(item.strip()) if isinstance(item, str) else item)
             continue
         found = lookup.get(item.strip().lower(), [])
@@ -243,7 +246,10 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
 def labels(name: str, y: Any, *, batch: int, num_classes: int, device: torch.device | None = None) -> torch.Tensor:
     """Check a (B,) vector of class indices in [0, num_classes) and return it as int64."""
     if isinstance(y, (list, tuple)):
-        y = torch.as_tensor(y)
+        try:  # an empty list is an empty int64 vector (as_tensor makes it float32)
+            y = torch.as_tensor(y, dtype=torch.long) if len(y) == 0 else torch.as_tensor(y)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise InvalidArgumentError(f"{name} must be a flat list of class indices: {err}") from None
     if not isinstance(y, torch.Tensor):
         raise InvalidTypeError(f"{name} must be a tensor of class indices, got {type(y).__name__}")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:

@@ -234,8 +234,8 @@ def save_grid(
     range, min black and max white.
 
     Raises:
-        InvalidArgumentError: ``images`` is not a (B, 1 or 3, H, W) tensor, or there is not one caption per
-            image, or ``columns`` is not a positive int.
+        InvalidArgumentError: ``images`` is not a (B, 1 or 3, H, W) tensor with B >= 1, or there is not one
+            caption per image, or ``columns`` is not a positive int.
     """
     from PIL import Image, ImageDraw
 
@@ -247,6 +247,8 @@ def save_grid(
         raise InvalidArgumentError(f"captions must hold one caption per image ({images.shape[0]}), got {count}")
     if columns is not None and (isinstance(columns, bool) or not isinstance(columns, int) or columns < 1):
         raise InvalidArgumentError(f"columns must be an int >= 1 or None, got {columns!r}")
+    if not images.shape[0]:
+        raise InvalidArgumentError("images must hold at least one image, got an empty batch")
     imgs = images.detach().float().cpu()
     lo, hi = float(imgs.min()), float(imgs.max())
     if lo < 0 or hi > 1:  # bounds other than [0, 1]: clamping would show 0-255 images all white

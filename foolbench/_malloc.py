@@ -37,8 +37,9 @@ def tune_malloc(*, mmap_threshold: int = _MMAP_MAX, trim_threshold: int = 2**30)
         True if the settings were applied (Linux with glibc), False elsewhere (nothing changed).
 
     Raises:
-        InvalidArgumentError: a threshold that is not a positive int, ``mmap_threshold`` above 32 MiB or
-            ``trim_threshold`` from 2**31 on.
+        InvalidTypeError: a threshold that is not an int.
+        InvalidArgumentError: a threshold below 1, ``mmap_threshold`` above 32 MiB or ``trim_threshold``
+            from 2**31 on.
 
     Examples:
         >>> import foolbench as fb

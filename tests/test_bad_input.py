@@ -572,3 +572,21 @@ def test_cli_seed_mismatch_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert err.startswith("foolbench: error: ") and err.count("\n") == 1, err
     assert "another configuration" in err and "seed: saved 1, current 2" in err and "--fresh" in err
+
+
+def test_private_checks_take_tensors_and_empty_lists_and_refuse_odd_digits(tmp_path: Path) -> None:
+    """class_indices refused a tensor (class_list took one) and turned "²" into a bare ValueError; labels
+    refused an empty list (as_tensor made it float32) and let a ragged one raise a bare ValueError;
+    save_grid of an empty batch failed inside torch."""
+    from foolbench import _checks, _io
+
+    names = [str(i) for i in range(10)]
+    assert _checks.class_indices("classes", torch.tensor([3, 1]), class_names=names) == [3, 1]
+    assert _checks.class_indices("classes", np.array([2]), class_names=names) == [2]
+    with pytest.raises(InvalidArgumentError, match="classes must hold class indices or class names .* '²'"):
+        _checks.class_indices("classes", ["²"], class_names=names)
+    assert _checks.labels("y", [], batch=0, num_classes=10).dtype == torch.long
+    with pytest.raises(InvalidArgumentError, match="y must be a flat list of class indices"):
+        _checks.labels("y", [[1], [2, 3]], batch=2, num_classes=10)
+    with pytest.raises(InvalidArgumentError, match="images must hold at least one image"):
+        _io.save_grid(torch.zeros(0, 1, 4, 4), [], tmp_path / "grid.png")

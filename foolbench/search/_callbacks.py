@@ -231,8 +231,9 @@ def _summary(search: Evolution) -> dict[str, Any]:
 class JSONLLogger(Callback):
     """Append one JSON line per ``every`` generations: generation, evaluations, seconds, confidences.
 
-    Lines already in the file for generations at or past the run's start are
-    dropped first, so a resumed run does not log a generation twice.
+    Lines already in the file for generations after the run's start (a resumed run's
+    checkpointed generation) are dropped first, as are lines that do not parse, so a
+    resumed run does not log a generation twice.
 
     Args:
         path: the ``.jsonl`` file (appended to).
