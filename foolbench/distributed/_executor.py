@@ -132,10 +132,15 @@ class RayMap(_RayTasks):
         """Run ``fn(item)`` for every item as Ray tasks; the results in the items' order."""
         from foolbench.distributed._ray import WorkerError
 
-        refs = [self._remote.remote(fn, item, self.threads) for item in items]
+        refs: list[Any] = []
         try:
-            return list(self._ray.get(refs))
-        except Exception as err:
+            refs.extend(self._remote.remote(fn, item, self.threads) for item in items)
+            try:
+                results: list[T] = list(self._ray.get(refs))
+            except Exception as err:
+                raise WorkerError(f"a run failed on a Ray worker: {_first_line(err)}") from err
+        except BaseException:  # a failed run, or Ctrl-C while waiting: do not leave the others on the cluster
             for ref in refs:
                 self._ray.cancel(ref, force=True)
-            raise WorkerError(f"a run failed on a Ray worker: {_first_line(err)}") from err
+            raise
+        return results

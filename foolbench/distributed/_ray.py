@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import math
 import os
 import socket
 from collections.abc import Callable
@@ -154,15 +155,40 @@ class _Replica:
             clf = clf.to("cuda")
         self.local = LocalEvaluator(clf, encoding)
 
-    def score(self, genomes: Genomes, columns: torch.Tensor | None) -> torch.Tensor:
+    def score(self, genomes: Genomes, columns: torch.Tensor | None) -> tuple[torch.Tensor, str | None]:
+        """The scores, with the digest of the weights that gave them (a restarted replica built its model anew)."""
         with torch.no_grad():
-            return self.local(genomes, columns=columns).cpu()
+            return self.local(genomes, columns=columns).cpu(), self.digest
 
     def pid(self) -> int:
         return os.getpid()
 
     def model_digest(self) -> str | None:
         return self.digest
+
+
+def default_num_gpus(gpus: float, num_workers: int) -> float:
+    """GPUs per replica when none are asked for: an equal share of the cluster's ``gpus``, at most one each.
+
+    With ``G >= 1`` GPUs each replica gets ``1 / ceil(num_workers / G)`` of one (1 when there are as
+    many GPUs as replicas, 1/2 for two replicas on one GPU), so the shares pack onto whole GPUs; with
+    under one GPU, ``gpus / num_workers``; with none, 0. Shares are rounded down to Ray's 0.0001.
+
+    Examples:
+        >>> default_num_gpus(4, 2), default_num_gpus(1, 2), default_num_gpus(2, 3), default_num_gpus(0, 2)
+        (1.0, 0.5, 0.5, 0.0)
+    """
+    if gpus <= 0:
+        return 0.0
+    share = 1.0 / math.ceil(num_workers / math.floor(gpus)) if gpus >= 1 else gpus / num_workers
+    return math.floor(share * 10_000) / 10_000
+
+
+def _different_weights(factory: ModelFactory, what: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"model_factory {factory!r} {what}: the replicas would score their slices of a batch with different "
+        "models; seed the factory (torch.manual_seed before building the model) or have it load fixed weights"
+    )
 
 
 def _nbytes(obj: Any) -> int:
@@ -192,7 +218,9 @@ class RayEvaluator:
             returns a :class:`~foolbench.models.Classifier`.
         encoding: the search's encoding (genomes are rendered on the workers).
         num_workers: model replicas.
-        num_gpus: GPUs per replica (default: 1 when the cluster has GPUs, else 0).
+        num_gpus: GPUs per replica (default: with ``G >= 1`` GPUs in the cluster, ``1 / ceil(num_workers / G)``,
+            rounded down to 0.0001: 1 when there are at least as many GPUs as replicas, else an equal share of
+            one GPU, so every replica runs on a GPU; with under one GPU, an equal share of it; with none, 0).
         num_cpus: CPUs per replica.
         threads: torch threads per replica (default: ``num_cpus``).
         address: Ray cluster to join when Ray is not initialised yet (see :func:`connect`).
@@ -200,11 +228,12 @@ class RayEvaluator:
     Attributes:
         model_digest: :func:`~foolbench.models.weights_digest` of the replicas' model (None where it has no
             ``network()``); a search whose classifier has other weights refuses this evaluator.
+            Every replica's digest is checked against it, at start and after Ray restarts one.
 
     Raises:
         MissingDependencyError: Ray is not installed.
-        InvalidArgumentError: bad counts, an unreachable cluster, resources the cluster lacks; a call with
-            an empty batch.
+        InvalidArgumentError: bad counts, an unreachable cluster, resources the cluster lacks; replicas the
+            factory built with different weights (the evaluator is then closed); a call with an empty batch.
         EvaluatorClosedError: a call after :meth:`close`.
 
     Shape:
@@ -235,8 +264,10 @@ class RayEvaluator:
         self.threads = _checks.optional_positive_int("threads", threads) or max(1, int(self.num_cpus))
         ray = connect(address)
         gpus_total = float(ray.cluster_resources().get("GPU", 0))
-        self.num_gpus = (1.0 if gpus_total >= self.num_workers else 0.0) if num_gpus is None else num_gpus
-        _checks.real("num_gpus", self.num_gpus, low=0.0)
+        if num_gpus is None:
+            self.num_gpus = default_num_gpus(gpus_total, self.num_workers)
+        else:
+            self.num_gpus = _checks.real("num_gpus", num_gpus, low=0.0)
         cpus_total = float(ray.cluster_resources().get("CPU", 0))
         if self.num_cpus * self.num_workers > cpus_total or self.num_gpus * self.num_workers > gpus_total:
             raise InvalidArgumentError(
@@ -261,13 +292,19 @@ class RayEvaluator:
     def _check_started(self) -> None:
         try:
             self._ray.get([a.pid.remote() for a in self._actors], timeout=300)
-            # the replicas' weights: a search refuses an evaluator that scores with another model than its own
-            self.model_digest: str | None = self._ray.get(self._actors[0].model_digest.remote(), timeout=300)
+            digests: list[str | None] = self._ray.get([a.model_digest.remote() for a in self._actors], timeout=300)
         except Exception as err:
             self.close()
             raise InvalidArgumentError(
                 f"model_factory {self.model_factory!r} could not build a model on the Ray workers: {_first_line(err)}"
             ) from err
+        if len(set(digests)) > 1:  # an unseeded factory: each replica its own random weights
+            self.close()
+            raise _different_weights(
+                self.model_factory, f"built replicas with different weights (digests {', '.join(map(str, digests))})"
+            )
+        # the replicas' weights: a search refuses an evaluator that scores with another model than its own
+        self.model_digest: str | None = digests[0]
 
     def __repr__(self) -> str:
         return (
@@ -302,13 +339,20 @@ class RayEvaluator:
         # still fails after that is a dead worker or an error in the model: one clear WorkerError.
         ray = self._ray
         try:
-            return ray.get(future)  # type: ignore[no-any-return]
+            scores, digest = ray.get(future)
         except ray.exceptions.RayActorError as err:
             raise WorkerError(
                 f"Ray worker {i} died while scoring genomes and was not brought back: {_first_line(err)}"
             ) from err
         except ray.exceptions.RayTaskError as err:
             raise WorkerError(f"a Ray worker failed while scoring genomes: {_first_line(err)}") from err
+        if digest != self.model_digest:  # Ray restarted the replica, and the factory built other weights
+            self.close()
+            raise _different_weights(
+                self.model_factory,
+                f"built other weights when Ray restarted worker {i} (digest {digest}, the replicas' {self.model_digest})",
+            )
+        return scores  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Stop the replicas (the cluster keeps running); nothing to do once Ray is shut down."""
@@ -333,6 +377,25 @@ def _to_cpu(genomes: Genomes) -> Genomes:
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else type(err).__name__
+    """``Type: first line of the message`` of the error a Ray task or actor raised, without Ray's wrapping.
+
+    A :class:`ray.exceptions.RayTaskError` holds the task's own exception as ``cause``. An actor whose
+    creation task failed keeps only that error's text, traceback included: its exception line (the first
+    unindented line after the last frame) is taken. Other errors: their last non-empty line, else their type.
+    """
+    task_error = require_ray().exceptions.RayTaskError
+    unwrapped = False
+    for _ in range(8):  # a task that got a failed task's result: a RayTaskError inside a RayTaskError
+        cause = getattr(err, "cause", None)
+        if not isinstance(err, task_error) or not isinstance(cause, BaseException) or cause is err:
+            break
+        err, unwrapped = cause, True
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    if unwrapped:
+        return f"{type(err).__name__}: {lines[0].strip()}" if lines else type(err).__name__
+    frames = [k for k, line in enumerate(lines) if line[:1].isspace() and line.lstrip().startswith('File "')]
+    if frames:
+        after = [line for line in lines[frames[-1] + 1 :] if not line[:1].isspace()]
+        if after:
+            return after[0].strip()
+    return lines[-1].strip() if lines else type(err).__name__

@@ -150,3 +150,62 @@ def test_bad_factory_and_resources(cluster: Any) -> None:
     with pytest.raises(fb.distributed.EvaluatorClosedError, match="closed"):
         remote(enc.sample(2, torch.Generator().manual_seed(0)))
     remote.close()  # a second close does nothing
+
+
+def test_replicas_with_different_weights_are_refused(cluster: Any, lenet: fb.models.TorchClassifier) -> None:
+    """Only replica 0's weights were checked: a factory that builds other weights on each call (unseeded)
+    had every other replica score its slice with another model, silently, at start and after a restart."""
+
+    def unseeded() -> fb.models.TorchClassifier:
+        torch.seed()  # each call (each replica, each restart) its own random weights
+        return fb.models.TorchClassifier(fb.models.LeNet().eval(), input_shape=(1, 28, 28), num_classes=10)
+
+    enc = fb.encodings.DirectEncoding((1, 28, 28))
+    with pytest.raises(InvalidArgumentError, match=r"built replicas with different weights .* seed the factory"):
+        RayEvaluator(unseeded, enc, num_workers=2, threads=1)
+    remote = RayEvaluator(unseeded, enc, num_workers=1, threads=1)  # one replica: nothing to compare yet
+    genomes = enc.sample(4, torch.Generator().manual_seed(0))
+    remote(genomes)
+    os.kill(remote.worker_pids()[0], signal.SIGKILL)  # Ray restarts it, and the factory builds other weights
+    with pytest.raises(InvalidArgumentError, match=r"other weights when Ray restarted worker 0 .* seed the factory"):
+        remote(genomes)
+    with pytest.raises(fb.distributed.EvaluatorClosedError):
+        remote(genomes)  # closed: it would score with the restarted replica's model
+
+
+def test_default_num_gpus_puts_every_replica_on_a_gpu(cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default gave each replica a whole GPU only when the cluster had one per replica: with 2 replicas
+    on a 1-GPU machine it was 0, and every replica scored on the CPU although the docstring said 1."""
+    # a cluster that says it has one GPU (this one has none: the replicas are stopped before they start)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
+    monkeypatch.setattr(RayEvaluator, "_check_started", lambda self: None)
+    remote = RayEvaluator(FACTORY, fb.encodings.DirectEncoding((1, 28, 28)), num_workers=2)
+    remote.close()
+    assert remote.num_gpus == 0.5
+    from foolbench.distributed._ray import default_num_gpus
+
+    assert default_num_gpus(0, 2) == 0.0
+    assert default_num_gpus(1, 1) == default_num_gpus(4, 2) == 1.0
+    assert default_num_gpus(1, 3) == 0.3333  # rounded down: all three fit on the one GPU
+    assert default_num_gpus(2, 3) == 0.5  # 2/3 each would leave the third replica no room on either GPU
+    assert default_num_gpus(0.5, 2) == 0.25
+
+
+def test_worker_errors_name_the_exception_and_its_first_line(cluster: Any) -> None:
+    """The message kept the last line of Ray's text: a multi-line error lost its type and first line."""
+
+    def broken() -> fb.models.TorchClassifier:
+        raise ValueError("the weights file is truncated\nexpected 431080 bytes")
+
+    enc = fb.encodings.DirectEncoding((1, 28, 28))
+    with pytest.raises(InvalidArgumentError, match=r"Ray workers: ValueError: the weights file is truncated$"):
+        RayEvaluator(broken, enc, num_workers=1)  # the actor's creation task: only its text comes back
+    from foolbench.distributed._ray import _first_line
+
+    def fails(x: int) -> int:
+        raise ValueError(f"no cell {x}\nsecond line")
+
+    with pytest.raises(ray.exceptions.RayTaskError) as caught:
+        ray.get(ray.remote(max_retries=0)(fails).remote(3))
+    assert _first_line(caught.value) == "ValueError: no cell 3"
+    assert _first_line(RuntimeError("")) == "RuntimeError"

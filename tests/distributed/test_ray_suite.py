@@ -130,3 +130,43 @@ def test_retraining_round_searches_fan_out_with_the_same_results(cluster: Any) -
     strip = [{k: v for k, v in r.items() if "seconds" not in k} for r in local.rows]
     assert strip == [{k: v for k, v in r.items() if "seconds" not in k} for r in remote.rows]
     assert isinstance(RayMap(threads=1), fb.search.MapExecutor) and torch.get_num_threads() >= 1
+
+
+def test_ray_map_cancels_its_tasks_on_ctrl_c(cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RayMap.map cancelled its tasks only on an Exception: Ctrl-C while it waited left them running on the
+    cluster, holding its CPUs."""
+    import time
+
+    from foolbench.distributed import RayMap
+
+    executor = RayMap(threads=1)
+    submitted: list[Any] = []
+
+    def interrupted(refs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        submitted.extend(refs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ray, "get", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        executor.map(time.sleep, [30.0, 30.0])
+    monkeypatch.undo()
+    assert len(submitted) == 2
+    for ref in submitted:  # cancelled, not still asleep
+        with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
+            ray.get(ref, timeout=20)
+
+
+def test_failed_runs_and_cells_name_the_exception_and_its_first_line(cluster: Any) -> None:
+    """WorkerError and CellFailed kept the last line of Ray's text: a multi-line error lost its type and
+    its first line."""
+    from foolbench.distributed import RayMap, WorkerError
+    from foolbench.distributed._executor import CellFailed
+
+    def fails(x: int) -> int:
+        raise ValueError(f"run {x} diverged\nat step 7")
+
+    with pytest.raises(WorkerError, match=r"a run failed on a Ray worker: ValueError: run 1 diverged$"):
+        RayMap(threads=1).map(fails, [1])
+    executor = RayExecutor(threads=1)
+    failed = executor._result(executor._remote.remote(fails, 2, 1))
+    assert isinstance(failed, CellFailed) and str(failed) == "ValueError: run 2 diverged"
