@@ -64,7 +64,7 @@ def mnist_digits(
         split: ``"train"``, ``"test"`` or ``"all"``.
         limit: return only the first ``limit`` digits of the split, classes interleaved
             (so any prefix is balanced across classes).
-        device: where to put the tensors.
+        device: where to put the tensors (default CPU).
 
     Returns:
         ``(images, labels)``: float32 images in [0, 1] and int64 labels.
@@ -74,7 +74,8 @@ def mnist_digits(
         - labels: (N,)
 
     Raises:
-        InvalidArgumentError: unknown ``split`` or ``limit`` < 1.
+        InvalidArgumentError: unknown ``split``, ``limit`` < 1, or a ``device`` this machine lacks.
+        InvalidTypeError: ``limit`` is not an int or ``device`` not a device name.
         CheckpointError: the shipped data file is damaged.
 
     Examples:
@@ -85,6 +86,7 @@ def mnist_digits(
     """
     _checks.choice("split", split, ("train", "test", "all"))
     _checks.optional_positive_int("limit", limit)
+    dev = _checks.torch_device("device", device)
     pixels, labels = _load_all()
     index = np.arange(len(labels))
     within = index % _DIGITS_PER_CLASS
@@ -102,4 +104,4 @@ def mnist_digits(
         index = index[:limit]
     x = torch.from_numpy(pixels[index].astype(np.float32) / 255.0)
     y = torch.from_numpy(labels[index])
-    return x.to(device), y.to(device)
+    return x.to(dev), y.to(dev)

@@ -23,12 +23,21 @@ def imagenet_photos(size: int = 224, *, device: torch.device | str | None = None
     ``motorcycle_left`` (665, moped), centre-cropped to a square and resized to
     ``size`` x ``size``. Needs the ``imagenet`` extra (``scikit-image``).
 
+    Args:
+        size: side of the square images (at least 8).
+        device: where to put the tensors (default CPU).
+
     Returns:
         ``(images, labels)``: float32 RGB images in [0, 1] and int64 ImageNet labels.
 
     Shape:
         - images: (3, 3, size, size)
         - labels: (3,)
+
+    Raises:
+        InvalidArgumentError: ``size`` < 8, or a ``device`` this machine lacks.
+        InvalidTypeError: ``size`` is not an int or ``device`` not a device name.
+        MissingDependencyError: scikit-image is not installed.
 
     Examples:
         >>> import foolbench as fb
@@ -37,6 +46,7 @@ def imagenet_photos(size: int = 224, *, device: torch.device | str | None = None
         (torch.Size([3, 3, 64, 64]), [285, 967, 665])
     """
     _checks.positive_int("size", size, minimum=8)
+    dev = _checks.torch_device("device", device)
     try:
         from skimage import io as skio
         from skimage.data import data_dir
@@ -56,4 +66,4 @@ def imagenet_photos(size: int = 224, *, device: torch.device | str | None = None
             )[0]
         )
     x = torch.stack(batch).clamp(0.0, 1.0)
-    return x.to(device), torch.tensor(list(_PHOTOS.values()), device=device)
+    return x.to(dev), torch.tensor(list(_PHOTOS.values()), device=dev)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from foolbench import _checks
+from foolbench.errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = ["train_classifier"]
 
@@ -81,8 +82,9 @@ def train_classifier(
     """Train ``module`` with Adam on (images, labels); small, explicit and seeded.
 
     Used for the shipped LeNet, by the retraining defenses, by bench and by the
-    tests to build independent MNIST models. The module's ``training`` flag is
-    restored afterwards.
+    tests to build independent MNIST models. The whole module trains in training
+    mode (``module.train()``: a BatchNorm set to eval mode updates its statistics
+    too); afterwards every submodule's ``training`` flag is put back as it was.
 
     Training runs on one CPU thread by default (torch's thread count is set to 1
     and put back afterwards), so the same call gives bit-identical weights
@@ -98,7 +100,8 @@ def train_classifier(
         batch_size: mini-batch size.
         lr: Adam peak learning rate (one-cycle schedule: warm-up, then cosine decay to near zero).
         weight_decay: Adam weight decay.
-        max_shift: random translation augmentation in pixels (0 turns it off).
+        max_shift: random translation augmentation in pixels (0 turns it off); smaller than
+            the images' height and width.
         preprocess: applied to each batch before the module (e.g. normalisation).
         noise_share: outlier exposure (Hendrycks et al., ICLR 2019): each batch of
             ``b`` images gets ``round(noise_share * b)`` extra uniform-noise images
@@ -107,8 +110,8 @@ def train_classifier(
             default) turns it off and draws no extra random numbers.
         noise_weight: weight of the noise images' loss (cross-entropy to the uniform
             distribution) next to the real images' cross-entropy.
-        seed: seeds shuffling, augmentation and nothing else; initialise the
-            module's weights yourself before calling.
+        seed: seeds shuffling, augmentation and nothing else (an int in [0, 2**64)); initialise
+            the module's weights yourself before calling.
         threads: torch CPU threads while training (restored afterwards); the
             default 1 makes the weights independent of the machine's thread
             setting. ``None`` keeps the caller's setting (faster for big models
@@ -117,6 +120,12 @@ def train_classifier(
     Returns:
         The trained module.
 
+    Raises:
+        InvalidTypeError: ``module`` is not an ``nn.Module``, ``preprocess`` is not callable, or an
+            argument has the wrong type.
+        InvalidArgumentError: an argument out of its range (``lr`` <= 0, ``max_shift`` < 0 or as large
+            as the images, ``seed`` < 0, ...), or images and labels that do not match.
+
     Examples:
         >>> import torch
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
@@ -124,18 +133,31 @@ def train_classifier(
         >>> train_classifier(net, x, y, epochs=1, batch_size=16) is net
         True
     """
+    if not isinstance(module, nn.Module):
+        raise InvalidTypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     _checks.positive_int("epochs", epochs)
     _checks.positive_int("batch_size", batch_size)
+    lr = _checks.real("lr", lr, low=0.0, low_open=True)
+    weight_decay = _checks.real("weight_decay", weight_decay, low=0.0)
+    _checks.nonnegative_int("max_shift", max_shift)
+    if preprocess is not None and not callable(preprocess):
+        raise InvalidTypeError(f"preprocess must be callable or None, got {type(preprocess).__name__}")
     _checks.real("noise_share", noise_share, low=0.0, high=16.0)
     _checks.real("noise_weight", noise_weight, low=0.0)
+    _checks.seed_int("seed", seed)
     _checks.optional_positive_int("threads", threads)
     x = _checks.images("images", images)
     y = _checks.labels("labels", labels, batch=x.shape[0], num_classes=1 << 30)
+    height, width = x.shape[2:]
+    if max_shift >= min(height, width):
+        raise InvalidArgumentError(
+            f"max_shift must be smaller than the images' height and width ({height} x {width}), got {max_shift}"
+        )
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * -(-x.shape[0] // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    was_training = module.training
+    flags = [(m, m.training) for m in module.modules()]
     module.train()
     try:
         with torch_threads(threads):
@@ -157,5 +179,6 @@ def train_classifier(
                     opt.step()
                     sched.step()
     finally:
-        module.train(was_training)
+        for m, flag in flags:
+            m.training = flag
     return module

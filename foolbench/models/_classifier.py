@@ -16,6 +16,7 @@ import copy
 import hashlib
 import itertools
 import warnings
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -135,6 +136,23 @@ def _module_dtype(module: nn.Module, default: torch.dtype = torch.float32) -> to
     return next((t.dtype for t in tensors if t.is_floating_point()), default)
 
 
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """``module`` and all its submodules in eval mode for the block; each one's training flag restored after."""
+    training = [m for m in module.modules() if m.training]
+    for m in training:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m in training:
+            m.training = True
+
+
+# How often refresh() was called on each network: part of the key of every private copy built from it.
+_REFRESHES: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
+
+
 class BaseClassifier(nn.Module):
     """The classifier foolbench works with: input checks, chunked no-grad scores and real defaults.
 
@@ -248,6 +266,36 @@ class BaseClassifier(nn.Module):
         """The named submodules of :meth:`network`, for hooks (``"conv2"`` -> module)."""
         return {name: m for name, m in self.network().named_modules() if name}
 
+    def refresh(self) -> None:
+        """Signal that the weights of :meth:`network` were changed in place through ``.data``.
+
+        A classifier that scores with a private copy of its network (``TorchClassifier`` with
+        ``fold_batchnorm=True`` or ``compile=True``) builds a new copy by itself when a parameter or
+        buffer is replaced (``module.fc.weight = ...``, ``p.data = ...``, ``vector_to_parameters``) or
+        changed in place by a tensor operation (an optimiser step, ``load_state_dict``, ``p.mul_(2)``
+        under ``torch.no_grad()``). An in-place change through ``.data`` (``p.data.mul_(2)``,
+        ``p.data[0] = 0``) changes neither the tensor, nor its address, nor its version counter: call
+        ``refresh()`` after one. It drops the private copies of every classifier built on the same network
+        (the :meth:`~foolbench.models.TorchClassifier.replace` and :meth:`reference` twins too, whichever
+        one it is called on); each builds a new one at its next call without gradients. Calls with
+        gradients always run the network itself. On a classifier without such a copy it does nothing.
+
+        Examples:
+            >>> import torch, foolbench as fb
+            >>> net = torch.nn.Sequential(
+            ...     torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Flatten(), torch.nn.Linear(8, 3)
+            ... ).eval()
+            >>> clf = fb.models.TorchClassifier(net, input_shape=(1, 4, 4), num_classes=3, fold_batchnorm=True)
+            >>> x = torch.rand(2, 1, 4, 4)
+            >>> _ = clf.probs(x)  # builds the folded copy
+            >>> _ = net[0].weight.data.mul_(2.0)  # invisible to the classifier...
+            >>> clf.refresh()  # ...until it is told
+            >>> torch.allclose(clf.probs(x), clf.reference().probs(x), atol=1e-6)
+            True
+        """
+        network = self.network()
+        _REFRESHES[network] = _REFRESHES.get(network, 0) + 1
+
     # -- public API -----------------------------------------------------------------
     def check(self, x: Any, name: str = "x") -> torch.Tensor:
         """Check a raw batch against this classifier and move it to its device and dtype.
@@ -336,7 +384,9 @@ class _ProtocolClassifier(BaseClassifier):
 
     The object's optional ``class_names``, ``batch_size``, ``device`` and ``dtype`` are used when it
     declares them (an ``nn.Module``'s dtype is its parameters'); everything else takes the
-    BaseClassifier defaults.
+    BaseClassifier defaults. An ``nn.Module`` is called in eval mode, like in :class:`TorchClassifier`
+    (BatchNorm statistics stay as they are, dropout is off), and every submodule's ``training`` flag is
+    restored after each call.
     """
 
     def __init__(self, obj: Any) -> None:
@@ -361,7 +411,12 @@ class _ProtocolClassifier(BaseClassifier):
         return _module_dtype(self.wrapped) if isinstance(self.wrapped, nn.Module) else torch.float32
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.wrapped(x)
+        """The object's logits; an ``nn.Module`` runs in eval mode, each submodule's flag restored after."""
+        if not isinstance(self.wrapped, nn.Module):
+            out: torch.Tensor = self.wrapped(x)
+            return out
+        with _eval_mode(self.wrapped):
+            out = self.wrapped(x)
         return out
 
     def network(self) -> nn.Module:
@@ -379,7 +434,8 @@ def check_classifier(classifier: Any, name: str = "classifier") -> BaseClassifie
 
     A BaseClassifier passes through unchanged; any other object with ``input_shape``,
     ``num_classes``, ``bounds`` and ``__call__`` is wrapped in a small adapter that
-    supplies the defaults (``device``, ``class_names``, ``probs``, ...).
+    supplies the defaults (``device``, ``class_names``, ``probs``, ...). An ``nn.Module`` is
+    called in eval mode, its submodules' ``training`` flags restored after every call.
 
     Raises:
         InvalidTypeError: a member of the :class:`Classifier` protocol is missing.
@@ -540,6 +596,11 @@ def _flag(name: str, value: Any) -> bool:
     return value
 
 
+def _nontrivial(values: list[float] | None, identity: float) -> list[float] | None:
+    """``values``, or None when applying them would change nothing (every one is ``identity``)."""
+    return None if values is None or all(v == identity for v in values) else values
+
+
 def _stat(name: str, value: Any, channels: int) -> list[float] | None:
     if value is None:
         return None
@@ -565,6 +626,15 @@ class TorchClassifier(BaseClassifier):
     At construction one dummy forward (a batch of 1, no gradients) checks that the
     module accepts ``input_shape`` and returns ``num_classes`` logits.
 
+    The adapter follows its module: :attr:`device` and :attr:`dtype` are read from the module's
+    first parameter or buffer at each call, and :attr:`mean` / :attr:`std` are made on that device in
+    that dtype. The module is shared by the adapters :meth:`replace` (without a new ``device`` or
+    ``module``) and :meth:`reference` make, so ``.to()``, ``.cuda()``, ``.double()``, ``.float()``...
+    on any of them convert the module of all of them, and all follow: after ``clf.double()`` a
+    ``precision="bf16"`` twin still runs under bf16 autocast, and its reference computes in float64.
+    To convert one adapter alone, give it its own module first (``clf.replace(device="cuda")`` copies
+    the module; ``clf.replace(module=copy.deepcopy(clf.module))`` too).
+
     Args:
         module: maps a preprocessed (B, C, H', W') batch to (B, num_classes) logits.
         input_shape: (C, H, W) of one raw input.
@@ -573,7 +643,8 @@ class TorchClassifier(BaseClassifier):
         mean: per-channel mean subtracted after resizing (length 1 or C), or None.
         std: per-channel std divided by (length 1 or C), or None.
         resize: (H', W') the module expects, when it differs from the raw input size.
-        device: where to compute; the module is moved there. Default: the module's device.
+        device: where to compute; the module is moved there. Default: the module's device. (For a
+            module without parameters or buffers this is where inputs are sent.)
         batch_size: largest chunk :meth:`probs` evaluates at once.
         class_names: names of the K classes.
         check_inputs: check every input batch (shape, finiteness, bounds).
@@ -587,13 +658,17 @@ class TorchClassifier(BaseClassifier):
             compilation fails, one warning and the module runs uncompiled). Calls without
             gradients run a graph with the weights frozen in (inductor's ``freezing``; 1.7x
             EfficientNet-Lite0 on a 2-core CPU), compiled from a private copy of the module that is
-            replaced, and compiled again, whenever a parameter or buffer changes.
+            replaced, and compiled again, when the weights change as ``fold_batchnorm`` describes.
         fold_batchnorm: for calls without gradients (:meth:`log_probs`, :meth:`probs`, searches),
             run a copy of the module in which each BatchNorm fed directly by a convolution is folded
             into that convolution (1.5x EfficientNet-Lite0 on a 2-core CPU). The copy is built at
             the first such call, checked against the module on a random batch (not used, with one
-            warning, if they disagree beyond float rounding), and rebuilt whenever a parameter or
-            buffer of the module changes; calls with gradients use the module itself. Scores
+            warning, if they disagree beyond float rounding), and built again at the next such call
+            after a parameter or buffer of the module is replaced (``module.fc.weight = ...``,
+            ``p.data = ...``, ``vector_to_parameters``, ``.to()`` / ``.double()``) or changed in place
+            by a tensor operation (an optimiser step, ``load_state_dict``, ``p.mul_(2)`` under
+            ``torch.no_grad()``). An in-place change through ``.data`` (``p.data.mul_(2)``) is not
+            seen: call :meth:`refresh` after one. Calls with gradients use the module itself. Scores
             differ from the unfolded module's by float rounding (about 1e-5 in the logits), so
             :meth:`reference` is the unfolded twin.
 
@@ -668,11 +743,12 @@ class TorchClassifier(BaseClassifier):
             module.to(own_device)
         if self.channels_last:
             module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # used only while the module has no parameter or buffer (floating one, for the dtype)
         self._dtype = _module_dtype(module)
         self._device = own_device
         self.module: nn.Module = module
-        self.mean: torch.Tensor | None = self._tensor(mean_v, default=0.0)
-        self.std: torch.Tensor | None = self._tensor(std_v, default=1.0)
+        self._stats = (_nontrivial(mean_v, 0.0), _nontrivial(std_v, 1.0))
+        self._stat_tensors: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor | None, ...]] = {}
         self._settings: dict[str, Any] = {
             "input_shape": self.input_shape, "num_classes": self.num_classes, "bounds": tuple(self.bounds),
             "mean": mean_v, "std": std_v, "resize": resize, "device": own_device, "batch_size": self.batch_size,
@@ -687,20 +763,24 @@ class TorchClassifier(BaseClassifier):
         """Pickled and deep-copied without the cache (compiled graphs do not pickle; rebuilt on first use)."""
         state = self.__dict__.copy()
         state["_cache"] = {}
+        state["_stat_tensors"] = {}
         return state
 
     def _apply(self, fn: Any, recurse: bool = True) -> TorchClassifier:
-        """``.to()``, ``.cuda()``, ``.double()``... move or cast the module: the adapter follows it.
+        """``.to()``, ``.cuda()``, ``.double()``... move or cast the module, shared with this adapter's twins.
 
-        The normalisation tensors go along, the device and dtype are read again from the module, and
-        the cached float32 twin and compiled module are dropped (rebuilt on first use).
+        Every adapter of the module follows it (each reads the device and dtype from the module at every
+        call; its normalisation tensors are made there). This one drops its cached float32 twin and
+        compiled module (rebuilt on first use); the twins build their folded or frozen copies again at
+        their next call, the module's tensors being new ones.
         """
         super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
-        if next(itertools.chain(self.module.parameters(), self.module.buffers()), None) is not None:
-            self._device = self._settings["device"] = _module_device(self.module)
-            self._dtype = _module_dtype(self.module, self._dtype)
-        self.mean = None if self.mean is None else self.mean.to(device=self._device, dtype=self._dtype)
-        self.std = None if self.std is None else self.std.to(device=self._device, dtype=self._dtype)
+        try:  # where the conversion takes a tensor: the device and dtype of a module without any
+            probe = fn(torch.empty(0, device=self._device, dtype=self._dtype))
+        except Exception:  # noqa: BLE001 (a conversion that needs a real tensor: those of the module tell)
+            probe = None
+        if isinstance(probe, torch.Tensor) and probe.is_floating_point():
+            self._device, self._dtype = probe.device, probe.dtype
         self._cache.clear()
         return self
 
@@ -712,15 +792,31 @@ class TorchClassifier(BaseClassifier):
         size = (_checks.positive_int("resize[0]", resize[0]), _checks.positive_int("resize[1]", resize[1]))
         return None if size == self.input_shape[1:] else size
 
-    def _tensor(self, values: list[float] | None, default: float) -> torch.Tensor | None:
-        if values is None or all(v == default for v in values):
-            return None
-        return torch.tensor(values, dtype=self._dtype, device=self._device).view(1, -1, 1, 1)
+    def _normalisation(self) -> tuple[torch.Tensor | None, ...]:
+        """(mean, std) as (1, C, 1, 1) tensors on :attr:`device` in :attr:`dtype` (made once for each pair)."""
+        key = (self.device, self.dtype)
+        made = self._stat_tensors.get(key)
+        if made is None:
+            made = self._stat_tensors[key] = tuple(
+                None if v is None else torch.tensor(v, dtype=key[1], device=key[0]).view(1, -1, 1, 1)
+                for v in self._stats
+            )
+        return made
+
+    @property
+    def mean(self) -> torch.Tensor | None:
+        """The per-channel mean subtracted from inputs, (1, C, 1, 1) on :attr:`device` in :attr:`dtype`; or None."""
+        return self._normalisation()[0]
+
+    @property
+    def std(self) -> torch.Tensor | None:
+        """The per-channel std inputs are divided by, (1, C, 1, 1) on :attr:`device` in :attr:`dtype`; or None."""
+        return self._normalisation()[1]
 
     def _probe(self) -> None:
         """One dummy forward (batch of 1, no grad, eval mode) to check input_shape and num_classes."""
         lo, hi = self.bounds
-        x = torch.full((1, *self.input_shape), (lo + hi) / 2, device=self._device, dtype=self._dtype)
+        x = torch.full((1, *self.input_shape), (lo + hi) / 2, device=self.device, dtype=self.dtype)
         try:
             with torch.no_grad():
                 out = self._run(self.module, self.preprocess(x))
@@ -739,11 +835,14 @@ class TorchClassifier(BaseClassifier):
 
     @property
     def device(self) -> torch.device:
-        return self._device
+        """Where the module's first parameter or buffer is now (without any: the constructor's ``device``)."""
+        tensor = next(itertools.chain(self.module.parameters(), self.module.buffers()), None)
+        return self._device if tensor is None else tensor.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self._dtype
+        """The dtype of the module's first floating parameter or buffer now (inputs are converted to it)."""
+        return _module_dtype(self.module, self._dtype)
 
     def network(self) -> nn.Module:
         return self.module
@@ -751,7 +850,8 @@ class TorchClassifier(BaseClassifier):
     def replace(self, **changes: Any) -> TorchClassifier:
         """A new adapter with some settings changed; the module is shared unless ``module=`` is given.
 
-        A new ``device`` copies the module there (``self`` keeps working where it is).
+        A new ``device`` copies the module there (``self`` keeps working where it is); otherwise the
+        result shares the module, and its device and dtype, wherever ``.to()`` took them since.
 
         Every setting of the constructor can be changed; the result is validated like a
         new :class:`TorchClassifier` (including the dummy forward).
@@ -770,12 +870,12 @@ class TorchClassifier(BaseClassifier):
             raise InvalidArgumentError(
                 f"replace() got unknown setting(s) {unknown}; valid: {sorted([*self._settings, 'module'])}"
             )
-        settings = {**self._settings, **changes}
+        settings = {**self._settings, "device": self.device, **changes}
         module = settings.pop("module", None)
         if module is None:
             module = self.module
             device = settings.get("device")
-            if device is not None and check_device("device", device) != self._device:
+            if device is not None and check_device("device", device) != self.device:
                 module = copy.deepcopy(module)  # moving the shared module would break this adapter
         return TorchClassifier(module, **settings)
 
@@ -792,40 +892,48 @@ class TorchClassifier(BaseClassifier):
         """Resize and normalise a raw batch the way the module expects (differentiable)."""
         if self.resize is not None:
             x = F.interpolate(x, size=self.resize, mode="bilinear", align_corners=False)
-        if self.mean is not None:
-            x = x - self.mean
-        if self.std is not None:
-            x = x / self.std
+        mean, std = self._normalisation()
+        if mean is not None:
+            x = x - mean
+        if std is not None:
+            x = x / std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    @contextlib.contextmanager
-    def _eval_mode(self) -> Iterator[None]:
-        """The module's submodules in eval mode for the block; their training flags restored after."""
-        training = [m for m in self.module.modules() if m.training]
-        for m in training:
-            m.training = False
-        try:
-            yield
-        finally:
-            for m in training:
-                m.training = True
-
     def _run(self, fn: Any, x: torch.Tensor) -> Any:
         """Call ``fn`` in eval mode (training flags restored), under autocast at reduced precision."""
-        with self._eval_mode():
+        with _eval_mode(self.module):
             autocast = _PRECISIONS[self.precision]
             if autocast is None:
                 return fn(x)
-            with torch.autocast(device_type=self._device.type, dtype=autocast):
+            with torch.autocast(device_type=self.device.type, dtype=autocast):
                 out = fn(x)
             return out.float() if isinstance(out, torch.Tensor) else out
 
     def _weights_version(self) -> tuple[int, ...]:
-        """Changes whenever a parameter or buffer of the module is replaced or changed in place."""
+        """Changes when a parameter or buffer of the module is replaced (``p.data = ...`` too: a new address)
+        or changed in place by a tensor operation (its version counter), and at each :meth:`refresh`."""
         tensors = itertools.chain(self.module.parameters(), self.module.buffers())
-        return tuple(v for t in tensors for v in (id(t), t._version))
+        keys = (v for t in tensors for v in (id(t), t._version, t.data_ptr()))
+        return (_REFRESHES.get(self.module, 0), *keys)
+
+    def refresh(self) -> None:
+        """Signal that the module's weights were changed in place through ``.data``; see :meth:`BaseClassifier.refresh`.
+
+        This adapter's private copies (folded, frozen compiled graph) are freed at once; those of the
+        adapters sharing the module are built again at their next call without gradients.
+
+        Examples:
+            >>> import torch, foolbench as fb
+            >>> clf = fb.models.lenet_mnist().replace(fold_batchnorm=True)
+            >>> clf.module.conv1.weight.data[0] = 0.0  # through .data: call refresh() after
+            >>> clf.refresh()
+        """
+        super().refresh()
+        for key in ("folded", "frozen"):
+            if key in self._cache:
+                self._cache[key] = (None, None)  # (a version no call matches: built again at the next call)
 
     def _folded(self) -> nn.Module:
         """The module with its conv -> BatchNorm pairs folded (built once per weights version)."""
@@ -836,8 +944,8 @@ class TorchClassifier(BaseClassifier):
             return folded
         lo, hi = self.bounds
         gen = torch.Generator().manual_seed(0)
-        example = (lo + (hi - lo) * torch.rand((2, *self.input_shape), generator=gen)).to(self._device, self._dtype)
-        with torch.no_grad(), self._eval_mode():
+        example = (lo + (hi - lo) * torch.rand((2, *self.input_shape), generator=gen)).to(self.device, self.dtype)
+        with torch.no_grad(), _eval_mode(self.module):
             folded, report = fold_batchnorm(self.module, self.preprocess(example))
         if not report.ok:
             warnings.warn(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 
 from foolbench import _checks
-from foolbench.errors import CheckpointError, MissingDependencyError
+from foolbench.errors import CheckpointError, InvalidArgumentError, MissingDependencyError
 from foolbench.models._classifier import TorchClassifier
 from foolbench.models._hardware import device_type
 from foolbench.models._lenet import LeNet, lenet_mnist_noise_trained
@@ -279,8 +280,11 @@ def zoo() -> dict[str, ModelInfo]:
 def load_model(name: str, **kwargs: object) -> TorchClassifier:
     """Build a zoo model by name (``"lenet-mnist"``, ``"lenet-mnist-noise-trained"``, ``"efficientnet-lite0"``).
 
+    ``kwargs`` go to the model's factory (:func:`lenet_mnist`, :func:`efficientnet_lite0`, ...).
+
     Raises:
-        InvalidArgumentError: unknown name (the message lists the valid ones).
+        InvalidArgumentError: unknown name, or a keyword the model's factory does not take (the message
+            lists the valid ones).
 
     Examples:
         >>> import foolbench as fb
@@ -289,4 +293,10 @@ def load_model(name: str, **kwargs: object) -> TorchClassifier:
     """
     models = zoo()
     _checks.choice("model", name, models)
-    return models[name].factory(**kwargs)
+    factory = models[name].factory
+    params = inspect.signature(factory).parameters
+    accepted = sorted(k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        raise InvalidArgumentError(f"load_model({name!r}) got unknown setting(s) {unknown}; valid: {accepted}")
+    return factory(**kwargs)

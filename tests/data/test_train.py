@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
 import foolbench as fb
 from foolbench.data._train import torch_threads
-from foolbench.errors import InvalidArgumentError
+from foolbench.errors import InvalidArgumentError, InvalidTypeError
 
 
 def _train_at(threads: int, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
@@ -78,3 +80,73 @@ def test_threads_none_keeps_the_callers_setting() -> None:
     finally:
         torch.set_num_threads(before)
     assert seen == [2, 1]
+
+
+def test_every_submodules_training_flag_is_restored() -> None:
+    """train_classifier restored only the root's flag (``module.train(was_training)``), so a BatchNorm kept in eval
+    mode inside a training module came back in training mode, and a training child of an eval-mode module came
+    back in eval mode."""
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Flatten(), torch.nn.Linear(1352, 10)
+    )
+    net[1].eval()  # frozen statistics while the rest trains
+    x, y = fb.data.mnist_digits("train", limit=16)
+    fb.data.train_classifier(net, x, y, epochs=1, batch_size=16)
+    assert [m.training for m in net.modules()] == [True, True, False, True, True]
+    net.eval()
+    net[3].train()
+    fb.data.train_classifier(net, x, y, epochs=1, batch_size=16)
+    assert [m.training for m in net.modules()] == [False, False, False, False, True]
+
+
+def _net() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+
+
+def _train(**kw: Any) -> object:
+    x, y = fb.data.mnist_digits("train", limit=8)
+    return fb.data.train_classifier(kw.pop("module", _net()), x, y, epochs=1, **kw)
+
+
+_BAD = {
+    "module=str": (lambda: _train(module="net"), InvalidTypeError, "module must be a torch.nn.Module, got str"),
+    "max_shift=-1": (lambda: _train(max_shift=-1), InvalidArgumentError, "max_shift must be an int >= 0, got -1"),
+    "max_shift=1.5": (lambda: _train(max_shift=1.5), InvalidTypeError, "max_shift must be an int >= 0, got float"),
+    "max_shift=True": (lambda: _train(max_shift=True), InvalidTypeError, "max_shift must be an int >= 0, got bool"),
+    "max_shift=28": (
+        lambda: _train(max_shift=28),
+        InvalidArgumentError,
+        r"max_shift must be smaller than the images' height and width \(28 x 28\), got 28",
+    ),
+    "seed=-1": (lambda: _train(seed=-1), InvalidArgumentError, "seed must be an int >= 0, got -1"),
+    "seed=2**70": (lambda: _train(seed=2**70), InvalidArgumentError, r"seed must be an int in \[0, 2\*\*64 - 1\]"),
+    "seed=1.5": (lambda: _train(seed=1.5), InvalidTypeError, "seed must be an int >= 0, got float"),
+    "lr=-1": (lambda: _train(lr=-1.0), InvalidArgumentError, r"lr must be a finite number in \(0, inf\), got -1.0"),
+    "lr=0": (lambda: _train(lr=0.0), InvalidArgumentError, "lr must be a finite number"),
+    "lr=nan": (lambda: _train(lr=float("nan")), InvalidArgumentError, "lr must be a finite number"),
+    "lr=str": (lambda: _train(lr="a"), InvalidTypeError, "lr must be a real number, got str"),
+    "weight_decay=-1": (
+        lambda: _train(weight_decay=-1.0),
+        InvalidArgumentError,
+        "weight_decay must be a finite number",
+    ),
+    "preprocess=str": (lambda: _train(preprocess="norm"), InvalidTypeError, "preprocess must be callable or None"),
+    "mnist device=tpu9": (lambda: fb.data.mnist_digits(device="tpu9"), InvalidArgumentError, "device must be"),
+    "mnist device=3": (lambda: fb.data.mnist_digits(device=3), InvalidTypeError, "device must be a device name"),
+    "photos device=tpu9": (lambda: fb.data.imagenet_photos(32, device="tpu9"), InvalidArgumentError, "device must be"),
+    "load_model typo": (
+        lambda: fb.models.load_model("lenet-mnist", devcie="cpu"),
+        InvalidArgumentError,
+        r"load_model\('lenet-mnist'\) got unknown setting\(s\) \['devcie'\]; valid: \['batch_size', 'device'\]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(_BAD))
+def test_bad_arguments_are_refused_naming_them(case: str) -> None:
+    """These failed deep inside torch (a RuntimeError from ``randint``, ``manual_seed`` or ``torch.device``, a
+    TypeError from ``pad`` or for a misspelt keyword, an AttributeError for a module that is not one), or were
+    accepted (``seed=-1``, a shift as large as the image)."""
+    call, err, match = _BAD[case]
+    with pytest.raises(err, match=match):
+        call()

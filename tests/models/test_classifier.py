@@ -408,3 +408,58 @@ def test_accuracy_checks_its_labels() -> None:
     ):
         with pytest.raises(InvalidArgumentError, match=match):
             fb.defenses.accuracy(clf, x, bad)
+
+
+def test_double_on_one_adapter_moves_every_adapter_sharing_the_module() -> None:
+    """``.double()`` on one adapter converted the module it shares with its ``replace()`` / ``reference()`` twins
+    but updated only its own device, dtype and mean/std, so the twins then failed with a dtype mismatch."""
+    clf = fb.models.lenet_mnist()
+    fast = clf.replace(precision="bf16")
+    ref = fast.reference()
+    small = clf.replace(batch_size=2)
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    before = clf.probs(x)
+    clf.double()
+    for twin in (ref, small, fast):
+        assert twin.module is clf.module and twin.dtype == torch.float64 and twin.device == clf.device
+        assert twin.mean is not None and twin.mean.dtype == torch.float64
+    want = clf.probs(x)
+    assert torch.equal(ref.probs(x), want) and torch.equal(small.probs(x), want)  # float64, as the module
+    torch.testing.assert_close(want, before, rtol=0, atol=1e-5)
+    torch.testing.assert_close(fast.log_probs(x), ref.log_probs(x), rtol=0, atol=0.3)  # still bf16 autocast
+    again = small.replace(batch_size=4)  # follows the module: shared, not copied back to float32
+    assert again.module is clf.module and again.dtype == torch.float64
+    ref.float()  # and back, from any of them
+    assert clf.dtype == fast.dtype == torch.float32 and torch.equal(clf.probs(x), before)
+
+
+def test_a_protocol_module_in_training_mode_is_scored_in_eval_mode() -> None:
+    """check_classifier ran an ``nn.Module`` following the protocol in whatever mode it was in: in training mode
+    every score updated its BatchNorm statistics and drew new dropout masks."""
+
+    class Proto(torch.nn.Module):
+        input_shape, num_classes, bounds = (1, 4, 4), 3, (0.0, 1.0)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 3, 4)
+            self.bn = torch.nn.BatchNorm2d(3)
+            self.drop = torch.nn.Dropout(0.5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.drop(self.bn(self.conv(x))).flatten(1)
+
+    torch.manual_seed(0)
+    proto = Proto()
+    proto.conv.eval()  # a mix of flags, kept as found
+    flags = [m.training for m in proto.modules()]
+    stats = proto.bn.running_mean.clone()
+    clf = fb.models.check_classifier(proto)
+    x = torch.rand(4, 1, 4, 4)
+    seen: list[bool] = []
+    proto.drop.register_forward_hook(lambda m, i, o: seen.append(m.training))
+    assert torch.equal(clf.probs(x), clf.probs(x))
+    clf(x.requires_grad_(True)).sum().backward()  # with gradients too
+    assert seen == [False, False, False]
+    assert torch.equal(proto.bn.running_mean, stats)
+    assert [m.training for m in proto.modules()] == flags == [True, False, True, True]

@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 import foolbench as fb
 from foolbench.errors import InvalidTypeError
@@ -152,6 +153,31 @@ def test_adapter_refolds_when_a_weight_changes() -> None:
     assert fast._cache["folded"][1] is not built
     torch.testing.assert_close(again, fast.reference().log_probs(x), atol=1e-5, rtol=0)
     assert float((again - first).abs().max()) > 1e-2
+
+
+def test_adapter_refolds_after_writes_through_data_and_on_refresh() -> None:
+    """Writes through ``.data`` (``vector_to_parameters`` does ``p.data = ...``) changed neither a tensor's id nor
+    its version counter, so the folded copy kept scoring with the old weights; a reassignment is now seen, and
+    ``refresh()`` on any adapter of the module signals an in-place edit through ``.data``."""
+    torch.manual_seed(0)
+    fast = _clf(Net(), fold_batchnorm=True)
+    twin = fast.replace(batch_size=5)  # shares the module, folds its own copy
+    ref = fast.reference()
+    x = _x()
+    before = fast.log_probs(x)
+    twin.log_probs(x)
+    params = list(fast.module.parameters())
+    vector_to_parameters(parameters_to_vector(params) * -2.0, params)
+    for clf in (fast, twin):
+        torch.testing.assert_close(clf.log_probs(x), ref.log_probs(x), atol=1e-5, rtol=0)
+    assert float((ref.log_probs(x) - before).abs().max()) > 1e-2
+    with torch.no_grad():
+        fast.module.conv3.weight.data.mul_(3.0)  # in place through .data: no tensor, version or address changes
+    fast.refresh()
+    assert fast._cache["folded"][1] is None  # its own copy freed at once
+    for clf in (fast, twin):  # the twin's copy is rebuilt too
+        torch.testing.assert_close(clf.log_probs(x), ref.log_probs(x), atol=1e-5, rtol=0)
+    assert twin.refresh() is None and fast.reference().refresh() is None  # no copy there: harmless
 
 
 def test_adapter_warns_once_and_stays_exact_when_nothing_folds() -> None:
