@@ -21,6 +21,7 @@ __all__ = [
     "SUMMARY_SCHEMA",
     "FolderBusyError",
     "atomic_write_bytes",
+    "exact_number",
     "load_torch",
     "locked_folder",
     "out_folder",
@@ -161,6 +162,20 @@ def summary(command: str, settings: dict[str, Any], results: dict[str, Any]) -> 
             "torch_threads": torch.get_num_threads(),
         },
     }
+
+
+def exact_number(x: float) -> str:
+    """``x`` as short text that reads back as ``x`` exactly: ``f"{x:g}"`` where that does, else ``repr(x)``.
+
+    For keys and settings text: ``:g`` alone keeps six digits, so nearby numbers (8/255 and 0.0313725)
+    would share a text; numbers ``:g`` writes exactly keep the text they always had.
+
+    Examples:
+        >>> exact_number(0.99), exact_number(0.0), exact_number(8 / 255), exact_number(0.9999999)
+        ('0.99', '0', '0.03137254901960784', '0.9999999')
+    """
+    short = f"{x:g}"
+    return short if float(short) == x else repr(float(x))
 
 
 def _foolbench_version() -> str:

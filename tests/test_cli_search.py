@@ -241,20 +241,22 @@ def test_bad_arguments_one_line(
 
 def test_ascend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "asc"
-    assert main(["ascend", "--classes", "3,4", "--steps", "300", "--out", str(out)]) == 0
+    assert main(["ascend", "--classes", "3,4", "--steps", "300", "--out", str(out), "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())["results"]
     assert summary["fooled_at_0.9999"] == 2 and summary["method"] == "gradient_ascent"
 
 
 def test_uap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "uap"
-    assert main(["uap", "--fit", "100", "--held-out", "200", "--max-passes", "3", "--out", str(out)]) == 0
+    args = ["uap", "--fit", "100", "--held-out", "200", "--max-passes", "3", "--out", str(out), "--no-progress"]
+    assert main(args) == 0  # progress reaches the fit's bar; --no-progress hides it
     summary = json.loads((out / "summary.json").read_text())["results"]
     assert summary["held_out_images"] == 200 and summary["fitting_images"] == 100
     assert len(summary["history"]) == summary["passes"] <= 3
     saved = torch.load(out / "perturbation.pt", weights_only=True)
     v = saved["perturbation"]
     assert saved["eps"] == 0.3 and float(v.abs().max()) <= 0.3 + 1e-6 and float(v.abs().max()) > 0.1
+    assert (saved["norm"], saved["method"]) == ("inf", "sgd")  # the keys UAPResult.save writes
     held = fb.models.mnist_digits("test", limit=200)[0]
     # the reported rate is the saved perturbation's rate on the same held-out digits
     assert summary["held_out_fooling_rate"] == fb.search.fooling_rate(fb.models.lenet_mnist(), held, v) > 0.05

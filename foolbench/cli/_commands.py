@@ -275,7 +275,7 @@ def _ascend_command(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--start", choices=("noise", "zeros"), default="noise", help="start images")
     p.add_argument("--target-confidence", type=float, default=0.9999, help="an image stops at this confidence")
     p.add_argument("--fresh", action="store_true", help="recompute even when OUT holds the same run")
-    add_run_options(p, out="out/ascend", progress=False)
+    add_run_options(p, out="out/ascend")
     finish(p)
 
 
@@ -299,7 +299,7 @@ def _uap_command(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--fit", type=int, default=500, help="fitting digits (from the train split)")
     p.add_argument("--held-out", type=int, default=1000, help="held-out digits (from the test split)")
     p.add_argument("--fresh", action="store_true", help="refit even when OUT holds the same fit")
-    add_run_options(p, out="out/uap", progress=False)
+    add_run_options(p, out="out/uap")
     finish(p)
 
 

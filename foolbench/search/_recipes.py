@@ -127,19 +127,26 @@ def _fresh(out: Path, names: Sequence[str]) -> None:
 Computed = tuple[dict[str, Any], dict[str, Any]]
 """What a run's body returns: its results and the settings it adds (such as the search's own)."""
 
+Prepare = Callable[[Path], Callable[[], Computed]]
+"""A run's preparation: given the folder, it checks every argument and builds what the run needs (model,
+classes, search) without changing the folder, and returns the run's body."""
+
 
 def _locked_run(
     out: str | Path,
     command: str,
     settings: dict[str, Any],
-    compute: Callable[[Path], Computed],
+    prepare: Prepare,
     *,
     reuse: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Check ``out``, lock it, run ``compute(folder)`` and write the summary.
+    """Check ``out``, lock it, prepare the run, then run it and write the summary.
 
-    With ``reuse`` (the output files), a folder that already holds them from the same command,
-    settings and foolbench version is kept and its summary returned with ``"reused": True``.
+    ``prepare(folder)`` checks the arguments and builds the model and search before anything in the
+    folder is changed, so a bad argument leaves an earlier run's files as they were; the body it
+    returns runs only after the earlier summary is removed. With ``reuse`` (the output files), a folder
+    that already holds them from the same command, settings and foolbench version is kept and its
+    summary returned with ``"reused": True`` (nothing is prepared).
     """
     _checks.seed_int("seed", settings["seed"])
     folder = _io.out_folder(out)
@@ -147,11 +154,12 @@ def _locked_run(
         saved = _up_to_date(folder, command, settings, reuse) if reuse else None
         if saved is not None:
             return {**saved, "reused": True}
+        body = prepare(folder)
         # a run that fails part-way must not leave its outputs beside an older run's summary
         old = folder / "summary.json"
         if old.is_file() or old.is_symlink():  # (a folder in its way is reported when the summary is written)
             old.unlink()
-        results, more = compute(folder)
+        results, more = body()
         summary = _io.summary(command, {**settings, **more}, results)
         _io.write_json(folder / "summary.json", summary)
     return summary
@@ -256,7 +264,8 @@ def run_evolution(
         The summary written to ``summary.json``.
 
     Raises:
-        InvalidArgumentError: a bad setting (the message names it).
+        InvalidArgumentError: a bad setting (the message names it; an earlier run's files in ``out`` are
+            left as they were).
         CheckpointError: the checkpoint is corrupt or from other settings.
         FolderBusyError: another run holds ``out``.
         OSError: ``out`` cannot be written.
@@ -323,7 +332,7 @@ def run_evolution(
     _checks.optional_positive_int("generations", generations)
     _checks.positive_int("checkpoint_every", checkpoint_every)
 
-    def compute(folder: Path) -> Computed:
+    def prepare(folder: Path) -> Callable[[], Computed]:
         clf = _model(model, device, image_size, precision, compile)
         shape = clf.input_shape
         genomes = _encoding(
@@ -351,33 +360,37 @@ def run_evolution(
             raise CheckpointError(
                 f"checkpoint path {str(ckpt)!r} is not a regular file (a directory?); give a file path"
             )
-        if fresh:
-            _fresh(folder, ("images.png", "images.pt", "report.md", "summary.json"))
-            ckpt.unlink(missing_ok=True)
-        try:
-            result = searcher.run(
-                max_evaluations=max_evaluations,
-                generations=generations,
-                target_confidence=target_confidence,
-                progress=progress,
-                checkpoint=ckpt,
-                checkpoint_every=checkpoint_every,
-            )
-        except CheckpointError as err:
-            hint = (
-                f"; precision='auto' picked {precision!r} on this machine: give the checkpoint's precision "
-                "explicitly to resume it"
-                if auto and "precision" in str(err)
-                else ""
-            )
-            raise CheckpointError(f"{err} (start over with fresh=True{hint})") from err
-        result.save(folder, title=title or f"Evolved fooling images for {model} ({encoding} encoding)")
-        results, extra = _search_summary(result)
-        if polish:  # the white-box work, apart from the evaluations
-            results["gradient_images"] = searcher.gradient_images
-        return results, extra
 
-    return _locked_run(out, command, settings, compute)
+        def compute() -> Computed:
+            if fresh:
+                _fresh(folder, ("images.png", "images.pt", "report.md", "summary.json"))
+                ckpt.unlink(missing_ok=True)
+            try:
+                result = searcher.run(
+                    max_evaluations=max_evaluations,
+                    generations=generations,
+                    target_confidence=target_confidence,
+                    progress=progress,
+                    checkpoint=ckpt,
+                    checkpoint_every=checkpoint_every,
+                )
+            except CheckpointError as err:
+                hint = (
+                    f"; precision='auto' picked {precision!r} on this machine: give the checkpoint's precision "
+                    "explicitly to resume it"
+                    if auto and "precision" in str(err)
+                    else ""
+                )
+                raise CheckpointError(f"{err} (start over with fresh=True{hint})") from err
+            result.save(folder, title=title or f"Evolved fooling images for {model} ({encoding} encoding)")
+            results, extra = _search_summary(result)
+            if polish:  # the white-box work, apart from the evaluations
+                results["gradient_images"] = searcher.gradient_images
+            return results, extra
+
+        return compute
+
+    return _locked_run(out, command, settings, prepare)
 
 
 def _up_to_date(folder: Path, command: str, settings: dict[str, Any], files: Sequence[str]) -> dict[str, Any] | None:
@@ -430,13 +443,14 @@ def run_ascent(
         image_size: raw image side of ImageNet models.
         device: ``"cpu"``, ``"cuda"``... (default CPU).
         fresh: recompute even when ``out`` holds the same run.
-        progress: accepted for a uniform interface (gradient ascent shows no bar yet).
+        progress: show a tqdm bar over the ascent's steps.
 
     Returns:
         The summary written to ``summary.json`` (with ``"reused": True`` when nothing was recomputed).
 
     Raises:
-        InvalidArgumentError: a bad setting (the message names it).
+        InvalidArgumentError: a bad setting (the message names it; an earlier run's files in ``out`` are
+            left as they were).
         FolderBusyError: another run holds ``out``.
         OSError: ``out`` cannot be written.
 
@@ -456,7 +470,9 @@ def run_ascent(
     _checks.boolean("progress", progress)
     settings["classes"] = None if classes is None else list(classes)
 
-    def compute(folder: Path) -> Computed:
+    _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
+
+    def prepare(folder: Path) -> Callable[[], Computed]:
         clf = _model(model, device, image_size)
         search = GradientAscent(
             clf,
@@ -469,12 +485,17 @@ def run_ascent(
             start=start,
             seed=seed,
         )
-        result = search.run(_classes(classes, clf), target_confidence=target_confidence)
-        result.save(folder, title=f"Gradient-ascent fooling images for {model}")
-        return _search_summary(result)
+        picked = _classes(classes, clf)
+
+        def compute() -> Computed:
+            result = search.run(picked, target_confidence=target_confidence, progress=progress)
+            result.save(folder, title=f"Gradient-ascent fooling images for {model}")
+            return _search_summary(result)
+
+        return compute
 
     files = () if fresh else ("images.png", "images.pt", "report.md", "summary.json")
-    return _locked_run(out, "ascend", settings, compute, reuse=files)
+    return _locked_run(out, "ascend", settings, prepare, reuse=files)
 
 
 def run_uap(
@@ -510,13 +531,14 @@ def run_uap(
         seed: seed of the shuffling, an int in [0, 2**64).
         device: ``"cpu"``, ``"cuda"``... (default CPU).
         fresh: refit even when ``out`` holds the same fit.
-        progress: accepted for a uniform interface (the fit shows no bar yet).
+        progress: show a tqdm bar over the fit's mini-batches (of all passes).
 
     Returns:
         The summary written to ``summary.json`` (with ``"reused": True`` when nothing was refitted).
 
     Raises:
-        InvalidArgumentError: a bad setting (the message names it), or a model that does not take MNIST digits.
+        InvalidArgumentError: a bad setting (the message names it; an earlier run's files in ``out`` are
+            left as they were), or a model that does not take MNIST digits.
         FolderBusyError: another run holds ``out``.
         OSError: ``out`` cannot be written.
 
@@ -537,32 +559,37 @@ def run_uap(
                 f"{name} must be at most {available:,} (the shipped {split} digits), got {value:,}"
             )
 
-    def compute(folder: Path) -> Computed:
+    uap = UniversalPerturbation(
+        eps=eps, norm=norm, method=method, delta=delta, max_passes=max_passes, batch_size=batch_size, seed=seed
+    )
+
+    def prepare(folder: Path) -> Callable[[], Computed]:
         clf = _model(model, device, None)
         if tuple(clf.input_shape) != (1, 28, 28):
             raise InvalidArgumentError(f"model must take 1x28x28 MNIST inputs, got {model!r} with {clf.input_shape}")
-        uap = UniversalPerturbation(
-            eps=eps, norm=norm, method=method, delta=delta, max_passes=max_passes, batch_size=batch_size, seed=seed
-        )
         x_fit = mnist_digits("train", limit=fit)[0]
         x_held = mnist_digits("test", limit=held_out)[0]
-        fitted = uap.fit(clf, x_fit)
-        held_rate = fooling_rate(clf, x_held, fitted.perturbation)
-        _write_uap(folder, fitted, x_held, clf.predict((x_held[:9] + fitted.perturbation.cpu()).clamp(0, 1)))
-        results = {
-            "passes": fitted.passes,
-            "seconds": round(fitted.seconds, 3),
-            "fitting_images": int(x_fit.shape[0]),
-            "fitting_fooling_rate": fitted.fooling_rate,
-            "held_out_images": int(x_held.shape[0]),
-            "held_out_fooling_rate": held_rate,
-            "history": list(fitted.history),
-        }
-        _io.write_text(folder / "report.md", _uap_report(model, fitted, results))
-        return results, {}
+
+        def compute() -> Computed:
+            fitted = uap.fit(clf, x_fit, progress=progress)
+            held_rate = fooling_rate(clf, x_held, fitted.perturbation)
+            _write_uap(folder, fitted, x_held, clf.predict((x_held[:9] + fitted.perturbation.cpu()).clamp(0, 1)))
+            results = {
+                "passes": fitted.passes,
+                "seconds": round(fitted.seconds, 3),
+                "fitting_images": int(x_fit.shape[0]),
+                "fitting_fooling_rate": fitted.fooling_rate,
+                "held_out_images": int(x_held.shape[0]),
+                "held_out_fooling_rate": held_rate,
+                "history": list(fitted.history),
+            }
+            _io.write_text(folder / "report.md", _uap_report(model, fitted, results))
+            return results, {}
+
+        return compute
 
     files = () if fresh else ("images.png", "perturbation.pt", "report.md", "summary.json")
-    return _locked_run(out, "uap", settings, compute, reuse=files)
+    return _locked_run(out, "uap", settings, prepare, reuse=files)
 
 
 def _write_uap(folder: Path, fitted: Any, held: torch.Tensor, predicted: torch.Tensor) -> None:
@@ -571,7 +598,10 @@ def _write_uap(folder: Path, fitted: Any, held: torch.Tensor, predicted: torch.T
     perturbed = (held[:9] + v).clamp(0, 1)
     captions = ["perturbation"] + [f"-> {int(p)}" for p in predicted.tolist()]
     _io.save_grid(torch.cat([shown[None], perturbed]), captions, folder / "images.png")
-    _io.save_torch(folder / "perturbation.pt", {"perturbation": v, "eps": fitted.eps, "norm": fitted.norm})
+    _io.save_torch(
+        folder / "perturbation.pt",
+        {"perturbation": v, "eps": fitted.eps, "norm": fitted.norm, "method": fitted.method},
+    )
 
 
 def _uap_report(model: str, fitted: Any, results: dict[str, Any]) -> str:

@@ -40,7 +40,16 @@ class History:
 
     @property
     def median(self) -> torch.Tensor:
-        """(G,) median confidence over the classes at each record."""
+        """(G,) median confidence over the classes at each record.
+
+        For an even number of classes this is the lower median, as :func:`torch.median` takes it (the
+        K/2-th smallest value, not the mean of the two middle ones): never above the usual median.
+
+        Examples:
+            >>> conf = torch.tensor([[0.8, 0.2, 0.6, 0.4]], dtype=torch.float64)
+            >>> History(torch.tensor([4]), conf).median.tolist()
+            [0.4]
+        """
         return self.confidence.median(dim=1).values
 
     def __len__(self) -> int:
@@ -62,6 +71,10 @@ class FoolingResult:
         method: name of the search that produced the result.
         found_at: (K,) int64 evaluation count when each image was found.
         settings: the search settings (for reports).
+
+    The median confidence of its repr, :meth:`summary` and :meth:`to_markdown` is the lower median for
+    an even number of classes, as :func:`torch.median` takes it (of 10 classes, the 5th smallest
+    confidence): never above the usual median.
 
     Examples:
         >>> import torch
@@ -138,10 +151,34 @@ class FoolingResult:
         return out
 
     def summary(self, thresholds: tuple[float, ...] = (0.99, 0.9999)) -> dict[str, Any]:
-        """A JSON-ready summary: per-class confidence, evaluations to each threshold, totals."""
+        """A JSON-ready summary: per-class confidence, evaluations to each threshold, totals.
+
+        Args:
+            thresholds: confidences in (0, 1]; each gives the keys ``fooled_at_<t>`` and, per class,
+                ``evaluations_to_<t>``, with ``<t>`` written as ``f"{t:g}"`` (``fooled_at_0.99``) or,
+                where six digits would round it, exactly (``fooled_at_0.9999999``, not ``fooled_at_1``).
+
+        Returns:
+            The summary; ``median_confidence`` is the lower median for an even number of classes, as
+            :func:`torch.median` takes it: never above the usual median.
+
+        Raises:
+            InvalidArgumentError: ``thresholds`` is empty or holds a number outside (0, 1].
+
+        Examples:
+            >>> conf = torch.tensor([0.8, 0.2, 0.6, 0.4], dtype=torch.float64)
+            >>> r = FoolingResult(images=torch.zeros(4, 1, 2, 2), confidence=conf,
+            ...                   classes=torch.arange(4), evaluations=4, seconds=0.1,
+            ...                   history=History(torch.tensor([4]), conf[None]),
+            ...                   class_names=("0", "1", "2", "3"), method="demo", found_at=torch.full((4,), 4))
+            >>> s = r.summary(thresholds=(0.5, 0.7999999))
+            >>> s["fooled_at_0.5"], s["fooled_at_0.7999999"], s["median_confidence"]
+            (2, 1, 0.4)
+        """
         if not isinstance(thresholds, tuple | list) or not thresholds:
             raise InvalidArgumentError(f"thresholds must be a non-empty tuple of numbers in (0, 1], got {thresholds!r}")
         thresholds = tuple(_checks.real("thresholds", t, low=0.0, high=1.0, low_open=True) for t in thresholds)
+        key = {t: _io.exact_number(t) for t in thresholds}  # distinct thresholds, distinct keys
         per_class = []
         evals = {t: self.evaluations_to(t) for t in thresholds}
         for i, c in enumerate(self.classes.tolist()):
@@ -150,7 +187,7 @@ class FoolingResult:
                     "class": c,
                     "name": self.class_names[i],
                     "confidence": float(self.confidence[i]),
-                    **{f"evaluations_to_{t:g}": evals[t][i] for t in thresholds},
+                    **{f"evaluations_to_{key[t]}": evals[t][i] for t in thresholds},
                 }
             )
         conf = self.confidence
@@ -159,7 +196,7 @@ class FoolingResult:
             "evaluations": self.evaluations,
             "seconds": round(self.seconds, 3),
             "classes": len(per_class),
-            **{f"fooled_at_{t:g}": int(self.fooled(t).sum()) for t in thresholds},
+            **{f"fooled_at_{key[t]}": int(self.fooled(t).sum()) for t in thresholds},
             "median_confidence": float(conf.median()) if conf.numel() else math.nan,
             "min_confidence": float(conf.min()) if conf.numel() else math.nan,
             "settings": self.settings,

@@ -199,22 +199,41 @@ class UAPResult:
         )
 
     def save(self, out_dir: str | Path, *, prefix: str = "", title: str = "Universal perturbation") -> dict[str, Path]:
-        """Write ``{prefix}perturbation.png`` (scaled so that -eps is black and +eps white),
-        ``{prefix}summary.json``, ``{prefix}report.md`` and ``{prefix}perturbation.pt`` to ``out_dir``;
-        returns the paths. Every file is written atomically."""
+        """Write the perturbation's picture, summary, report and tensor to ``out_dir``, each atomically.
+
+        The files:
+
+        - ``{prefix}perturbation.png``: the perturbation with 0 as mid gray. For ``norm="inf"`` black is
+          ``-eps`` and white ``+eps``, so pictures of one eps compare across fits (a perturbation that
+          stays inside the ball looks faint); for ``norm="2"``, whose pixels lie far inside ``+-eps``,
+          black and white are ``-max|v|`` and ``+max|v|``.
+        - ``{prefix}summary.json``: :meth:`summary`.
+        - ``{prefix}report.md``: :meth:`to_markdown` and the picture.
+        - ``{prefix}perturbation.pt``: ``{"perturbation": v, "eps": ..., "norm": ..., "method": ...}``,
+          ``v`` on the CPU in its own dtype (a float64 fit reloads exactly), as ``foolbench uap`` saves it.
+
+        Args:
+            out_dir: the folder (created when missing).
+            prefix: put before every file name.
+            title: heading of the report.
+
+        Returns:
+            The paths, by kind: ``"png"``, ``"json"``, ``"markdown"``, ``"tensors"``.
+        """
         out = Path(out_dir)
-        v = self.perturbation.detach().cpu().float()
-        scale = max(float(v.abs().max()), 1e-12)
-        png = _io.save_grid(
-            ((v / scale + 1) / 2)[None], [f"{self.method} eps={self.eps:g}"], out / f"{prefix}perturbation.png"
-        )
+        v = self.perturbation.detach().cpu()
+        shown = v.double()
+        scale = self.eps if self.norm == "inf" else float(shown.abs().max())
+        gray = ((shown / max(scale, 1e-12)).clamp(-1, 1) + 1) / 2  # clamped: rounding past eps stays white
+        png = _io.save_grid(gray.float()[None], [f"{self.method} eps={self.eps:g}"], out / f"{prefix}perturbation.png")
+        tensors = {"perturbation": v, "eps": self.eps, "norm": self.norm, "method": self.method}
         return {
             "png": png,
             "json": _io.write_json(out / f"{prefix}summary.json", self.summary()),
             "markdown": _io.write_text(
                 out / f"{prefix}report.md", self.to_markdown(title) + f"\n![perturbation]({png.name})\n"
             ),
-            "tensors": _io.save_torch(out / f"{prefix}perturbation.pt", {"perturbation": v}),
+            "tensors": _io.save_torch(out / f"{prefix}perturbation.pt", tensors),
         }
 
 
@@ -243,9 +262,14 @@ class UniversalPerturbation:
             was used with 5 before 0.2).
         batch_size: mini-batch size (32; 128 for the DeepFool variant before 0.2).
         step_size: sgd step (default ``eps / 10``).
-        deepfool_steps: linearisations per DeepFool call.
-        overshoot: DeepFool overshoot.
-        seed: seeds the shuffling; the global RNG is never used.
+        deepfool_steps: linearisations per DeepFool call, an int >= 1.
+        overshoot: DeepFool overshoot, a number >= 0.
+        seed: seeds the shuffling, an int in [0, 2**64) or None (a fresh seed each fit); the global RNG
+            is never used.
+
+    Raises:
+        InvalidArgumentError: a bad setting (the message names it).
+        InvalidTypeError: a setting of the wrong type, such as a string seed (the message names it).
 
     Examples:
         >>> import foolbench as fb
@@ -279,15 +303,18 @@ class UniversalPerturbation:
         self.step_size = (
             self.eps / 10 if step_size is None else _checks.real("step_size", step_size, low=0.0, low_open=True)
         )
+        deepfool_steps = _checks.positive_int("deepfool_steps", deepfool_steps)
+        overshoot = _checks.real("overshoot", overshoot, low=0.0)
         self.deepfool = DeepFool(steps=deepfool_steps, overshoot=overshoot, norm=self.norm)
-        self.seed = seed
+        self.seed = None if seed is None else _checks.seed_int("seed", seed)
 
     def __repr__(self) -> str:
+        num = _io.exact_number  # exact: 8/255 and 0.0313725 are other settings
         return (
-            f"UniversalPerturbation(eps={self.eps:g}, norm={self.norm!r}, method={self.method!r}, "
-            f"delta={self.delta:g}, max_passes={self.max_passes}, batch_size={self.batch_size}, seed={self.seed}, "
-            f"step_size={self.step_size:g}, deepfool_steps={self.deepfool.steps}, "
-            f"overshoot={self.deepfool.overshoot:g})"
+            f"UniversalPerturbation(eps={num(self.eps)}, norm={self.norm!r}, method={self.method!r}, "
+            f"delta={num(self.delta)}, max_passes={self.max_passes}, batch_size={self.batch_size}, seed={self.seed}, "
+            f"step_size={num(self.step_size)}, deepfool_steps={self.deepfool.steps}, "
+            f"overshoot={num(self.deepfool.overshoot)})"
         )  # every setting: AdversarialFineTuning keys its checkpoints on it
 
     def fit(self, classifier: Classifier, images: torch.Tensor, *, progress: bool = False) -> UAPResult:

@@ -393,3 +393,106 @@ def test_bad_budgets_are_refused_before_an_earlier_runs_outputs_are_deleted(tmp_
         with pytest.raises(InvalidArgumentError, match=match):
             fb.search.run_evolution(out, classes=["3"], progress=False, fresh=True, **bad)
         assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")} == before
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")}
+
+
+@pytest.mark.parametrize(
+    ("run", "good", "bad", "match"),
+    [
+        (fb.search.run_uap, {"fit": 10, "held_out": 10, "max_passes": 1}, {"eps": -1.0}, "eps must be"),
+        (fb.search.run_uap, {"fit": 10, "held_out": 10, "max_passes": 1}, {"batch_size": 0}, "batch_size must be"),
+        (fb.search.run_uap, {"fit": 10, "held_out": 10, "max_passes": 1}, {"model": "nope"}, "model must be"),
+        (fb.search.run_ascent, {"classes": ["3"], "steps": 2}, {"lr": -1.0}, "lr must be"),
+        (fb.search.run_ascent, {"classes": ["3"], "steps": 2}, {"classes": ["zz"]}, "classes must"),
+        (fb.search.run_ascent, {"classes": ["3"], "steps": 2}, {"target_confidence": 2.0}, "target_confidence must"),
+        (fb.search.run_evolution, {"classes": ["3"], "generations": 1}, {"batch_size": 0}, "batch_size must be"),
+        (fb.search.run_evolution, {"classes": ["3"], "generations": 1}, {"model": "nope"}, "model must be"),
+        (fb.search.run_evolution, {"classes": ["3"], "generations": 1}, {"classes": ["zz"]}, "classes must"),
+    ],
+    ids=[
+        "uap-eps",
+        "uap-batch_size",
+        "uap-model",
+        "ascent-lr",
+        "ascent-classes",
+        "ascent-target",
+        "evolution-batch_size",
+        "evolution-model",
+        "evolution-classes",
+    ],
+)
+def test_a_bad_argument_leaves_a_finished_runs_folder_as_it_was(
+    tmp_path: Path, run: Any, good: dict[str, Any], bad: dict[str, Any], match: str
+) -> None:
+    """The recipes deleted the finished run's summary.json, then built the search and refused the argument."""
+    run(tmp_path, progress=False, **good)
+    before = _files(tmp_path)
+    assert "summary.json" in before
+    with pytest.raises(InvalidArgumentError, match=match):
+        run(tmp_path, progress=False, **{**good, **bad})
+    assert _files(tmp_path) == before
+
+
+def test_run_uap_and_run_ascent_pass_progress_to_the_method(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_uap and run_ascent accepted progress but never handed it on: their fit and ascent showed no bar."""
+    seen: list[tuple[str, Any]] = []
+    fit, ascend = fb.search.UniversalPerturbation.fit, fb.search.GradientAscent.run
+
+    def fit_spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(("fit", kwargs.get("progress")))
+        return fit(self, *args, **{**kwargs, "progress": False})
+
+    def ascend_spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(("ascend", kwargs.get("progress")))
+        return ascend(self, *args, **{**kwargs, "progress": False})
+
+    monkeypatch.setattr(fb.search.UniversalPerturbation, "fit", fit_spy)
+    monkeypatch.setattr(fb.search.GradientAscent, "run", ascend_spy)
+    for progress in (True, False):
+        fb.search.run_uap(tmp_path / f"uap-{progress}", fit=10, held_out=10, max_passes=1, progress=progress)
+        fb.search.run_ascent(tmp_path / f"ascent-{progress}", classes=["3"], steps=2, progress=progress)
+    assert seen == [("fit", True), ("ascend", True), ("fit", False), ("ascend", False)]
+
+
+def _result(confidence: list[float]) -> fb.search.FoolingResult:
+    k = len(confidence)
+    conf = torch.tensor(confidence, dtype=torch.float64)
+    return fb.search.FoolingResult(
+        images=torch.zeros(k, 1, 2, 2),
+        confidence=conf,
+        classes=torch.arange(k),
+        evaluations=k,
+        seconds=0.1,
+        history=fb.search.History(torch.tensor([k]), conf[None]),
+        class_names=tuple(str(i) for i in range(k)),
+        method="demo",
+        found_at=torch.full((k,), k),
+    )
+
+
+def test_summary_keys_of_nearby_thresholds_are_exact_and_distinct() -> None:
+    """summary named its keys with :g: 0.9999999 became fooled_at_1, and (0.9999999, 1.0) shared one key."""
+    s = _result([0.99999995, 0.5]).summary(thresholds=(0.9999999, 1.0))
+    assert (s["fooled_at_0.9999999"], s["fooled_at_1"]) == (1, 0)
+    row = s["per_class"][0]
+    assert (row["evaluations_to_0.9999999"], row["evaluations_to_1"]) == (2, None)
+    default = _result([0.99999995, 0.5]).summary()  # the keys :g writes exactly are those of before
+    assert {k for k in default if k.startswith("fooled_at_")} == {"fooled_at_0.99", "fooled_at_0.9999"}
+    assert {k for k in default["per_class"][0] if k.startswith("evaluations_to_")} == {
+        "evaluations_to_0.99",
+        "evaluations_to_0.9999",
+    }
+
+
+def test_median_confidence_is_the_lower_median_for_an_even_number_of_classes() -> None:
+    """Pins the documented convention (published figures rely on it): torch.median's lower median, not the mean."""
+    ten = [0.05 * i for i in range(10, 0, -1)]  # 0.5, 0.45, ..., 0.05: the 5th smallest is 0.25
+    res = _result(ten)
+    assert res.summary()["median_confidence"] == pytest.approx(0.25)
+    assert res.history.median.tolist() == pytest.approx([0.25])
+    assert "median_confidence=0.250000" in repr(res)
+    assert "median confidence 0.250000" in res.to_markdown()
+    assert _result([0.2, 0.8]).summary()["median_confidence"] == 0.2  # never above the usual median (0.5)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -131,3 +133,71 @@ def test_result_repr_and_save(lenet: fb.models.TorchClassifier, tmp_path: object
     assert summary["fooling_rate"] == res.fooling_rate and summary["linf"] <= 0.2 + 1e-6
     assert "UniversalPerturbation(eps=0.2" in summary["settings"]
     assert torch.equal(fb._io.load_torch(paths["tensors"])["perturbation"], res.perturbation)
+
+
+def test_repr_tells_nearby_settings_apart(
+    lenet: fb.models.TorchClassifier, digits_train: tuple[torch.Tensor, torch.Tensor], tmp_path: Path
+) -> None:
+    """The repr wrote eps, delta, step_size and overshoot with :g (six digits): eps=8/255 and eps=0.0313725
+    had one repr, so AdversarialFineTuning, which keys its checkpoints on it, resumed one from the other."""
+    for key, a, b in (("eps", 8 / 255, 0.0313725), ("delta", 1 / 3, 0.333333), ("overshoot", 0.1 / 3, 0.0333333)):
+        assert repr(UniversalPerturbation(**{"eps": 0.1, key: a})) != repr(
+            UniversalPerturbation(**{"eps": 0.1, key: b})
+        )
+    assert repr(UniversalPerturbation(eps=0.1, step_size=1 / 30)) != repr(
+        UniversalPerturbation(eps=0.1, step_size=0.0333333)
+    )
+    # numbers :g writes exactly keep their text, so checkpoints keyed on them are still resumed
+    assert repr(UniversalPerturbation(eps=0.3, delta=0.0)) == (
+        "UniversalPerturbation(eps=0.3, norm='inf', method='sgd', delta=0, max_passes=20, batch_size=32, seed=0, "
+        "step_size=0.03, deepfool_steps=10, overshoot=0.02)"
+    )
+    assert "eps=0.03137254901960784," in repr(UniversalPerturbation(eps=8 / 255))
+    x, y = digits_train[0][:64], digits_train[1][:64]
+    ckpt = tmp_path / "aft.pt"
+
+    def tune(eps: float) -> fb.defenses.AdversarialFineTuning:
+        uap = UniversalPerturbation(eps=eps, max_passes=1)
+        return fb.defenses.AdversarialFineTuning(lenet, x, y, x, y, uap=uap, fit_images=16, rounds=1, epochs=1)
+
+    tune(8 / 255).run(checkpoint=ckpt, progress=False)
+    with pytest.raises(fb.errors.CheckpointError, match="another configuration"):
+        tune(0.0313725).run(checkpoint=ckpt, progress=False)
+
+
+def test_save_keeps_the_dtype_and_settings_and_draws_eps_as_white(tmp_path: Path) -> None:
+    """save wrote the perturbation as float32 only (a float64 fit did not reload exactly) without eps, norm or
+    method, and its picture scaled max|v| to white where its docstring said +eps."""
+    from PIL import Image
+
+    v = torch.zeros(1, 28, 28, dtype=torch.float64)
+    v[0, 0, 0], v[0, 0, 1], v[0, 0, 2] = 0.15, -0.15, 0.1 / 3  # inside the ball of 0.3: a faint picture
+    res = fb.search.UAPResult(v, 0.5, (0.5,), 1, 0.1, 0.3, "inf", "sgd")
+    paths = res.save(tmp_path)
+    saved = fb._io.load_torch(paths["tensors"])
+    assert saved["perturbation"].dtype == torch.float64 and torch.equal(saved["perturbation"], v)
+    assert (saved["eps"], saved["norm"], saved["method"]) == (0.3, "inf", "sgd")
+    sheet = Image.open(paths["png"]).convert("L")  # 28x28 drawn 4x: pixel (i, j) at (4j, 4i)
+    shade = [sheet.getpixel((4 * j, 0)) for j in range(4)]
+    assert shade == [191, 64, 142, 128]  # 255 * (v / eps + 1) / 2: +eps white, -eps black, 0 gray
+    # a rounding past eps stays white (not the whole picture rescaled to its own range)
+    over = fb.search.UAPResult(v.clone().fill_(0.3 + 1e-9), 0.5, (0.5,), 1, 0.1, 0.3, "inf", "sgd")
+    assert Image.open(over.save(tmp_path / "2")["png"]).convert("L").getpixel((0, 0)) == 255
+    l2 = fb.search.UAPResult(v, 0.5, (0.5,), 1, 0.1, 3.0, "2", "sgd")  # L2: its pixels lie far inside +-eps
+    shade = [Image.open(l2.save(tmp_path / "3")["png"]).convert("L").getpixel((4 * j, 0)) for j in range(4)]
+    assert shade == [255, 0, 156, 128]  # 255 * (v / max|v| + 1) / 2
+
+
+def test_deepfool_settings_and_seed_are_checked_under_their_own_names() -> None:
+    """deepfool_steps=0 was refused as "steps must be", and seed="abc" was accepted until fit."""
+    with pytest.raises(InvalidArgumentError, match="deepfool_steps must be an int >= 1, got 0"):
+        UniversalPerturbation(eps=0.3, deepfool_steps=0)
+    with pytest.raises(InvalidArgumentError, match="overshoot must be"):
+        UniversalPerturbation(eps=0.3, overshoot=-1.0)
+    for bad in ("abc", 1.5, True):
+        with pytest.raises(fb.errors.InvalidTypeError, match="seed must be"):
+            UniversalPerturbation(eps=0.3, seed=bad)  # type: ignore[arg-type]
+    for bad in (-1, 2**64):
+        with pytest.raises(InvalidArgumentError, match="seed must be"):
+            UniversalPerturbation(eps=0.3, seed=bad)
+    assert UniversalPerturbation(eps=0.3, seed=None).seed is None
