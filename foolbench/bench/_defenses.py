@@ -25,6 +25,12 @@ def _classes(model: Model) -> list[int]:
     return list(range(model.classifier.num_classes))
 
 
+def _odd(key: str, size: int) -> None:
+    """Refuse an even median window, as :func:`foolbench.defenses.median` does (at parse time, naming ``key``)."""
+    if size % 2 == 0:
+        raise ConfigError(f"{key} must be odd (a median window needs a centre pixel), got {size}")
+
+
 @dataclass(frozen=True)
 class NoParams(Params):
     """Parameters of ``NoDefense``."""
@@ -65,7 +71,10 @@ class GaussianDefense(Defense[GaussianParams]):
 class MedianParams(Params):
     """Parameters of ``MedianDefense``."""
 
-    size: int = param(3, "median window (pixels, odd)", type="int", lo=1, hi=99)
+    size: int = param(3, "median window (pixels, odd)", type="int", lo=3, hi=99)
+
+    def __post_init__(self) -> None:
+        _odd("size", self.size)
 
 
 @register_defense
@@ -85,7 +94,7 @@ class MedianDefense(Defense[MedianParams]):
 class BitDepthParams(Params):
     """Parameters of ``BitDepthDefense``."""
 
-    bits: int = param(1, "bits kept per channel", type="int", lo=1, hi=16)
+    bits: int = param(1, "bits kept per channel", type="int", lo=1, hi=8)
 
 
 @register_defense
@@ -146,11 +155,16 @@ class EnsembleDefense(Defense[EnsembleParams]):
 class FeatureSqueezingParams(Params):
     """Parameters of ``FeatureSqueezingDefense``."""
 
-    bits: int = param(1, "bit depth of the first squeezer", type="int", lo=1, hi=16)
-    median: int = param(3, "window of the median squeezer", type="int", lo=1, hi=99)
+    bits: int = param(1, "bit depth of the first squeezer", type="int", lo=1, hi=8)
+    median: int = param(3, "window of the median squeezer (pixels, odd)", type="int", lo=3, hi=99)
     false_positive_rate: float = param(
-        0.05, "share of clean training images flagged", type="float", lo=0, hi=1, lo_open=True
+        0.05, "share of clean training images flagged (below 1)", type="float", lo=0, hi=1, lo_open=True
     )
+
+    def __post_init__(self) -> None:
+        _odd("median", self.median)
+        if self.false_positive_rate >= 1.0:  # as FeatureSqueezingDetector.calibrate: (0, 1)
+            raise ConfigError(f"false_positive_rate must be in (0, 1), got {self.false_positive_rate:g}")
 
 
 @register_defense

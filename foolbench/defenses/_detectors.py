@@ -69,22 +69,32 @@ class FeatureSqueezingDetector:
         names = ", ".join(s.name for s in self.squeezers)
         return f"FeatureSqueezingDetector([{names}], threshold={self.threshold})"
 
-    @torch.no_grad()
     def score(self, images: torch.Tensor) -> torch.Tensor:
         """Largest L1 distance between the probabilities on each input and on its squeezed copies.
+
+        The inputs are squeezed and scored in chunks of the classifier's ``batch_size`` (a median
+        squeezer holds ``size**2`` copies of what it squeezes), with the same scores as at once.
 
         Shape:
             - images: (B, C, H, W) raw inputs.
             - output: (B,) scores in [0, 2].
         """
+        return self._score(images, "images")
+
+    @torch.no_grad()
+    def _score(self, images: torch.Tensor, name: str) -> torch.Tensor:
+        """:meth:`score`, naming ``images`` as ``name`` (the caller's argument) when they are refused."""
         clf = self.classifier
-        x = _checks.images("images", images, shape=clf.input_shape, bounds=clf.bounds)
-        p = clf.probs(x)
-        scores = torch.zeros(x.shape[0], device=p.device)
-        for s in self.squeezers:
-            q = clf.probs(s(x.to(p.device)).clamp(clf.bounds.lower, clf.bounds.upper))
-            scores = torch.maximum(scores, (p - q).abs().sum(1))
-        return scores
+        x = _checks.images(name, images, shape=clf.input_shape, bounds=clf.bounds)
+        chunks = []
+        for chunk in torch.split(x, clf.batch_size):
+            p = clf.probs(chunk)
+            scores = torch.zeros(chunk.shape[0], device=p.device)
+            for s in self.squeezers:
+                q = clf.probs(s(chunk.to(p.device)).clamp(clf.bounds.lower, clf.bounds.upper))
+                scores = torch.maximum(scores, (p - q).abs().sum(1))
+            chunks.append(scores)
+        return torch.cat(chunks)
 
     def calibrate(self, clean_images: torch.Tensor, false_positive_rate: float = 0.05) -> float:
         """Set :attr:`threshold` so that about ``false_positive_rate`` of ``clean_images`` are flagged.
@@ -93,12 +103,14 @@ class FeatureSqueezingDetector:
             The threshold.
 
         Raises:
-            InvalidArgumentError: a rate outside (0, 1) or an empty batch.
+            InvalidArgumentError: a rate outside (0, 1), or ``clean_images`` empty or not of the
+                classifier's input shape and bounds.
+            InvalidTypeError: ``clean_images`` is not a floating tensor.
         """
         rate = _checks.real("false_positive_rate", false_positive_rate, low=0.0, high=1.0, low_open=True)
         if rate >= 1.0:
             raise InvalidArgumentError(f"false_positive_rate must be in (0, 1), got {false_positive_rate}")
-        scores = self.score(clean_images).double().cpu()
+        scores = self._score(clean_images, "clean_images").double().cpu()
         self.threshold = self._threshold(float(torch.quantile(scores, 1.0 - rate)))
         return self.threshold
 

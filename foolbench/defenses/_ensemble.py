@@ -107,7 +107,11 @@ class Ensemble(BaseClassifier):
             return log_mean
         votes = F.one_hot(outs.argmax(2), self.num_classes).sum(0).to(outs.dtype)  # (B, K)
         tie_break = 1e-3
-        vote_scores = torch.log((votes + tie_break * log_mean.exp()) / (len(self.members) + tie_break))
+        # log((votes + tie_break * mean) / (M + tie_break)) in log space: a class with no vote and a mean
+        # probability that underflows (a logit gap past ~104 in float32) keeps a finite score
+        vote_scores = torch.logaddexp(votes.log(), math.log(tie_break) + log_mean) - math.log(
+            len(self.members) + tie_break
+        )
         return log_mean + (vote_scores - log_mean).detach()
 
     def extra_repr(self) -> str:

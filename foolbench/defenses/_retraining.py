@@ -203,7 +203,8 @@ class FoolingClassRetraining(_Rounds):
         encoding: genome encoding of the searches (default: direct, MNIST-tuned recipe).
         searches_per_round: MAP-Elites runs per round.
         executor: runs a round's searches (default in this process, one after another); e.g.
-            ``foolbench.distributed.RayMap()`` spreads them over a Ray cluster with the same results.
+            ``foolbench.distributed.RayMap()`` spreads them over a Ray cluster, or a
+            :class:`concurrent.futures.ThreadPoolExecutor` over threads, with the same results.
         max_evaluations: budget of each run.
         search_batch_size: children per generation.
         target_confidence: the level counted as fooled (and each run's early stop).
@@ -320,7 +321,7 @@ class FoolingClassRetraining(_Rounds):
             self.target_confidence,
         )
         seeds = [self.seed + 1000 * round_ + s for s in range(self.searches_per_round)]
-        runs = self.executor.map(one, seeds)  # independent, seeded searches: anywhere, same results
+        runs = list(self.executor.map(one, seeds))  # independent, seeded searches: anywhere, same results
         return torch.cat([r[0] for r in runs]), torch.cat([r[1] for r in runs]), sum(r[2] for r in runs)
 
     def _train(self, fooling: torch.Tensor, previous: TorchClassifier, round_: int) -> TorchClassifier:

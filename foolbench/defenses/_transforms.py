@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,7 +35,9 @@ class Squeezer(nn.Module):
 
     Args:
         name: short description used in reports (``"median 3x3"``).
-        fn: the batched transformation, (B, C, H, W) -> (B, C, H, W).
+        fn: the batched transformation, (B, C, H, W) -> (B, C, H, W); a module-level function or a
+            :func:`functools.partial` of one keeps the squeezer (and a classifier holding it) picklable,
+            a lambda does not.
         straight_through: use BPDA for the gradient.
         bounds: the input range the transformation was built for, or None when it works
             on any range; a classifier with other bounds refuses it.
@@ -93,7 +96,7 @@ def gaussian(sigma: float) -> Squeezer:
         torch.Size([2, 1, 8, 8])
     """
     s = _checks.real("sigma", sigma, low=0.0, low_open=True)
-    return Squeezer(f"gaussian sigma={s:g}", lambda x: gaussian_blur(x, s), straight_through=False)
+    return Squeezer(f"gaussian sigma={s:g}", functools.partial(gaussian_blur, sigma=s), straight_through=False)
 
 
 def median(size: int) -> Squeezer:
@@ -110,7 +113,7 @@ def median(size: int) -> Squeezer:
     k = _checks.positive_int("size", size, minimum=3)
     if k % 2 == 0:
         raise InvalidArgumentError(f"size must be odd (the window needs a centre pixel), got {size}")
-    return Squeezer(f"median {k}x{k}", lambda x: median_filter(x, k), straight_through=True)
+    return Squeezer(f"median {k}x{k}", functools.partial(median_filter, size=k), straight_through=True)
 
 
 def bit_depth(bits: int, bounds: Sequence[float] = (0.0, 1.0)) -> Squeezer:
@@ -134,7 +137,12 @@ def bit_depth(bits: int, bounds: Sequence[float] = (0.0, 1.0)) -> Squeezer:
     lo, hi = _checks.real("bounds[0]", bounds[0]), _checks.real("bounds[1]", bounds[1])
     if not lo < hi:
         raise InvalidArgumentError(f"bounds must satisfy lower < upper, got {tuple(bounds)!r}")
-    return Squeezer(f"{b}-bit", lambda x: reduce_bit_depth(x, b, lo, hi), straight_through=True, bounds=(lo, hi))
+    return Squeezer(
+        f"{b}-bit",
+        functools.partial(reduce_bit_depth, bits=b, lower=lo, upper=hi),
+        straight_through=True,
+        bounds=(lo, hi),
+    )
 
 
 class InputTransformation(BaseClassifier):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 __all__ = ["MapExecutor", "SerialMap"]
@@ -16,9 +16,10 @@ class MapExecutor(Protocol):
 
     ``fn`` and the items must be picklable for executors that leave the process; each call must be
     self-contained (its own seed), so the results do not depend on where or in which order they run.
+    ``map`` may return a list or an iterator (as the executors of :mod:`concurrent.futures` do).
     """
 
-    def map(self, fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]: ...
+    def map(self, fn: Callable[[Any], T], items: Sequence[Any]) -> Iterable[T]: ...
 
 
 class SerialMap:

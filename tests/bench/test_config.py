@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+import foolbench as fb
 from foolbench.bench import load_config, parse_config
-from foolbench.errors import ConfigError
+from foolbench.defenses import FeatureSqueezingDetector, bit_depth, median
+from foolbench.errors import ConfigError, InvalidArgumentError
 
 BASE: dict[str, Any] = {
     "suite": {"name": "t", "seed": 0},
@@ -66,7 +69,7 @@ CASES: list[tuple[str, str, Any, str]] = [
     ("methods.1", "eps", 10**400, r"methods\[1\]\.eps must be a finite number, got an integer of 401 digits"),
     ("methods.2", "target_confidence", -(10**400), r"methods\[2\]\.target_confidence must be a finite number"),
     ("methods.2", "name", 7, r"methods\[2\]\.name must be a non-empty string, got 7"),
-    ("defenses.1", "size", 0, r"defenses\[1\]\.size must be in \[1, 99\], got 0"),
+    ("defenses.1", "size", 0, r"defenses\[1\]\.size must be in \[3, 99\], got 0"),
     ("defenses.1", "kind", "jpeg", r"defenses\[1\] has unknown kind 'jpeg'; valid kinds: \['bit-depth'"),
     ("defenses.1", "sigma", 1.0, r"defenses\[1\] has unknown key\(s\) \['sigma'\]; valid keys: \['size'\]"),
     ("methods.2", "classes", [], r"methods\[2\]\.classes must be a non-empty list \(leave the key out"),
@@ -164,3 +167,46 @@ def test_an_ensemble_needs_members() -> None:
     cfg["defenses"] = [{"kind": "ensemble", "members": []}]
     with pytest.raises(ConfigError, match=r"defenses\[0\]\.members must be a non-empty list"):
         parse_config(cfg)
+
+
+# values the squeezers refuse: (entry, the message at parse time)
+DEFENSE_LIMITS: list[tuple[dict[str, Any], str]] = [
+    ({"kind": "bit-depth", "bits": 9}, r"defenses\[1\]\.bits must be in \[1, 8\], got 9"),
+    ({"kind": "bit-depth", "bits": 16}, r"defenses\[1\]\.bits must be in \[1, 8\], got 16"),
+    ({"kind": "median", "size": 1}, r"defenses\[1\]\.size must be in \[3, 99\], got 1"),
+    ({"kind": "median", "size": 4}, r"defenses\[1\]: size must be odd \(a median window needs a centre pixel\), got 4"),
+    ({"kind": "feature-squeezing", "bits": 12}, r"defenses\[1\]\.bits must be in \[1, 8\], got 12"),
+    ({"kind": "feature-squeezing", "median": 1}, r"defenses\[1\]\.median must be in \[3, 99\], got 1"),
+    ({"kind": "feature-squeezing", "median": 2}, r"defenses\[1\]\.median must be in \[3, 99\], got 2"),
+    ({"kind": "feature-squeezing", "median": 4}, r"defenses\[1\]: median must be odd .*, got 4"),
+    (
+        {"kind": "feature-squeezing", "false_positive_rate": 1.0},
+        r"defenses\[1\]: false_positive_rate must be in \(0, 1\)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("entry", "match"), DEFENSE_LIMITS, ids=[str(e) for e, _ in DEFENSE_LIMITS])
+def test_defense_limits_are_those_of_the_defenses(
+    lenet: fb.models.TorchClassifier, entry: dict[str, Any], match: str
+) -> None:
+    """bits up to 16, median windows of 1 or of an even size and a false-positive rate of 1 were accepted at
+    parse time; the defenses refuse them (bits 1..8, odd windows >= 3, a rate in (0, 1)), so the suite
+    failed mid-run instead."""
+    cfg = copy.deepcopy(BASE)
+    cfg["defenses"][1] = entry
+    with pytest.raises(ConfigError, match=r"<config>: " + match):
+        parse_config(cfg)
+    ((key, value),) = ((k, v) for k, v in entry.items() if k != "kind")
+    if key == "false_positive_rate":
+        detector = FeatureSqueezingDetector(lenet, [bit_depth(1)])
+        with pytest.raises(InvalidArgumentError, match="false_positive_rate"):  # the defense refuses it too
+            detector.calibrate(torch.rand(4, 1, 28, 28), false_positive_rate=value)
+        return
+    squeezer = bit_depth if key == "bits" else median
+    with pytest.raises(InvalidArgumentError):  # the defense refuses the same value
+        squeezer(value)
+    for edge in (1, 8) if key == "bits" else (3, 99):  # the limits themselves parse, and the defense takes them
+        cfg["defenses"][1] = {**entry, key: edge}
+        parse_config(cfg)
+        squeezer(edge)

@@ -69,3 +69,33 @@ def test_ensemble_keeps_one_member_list(lenet: fb.models.TorchClassifier, mlp_mn
     ref = fast.reference()
     assert isinstance(ref, Ensemble) and list(ref.members)[1] is mlp_mnist
     assert Ensemble([lenet, mlp_mnist]).reference() is not None
+
+
+class Scaled(fb.models.BaseClassifier):
+    """Logits ``scale * (v, 0, -v)`` from the first pixel ``v``: a tiny, very confident model."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__(input_shape=(1, 2, 2), num_classes=3)
+        self.scale = scale
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        v = x.flatten(1)[:, :1]
+        return self.scale * torch.cat([v, 0 * v, -v], 1)
+
+
+def test_ensemble_vote_stays_finite_when_a_mean_probability_underflows() -> None:
+    """A class with no vote got log(0 + 1e-3 * exp(log_mean)): with a logit gap past ~104 the mean
+    probability underflowed to 0 in float32, its logit was -inf and probs/predict raised ModelOutputError."""
+    x = torch.zeros(2, 1, 2, 2)
+    x[0, 0, 0, 0], x[1, 0, 0, 0] = 1.0, 0.1
+    ens = Ensemble([Scaled(60.0), Scaled(70.0)], combine="vote")
+    logits = ens(x)
+    assert bool(torch.isfinite(logits).all()), logits
+    assert ens.predict(x).tolist() == [0, 0]
+    assert float(ens.probs(x)[0, 0]) == pytest.approx(1.0)
+    # where nothing underflows, the scores are the vote shares as before
+    outs = torch.stack([m(x) for m in ens.members])
+    mean = torch.softmax(outs, 2).mean(0)
+    votes = torch.nn.functional.one_hot(outs.argmax(2), 3).sum(0).float()
+    expected = torch.log((votes + 1e-3 * mean) / (2 + 1e-3))
+    torch.testing.assert_close(logits[1], expected[1])

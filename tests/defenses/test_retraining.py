@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,18 @@ def test_fooling_class_draws_from_the_whole_pool_once_it_outgrows_a_class(
     assert torch.equal(seen["x"][200:], extra)  # the draw is seeded
     fcr._train(pool[:15], lenet, 2)  # fewer than a class: every one, repeated
     assert seen["x"].shape[0] == 220 and torch.equal(seen["x"][200:215], pool[:15])
+
+
+def test_fooling_class_retraining_takes_an_executor_whose_map_is_an_iterator(
+    lenet: fb.models.TorchClassifier, digits_train: Digits, digits_test: Digits
+) -> None:
+    """A round read the executor's results three times: a concurrent.futures executor, whose map returns
+    an iterator, left the second and third reads empty (torch.cat(): expected a non-empty list)."""
+    train = (digits_train[0][:200], digits_train[1][:200])
+    test = (digits_test[0][:50], digits_test[1][:50])
+    options = {"searches_per_round": 2, "max_evaluations": 128, "epochs": 1}
+    serial = retraining(lenet, train, test, **options).run(progress=False)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        threaded = retraining(lenet, train, test, executor=pool, **options).run(progress=False)
+    assert strip(threaded.rows) == strip(serial.rows)
+    assert [r["search_evaluations"] for r in serial.rows] == [256, 256]  # both searches ran, every round

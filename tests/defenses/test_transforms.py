@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import io
+import pickle
+
 import pytest
 import torch
 
@@ -107,3 +110,25 @@ def test_reference_follows_the_wrapped_classifier(lenet: fb.models.TorchClassifi
     fast = MedianSmoothing(lenet.replace(precision="bf16"), 3)
     ref = fast.reference()
     assert ref is not fast and ref.classifier.precision == "fp32" and ref.squeezer is fast.squeezer
+
+
+def test_squeezer_defenses_survive_a_pickle_round_trip(lenet: fb.models.TorchClassifier, digits_test: Digits) -> None:
+    """Squeezers held lambdas: a defended classifier could not be pickled, so torch.save(model) and
+    process or Ray executors failed with "Can't pickle local object 'median.<locals>.<lambda>'"."""
+    x = digits_test[0][:16]
+    defended = [
+        GaussianSmoothing(lenet, 0.5),
+        MedianSmoothing(lenet, 3),
+        BitDepthReduction(lenet, 2),
+        fb.defenses.Ensemble([lenet, MedianSmoothing(lenet, 3)], combine="vote"),
+    ]
+    for clf in defended:
+        copy = pickle.loads(pickle.dumps(clf))
+        assert repr(copy) == repr(clf)
+        assert torch.equal(copy.probs(x), clf.probs(x)), clf
+        buffer = io.BytesIO()
+        torch.save(clf, buffer)
+        buffer.seek(0)
+        assert torch.equal(torch.load(buffer, weights_only=False).probs(x), clf.probs(x)), clf
+    det = FeatureSqueezingDetector(lenet, [bit_depth(1), median(3)], threshold=0.5)
+    assert torch.equal(pickle.loads(pickle.dumps(det)).score(x), det.score(x))
