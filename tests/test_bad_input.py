@@ -559,7 +559,7 @@ def test_cli_unwritable_output_prints_one_line(
         raise OSError(code, os.strerror(code), str(tmp_path / "out"))
 
     monkeypatch.setattr("foolbench._io.os.fsync", fail)
-    assert main(["ascend", "--steps", "1", "--classes", "1", "--out", str(tmp_path / "out")]) == 2
+    assert main(["ascend", "--steps", "1", "--classes", "1", "--no-progress", "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == f"foolbench: error: {said}: {tmp_path / 'out'}\n"
     assert not list((tmp_path / "out").glob(".*.tmp"))  # the temporary file is removed
 
