@@ -359,9 +359,10 @@ def test_a_checkpointer_before_a_logger_never_saves_an_unlogged_generation(
             generations=5, progress=False, callbacks=[fb.search.Checkpointer(ckpt, every=1), CtrlC(),
                                                       fb.search.CSVLogger(table)],
         )  # fmt: skip
-    search(lenet, seed=1).run(
-        generations=5, progress=False, callbacks=[fb.search.Checkpointer(ckpt, every=1), fb.search.CSVLogger(table)]
-    )
+    resumed = search(lenet, seed=1)
+    resumed.load_checkpoint(ckpt)
+    assert resumed.generation == 2  # the last generation the logger wrote
+    resumed.run(generations=5, progress=False, callbacks=[fb.search.CSVLogger(table)])
     rows = table.read_text().splitlines()[1:]
     assert [r.split(",")[0] for r in rows] == ["1", "2", "3", "4", "5"]
 
