@@ -201,7 +201,7 @@ def number(state: dict[str, Any], key: str, *, source: str, kind: type, low: flo
         raise CheckpointError(f"{source!r} lacks the field {key!r}")
     value = state[key]
     ok = isinstance(value, int) and not isinstance(value, bool) if kind is int else isinstance(value, (int, float))
-    finite = isinstance(value, int) or math.isfinite(value)  # an int is (math.isfinite overflows past 1e308)
+    finite = ok and (isinstance(value, int) or math.isfinite(value))  # an int is (isfinite overflows past 1e308)
     if not ok or isinstance(value, bool) or not finite or value < low:
         raise CheckpointError(f"{source!r} field {key!r} must be a {kind.__name__} >= {low:g}, got {value!r}")
     return kind(value)

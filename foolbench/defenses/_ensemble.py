@@ -87,6 +87,11 @@ class Ensemble(BaseClassifier):
     def dtype(self) -> torch.dtype:
         return self._each()[0].dtype
 
+    def refresh(self) -> None:
+        """Each member's :meth:`~foolbench.models.BaseClassifier.refresh` (the members score with their own networks)."""
+        for member in self._each():
+            member.refresh()
+
     def identity(self) -> dict[str, Any]:
         """How the members are combined and each member's identity (their weights are the ensemble's)."""
         return {**super().identity(), "combine": self.combine, "members": [m.identity() for m in self._each()]}

@@ -149,7 +149,12 @@ class _Rounds:
             return None
         # format, version, configuration (model and data digests included) and checksum, shared with the searches
         state = _checkpoint.check(
-            _checkpoint.load(path), fmt=self.fmt, version=self.version, config=key, source=str(path), added=("scoring",)
+            _checkpoint.load(path),
+            fmt=self.fmt,
+            version=self.version,
+            config=key,
+            source=str(path),
+            added=("scoring", "uap_exact"),
         )
         rows, models = state.get("rows"), state.get("models")
         if not isinstance(rows, list) or not isinstance(models, list) or not 0 < len(rows) == len(models):
@@ -496,7 +501,9 @@ class AdversarialFineTuning(_Rounds):
     def _config(self) -> dict[str, Any]:
         return {
             "defense": "adversarial_fine_tuning",
-            "uap": repr(self.uap),
+            # six digits, as checkpoints before the exact text had it; the exact text tells 8/255 from 0.0313725
+            "uap": self.uap._text(lambda x: f"{x:g}"),
+            "uap_exact": repr(self.uap),
             "pgd": repr(self.pgd),
             "fit_images": self.fit_images,
             "epochs": self.epochs,

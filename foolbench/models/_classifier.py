@@ -153,6 +153,14 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
 _REFRESHES: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
 
 
+def _refreshes(module: nn.Module) -> int:
+    """How often :meth:`BaseClassifier.refresh` was called on ``module`` (0 for a module without hash)."""
+    try:
+        return _REFRESHES.get(module, 0)
+    except TypeError:
+        return 0
+
+
 class BaseClassifier(nn.Module):
     """The classifier foolbench works with: input checks, chunked no-grad scores and real defaults.
 
@@ -294,7 +302,9 @@ class BaseClassifier(nn.Module):
             True
         """
         network = self.network()
-        _REFRESHES[network] = _REFRESHES.get(network, 0) + 1
+        # a module without hash (a dataclass with eq) is not counted: a TorchClassifier still drops its own copies
+        with contextlib.suppress(TypeError):
+            _REFRESHES[network] = _REFRESHES.get(network, 0) + 1
 
     # -- public API -----------------------------------------------------------------
     def check(self, x: Any, name: str = "x") -> torch.Tensor:
@@ -596,6 +606,14 @@ def _flag(name: str, value: Any) -> bool:
     return value
 
 
+def _indexed(device: torch.device) -> torch.device:
+    """``cuda`` as the ``cuda:N`` it stands for (a tensor's device always has its index)."""
+    index: int | None = device.index  # (typed as an int, but None for a bare "cuda")
+    if device.type == "cuda" and index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def _nontrivial(values: list[float] | None, identity: float) -> list[float] | None:
     """``values``, or None when applying them would change nothing (every one is ``identity``)."""
     return None if values is None or all(v == identity for v in values) else values
@@ -797,10 +815,11 @@ class TorchClassifier(BaseClassifier):
         key = (self.device, self.dtype)
         made = self._stat_tensors.get(key)
         if made is None:
-            made = self._stat_tensors[key] = tuple(
-                None if v is None else torch.tensor(v, dtype=key[1], device=key[0]).view(1, -1, 1, 1)
-                for v in self._stats
-            )
+            with torch.inference_mode(False):  # made under inference_mode, they would break later gradient calls
+                made = self._stat_tensors[key] = tuple(
+                    None if v is None else torch.tensor(v, dtype=key[1], device=key[0]).view(1, -1, 1, 1)
+                    for v in self._stats
+                )
         return made
 
     @property
@@ -875,7 +894,7 @@ class TorchClassifier(BaseClassifier):
         if module is None:
             module = self.module
             device = settings.get("device")
-            if device is not None and check_device("device", device) != self.device:
+            if device is not None and _indexed(check_device("device", device)) != _indexed(self.device):
                 module = copy.deepcopy(module)  # moving the shared module would break this adapter
         return TorchClassifier(module, **settings)
 
@@ -916,7 +935,7 @@ class TorchClassifier(BaseClassifier):
         or changed in place by a tensor operation (its version counter), and at each :meth:`refresh`."""
         tensors = itertools.chain(self.module.parameters(), self.module.buffers())
         keys = (v for t in tensors for v in (id(t), t._version, t.data_ptr()))
-        return (_REFRESHES.get(self.module, 0), *keys)
+        return (_refreshes(self.module), *keys)
 
     def refresh(self) -> None:
         """Signal that the module's weights were changed in place through ``.data``; see :meth:`BaseClassifier.refresh`.
@@ -1025,7 +1044,8 @@ class TorchClassifier(BaseClassifier):
 
         settings = self._settings
         resize = None if self.resize is None else list(self.resize)
-        return {**super().identity(), "mean": stat(settings["mean"]), "std": stat(settings["std"]), "resize": resize}
+        mean, std = (_nontrivial(settings[k], v) for k, v in (("mean", 0.0), ("std", 1.0)))  # 0 / 1: as None
+        return {**super().identity(), "mean": stat(mean), "std": stat(std), "resize": resize}
 
     def extra_repr(self) -> str:
         extra = super().extra_repr()

@@ -470,7 +470,8 @@ def run_ascent(
     _checks.boolean("progress", progress)
     settings["classes"] = None if classes is None else list(classes)
 
-    _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
+    if target_confidence is not None:  # None: every step, as GradientAscent.run
+        _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
 
     def prepare(folder: Path) -> Callable[[], Computed]:
         clf = _model(model, device, image_size)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sized
+from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -309,13 +309,16 @@ class UniversalPerturbation:
         self.seed = None if seed is None else _checks.seed_int("seed", seed)
 
     def __repr__(self) -> str:
-        num = _io.exact_number  # exact: 8/255 and 0.0313725 are other settings
+        return self._text(_io.exact_number)  # exact: 8/255 and 0.0313725 are other settings
+
+    def _text(self, num: Callable[[float], str]) -> str:
+        """Every setting as text, each number written by ``num`` (AdversarialFineTuning keys its checkpoints on it)."""
         return (
             f"UniversalPerturbation(eps={num(self.eps)}, norm={self.norm!r}, method={self.method!r}, "
             f"delta={num(self.delta)}, max_passes={self.max_passes}, batch_size={self.batch_size}, seed={self.seed}, "
             f"step_size={num(self.step_size)}, deepfool_steps={self.deepfool.steps}, "
             f"overshoot={num(self.deepfool.overshoot)})"
-        )  # every setting: AdversarialFineTuning keys its checkpoints on it
+        )
 
     def fit(self, classifier: Classifier, images: torch.Tensor, *, progress: bool = False) -> UAPResult:
         """Fit a universal perturbation on ``images``; labels are the clean predictions.

@@ -99,3 +99,19 @@ def test_ensemble_vote_stays_finite_when_a_mean_probability_underflows() -> None
     votes = torch.nn.functional.one_hot(outs.argmax(2), 3).sum(0).float()
     expected = torch.log((votes + 1e-3 * mean) / (2 + 1e-3))
     torch.testing.assert_close(logits[1], expected[1])
+
+
+def test_ensemble_refresh_refreshes_its_members() -> None:
+    """An ensemble's network is itself, so refresh() counted it and no member: a member scoring with a folded
+    copy kept scores of weights changed through .data."""
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Flatten(), torch.nn.Linear(8, 3)
+    ).eval()
+    member = fb.models.TorchClassifier(net, input_shape=(1, 4, 4), num_classes=3, fold_batchnorm=True)
+    ens = fb.defenses.Ensemble([member, member.reference()])
+    x = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    ens.probs(x)  # builds the member's folded copy
+    with torch.no_grad():
+        net[0].weight.data.mul_(-3.0)  # through .data: only refresh() can say so
+    ens.refresh()
+    torch.testing.assert_close(member.probs(x), member.reference().probs(x), rtol=0, atol=1e-5)

@@ -463,3 +463,35 @@ def test_a_protocol_module_in_training_mode_is_scored_in_eval_mode() -> None:
     assert seen == [False, False, False]
     assert torch.equal(proto.bn.running_mean, stats)
     assert [m.training for m in proto.modules()] == flags == [True, False, True, True]
+
+
+def test_normalisation_made_under_inference_mode_still_takes_gradients() -> None:
+    """mean/std are made at the first call on a device and dtype: made inside ``torch.inference_mode()``
+    (after a deepcopy, a pickle or ``.to()``), they were inference tensors, and every later call with
+    gradients failed ("Inference tensors cannot be saved for backward")."""
+    import copy
+
+    clf = copy.deepcopy(fb.models.lenet_mnist())
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        clf.probs(x)
+    x.requires_grad_(True)
+    clf(x).sum().backward()
+    assert x.grad is not None and bool(x.grad.abs().sum() > 0)
+
+
+def test_identity_reads_trivial_normalisation_as_none() -> None:
+    """mean=0 / std=1 compute as no normalisation, but their identity differed, so a checkpoint written with
+    one was refused with the other."""
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    plain = fb.models.TorchClassifier(net, input_shape=(1, 4, 4), num_classes=3)
+    same = plain.replace(mean=0.0, std=[1.0])
+    assert same.identity() == plain.identity() != plain.replace(mean=0.5).identity()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_replace_on_the_same_cuda_device_shares_the_module() -> None:
+    """A module's tensors are on "cuda:0" but device="cuda" has no index: replace(device="cuda") copied the
+    module (twice the GPU memory), and the twins stopped following each other's .to()."""
+    clf = fb.models.lenet_mnist(device="cuda")
+    assert clf.replace(device="cuda").module is clf.module

@@ -782,3 +782,5 @@ def test_checkpoint_number_fields_take_ints_past_floats_range() -> None:
     assert _checkpoint.number({"n": 10**400}, "n", source="x", kind=int) == 10**400
     with pytest.raises(CheckpointError, match="must be a int >= 0"):
         _checkpoint.number({"n": -(10**400)}, "n", source="x", kind=int)
+    with pytest.raises(CheckpointError, match="must be a int >= 0, got '12'"):  # not a bare TypeError
+        _checkpoint.number({"n": "12"}, "n", source="x", kind=int)

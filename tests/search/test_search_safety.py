@@ -496,3 +496,9 @@ def test_median_confidence_is_the_lower_median_for_an_even_number_of_classes() -
     assert "median_confidence=0.250000" in repr(res)
     assert "median confidence 0.250000" in res.to_markdown()
     assert _result([0.2, 0.8]).summary()["median_confidence"] == 0.2  # never above the usual median (0.5)
+
+
+def test_run_ascent_takes_no_target(tmp_path: Path) -> None:
+    """target_confidence=None (every step, as GradientAscent.run takes it) was refused as not a number."""
+    summary = fb.search.run_ascent(tmp_path, steps=2, classes=[1], target_confidence=None, progress=False)
+    assert summary["settings"]["target_confidence"] is None and summary["results"]["evaluations"] == 2  # all steps

@@ -163,6 +163,15 @@ def test_repr_tells_nearby_settings_apart(
     tune(8 / 255).run(checkpoint=ckpt, progress=False)
     with pytest.raises(fb.errors.CheckpointError, match="another configuration"):
         tune(0.0313725).run(checkpoint=ckpt, progress=False)
+    # a checkpoint written before the exact text (six digits alone) still resumes with its own settings
+    from foolbench import _checkpoint
+
+    state = _checkpoint.load(ckpt)
+    old = {k: v for k, v in state["config"].items() if k not in ("uap_exact", "scoring")}
+    assert old["uap"].startswith("UniversalPerturbation(eps=0.0313725,")
+    _checkpoint.save(ckpt, _checkpoint.wrap(fmt=state["format"], version=state["version"], config=old,
+                                            payload=state["payload"]))  # fmt: skip
+    assert len(tune(8 / 255).run(checkpoint=ckpt, progress=False).rows) == 2
 
 
 def test_save_keeps_the_dtype_and_settings_and_draws_eps_as_white(tmp_path: Path) -> None:
