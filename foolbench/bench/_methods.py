@@ -360,6 +360,14 @@ class MapElitesMethod(Method[MapElitesParams]):
     rates = _FOOLING_RATES
     Params = MapElitesParams
 
+    def check(self, num_classes: int) -> str | None:
+        """The default checks, and a warm-up only where ``classes`` leaves some of the model's classes out."""
+        if problem := super().check(num_classes):
+            return problem
+        if self.params.warmup > 0 and len(self.params.classes or range(num_classes)) == num_classes:
+            return "warmup needs classes to leave some of the model's classes out (with all of them it has no use)"
+        return None
+
     def run(self, target: Target, ctx: Context) -> CellOutput:
         from foolbench.search import GradientPolish, MAPElites, NearStrength, StepDecay
         from foolbench.search._operators import parent_selector
@@ -488,7 +496,7 @@ class GradientAscentParams(Params):
 
     steps: int = param(200, "gradient steps", type="int", lo=1, hi=10**7)
     lr: float = param(0.01, "step size", type="float", lo=0, lo_open=True)
-    l2_decay: float = param(0.0, "L2 decay of the image per step", type="float", lo=0)
+    l2_decay: float = param(0.0, "L2 decay of the image per step", type="float", lo=0, hi=1, hi_open=True)
     blur_every: int = param(0, "blur the image every N steps (0: never)", type="int", lo=0)
     classes: list[int] | None = _CLASSES
 
@@ -548,7 +556,8 @@ class PGDMethod(Method[PGDParams]):
         p, clf = self.params, target.classifier
         x, y = ctx.test
         xs, ys = x[: p.n], y[: p.n]
-        eps_list = p.eps if isinstance(p.eps, list) else [p.eps]
+        # ascending: the images kept (for detection and transfer) are those of the largest eps
+        eps_list = sorted(p.eps) if isinstance(p.eps, list) else [p.eps]
         labels = ys.cpu()
         clean_right = clf.predict(xs).cpu() == labels
         metrics: dict[str, Any] = {"clean_accuracy": float(clean_right.double().mean())}

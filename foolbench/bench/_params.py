@@ -29,6 +29,7 @@ def param(
     lo: float | None = None,
     hi: float | None = None,
     lo_open: bool = False,
+    hi_open: bool = False,
     choices: Sequence[Any] | None = None,
     late: bool = False,
 ) -> Any:
@@ -39,7 +40,8 @@ def param(
         doc: one line saying what the parameter does (shown in the suite reference).
         type: one of ``int``, ``float``, ``bool``, ``str``, ``floats`` (a list), ``ints``, ``strs``,
             ``float-or-floats``.
-        lo, hi: the inclusive range of a number (``lo_open``: ``lo`` excluded); for lists, of each item.
+        lo, hi: the inclusive range of a number (``lo_open`` / ``hi_open``: that bound excluded); for lists,
+            of each item.
         choices: the allowed values.
         late: a method parameter added after cells were first stored: at its default it is left out of
             a cell's digest (:meth:`Params.identity`), so cells computed before it existed are still
@@ -53,6 +55,8 @@ def param(
     if late and isinstance(default, list):
         raise ValueError("a late parameter needs a scalar default (identity() compares it with the field's)")
     meta = {"doc": doc, "type": type, "lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "late": late}
+    if hi_open:  # only where set: the reference page and schema of the other fields stay as they are
+        meta["hi_open"] = True
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -73,9 +77,10 @@ def _number(key: str, value: Any, integer: bool, meta: dict[str, Any]) -> float:
     lo, hi = meta.get("lo"), meta.get("hi")
     hi = INT64 - 1 if hi is None and integer else hi
     bad_lo = lo is not None and (value <= lo if meta.get("lo_open") else value < lo)
-    if bad_lo or (hi is not None and value > hi):
+    bad_hi = hi is not None and (value >= hi if meta.get("hi_open") else value > hi)
+    if bad_lo or bad_hi:
         left = "(" if meta.get("lo_open") else "["
-        right = "inf)" if hi is None else f"{hi}]"
+        right = "inf)" if hi is None else f"{hi}{')' if meta.get('hi_open') else ']'}"
         raise ConfigError(f"{key} must be in {left}{lo if lo is not None else '-inf'}, {right}, got {value!r}")
     return value
 

@@ -36,7 +36,8 @@ def _range(meta: Mapping[str, Any]) -> str:
     if lo is None and hi is None:
         return ""
     left = "(" if meta.get("lo_open") else "["
-    return f"{left}{'-inf' if lo is None else lo}, {'inf)' if hi is None else f'{hi}]'}"
+    right = "inf)" if hi is None else f"{hi}{')' if meta.get('hi_open') else ']'}"
+    return f"{left}{'-inf' if lo is None else lo}, {right}"
 
 
 def _default(value: Any) -> str:
@@ -114,7 +115,7 @@ def _schema_of(meta: Mapping[str, Any]) -> dict[str, Any]:
         if meta.get("lo") is not None:
             out["exclusiveMinimum" if meta.get("lo_open") else "minimum"] = meta["lo"]
         if meta.get("hi") is not None:
-            out["maximum"] = meta["hi"]
+            out["exclusiveMaximum" if meta.get("hi_open") else "maximum"] = meta["hi"]
     return out
 
 

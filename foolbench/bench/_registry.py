@@ -141,6 +141,22 @@ class Method(ABC, Generic[P]):
     def run(self, target: Target, ctx: Context) -> CellOutput:
         """Run on one (defended) model and return its metrics."""
 
+    def check(self, num_classes: int) -> str | None:
+        """What is wrong with these parameters on a model of ``num_classes`` classes (None: nothing).
+
+        Run for every model a method applies to before any cell runs, so a bad ``classes`` fails the
+        suite at once, naming the method, rather than each cell after the others ran. The default checks
+        a ``classes`` parameter: no class twice, each below ``num_classes``.
+        """
+        classes = getattr(self.params, "classes", None)
+        if not classes:
+            return None
+        if len(set(classes)) != len(classes):
+            return f"classes names a class twice: {classes}"
+        if max(classes) >= num_classes:
+            return f"classes must be below the model's {num_classes} classes, got {max(classes)}"
+        return None
+
     @classmethod
     def revision(cls, params: Mapping[str, Any]) -> int:
         """The revision of this kind's behaviour for ``params`` (default 1), part of a cell's digest.

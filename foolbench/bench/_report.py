@@ -493,29 +493,30 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
     pgd = [c for c in results["cells"] if c["method_kind"] == "pgd"]
     if pgd:
         fig, ax = plt.subplots(figsize=(6, 4))
+        several = len({c["method"] for c in pgd}) > 1  # then each line names its method
         for c in pgd:
-            ra = c["metrics"]["robust_accuracy"]
-            xs = [0.0, *map(float, ra)]
-            ax.plot(
-                xs, [c["metrics"]["clean_accuracy"], *ra.values()], marker="o", label=f"{c['model']}/{c['defense']}"
-            )
-        ax.set_xlabel("eps (L-inf)")
+            ra = sorted(((float(e), v) for e, v in c["metrics"]["robust_accuracy"].items()), key=lambda t: t[0])
+            label = f"{c['model']}/{c['defense']}" + (f"/{c['method']}" if several else "")
+            ax.plot([0.0] + [e for e, _ in ra], [c["metrics"]["clean_accuracy"]] + [v for _, v in ra], marker="o",
+                    label=label)  # fmt: skip
+        norms = sorted({"L2" if str(c["params"].get("norm", "inf")) == "2" else "L-inf" for c in pgd})
+        ax.set_xlabel(f"eps ({', '.join(norms)})")
         ax.set_ylabel("robust accuracy")
         ax.legend(fontsize=6)
         made.append(_save(fig, out / "plots" / "robust_accuracy_vs_eps.png", out))
         fig, ax = plt.subplots(figsize=(6, 4))
-        largest = [list(c["metrics"]["robust_accuracy"])[-1] for c in pgd]  # each cell's own largest eps
+        largest = [max(c["metrics"]["robust_accuracy"], key=float) for c in pgd]  # each cell's own largest eps
         one_eps = len(set(largest)) == 1
         for c, eps in zip(pgd, largest, strict=True):
-            ra = list(c["metrics"]["robust_accuracy"].values())
+            at_largest = c["metrics"]["robust_accuracy"][eps]
             clean = next(
                 r["clean_accuracy"]
                 for r in results["clean"]
                 if r["model"] == c["model"] and r["defense"] == c["defense"]
             )
-            ax.scatter(clean, ra[-1])
+            ax.scatter(clean, at_largest)
             label = f"{c['model']}/{c['defense']}" + ("" if one_eps else f" ({c['method']}, eps {eps})")
-            ax.annotate(label, (clean, ra[-1]), fontsize=6)
+            ax.annotate(label, (clean, at_largest), fontsize=6)
         ax.set_xlabel("clean accuracy (cost)")
         at = f"eps {largest[0]}" if one_eps else "each PGD method's largest eps"  # never one eps for several
         ax.set_ylabel(f"robust accuracy at {at} (benefit)")

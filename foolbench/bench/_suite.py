@@ -34,7 +34,7 @@ from foolbench.bench._store import (
     validate_cell,
 )
 from foolbench.bench._workspace import Workspace
-from foolbench.errors import CheckpointError, InvalidTypeError
+from foolbench.errors import CheckpointError, ConfigError, InvalidTypeError
 
 __all__ = ["SCHEMA", "run_suite"]
 
@@ -374,7 +374,11 @@ def _plan(cfg: SuiteConfig, ws: Any, driver: _Driver) -> tuple[list[CellTask], l
             clean.append({"model": mspec.name, "defense": dspec.name, "clean_accuracy": acc, **target.info})
             if target.table is not None:
                 tables.append({"model": mspec.name, "defense": dspec.name, **target.table})
-            tasks += [driver.task(mspec.name, dspec, s) for s in cfg.methods if _applies(s, mspec.name)]
+            methods = [s for s in cfg.methods if _applies(s, mspec.name)]
+            for s in methods:  # before any cell runs
+                if problem := s.build(METHODS).check(target.classifier.num_classes):
+                    raise ConfigError(f"methods {s.name!r} on model {mspec.name!r}: {problem}")
+            tasks += [driver.task(mspec.name, dspec, s) for s in methods]
     return tasks, clean, tables
 
 

@@ -20,6 +20,7 @@ from foolbench.encodings import CPPNEncoding, DirectEncoding, Encoding
 from foolbench.errors import CheckpointError, InvalidArgumentError
 from foolbench.models import auto_precision, load_model, mnist_digits
 from foolbench.search._ascent import GradientAscent
+from foolbench.search._callbacks import Callback
 from foolbench.search._evolution import MAPElites, RandomSearch
 from foolbench.search._operators import UnmetFirst
 from foolbench.search._polish import GradientPolish
@@ -139,6 +140,7 @@ def _locked_run(
     prepare: Prepare,
     *,
     reuse: Sequence[str] = (),
+    forget_late: bool = False,
 ) -> dict[str, Any]:
     """Check ``out``, lock it, prepare the run, then run it and write the summary.
 
@@ -146,7 +148,8 @@ def _locked_run(
     folder is changed, so a bad argument leaves an earlier run's files as they were; the body it
     returns runs only after the earlier summary is removed. With ``reuse`` (the output files), a folder
     that already holds them from the same command, settings and foolbench version is kept and its
-    summary returned with ``"reused": True`` (nothing is prepared).
+    summary returned with ``"reused": True`` (nothing is prepared). With ``forget_late`` the body removes
+    the earlier summary itself, once it knows it will run (a search, after its checkpoint is accepted).
     """
     _checks.seed_int("seed", settings["seed"])
     folder = _io.out_folder(out)
@@ -156,13 +159,29 @@ def _locked_run(
             return {**saved, "reused": True}
         body = prepare(folder)
         # a run that fails part-way must not leave its outputs beside an older run's summary
-        old = folder / "summary.json"
-        if old.is_file() or old.is_symlink():  # (a folder in its way is reported when the summary is written)
-            old.unlink()
+        if not forget_late:
+            _forget_summary(folder)
         results, more = body()
         summary = _io.summary(command, {**settings, **more}, results)
         _io.write_json(folder / "summary.json", summary)
     return summary
+
+
+def _forget_summary(folder: Path) -> None:
+    """Remove ``folder``'s summary (a folder in its way is reported when the summary is written)."""
+    old = folder / "summary.json"
+    if old.is_file() or old.is_symlink():
+        old.unlink()
+
+
+class _ForgetSummary(Callback):
+    """Removes the folder's earlier summary when the search starts: after its checkpoint was accepted."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def on_start(self, search: Any) -> None:
+        _forget_summary(self.folder)
 
 
 def _search_summary(result: Any) -> Computed:
@@ -373,6 +392,8 @@ def run_evolution(
                     progress=progress,
                     checkpoint=ckpt,
                     checkpoint_every=checkpoint_every,
+                    # a checkpoint refused (other settings, past this budget) leaves the earlier summary
+                    callbacks=[_ForgetSummary(folder)],
                 )
             except CheckpointError as err:
                 hint = (
@@ -382,7 +403,8 @@ def run_evolution(
                     else ""
                 )
                 raise CheckpointError(f"{err} (start over with fresh=True{hint})") from err
-            result.save(folder, title=title or f"Evolved fooling images for {model} ({encoding} encoding)")
+            what = "Random-search images" if method == "random-search" else "Evolved fooling images"
+            result.save(folder, title=title or f"{what} for {model} ({encoding} encoding)")
             results, extra = _search_summary(result)
             if polish:  # the white-box work, apart from the evaluations
                 results["gradient_images"] = searcher.gradient_images
@@ -390,7 +412,7 @@ def run_evolution(
 
         return compute
 
-    return _locked_run(out, command, settings, prepare)
+    return _locked_run(out, command, settings, prepare, forget_late=True)
 
 
 def _up_to_date(folder: Path, command: str, settings: dict[str, Any], files: Sequence[str]) -> dict[str, Any] | None:

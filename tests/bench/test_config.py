@@ -210,3 +210,46 @@ def test_defense_limits_are_those_of_the_defenses(
         cfg["defenses"][1] = {**entry, key: edge}
         parse_config(cfg)
         squeezer(edge)
+
+
+def test_gradient_ascent_l2_decay_is_below_one_at_parse_time() -> None:
+    """l2_decay had no upper bound in the suite (GradientAscent takes [0, 1)): 5.0 parsed, then every cell
+    failed after the others had run, exit status 1, naming no suite key."""
+    cfg = copy.deepcopy(BASE)
+    cfg["methods"] = [{"kind": "gradient-ascent", "l2_decay": 1.0}]
+    with pytest.raises(ConfigError, match=r"methods\[0\]\.l2_decay must be in \[0, 1\), got 1\.0"):
+        parse_config(cfg)
+    cfg["methods"][0]["l2_decay"] = 0.5
+    assert parse_config(cfg).methods[0].params["l2_decay"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        (
+            {"classes": [1, 1]},
+            r"methods 'map-elites\(.*\)' on model 'lenet-mnist': classes names a class twice: \[1, 1\]",
+        ),
+        ({"classes": [3, 10]}, r"on model 'lenet-mnist': classes must be below the model's 10 classes, got 10"),
+        ({"classes": list(range(10)), "warmup": 0.5}, r"warmup needs classes to leave some of the model's classes"),
+    ],
+    ids=["twice", "too-large", "warmup-all"],
+)
+def test_method_classes_are_checked_against_each_model_before_any_cell_runs(
+    entry: dict[str, Any], match: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """classes = [1, 1], a class past the model's or a warm-up over every class parsed and ran: the first two
+    failed in their cells after the others had run, and the warm-up was skipped without a word."""
+    import foolbench.bench._methods as methods
+    from foolbench.bench import run_suite
+
+    ran: list[str] = []
+    monkeypatch.setattr(methods.RandomMethod, "run", lambda self, target, ctx: ran.append("cell"))
+    cfg = {
+        "data": {"dataset": "mnist", "train": 100, "test": 50},
+        "models": [{"zoo": "lenet-mnist"}],
+        "methods": [{"kind": "random", "n": 8}, {"kind": "map-elites", "max_evaluations": 64, **entry}],
+    }
+    with pytest.raises(ConfigError, match=match):
+        run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert ran == []

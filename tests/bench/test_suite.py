@@ -663,3 +663,18 @@ def test_a_warm_up_counts_in_the_cells_time(tmp_path: Path, monkeypatch: pytest.
     (warm, warm_limit), (main_seconds, main_limit) = seen
     assert cell["metrics"]["seconds"] == round(warm + main_seconds, 2) and warm > 0
     assert warm_limit == 1000.0 and main_limit == pytest.approx(1000.0 - warm)
+
+
+def test_pgd_keeps_the_images_of_its_largest_eps_whatever_the_order(tmp_path: Path) -> None:
+    """With eps = [0.3, 0.05] the cell kept the images of the last eps, 0.05, for its detection rate and
+    transfer matrix, and the report's "largest eps" plot took that last one too."""
+    cfg = {
+        "data": {"dataset": "mnist", "train": 96, "test": 20},
+        "models": [{"zoo": "lenet-mnist"}],
+        "methods": [{"kind": "pgd", "eps": [0.3, 0.05], "n": 8, "steps": 2}],
+    }
+    res = run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert list(res["cells"][0]["metrics"]["robust_accuracy"]) == ["0.05", "0.3"]
+    kept = torch.load(next((tmp_path / "cells").glob("*.pt")), weights_only=True)
+    x = fb.data.mnist_digits("test", limit=8)[0]
+    assert float((kept["adversarial"] - x).abs().max()) > 0.1  # eps 0.3's, not 0.05's

@@ -436,6 +436,21 @@ def test_a_bad_argument_leaves_a_finished_runs_folder_as_it_was(
     assert _files(tmp_path) == before
 
 
+def test_a_refused_checkpoint_leaves_a_finished_runs_summary(tmp_path: Path) -> None:
+    """run_evolution deleted the finished run's summary.json, then the search refused the checkpoint (other
+    settings, or a budget it is already past): the folder kept its images and report but lost its summary."""
+    fb.search.run_evolution(tmp_path, max_evaluations=64, batch_size=32, classes=[1, 2], progress=False)
+    before = _files(tmp_path)
+    for bad in ({"seed": 1}, {"max_evaluations": 32}):
+        with pytest.raises(fb.errors.CheckpointError):
+            fb.search.run_evolution(
+                tmp_path, **{"max_evaluations": 64, "batch_size": 32, "classes": [1, 2], **bad}, progress=False
+            )
+        assert _files(tmp_path) == before
+    more = fb.search.run_evolution(tmp_path, max_evaluations=128, batch_size=32, classes=[1, 2], progress=False)
+    assert more["results"]["evaluations"] == 128  # an accepted resume replaces it
+
+
 def test_run_uap_and_run_ascent_pass_progress_to_the_method(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """run_uap and run_ascent accepted progress but never handed it on: their fit and ascent showed no bar."""
     seen: list[tuple[str, Any]] = []
@@ -502,3 +517,10 @@ def test_run_ascent_takes_no_target(tmp_path: Path) -> None:
     """target_confidence=None (every step, as GradientAscent.run takes it) was refused as not a number."""
     summary = fb.search.run_ascent(tmp_path, steps=2, classes=[1], target_confidence=None, progress=False)
     assert summary["settings"]["target_confidence"] is None and summary["results"]["evaluations"] == 2  # all steps
+
+
+def test_a_random_search_report_is_not_titled_evolved(tmp_path: Path) -> None:
+    """run_evolution(method="random-search") titled its report "Evolved fooling images"."""
+    fb.search.run_evolution(tmp_path, method="random-search", max_evaluations=32, batch_size=32, classes=[1],
+                            progress=False)  # fmt: skip
+    assert "Random-search images for lenet-mnist" in (tmp_path / "report.md").read_text()
