@@ -488,6 +488,8 @@ CLI_CASES = [
     (["evolve", "--max-connections", "64"], "--max-connections applies to the cppn encoding only"),
     (["bench", "--suite", "quick", "--ray-cpus", "2"], "--ray-cpus applies with --ray only"),
     (["bench", "--suite", "quick", "--ray-gpus", "1"], "--ray-gpus applies with --ray only"),
+    (["bench", "--suite", "quick", "--ray", "--ray-cpus", "-1"], "--ray-cpus must be a finite number in [0, inf)"),
+    (["bench", "--suite", "quick", "--ray", "--ray-gpus", "nan"], "--ray-gpus must be a finite number in [0, inf)"),
     # settings that changed nothing, or were cut to the shipped digits without a word
     (["ascend", "--blur-sigma", "2"], "--blur-sigma 2.0 has no effect with --blur-every 0: blurring is off"),
     (["uap", "--fit", "9000"], "--fit must be at most 4,000 (the shipped train digits), got 9,000"),
@@ -506,6 +508,23 @@ def test_cli_bad_input_prints_one_line(
     err = capsys.readouterr().err
     assert err.startswith("foolbench: error: ") and err.count("\n") == 1, err
     assert match in err and "Traceback" not in err
+
+
+def test_cli_ray_resources_beyond_the_cluster_name_the_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bench --ray --ray-cpus 8` on a smaller cluster said `num_cpus=8`, a name the command line does not take."""
+    from foolbench.distributed import _executor
+
+    class Cluster:
+        def cluster_resources(self) -> dict[str, float]:
+            return {"CPU": 2.0}
+
+    monkeypatch.setattr(_executor, "connect", lambda address: Cluster())
+    argv = ["bench", "--suite", "quick", "--ray", "--ray-cpus", "8", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "asks for --ray-cpus 8, --ray-gpus 0; the cluster has 2 CPUs" in err, err
 
 
 def _file(tmp: Path) -> Path:

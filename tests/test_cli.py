@@ -5,6 +5,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -118,3 +119,50 @@ def test_python_dash_m_foolbench_is_the_command() -> None:
 
     done = subprocess.run([sys.executable, "-m", "foolbench", "--version"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stdout.strip() == f"foolbench {fb.__version__}", done
+
+
+TINY_SUITE = (
+    '[data]\ndataset = "mnist"\ntrain = 64\ntest = 64\n\n[[models]]\nzoo = "lenet-mnist"\n\n'
+    '[[methods]]\nkind = "random"\nn = 8\n'
+)
+
+
+def test_bench_ray_runs_the_cells_with_threads_and_records_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bench --ray` built its RayExecutor without --threads (cells ran with --ray-cpus threads), while
+    results.json and report.md gave the driver's thread count as the cells'."""
+    import foolbench.distributed
+    from foolbench.bench import LocalExecutor
+
+    made: list[dict[str, Any]] = []
+
+    class Ray(LocalExecutor):  # runs the cells here; keeps what the command asked Ray for
+        def __init__(self, **kwargs: Any) -> None:
+            made.append(kwargs)
+            self.threads = kwargs.get("threads") or max(1, int(kwargs["num_cpus"]))  # as RayExecutor does
+
+    monkeypatch.setattr(foolbench.distributed, "RayExecutor", Ray)
+    config = tmp_path / "suite.toml"
+    config.write_text(TINY_SUITE)
+    cpus = torch.get_num_threads() + 3  # not the driver's count
+    for i, (threads, cells) in enumerate([("3", 3), ("0", cpus)]):  # --threads 0: Ray's default, --ray-cpus
+        out = tmp_path / str(i)
+        argv = ["bench", "--config", str(config), "--ray", "--ray-cpus", str(cpus), "--threads", threads]
+        assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+        assert made[-1]["threads"] == (int(threads) or None) and made[-1]["num_cpus"] == cpus
+        settings = json.loads((out / "results.json").read_text())["settings"]
+        assert settings["torch_threads"] == cells, settings
+        assert settings["driver_torch_threads"] == (int(threads) or torch.get_num_threads())
+        assert f", {cells} torch thread(s)," in (out / "report.md").read_text()
+    monkeypatch.undo()
+
+    class Cluster:  # connect()'s Ray, without a cluster
+        def cluster_resources(self) -> dict[str, float]:
+            return {"CPU": 8.0}
+
+        def remote(self, **resources: Any) -> Any:
+            return lambda fn: fn
+
+    monkeypatch.setattr(foolbench.distributed._executor, "connect", lambda address: Cluster())
+    assert repr(foolbench.distributed.RayExecutor(num_cpus=2, threads=3)).endswith("num_gpus=0, threads=3)")

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -364,3 +366,44 @@ def test_every_command_writes_one_summary_shape(tmp_path: Path) -> None:
         assert summary["versions"]["foolbench"] == fb.__version__ and summary["versions"]["torch"] == torch.__version__
         assert summary["versions"]["torch_threads"] == 1  # the --threads default
         assert summary["settings"]["model"] == "lenet-mnist" and summary["settings"]["seed"] == 0
+
+
+def test_evolve_generations_alone_are_not_cut_by_the_default_evaluation_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`evolve --generations N` also ran with the default --max-evaluations 30,000: a generation budget past it
+    was cut short in silence, though --help said that the generation budget has no limit by default."""
+    seen: list[dict[str, Any]] = []
+    original = fb.search.run_evolution
+
+    @functools.wraps(original)  # its signature: the command passes the options it takes
+    def spy(out: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs)
+        return original(out, **kwargs)
+
+    monkeypatch.setattr(fb.search, "run_evolution", spy)
+    base = ["evolve", "--classes", "1", "--batch-size", "8", "--no-progress"]
+
+    def evaluations(out: Path) -> int:
+        return int(json.loads((out / "summary.json").read_text())["results"]["evaluations"])
+
+    assert main([*base, "--generations", "3", "--out", str(tmp_path / "g")]) == 0
+    assert seen[-1]["max_evaluations"] is None and seen[-1]["generations"] == 3  # no evaluation cap
+    assert evaluations(tmp_path / "g") == 3 * 8
+    assert main([*base, "--generations", "3", "--max-evaluations", "16", "--out", str(tmp_path / "both")]) == 0
+    assert seen[-1]["max_evaluations"] == 16 and evaluations(tmp_path / "both") == 16  # whichever comes first
+    assert main([*base, "--target-confidence", "0.01", "--out", str(tmp_path / "default")]) == 0
+    assert seen[-1]["max_evaluations"] == 30_000 and seen[-1]["generations"] is None  # the default budget
+    assert main(["demo", *base[1:], "--target-confidence", "0.01", "--out", str(tmp_path / "demo")]) == 0
+    assert seen[-1]["max_evaluations"] == 100_000
+
+
+def test_search_summary_line_never_rounds_a_target_below_1_to_100_percent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --target-confidence of 0.9999999 was printed as `classes at >= 100%`, a target no search can meet."""
+    argv = ["ascend", "--classes", "1", "--steps", "1", "--no-progress", "--out", str(tmp_path / "a")]
+    assert main([*argv, "--target-confidence", "0.9999999"]) == 0
+    assert " classes at >= 99.99999% after " in capsys.readouterr().out
+    assert main([*argv, "--target-confidence", "0.9999", "--out", str(tmp_path / "b")]) == 0
+    assert " classes at >= 99.99% after " in capsys.readouterr().out

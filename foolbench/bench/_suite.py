@@ -254,11 +254,21 @@ class _Driver:
         return out
 
 
+def _cell_threads(executor: Executor) -> int:
+    """The torch threads the cells run with: the executor's own (a ``RayExecutor``'s ``threads``), else this
+    process's (the :class:`LocalExecutor` runs them here)."""
+    threads = getattr(executor, "threads", None)
+    if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
+        return threads
+    return torch.get_num_threads()
+
+
 def _settings(cfg: SuiteConfig, device: str | None, executor: Executor, fresh: bool) -> dict[str, Any]:
     """Every setting the results depend on, resolved (defaults filled in)."""
     return {
         "device": str(device or "cpu"),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": _cell_threads(executor),  # the cells' (the report's header gives it)
+        "driver_torch_threads": torch.get_num_threads(),  # this process's: models, defenses, transfer matrices
         "torch_interop_threads": torch.get_num_interop_threads(),
         "executor": repr(executor),
         "fresh": fresh,
@@ -318,6 +328,8 @@ def run_suite(
     the executor that runs them. A cell that fails twice is listed in ``report.md`` and in
     ``results.json["failed"]``; the others are kept. Writes ``results.json`` (schema
     :data:`SCHEMA`), ``report.md``, PNG grids under ``images/`` and, with matplotlib, plots.
+    An earlier run's ``results.json``, ``report.md`` and plots are deleted before the first cell is
+    written and written anew at the end, so an interrupted run leaves none beside cells they do not describe.
 
     Trust model: a suite file is code. ``factory = "module:function"`` and
     ``[data] dataset = "module:function"`` import and call that function (looked up in the suite
@@ -382,6 +394,21 @@ def _plan(cfg: SuiteConfig, ws: Any, driver: _Driver) -> tuple[list[CellTask], l
     return tasks, clean, tables
 
 
+def _forget_reports(out_dir: Path) -> None:
+    """Delete the reports of an earlier run: ``results.json``, ``report.md`` and the plots drawn from them.
+
+    A run that is interrupted or crashes once it writes cells must not leave them beside reports of other
+    cells (another seed's, other settings'); the reports are written anew when the run ends.
+    """
+    for name in ("results.json", "report.md"):
+        (out_dir / name).unlink(missing_ok=True)
+    plots = out_dir / "plots"
+    if plots.is_dir():
+        for plot in plots.glob("*.png"):  # every one is drawn from results.json by write_reports
+            if plot.is_file():
+                plot.unlink()
+
+
 def _run(
     cfg: SuiteConfig, out_dir: Path, *, device: str | None, progress: bool, executor: Executor, fresh: bool
 ) -> dict[str, Any]:
@@ -392,6 +419,9 @@ def _run(
     driver = _Driver(cfg, out_dir, ws, device, fresh)
     driver.progress = progress
     tasks, clean, tables = _plan(cfg, ws, driver)
+    # the suite is valid and its models built (a bad factory leaves the folder as it was); from here on cells
+    # change, so the earlier reports go: rewritten at the end, never left beside cells they do not describe
+    _forget_reports(out_dir)
     order = [t.key for t in tasks]
     with tqdm(total=len(tasks), disable=not progress, desc=f"suite {cfg.name}", unit="cell", leave=False) as bar:
         todo = [t for t in tasks if not driver.cached(t)]

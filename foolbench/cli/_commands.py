@@ -23,12 +23,19 @@ def _kwargs(args: argparse.Namespace, function: Callable[..., Any], **extra: Any
     return {**values, **extra}
 
 
+def _percent(share: float) -> str:
+    """``100 * share`` exactly, as short text: ``:g`` printed a target of 0.9999999 as 100%."""
+    from decimal import Decimal
+
+    return format((Decimal(repr(float(share))) * 100).normalize(), "f")
+
+
 def _print_search(summary: dict[str, Any], target: float) -> None:
     results = summary["results"]
     reached = sum(row["confidence"] >= target for row in results["per_class"])
     reused = " (kept: same settings already computed; --fresh recomputes)" if summary.get("reused") else ""
     print(
-        f"{reached}/{results['classes']} classes at >= {100 * target:g}% after {results['evaluations']:,} "
+        f"{reached}/{results['classes']} classes at >= {_percent(target)}% after {results['evaluations']:,} "
         f"evaluations in {results['seconds']:.1f} s; median confidence {results['median_confidence']:.6f}{reused}"
     )
 
@@ -49,6 +56,8 @@ def evolve(args: argparse.Namespace) -> int:
     from foolbench.search import run_evolution
 
     kwargs = _kwargs(args, run_evolution)
+    if args.max_evaluations is None:  # not given: the command's budget, or none beside --generations
+        kwargs["max_evaluations"] = args.default_max_evaluations if args.generations is None else None
     if kwargs.get("title"):  # the demo's report title names the model and encoding it ran with
         kwargs["title"] = kwargs["title"].format(model=args.model, encoding=args.encoding)
     if kwargs.get("precision") == "auto":  # say the choice before a long run (the summary records it)
@@ -106,7 +115,8 @@ def bench(args: argparse.Namespace) -> int:
         from foolbench.distributed import RayExecutor
 
         cpus, gpus = 1.0 if args.ray_cpus is None else args.ray_cpus, 0.0 if args.ray_gpus is None else args.ray_gpus
-        executor = RayExecutor(address=args.ray, num_cpus=cpus, num_gpus=gpus)
+        # the cells run with --threads torch threads (0: Ray's default, --ray-cpus rounded down)
+        executor = RayExecutor(address=args.ray, num_cpus=cpus, num_gpus=gpus, threads=args.threads or None)
     results = run_suite(
         args.suite or args.config,
         out=args.out,
@@ -137,8 +147,20 @@ def _evolve_options(p: argparse.ArgumentParser, *, max_evaluations: int) -> None
     p.add_argument(
         "--classes", type=classes, default=None, help="comma-separated class indices or names (default: all)"
     )
-    p.add_argument("--max-evaluations", type=int, default=max_evaluations, help="evaluation budget")
-    p.add_argument("--generations", type=int, default=None, help="generation budget (default: no limit)")
+    p.add_argument(
+        "--max-evaluations",
+        type=int,
+        default=None,
+        help=f"evaluation budget (default: {max_evaluations:,} without --generations, no limit with it); "
+        "with both, the run stops at whichever it reaches first",
+    )
+    p.add_argument(
+        "--generations",
+        type=int,
+        default=None,
+        help="generation budget (default: no limit, the evaluation budget stops the run)",
+    )
+    p.set_defaults(default_max_evaluations=max_evaluations)
     p.add_argument(
         "--target-confidence",
         type=float,
@@ -322,7 +344,13 @@ def _bench_command(sub: argparse._SubParsersAction[Any]) -> None:
         help="run the cells as Ray tasks (needs foolbench[ray]): 'auto' (RAY_ADDRESS, a running cluster, "
         "else a local one) or HOST:PORT",
     )
-    p.add_argument("--ray-cpus", type=float, default=None, help="with --ray: CPUs per cell (default: 1)")
+    p.add_argument(
+        "--ray-cpus",
+        type=float,
+        default=None,
+        help="with --ray: CPUs per cell (default: 1); each cell runs with --threads torch threads "
+        "(--threads 0: this count rounded down)",
+    )
     p.add_argument(
         "--ray-gpus", type=float, default=None, help="with --ray: GPUs per cell, a fraction shares one (default: 0)"
     )
@@ -330,4 +358,4 @@ def _bench_command(sub: argparse._SubParsersAction[Any]) -> None:
         "A suite file is code: its factories ('module:function', resolved in the file's folder, then the "
         "current directory) are imported and run, like a Python script. Run only suite files you trust."
     )
-    finish(p)
+    finish(p, aliases={"num_cpus": "ray_cpus", "num_gpus": "ray_gpus"})  # RayExecutor's names for them

@@ -143,9 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def finish(p: argparse.ArgumentParser) -> None:
-    """Record each option's flag, so that errors from the library name ``--max-evaluations``, not ``max_evaluations``."""
+def finish(p: argparse.ArgumentParser, *, aliases: dict[str, str] | None = None) -> None:
+    """Record each option's flag, so that errors from the library name ``--max-evaluations``, not ``max_evaluations``.
+
+    ``aliases``: library argument names that a command passes under another option's name
+    (``{"num_cpus": "ray_cpus"}``: ``RayExecutor``'s ``num_cpus`` is ``--ray-cpus``).
+    """
     flags = {a.dest: a.option_strings[-1] for a in p._actions if a.option_strings and a.dest != "help"}
+    flags.update({name: flags[dest] for name, dest in (aliases or {}).items()})
     p.set_defaults(flags=flags)
 
 

@@ -77,7 +77,10 @@ class RayExecutor(_RayTasks):
         super().__init__(address=address, num_cpus=num_cpus, num_gpus=num_gpus, threads=threads)
 
     def __repr__(self) -> str:
-        return f"RayExecutor(address={self.address!r}, num_cpus={self.num_cpus:g}, num_gpus={self.num_gpus:g})"
+        return (
+            f"RayExecutor(address={self.address!r}, num_cpus={self.num_cpus:g}, num_gpus={self.num_gpus:g}, "
+            f"threads={self.threads})"
+        )
 
     def map(self, tasks: Iterable[CellTask]) -> Iterator[tuple[CellTask, CellResult | Exception]]:
         """Submit every task at once; yield each with its result (or its error) as it finishes."""

@@ -678,3 +678,39 @@ def test_pgd_keeps_the_images_of_its_largest_eps_whatever_the_order(tmp_path: Pa
     kept = torch.load(next((tmp_path / "cells").glob("*.pt")), weights_only=True)
     x = fb.data.mnist_digits("test", limit=8)[0]
     assert float((kept["adversarial"] - x).abs().max()) > 0.1  # eps 0.3's, not 0.05's
+
+
+def test_an_interrupted_run_leaves_no_report_of_an_earlier_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run interrupted after its first cell left the earlier run's results.json and report.md (its seed, its
+    metrics) beside the new cells: the folder showed reports that did not match its cells."""
+    cfg: dict[str, Any] = {
+        "suite": {"name": "s", "seed": 0},
+        "data": {"dataset": "mnist", "train": 64, "test": 64},
+        "models": [{"zoo": "lenet-mnist"}],
+        "methods": [{"kind": "random", "n": 8}, {"kind": "random", "n": 16}],
+    }
+    run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert (tmp_path / "results.json").is_file() and (tmp_path / "report.md").is_file()
+    stale_plot = tmp_path / "plots" / "robust_accuracy_vs_eps.png"  # a plot of the earlier run's results
+    stale_plot.parent.mkdir(exist_ok=True)
+    stale_plot.write_bytes(b"earlier")
+    calls: list[str] = []
+    original = CellTask.run
+
+    def interrupted(self: CellTask) -> Any:
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(self.key)
+        return original(self)
+
+    monkeypatch.setattr(CellTask, "run", interrupted)
+    cfg["suite"]["seed"] = 1
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert len(calls) == 1  # one cell of seed 1 was written
+    assert not (tmp_path / "results.json").exists() and not (tmp_path / "report.md").exists()
+    assert not stale_plot.exists()
+    monkeypatch.setattr(CellTask, "run", original)
+    res = run_suite(parse_config(cfg), out=tmp_path, progress=False)
+    assert json.loads((tmp_path / "results.json").read_text())["seed"] == res["seed"] == 1
+    assert "seed 1," in (tmp_path / "report.md").read_text()
