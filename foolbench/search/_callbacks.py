@@ -137,7 +137,7 @@ class StopAtTarget(Callback):
     def should_stop(self, search: Evolution) -> bool:
         if search.generation == 0 or search.generation % self.every:
             return False
-        return bool((search.best_log_probs() >= self._log).all())
+        return bool((search.best_log_probs().double() >= self._log).all())  # float64, as results compare
 
 
 class ProgressBar(Callback):

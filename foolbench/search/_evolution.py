@@ -171,7 +171,7 @@ class Evolution(ABC):
 
     @abstractmethod
     def best_genomes(self) -> Genomes:
-        """The best genome found for each target class, (M,) batch."""
+        """The best genome found for each target class, (M,) batch: a copy (the search goes on changing its own)."""
 
     @abstractmethod
     def _state(self) -> dict[str, Any]: ...
@@ -390,19 +390,24 @@ class Evolution(ABC):
             raise InvalidTypeError(f"callbacks must be a sequence of Callback objects, got {type(callbacks).__name__}")
         every_save = _checks.positive_int("checkpoint_every", checkpoint_every)
         saver = None if checkpoint is None else Checkpointer(_path("checkpoint", checkpoint), every=every_save)
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise InvalidTypeError(f"callbacks must be foolbench.search.Callback objects, got {type(cb).__name__}")
         if checkpoint is not None and Path(checkpoint).exists():
+            before = self.state_dict()  # a checkpoint refused below leaves the search as it was
             self.load_checkpoint(checkpoint)
-            self._check_budget(checkpoint, max_evaluations, generations)
-            if target_confidence is not None:
-                self._check_target(checkpoint, target_confidence, every)
+            try:
+                self._check_budget(checkpoint, max_evaluations, generations)
+                if target_confidence is not None:
+                    self._check_target(checkpoint, target_confidence, every)
+            except CheckpointError:
+                self.load_state_dict(before)
+                raise
         if progress:
             total = max_evaluations if max_evaluations is not None else None
             if total is None and generations is not None:
                 total = generations * self.batch_size
             chain.append(ProgressBar(total=total, every=every, desc=self.method))
-        for cb in callbacks:
-            if not isinstance(cb, Callback):
-                raise InvalidTypeError(f"callbacks must be foolbench.search.Callback objects, got {type(cb).__name__}")
         # the checkpointer runs last: a generation it saves has been seen by every logger first
         return self._loop([*chain, *callbacks, *([saver] if saver is not None else [])])
 
@@ -431,7 +436,7 @@ class Evolution(ABC):
         if not checked:
             return
         best = torch.stack([self._hist_conf[g - 1] for g in checked])  # (checks, M)
-        met = (best >= math.log(target_confidence)).all(dim=1).nonzero().flatten()  # one read from the device
+        met = (best.double() >= math.log(target_confidence)).all(dim=1).nonzero().flatten()  # one read from the device
         if met.numel():
             generation = checked[int(met[0])]
             raise CheckpointError(
@@ -496,8 +501,10 @@ class Evolution(ABC):
         scores; the elites are re-scored by its float32 :meth:`~foolbench.models.BaseClassifier.reference`,
         so a reported 99.99% means the same at every precision.
         """
-        genomes = self.best_genomes()
-        return genomes, self._reference_confidence(genomes, self.best_log_probs()), self._found_at()
+        genomes, fast = self.best_genomes(), self.best_log_probs()
+        confidence = self._reference_confidence(genomes, fast)
+        # a niche nobody entered holds a placeholder: confidence 0, as the float32 search reports it
+        return genomes, confidence.masked_fill(torch.isneginf(fast).cpu(), 0.0), self._found_at()
 
     def _reference_confidence(self, genomes: Genomes, fast: torch.Tensor) -> torch.Tensor:
         """(N,) float64 float32-model confidence of ``genomes[i]`` for the i-th niche's class.
@@ -964,8 +971,8 @@ class MAPElites(Evolution):
     def best_genomes(self) -> Genomes:
         if self.archive.genomes is None:
             raise RuntimeError("the archive is empty: run at least one generation")
-        if self.islands == 1:
-            return self.archive.genomes
+        if self.islands == 1:  # a copy: the archive goes on changing in place (and a caller may write into it)
+            return self.archive.genomes[torch.arange(len(self.classes), device=self.device)]
         return self.archive.genomes[self._class_best()[1]]
 
     def _found_at(self) -> torch.Tensor:
@@ -987,7 +994,7 @@ class MAPElites(Evolution):
         confidence = confidence.masked_fill(~self.archive.occupied.cpu(), -1.0)
         best, niche = self._best_over_islands(confidence)
         niche = niche.to(self.device)
-        return genomes[niche], best, self.archive.found_at[niche]
+        return genomes[niche], best.clamp(min=0.0), self.archive.found_at[niche]  # no island entered: 0
 
     def _state(self) -> dict[str, Any]:
         state = self.archive.state_dict()

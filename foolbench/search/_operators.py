@@ -47,6 +47,11 @@ def weighted_draw(weights: torch.Tensor, n: int, generator: torch.Generator) -> 
         {1, 3}
     """
     w = weights.float()
+    # non-finite weights (a curiosity score past float32's range): +inf ones share the draw, NaN counts 0;
+    # finite ones whose sum overflows are scaled down (finite weights with a finite sum are left as they are)
+    posinf = w == math.inf
+    w = torch.where(posinf.any(), posinf.float(), torch.nan_to_num(w, nan=0.0, neginf=0.0))
+    w = torch.where(torch.isfinite(w.sum()), w, w / w.max())
     w = torch.where(w.sum() > 0, w, torch.ones_like(w))
     cdf = torch.cumsum(w, 0)
     u = torch.rand(n, generator=generator, device=w.device) * cdf[-1]
@@ -55,7 +60,7 @@ def weighted_draw(weights: torch.Tensor, n: int, generator: torch.Generator) -> 
 
 def unmet_pool(fitness: torch.Tensor, occupied: torch.Tensor, log_confidence: float) -> torch.Tensor:
     """(M,) bool: occupied niches whose elite is below ``log_confidence``, or every occupied one once none is."""
-    pool = occupied & (fitness < log_confidence)
+    pool = occupied & (fitness.double() < log_confidence)  # in float64, as results call a class fooled
     return torch.where(pool.any(), pool, occupied)
 
 

@@ -33,11 +33,13 @@ class GradientPolish:
     scored and competes like any other, so the archive only ever holds the evaluator's scores. The
     structure is never changed, so the images keep the encoding's look (a CPPN's regular patterns).
 
-    Each gradient step costs a forward and a backward pass per polished genome: EfficientNet-Lite0
+    Each gradient step costs a forward and a backward pass per polished genome (and the genes after
+    the last step one more forward pass, so that ``steps=1`` can keep its step): EfficientNet-Lite0
     on the 2-core CPU, 0.7-0.9 s per step for 10 genomes; in a 10-minute search against the compiled
     model, about 3 evaluations' time per gradient image. :attr:`~foolbench.search.MAPElites.gradient_images`
-    counts the images that went through the model this way (``evaluations`` counts only the batch's
-    children, as without polishing), so compare searches at equal time, not at equal evaluations.
+    counts the images that went through the model this way, forward and backward (``steps`` per
+    polished genome; not the final forward pass), and ``evaluations`` counts only the batch's children,
+    as without polishing: compare searches at equal time, not at equal evaluations.
 
     Args:
         every: polish in generations ``every``, ``2 * every``, ... (> 0).
@@ -143,8 +145,9 @@ class GradientPolish:
         """Polish ``genomes`` towards ``classes``; returns the polished batch and its best log-probabilities.
 
         Deterministic for a deterministic model: no random draw. Where no step improved a genome, it
-        comes back unchanged. ``trace``: a list that gets each step's (B,) log-probabilities (the
-        genes before that step's update), e.g. to see where a step size stops paying.
+        comes back unchanged. The genes are scored ``steps + 1`` times: before each step and after the
+        last one (a forward pass only). ``trace``: a list that gets each of those (B,) log-probabilities,
+        e.g. to see where a step size stops paying.
 
         Shape:
             - classes: (B,) the class each genome is pushed towards.
@@ -163,14 +166,18 @@ class GradientPolish:
         classes = classes.to(genes.device)
         best = torch.full((n,), -math.inf, device=genes.device)
         best_genes = genes.detach().clone()
-        for _ in range(self.steps):
-            images = in_bounds(encoding.render_genes(genomes, genes), bounds)
-            log_probs = F.log_softmax(_calls.logits(classifier, images).float(), dim=1)[rows, classes]
+        for step in range(self.steps + 1):  # the genes after the last step are scored too (no backward)
+            last = step == self.steps
+            with torch.set_grad_enabled(not last):
+                images = in_bounds(encoding.render_genes(genomes, genes), bounds)
+                log_probs = F.log_softmax(_calls.logits(classifier, images).float(), dim=1)[rows, classes]
             if trace is not None:
                 trace.append(log_probs.detach().clone())
             better = log_probs.detach() > best
             best = torch.where(better, log_probs.detach(), best)
             best_genes = torch.where(better.view(-1, *[1] * (genes.dim() - 1)), genes.detach(), best_genes)
+            if last:
+                break
             (grad,) = torch.autograd.grad(-log_probs.sum(), genes)  # the genes' gradient only, not the model's
             genes.grad = grad
             optimiser.step()

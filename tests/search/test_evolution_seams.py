@@ -784,3 +784,59 @@ def test_checkpoint_number_fields_take_ints_past_floats_range() -> None:
         _checkpoint.number({"n": -(10**400)}, "n", source="x", kind=int)
     with pytest.raises(CheckpointError, match="must be a int >= 0, got '12'"):  # not a bare TypeError
         _checkpoint.number({"n": "12"}, "n", source="x", kind=int)
+
+
+def test_a_result_is_not_the_archive(lenet: fb.models.TorchClassifier) -> None:
+    """With direct genomes the result's images were the archive's own tensor: they changed as the search went
+    on, and writing into them (images * 255 for a PNG) broke the next step and the checkpoint."""
+    s = search(lenet, seed=0)
+    res = s.run(generations=2, progress=False)
+    kept = res.images.clone()
+    res.images.mul_(255)
+    later = s.run(generations=4, progress=False)  # the archive did not take the write: the search goes on
+    assert float(later.images.max()) <= 1.0 and torch.equal(res.images, kept * 255)  # nor the result the search's
+    assert torch.equal(search(lenet, seed=0).run(generations=4, progress=False).images, later.images)
+
+
+def test_a_refused_checkpoint_leaves_the_search_as_it_was(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
+    """run() loaded a checkpoint, then refused it (past this run's budget): the search kept the refused state,
+    and a second run() without the file returned the bigger run's result."""
+    ckpt = tmp_path / "run.pt"
+    search(lenet, seed=0).run(generations=6, progress=False, checkpoint=ckpt)
+    s = search(lenet, seed=0)
+    with pytest.raises(CheckpointError, match="already past this run's budget"):
+        s.run(generations=2, progress=False, checkpoint=ckpt)
+    assert s.generation == 0 and s.evaluations == 0
+    ckpt.unlink()
+    assert s.run(generations=2, progress=False).evaluations == 64
+
+
+def test_parents_and_the_stop_compare_the_target_in_float64() -> None:
+    """float32(log 0.99) is below log 0.99: an elite scored exactly that passed the float32 checks (stop, not a
+    parent any more) while the result, in float64, called the class not fooled."""
+    from foolbench.search._operators import unmet_pool, weighted_draw
+
+    on_the_edge = torch.tensor([math.log(0.99), 0.0], dtype=torch.float32)
+    assert math.exp(float(on_the_edge[0])) < 0.99
+    pool = unmet_pool(on_the_edge, torch.tensor([True, True]), math.log(0.99))
+    assert pool.tolist() == [True, False]
+    g = torch.Generator().manual_seed(0)  # a curiosity score past float32's range drew the empty niche
+    assert set(weighted_draw(torch.tensor([math.inf, 1.0, 0.0]), 50, g).tolist()) == {0}
+    assert set(weighted_draw(torch.tensor([3e38, 3e38, 0.0]), 50, g).tolist()) == {0, 1}
+    assert set(weighted_draw(torch.tensor([math.nan, 1.0, 0.0]), 50, g).tolist()) == {1}
+
+
+def test_an_empty_niche_reports_zero_with_a_fast_model(lenet: fb.models.TorchClassifier) -> None:
+    """With a bf16 model, a class no child entered (its scores NaN) reported the float32 confidence of the
+    placeholder genome (islands: -1.0), where the float32 search reports 0."""
+    fast = lenet.replace(precision="bf16")
+    local = fb.search.LocalEvaluator(fast, ENC)
+
+    def no_class_0(genomes: torch.Tensor, *, columns: torch.Tensor | None = None) -> torch.Tensor:
+        out = local(genomes, columns=columns).clone()
+        out[:, 0] = float("nan")
+        return out
+
+    for islands in (1, 2):
+        res = search(fast, seed=0, evaluator=no_class_0, islands=islands).run(generations=2, progress=False)
+        assert float(res.confidence[0]) == 0.0 and bool((res.confidence[1:] > 0).all())

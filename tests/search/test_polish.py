@@ -79,7 +79,7 @@ def test_polish_raises_the_target_class(lenet: fb.models.TorchClassifier, kind: 
     start = lenet.log_probs(enc.render(g))[classes, classes]
     trace: list[torch.Tensor] = []
     polished, best = GradientPolish(steps=20, lr=0.05 if kind == "cppn" else 0.02)(lenet, enc, g, classes, trace=trace)
-    assert len(trace) == 20 and torch.allclose(trace[0], start, atol=1e-4)  # each step's scores, from the start
+    assert len(trace) == 21 and torch.allclose(trace[0], start, atol=1e-4)  # each step's scores, from the start
     assert torch.equal(torch.stack(trace).max(dim=0).values, best)  # the best kept is the best step's
     exact = lenet.log_probs(enc.render(polished))[classes, classes]
     assert torch.allclose(exact, best, atol=1e-4)  # the genes kept are the ones that scored best
@@ -89,6 +89,17 @@ def test_polish_raises_the_target_class(lenet: fb.models.TorchClassifier, kind: 
     assert ((best > start + 0.1) | (start > -0.01)).sum() >= (6 if kind == "cppn" else 10)
     if kind == "cppn":
         assert torch.equal(polished.edge, g.edge) and torch.equal(polished.activation, g.activation)
+
+
+def test_one_polish_step_is_kept_when_it_helps(lenet: fb.models.TorchClassifier) -> None:
+    """The genes after the last Adam step were never scored, so steps=1 returned its input unchanged (and
+    every polish lost its last step)."""
+    enc = DirectEncoding((1, 28, 28))
+    g = enc.sample(10, torch.Generator().manual_seed(0))
+    classes = torch.arange(10)
+    start = lenet.log_probs(enc.render(g))[classes, classes]
+    polished, best = GradientPolish(steps=1, lr=0.02)(lenet, enc, g, classes)
+    assert bool((best > start + 1e-3).all()) and not torch.equal(polished, g)
 
 
 def test_polish_bad_settings() -> None:
