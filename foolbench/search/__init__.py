@@ -6,7 +6,7 @@
   :class:`Callback` objects (budgets, progress, checkpoints, loggers).
 - White-box fooling images: :class:`GradientAscent` (also visualises internal units);
   :class:`GradientPolish` lets a MAP-Elites search move its elites' genes by gradient steps.
-- Perturbation attacks, called as ``attack(classifier, images, labels, target=None)``:
+- Perturbation attacks, called as ``attack(classifier, images, labels, *, target=None)``:
   :class:`FGSM`, :class:`PGD`, :class:`DeepFool`, :class:`SquareAttack` (score-based, gradient-free),
   :class:`CarliniWagnerL2`; over a ``DataLoader`` with ``attack.run_batches(classifier, loader)``.
 - Universal perturbations: :class:`UniversalPerturbation`, :func:`fooling_rate`, :func:`transfer_matrix`.

@@ -364,8 +364,9 @@ class Evolution(ABC):
             callbacks: more :class:`~foolbench.search.Callback` objects (loggers, own stop rules). Each
                 generation reaches every :class:`~foolbench.search.Checkpointer` after the other callbacks,
                 wherever it stands in the list, so a saved generation has been logged.
-            sync_every: generations between the target check and progress updates, the only reads
-                from the device (default 1 on CPU, 16 on CUDA).
+            sync_every: generations between the target check and progress updates (default 1 on CPU,
+                16 on CUDA). The loggers read the device at their own ``every``; ``verify``, a polish and
+                each checkpoint save read it too.
 
         Returns:
             The best image per target class.

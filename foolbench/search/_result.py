@@ -204,7 +204,7 @@ class FoolingResult:
         }
 
     def to_markdown(self, title: str = "Fooling images") -> str:
-        """A Markdown report: settings, totals and a per-class table."""
+        """A Markdown report: the method, totals and a per-class table."""
         s = self.summary()
         lines = [
             f"# {title}",
