@@ -499,7 +499,7 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
             label = f"{c['model']}/{c['defense']}" + (f"/{c['method']}" if several else "")
             ax.plot([0.0] + [e for e, _ in ra], [c["metrics"]["clean_accuracy"]] + [v for _, v in ra], marker="o",
                     label=label)  # fmt: skip
-        norms = sorted({"L2" if str(c["params"].get("norm", "inf")) == "2" else "L-inf" for c in pgd})
+        norms = sorted({"L2" if str(c.get("params", {}).get("norm", "inf")) == "2" else "L-inf" for c in pgd})
         ax.set_xlabel(f"eps ({', '.join(norms)})")
         ax.set_ylabel("robust accuracy")
         ax.legend(fontsize=6)
