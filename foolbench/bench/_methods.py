@@ -430,12 +430,16 @@ class MapElitesMethod(Method[MapElitesParams]):
 
         3 with a warm-up and ``max_seconds``: the time budget now bounds the warm-up and the search together.
 
+        10 more with ``polish_every``: the polish now scores the genes after its last step (11, 12 or 13).
+
         (0.1.0 drew them from the classes below 0.9999 whatever the target.)
         """
         if params.get("warmup", 0) and params.get("max_seconds") is not None:
-            return 3  # max_seconds bounds the warm-up too, and the cell's seconds count it
-        target = params.get("target_confidence", 0.9999)
-        return 2 if target != 0.9999 and params.get("parents", "unmet-first") != "uniform" else 1
+            base = 3  # max_seconds bounds the warm-up too, and the cell's seconds count it
+        else:
+            target = params.get("target_confidence", 0.9999)
+            base = 2 if target != 0.9999 and params.get("parents", "unmet-first") != "uniform" else 1
+        return base + 10 if params.get("polish_every") is not None else base
 
     @classmethod
     def report(cls, cells: list[dict[str, Any]]) -> list[str]:
@@ -587,8 +591,10 @@ class PGDMethod(Method[PGDParams]):
 
     @classmethod
     def revision(cls, params: Mapping[str, Any]) -> int:
-        """2 since the cells keep which images the attack fooled (their transfer is measured on those alone)."""
-        return 2
+        """2 since the cells keep which images the attack fooled (their transfer is measured on those alone);
+        3 for an ``eps`` list out of ascending order (its kept images are now the largest eps's, not the last's)."""
+        eps = params.get("eps")
+        return 3 if isinstance(eps, list) and eps != sorted(eps) else 2
 
     @classmethod
     def transfer_rate(cls, classifier: Any, tensors: dict[str, torch.Tensor], images: torch.Tensor) -> float | None:

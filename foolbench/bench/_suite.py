@@ -378,6 +378,11 @@ def _plan(cfg: SuiteConfig, ws: Any, driver: _Driver) -> tuple[list[CellTask], l
     tasks: list[CellTask] = []
     clean: list[Any] = []
     tables: list[Any] = []
+    for mspec in cfg.models:  # before any defense is built (a fooling-class round trains for minutes)
+        num_classes = ws.model(mspec.name).classifier.num_classes
+        for s in (s for s in cfg.methods if _applies(s, mspec.name)):
+            if problem := s.build(METHODS).check(num_classes):
+                raise ConfigError(f"methods {s.group or s.name!r} on model {mspec.name!r}: {problem}")
     for mspec in cfg.models:
         for dspec in (d for d in cfg.defenses if _applies(d, mspec.name)):
             target = ws.target(mspec.name, dspec)
@@ -386,11 +391,7 @@ def _plan(cfg: SuiteConfig, ws: Any, driver: _Driver) -> tuple[list[CellTask], l
             clean.append({"model": mspec.name, "defense": dspec.name, "clean_accuracy": acc, **target.info})
             if target.table is not None:
                 tables.append({"model": mspec.name, "defense": dspec.name, **target.table})
-            methods = [s for s in cfg.methods if _applies(s, mspec.name)]
-            for s in methods:  # before any cell runs
-                if problem := s.build(METHODS).check(target.classifier.num_classes):
-                    raise ConfigError(f"methods {s.name!r} on model {mspec.name!r}: {problem}")
-            tasks += [driver.task(mspec.name, dspec, s) for s in methods]
+            tasks += [driver.task(mspec.name, dspec, s) for s in cfg.methods if _applies(s, mspec.name)]
     return tasks, clean, tables
 
 

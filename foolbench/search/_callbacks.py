@@ -13,13 +13,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from foolbench import _checks, _io
 from foolbench.errors import InvalidTypeError
+from foolbench.search._operators import log_level
 
 if TYPE_CHECKING:
     from foolbench.search._evolution import Evolution
@@ -129,7 +129,7 @@ class StopAtTarget(Callback):
     def __init__(self, confidence: float, *, every: int = 1) -> None:
         self.confidence = _checks.real("confidence", confidence, low=0.0, high=1.0, low_open=True)
         self.every = _checks.positive_int("every", every)
-        self._log = math.log(self.confidence)
+        self._log = log_level(self.confidence)  # as results count a class fooled
 
     def __repr__(self) -> str:
         return f"StopAtTarget(confidence={self.confidence:g}, every={self.every})"
@@ -137,7 +137,7 @@ class StopAtTarget(Callback):
     def should_stop(self, search: Evolution) -> bool:
         if search.generation == 0 or search.generation % self.every:
             return False
-        return bool((search.best_log_probs().double() >= self._log).all())  # float64, as results compare
+        return bool((search.best_log_probs() >= self._log).all())
 
 
 class ProgressBar(Callback):

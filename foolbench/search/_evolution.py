@@ -395,15 +395,13 @@ class Evolution(ABC):
             if not isinstance(cb, Callback):
                 raise InvalidTypeError(f"callbacks must be foolbench.search.Callback objects, got {type(cb).__name__}")
         if checkpoint is not None and Path(checkpoint).exists():
-            before = self.state_dict()  # a checkpoint refused below leaves the search as it was
-            self.load_checkpoint(checkpoint)
-            try:
-                self._check_budget(checkpoint, max_evaluations, generations)
-                if target_confidence is not None:
-                    self._check_target(checkpoint, target_confidence, every)
-            except CheckpointError:
-                self.load_state_dict(before)
-                raise
+            # checked on the file's history before it is loaded: a refused checkpoint leaves the search as it was
+            state, source = _checkpoint.load(checkpoint), str(checkpoint)
+            hist_e, hist_lp = self._saved_history(self._checked_payload(state, source), source)
+            self._check_budget(checkpoint, max_evaluations, generations, hist_e)
+            if target_confidence is not None:
+                self._check_target(checkpoint, target_confidence, every, hist_e, hist_lp)
+            self.load_state_dict(state, source=source)
         if progress:
             total = max_evaluations if max_evaluations is not None else None
             if total is None and generations is not None:
@@ -412,38 +410,46 @@ class Evolution(ABC):
         # the checkpointer runs last: a generation it saves has been seen by every logger first
         return self._loop([*chain, *callbacks, *([saver] if saver is not None else [])])
 
-    def _check_budget(self, checkpoint: str | Path, max_evaluations: int | None, generations: int | None) -> None:
-        """Refuse a resumed checkpoint already past this run's budget (a bigger run's: its result is not this run's)."""
+    def _check_budget(
+        self, checkpoint: str | Path, max_evaluations: int | None, generations: int | None, hist_e: list[int]
+    ) -> None:
+        """Refuse a checkpoint (its history ``hist_e``, evaluations after each generation) already past this
+        run's budget (a bigger run's: its result is not this run's)."""
         past = []
-        before_last = self._hist_evals[-2] if len(self._hist_evals) > 1 else 0  # a budget stops at a boundary
+        generation, evaluations = len(hist_e), (hist_e[-1] if hist_e else 0)
+        before_last = hist_e[-2] if len(hist_e) > 1 else 0  # a budget stops at a boundary
         if max_evaluations is not None and before_last >= max_evaluations:
-            past.append(f"{self.evaluations:,} evaluations (max_evaluations={max_evaluations:,})")
-        if generations is not None and self.generation > generations:
-            past.append(f"{self.generation:,} generations (generations={generations:,})")
+            past.append(f"{evaluations:,} evaluations (max_evaluations={max_evaluations:,})")
+        if generations is not None and generation > generations:
+            past.append(f"{generation:,} generations (generations={generations:,})")
         if past:
             raise CheckpointError(
                 f"{str(checkpoint)!r} holds a search already past this run's budget: {' and '.join(past)}; "
                 "give a budget at least as large, another checkpoint path, or delete it to start afresh"
             )
 
-    def _check_target(self, checkpoint: str | Path, target_confidence: float, every: int) -> None:
-        """Refuse a resumed checkpoint that went on past where this run's target would have stopped it.
+    def _check_target(
+        self, checkpoint: str | Path, target_confidence: float, every: int, hist_e: list[int], hist_lp: torch.Tensor
+    ) -> None:
+        """Refuse a checkpoint (its history: ``hist_e``, ``hist_lp`` (G, M)) that went on past where this run's
+        target would have stopped it.
 
         :class:`StopAtTarget` checks generations ``every``, ``2 * every``, ...; the saved history holds
         each generation's best, so an earlier checked generation with every class at the target means
         an uninterrupted run would have stopped there, with fewer evaluations than the checkpoint's.
         """
-        checked = range(every, self.generation, every)  # not the last one: the run stops at once there, as it would
+        generation = len(hist_e)
+        checked = range(every, generation, every)  # not the last one: the run stops at once there, as it would
         if not checked:
             return
-        best = torch.stack([self._hist_conf[g - 1] for g in checked])  # (checks, M)
-        met = (best.double() >= math.log(target_confidence)).all(dim=1).nonzero().flatten()  # one read from the device
+        best = hist_lp[torch.tensor([g - 1 for g in checked])]  # (checks, M)
+        met = (best.double() >= math.log(target_confidence)).all(dim=1).nonzero().flatten()  # one read
         if met.numel():
-            generation = checked[int(met[0])]
+            first = checked[int(met[0])]
             raise CheckpointError(
                 f"{str(checkpoint)!r} holds a search that went on past this run's target: every class was at "
-                f"target_confidence={target_confidence:g} in generation {generation:,} "
-                f"({self._hist_evals[generation - 1]:,} evaluations), and it holds {self.generation:,} "
+                f"target_confidence={target_confidence:g} in generation {first:,} "
+                f"({hist_e[first - 1]:,} evaluations), and it holds {generation:,} "
                 "generations; give another checkpoint path, or delete it to start afresh"
             )
 
@@ -560,17 +566,20 @@ class Evolution(ABC):
         """Restore a :meth:`state_dict`; raises :class:`CheckpointError` when it does not fit."""
         if self._asked is not None:
             raise RuntimeError("cannot load a checkpoint between ask() and tell(): call cancel() first")
+        self._restore(self._checked_payload(state, source), source=source)
+
+    def _checked_payload(self, state: dict[str, Any], source: str) -> dict[str, Any]:
+        """The payload of a checkpoint dict of this search's format, version and configuration."""
         if not isinstance(state, dict):
             raise CheckpointError(f"{source!r} must be a dict made by state_dict(), got {type(state).__name__}")
-        payload = _checkpoint.check(
+        return _checkpoint.check(
             state, fmt=_FORMAT, version=_VERSION, config=self._config(), source=source, added=("scoring",)
         )
-        self._restore(payload, source=source)
 
-    def _restore(self, p: dict[str, Any], *, source: str) -> None:
+    def _saved_history(self, p: dict[str, Any], source: str) -> tuple[list[int], torch.Tensor]:
+        """A payload's history, checked: evaluations after each generation, and (G, M) best log-probabilities."""
         generation = _checkpoint.number(p, "generation", source=source, kind=int)
         evaluations = _checkpoint.number(p, "evaluations", source=source, kind=int)
-        seconds = _checkpoint.number(p, "seconds", source=source, kind=float)
         hist_e = _checkpoint.field(
             p, "history_evaluations", source=source, shape=(generation,), dtype=torch.long, low=1, high=evaluations
         )
@@ -579,6 +588,13 @@ class Evolution(ABC):
         )
         if generation and (int(hist_e[-1]) != evaluations or bool((hist_e.diff() <= 0).any())):
             raise CheckpointError(f"{source!r} history_evaluations do not rise to evaluations={evaluations}")
+        return [int(e) for e in hist_e], hist_lp
+
+    def _restore(self, p: dict[str, Any], *, source: str) -> None:
+        hist_e, hist_lp = self._saved_history(p, source)
+        generation = len(hist_e)
+        evaluations = _checkpoint.number(p, "evaluations", source=source, kind=int)
+        seconds = _checkpoint.number(p, "seconds", source=source, kind=float)
         rng_state = _checkpoint.field(p, "rng_state", source=source, dtype=torch.uint8)
         search = p.get("search")
         if not isinstance(search, dict):
@@ -592,7 +608,7 @@ class Evolution(ABC):
         self._rng = rng
         self.generation, self.evaluations, self.seconds = generation, evaluations, seconds
         self._torn = self._unobserved = False
-        self._hist_evals = [int(e) for e in hist_e]
+        self._hist_evals = hist_e
         self._hist_conf = list(hist_lp.to(self.device, torch.float32, copy=True).unbind(0))
 
     def save_checkpoint(self, path: str | Path) -> Path:

@@ -58,9 +58,29 @@ def weighted_draw(weights: torch.Tensor, n: int, generator: torch.Generator) -> 
     return torch.searchsorted(cdf, u, right=True).clamp_(max=w.shape[0] - 1)
 
 
+def log_level(confidence: float) -> float:
+    """The float32 log-probability level at which an elite counts as at ``confidence``, as results count it.
+
+    Results call a class fooled when its confidence, in float64, is at least ``confidence``; float32
+    log-probabilities compared with ``math.log(confidence)`` round that level to float32 and can pass an
+    elite just below it. This is the smallest float32 at or above ``log(confidence)``: comparing float32
+    log-probabilities with it decides as float64 would, on any device (MPS has no float64).
+
+    Examples:
+        >>> import math
+        >>> log_level(0.99) >= math.log(0.99) and log_level(1.0) == 0.0
+        True
+    """
+    exact = math.log(confidence)
+    level = torch.tensor(exact, dtype=torch.float32)
+    if float(level) < exact:
+        level = torch.nextafter(level, torch.tensor(math.inf))
+    return float(level)
+
+
 def unmet_pool(fitness: torch.Tensor, occupied: torch.Tensor, log_confidence: float) -> torch.Tensor:
     """(M,) bool: occupied niches whose elite is below ``log_confidence``, or every occupied one once none is."""
-    pool = occupied & (fitness.double() < log_confidence)  # in float64, as results call a class fooled
+    pool = occupied & (fitness < log_confidence)
     return torch.where(pool.any(), pool, occupied)
 
 
@@ -145,7 +165,7 @@ class UnmetFirst:
 
     def __init__(self, *, confidence: float = 0.9999) -> None:
         self.confidence = _checks.real("confidence", confidence, low=0.0, high=1.0, low_open=True)
-        self._log = math.log(self.confidence)
+        self._log = log_level(self.confidence)
 
     def __call__(
         self, fitness: torch.Tensor, occupied: torch.Tensor, n: int, generator: torch.Generator
@@ -189,7 +209,7 @@ class Curiosity:
         self.reward = _checks.real("reward", reward, low=0.0)
         self.penalty = _checks.real("penalty", penalty, low=0.0)
         self.floor = _checks.real("floor", floor, low=0.0, low_open=True)
-        self._log = math.log(self.confidence)
+        self._log = log_level(self.confidence)
         self.score: torch.Tensor | None = None
 
     def __call__(
@@ -296,7 +316,7 @@ class Focus:
         self.niches = sorted(set(niches))
         self.share = _checks.real("share", share, low=0.0, high=1.0)
         self.confidence = _checks.real("confidence", confidence, low=0.0, high=1.0, low_open=True)
-        self._log = math.log(self.confidence)
+        self._log = log_level(self.confidence)
         self._mask: torch.Tensor | None = None
 
     def __call__(

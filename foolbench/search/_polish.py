@@ -187,6 +187,7 @@ class GradientPolish:
 
     def config(self) -> dict[str, Any]:
         return {
+            "scores_last_step": True,  # a checkpoint of a polish that left its last step unscored is another one
             "every": self.every,
             "steps": self.steps,
             "lr": self.lr,

@@ -254,6 +254,36 @@ def test_map_elites_cells_with_a_non_default_target_are_of_revision_2() -> None:
     assert METHODS["random-search"].revision({"target_confidence": 0.99}) == 1
 
 
+def test_cells_whose_results_changed_this_release_move_to_new_revisions() -> None:
+    """A polished search now scores its last step and an unsorted PGD eps list keeps its largest eps's images:
+    cells stored before had the same digests and were reused with the old results."""
+    from foolbench.bench import METHODS
+
+    revision = METHODS["map-elites"].revision
+    old = {1, 2, 3}  # every revision a map-elites cell could have had
+    assert revision({"polish_every": 200}) not in old
+    assert revision({"polish_every": 200, "target_confidence": 0.99}) not in old | {revision({"polish_every": 200})}
+    assert revision({"polish_every": None}) == 1
+    assert METHODS["pgd"].revision({"eps": [0.3, 0.1]}) == 3
+    assert METHODS["pgd"].revision({"eps": [0.1, 0.3]}) == METHODS["pgd"].revision({"eps": 0.3}) == 2
+
+
+def test_a_user_kind_with_its_own_kind_of_classes_is_not_checked_as_indices() -> None:
+    """The plan-time check took any ``classes`` parameter for a list of indices: a user kind whose classes
+    are names, or a count, crashed the suite with a TypeError."""
+    from foolbench.bench._registry import Method
+
+    class Named(Method):  # type: ignore[type-arg]
+        kind = "named"
+
+        def run(self, target: Any, ctx: Any) -> Any:
+            raise NotImplementedError
+
+    for classes in (["cat", "dog"], 5, None):
+        assert Named(type("P", (), {"classes": classes})()).check(10) is None
+    assert "twice" in str(Named(type("P", (), {"classes": [1, 1]})()).check(10))
+
+
 def test_near_confidence_reaches_the_search_and_keeps_earlier_cells(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

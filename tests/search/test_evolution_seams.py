@@ -811,15 +811,16 @@ def test_a_refused_checkpoint_leaves_the_search_as_it_was(lenet: fb.models.Torch
     assert s.run(generations=2, progress=False).evaluations == 64
 
 
-def test_parents_and_the_stop_compare_the_target_in_float64() -> None:
+def test_parents_and_the_stop_compare_the_target_as_results_do() -> None:
     """float32(log 0.99) is below log 0.99: an elite scored exactly that passed the float32 checks (stop, not a
     parent any more) while the result, in float64, called the class not fooled."""
-    from foolbench.search._operators import unmet_pool, weighted_draw
+    from foolbench.search._operators import log_level, unmet_pool, weighted_draw
 
     on_the_edge = torch.tensor([math.log(0.99), 0.0], dtype=torch.float32)
     assert math.exp(float(on_the_edge[0])) < 0.99
-    pool = unmet_pool(on_the_edge, torch.tensor([True, True]), math.log(0.99))
+    pool = unmet_pool(on_the_edge, torch.tensor([True, True]), log_level(0.99))
     assert pool.tolist() == [True, False]
+    assert not fb.search.StopAtTarget(0.99)._log <= float(on_the_edge[0])  # nor does the stop count it
     g = torch.Generator().manual_seed(0)  # a curiosity score past float32's range drew the empty niche
     assert set(weighted_draw(torch.tensor([math.inf, 1.0, 0.0]), 50, g).tolist()) == {0}
     assert set(weighted_draw(torch.tensor([3e38, 3e38, 0.0]), 50, g).tolist()) == {0, 1}
@@ -840,3 +841,24 @@ def test_an_empty_niche_reports_zero_with_a_fast_model(lenet: fb.models.TorchCla
     for islands in (1, 2):
         res = search(fast, seed=0, evaluator=no_class_0, islands=islands).run(generations=2, progress=False)
         assert float(res.confidence[0]) == 0.0 and bool((res.confidence[1:] > 0).all())
+
+
+def test_a_torn_search_resumes_from_its_checkpoint_with_run(
+    lenet: fb.models.TorchClassifier, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run(checkpoint=...) first saved the search's own state (to restore it if the file were refused), which a
+    search torn by an interrupt inside its insert cannot give: the documented recovery raised instead."""
+    ckpt = tmp_path / "run.pt"
+    s = search(lenet, seed=0, classes=[1, 2, 3])
+    s.run(generations=2, progress=False, checkpoint=ckpt)
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(s.archive, "add_scores", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        s.run(generations=4, progress=False, checkpoint=ckpt)
+    monkeypatch.undo()
+    resumed = s.run(generations=4, progress=False, checkpoint=ckpt)
+    whole = search(lenet, seed=0, classes=[1, 2, 3]).run(generations=4, progress=False)
+    assert s.generation == 4 and torch.equal(resumed.images, whole.images)

@@ -188,8 +188,9 @@ def test_endgame_polishes_every_generation_from_its_start() -> None:
     plain = GradientPolish(every=10)
     assert [g for g in range(25) if plain.due(g, evaluations=10**9, seconds=1e9)] == [10, 20]
     assert not polish.due(0, evaluations=10**9, seconds=1e9)  # the random generation never polishes
-    # unset endgames stay out of the configuration, so checkpoints from before them resume
-    assert set(plain.config()) == {"every", "steps", "lr", "below", "above", "most"}
+    # unset endgames stay out of the configuration; a polish that scores its last step is another search
+    # than one that did not (its checkpoints are refused)
+    assert set(plain.config()) == {"scores_last_step", "every", "steps", "lr", "below", "above", "most"}
     assert polish.config()["from_evaluations"] == 64 and timed.config()["from_seconds"] == 3.0
     assert "from_seconds=3" in repr(timed)
 
