@@ -142,22 +142,22 @@ def test_ray_map_cancels_its_tasks_on_ctrl_c(cluster: Any, monkeypatch: pytest.M
     executor = RayMap(threads=1)
     submitted: list[Any] = []
     cancelled: list[Any] = []
-    cancel = ray.cancel
+    get = ray.get
 
     def interrupted(refs: list[Any], *args: Any, **kwargs: Any) -> Any:
         submitted.extend(refs)
         raise KeyboardInterrupt
 
-    def spy(ref: Any, **kwargs: Any) -> None:
+    def spy(ref: Any, **kwargs: Any) -> None:  # records only: killing workers mid-suite is Ray's part, not ours
         cancelled.append(ref)
-        cancel(ref, **kwargs)
 
     monkeypatch.setattr(ray, "get", interrupted)
     monkeypatch.setattr(ray, "cancel", spy)
     with pytest.raises(KeyboardInterrupt):
-        executor.map(time.sleep, [300.0, 300.0])
+        executor.map(time.sleep, [0.2, 0.2])
     monkeypatch.undo()
-    assert len(submitted) == 2 and cancelled == submitted  # each task sent is cancelled (Ray's timing aside)
+    assert len(submitted) == 2 and cancelled == submitted  # each task sent is cancelled
+    get(submitted)  # (they end by themselves)
 
 
 def test_failed_runs_and_cells_name_the_exception_and_its_first_line(cluster: Any) -> None:
