@@ -149,10 +149,8 @@ class Method(ABC, Generic[P]):
         a ``classes`` parameter: no class twice, each below ``num_classes``.
         """
         classes = getattr(self.params, "classes", None)
-        if not isinstance(classes, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        if not classes or not isinstance(classes, list) or any(type(c) is not int for c in classes):
             return None  # unset, or a user kind's own kind of classes (names...): its own run checks it
-        if not classes:
-            return None
         if len(set(classes)) != len(classes):
             return f"classes names a class twice: {classes}"
         if max(classes) >= num_classes:

@@ -125,9 +125,12 @@ def check_device(name: str, value: Any) -> torch.device:
     return dev
 
 
-def _module_device(module: nn.Module) -> torch.device:
+def _module_device(module: nn.Module, default: torch.device | None = None) -> torch.device:
+    """Where the module's first parameter or buffer lives (``default``, else the CPU, when it has none)."""
     tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
-    return torch.device("cpu") if tensor is None else tensor.device
+    if tensor is None:
+        return torch.device("cpu") if default is None else default
+    return tensor.device
 
 
 def _module_dtype(module: nn.Module, default: torch.dtype = torch.float32) -> torch.dtype:
@@ -855,8 +858,7 @@ class TorchClassifier(BaseClassifier):
     @property
     def device(self) -> torch.device:
         """Where the module's first parameter or buffer is now (without any: the constructor's ``device``)."""
-        tensor = next(itertools.chain(self.module.parameters(), self.module.buffers()), None)
-        return self._device if tensor is None else tensor.device
+        return _module_device(self.module, self._device)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -1042,9 +1044,8 @@ class TorchClassifier(BaseClassifier):
         def stat(values: list[float] | None) -> list[float] | None:  # one value for all channels: as one
             return values[:1] if values and len(set(values)) == 1 else values
 
-        settings = self._settings
         resize = None if self.resize is None else list(self.resize)
-        mean, std = (_nontrivial(settings[k], v) for k, v in (("mean", 0.0), ("std", 1.0)))  # 0 / 1: as None
+        mean, std = self._stats  # mean 0 and std 1 already as None: they change nothing
         return {**super().identity(), "mean": stat(mean), "std": stat(std), "resize": resize}
 
     def extra_repr(self) -> str:

@@ -397,7 +397,7 @@ class Evolution(ABC):
         if checkpoint is not None and Path(checkpoint).exists():
             # checked on the file's history before it is loaded: a refused checkpoint leaves the search as it was
             state, source = _checkpoint.load(checkpoint), str(checkpoint)
-            hist_e, hist_lp = self._saved_history(self._checked_payload(state, source), source)
+            hist_e, hist_lp, _ = self._saved_history(self._checked_payload(state, source), source)
             self._check_budget(checkpoint, max_evaluations, generations, hist_e)
             if target_confidence is not None:
                 self._check_target(checkpoint, target_confidence, every, hist_e, hist_lp)
@@ -576,8 +576,9 @@ class Evolution(ABC):
             state, fmt=_FORMAT, version=_VERSION, config=self._config(), source=source, added=("scoring",)
         )
 
-    def _saved_history(self, p: dict[str, Any], source: str) -> tuple[list[int], torch.Tensor]:
-        """A payload's history, checked: evaluations after each generation, and (G, M) best log-probabilities."""
+    def _saved_history(self, p: dict[str, Any], source: str) -> tuple[list[int], torch.Tensor, int]:
+        """A payload's history, checked: evaluations after each generation, (G, M) best log-probabilities, and
+        the evaluations in all."""
         generation = _checkpoint.number(p, "generation", source=source, kind=int)
         evaluations = _checkpoint.number(p, "evaluations", source=source, kind=int)
         hist_e = _checkpoint.field(
@@ -588,12 +589,11 @@ class Evolution(ABC):
         )
         if generation and (int(hist_e[-1]) != evaluations or bool((hist_e.diff() <= 0).any())):
             raise CheckpointError(f"{source!r} history_evaluations do not rise to evaluations={evaluations}")
-        return [int(e) for e in hist_e], hist_lp
+        return [int(e) for e in hist_e], hist_lp, evaluations
 
     def _restore(self, p: dict[str, Any], *, source: str) -> None:
-        hist_e, hist_lp = self._saved_history(p, source)
+        hist_e, hist_lp, evaluations = self._saved_history(p, source)
         generation = len(hist_e)
-        evaluations = _checkpoint.number(p, "evaluations", source=source, kind=int)
         seconds = _checkpoint.number(p, "seconds", source=source, kind=float)
         rng_state = _checkpoint.field(p, "rng_state", source=source, dtype=torch.uint8)
         search = p.get("search")
