@@ -6,8 +6,9 @@ argument, what was expected and what was received.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -294,3 +295,19 @@ def generator(name: str, seed: Any, device: torch.device | str = "cpu") -> torch
     else:
         gen.manual_seed(seed_int(name, seed))
     return gen
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Seed the global RNGs for a model factory's initialisation, and leave them as found after.
+
+    The CPU generator is seeded and restored; the CUDA generators only where CUDA is already initialised
+    (restoring them would initialise it), so a fresh model never reseeds the GPUs for the rest of the
+    process, as ``torch.manual_seed`` would.
+    """
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.manual_seed_all(seed)
+        yield

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from foolbench import _io
+from foolbench import _checks, _io
 from foolbench.bench._config import Spec, SuiteConfig
 from foolbench.bench._registry import DEFENSES, Context, Model, Target
 from foolbench.bench._store import digest, file_key, tensors_digest
@@ -190,12 +190,8 @@ class Workspace:
 
     def _fresh_module(self, fn: Callable[..., Any], spec: Spec) -> nn.Module:
         p = spec.params
-        rng = torch.random.get_rng_state()
-        try:
-            torch.manual_seed(self.cfg.seed)
+        with _checks.seeded_init(self.cfg.seed):
             module = _call(fn, p["factory"], f"model {spec.name!r}", int(p["num_classes"]))
-        finally:
-            torch.random.set_rng_state(rng)
         if not isinstance(module, nn.Module):
             raise ConfigError(
                 f"model {spec.name!r}: factory {p['factory']!r} must return an nn.Module, got {type(module).__name__}"

@@ -300,10 +300,9 @@ class FoolingClassRetraining(_Rounds):
         }
 
     def _fresh(self, round_: int) -> nn.Module:
-        """``model_fn(K + 1)`` initialised under ``seed + round_``; the global RNG is left as found."""
+        """``model_fn(K + 1)`` initialised under ``seed + round_``; the global RNGs are left as found."""
         k = self.num_classes
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed + round_)
+        with _checks.seeded_init(self.seed + round_):
             module = self.model_fn(k + 1)
         if not isinstance(module, nn.Module):
             raise InvalidTypeError(f"model_fn({k + 1}) must return an nn.Module, got {type(module).__name__}")

@@ -89,8 +89,12 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_cli_runs_own_model_and_own_data_from_the_suite_folder(
-    project: Path, capsys: pytest.CaptureFixture[str]
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import torch
+
+    reseeded: list[int] = []  # seeding the factory's model must leave the GPU generators alone
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", reseeded.append)
     out = project.parent / "out"
     assert main(["bench", "--config", str(project / "suite.toml"), "--out", str(out), "--no-progress"]) == 0
     import json
@@ -100,6 +104,7 @@ def test_cli_runs_own_model_and_own_data_from_the_suite_folder(
     assert res["clean"][0]["clean_accuracy"] > 0.5  # four blobs, learned: far above chance (0.25)
     assert {c["method_kind"] for c in res["cells"]} == {"random", "pgd", "uap"}
     assert sys.path.count(str(project)) == 0  # the search path is restored
+    assert reseeded == []
 
 
 def test_npz_data_beside_the_suite_and_a_module_in_the_current_directory(

@@ -205,3 +205,20 @@ def test_fooling_class_retraining_takes_an_executor_whose_map_is_an_iterator(
         threaded = retraining(lenet, train, test, executor=pool, **options).run(progress=False)
     assert strip(threaded.rows) == strip(serial.rows)
     assert [r["search_evaluations"] for r in serial.rows] == [256, 256]  # both searches ran, every round
+
+
+def test_fresh_models_leave_the_gpu_generators_alone(
+    lenet: fb.models.TorchClassifier, digits_train: Digits, digits_test: Digits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # seeding a round's fresh model must not reseed the CUDA generators for the rest of the process
+    # (torch.manual_seed does, and fork_rng(devices=[]) restores only the CPU's)
+    calls: list[int] = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: calls.append(seed))
+    defense = retraining(lenet, digits_train, digits_test)
+    cpu = torch.random.get_rng_state()
+    first, again = defense._fresh(1), defense._fresh(1)
+    assert calls == []
+    assert torch.equal(cpu, torch.random.get_rng_state())
+    assert fb.models.weights_digest(first) == fb.models.weights_digest(again)  # still seeded
+    assert fb.models.weights_digest(first) != fb.models.weights_digest(defense._fresh(2))
