@@ -131,8 +131,8 @@ class ClassArchive:
         return status.long()
 
     def confidence(self) -> torch.Tensor:
-        """(M,) float64 probabilities of the elites (0 where empty)."""
-        return self.fitness.double().exp()
+        """(M,) float64 probabilities of the elites (0 where empty), on the CPU (MPS has no float64)."""
+        return self.fitness.cpu().double().exp()
 
     def state_dict(self) -> dict[str, Any]:
         # copies, also on the CPU (where .cpu() would hand out the archive's own tensors, which a search

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from foolbench import _checks, _io
 from foolbench.errors import InvalidTypeError
-from foolbench.search._operators import log_level
 
 if TYPE_CHECKING:
     from foolbench.search._evolution import Evolution
@@ -117,6 +116,10 @@ class Budget(Callback):
 class StopAtTarget(Callback):
     """Stop once every target class has an image at or above ``confidence``.
 
+    The confidences are those the search's :meth:`~Evolution.result` reports: with a classifier at reduced
+    precision or compiled, its float32 reference's (see :meth:`Evolution.reported_at`), so a run that stops
+    here returns a result whose ``fooled(confidence)`` is all True.
+
     Args:
         confidence: the target probability, in (0, 1].
         every: check every this many generations (each check reads one bool from the device).
@@ -129,7 +132,6 @@ class StopAtTarget(Callback):
     def __init__(self, confidence: float, *, every: int = 1) -> None:
         self.confidence = _checks.real("confidence", confidence, low=0.0, high=1.0, low_open=True)
         self.every = _checks.positive_int("every", every)
-        self._log = log_level(self.confidence)  # as results count a class fooled
 
     def __repr__(self) -> str:
         return f"StopAtTarget(confidence={self.confidence:g}, every={self.every})"
@@ -137,7 +139,7 @@ class StopAtTarget(Callback):
     def should_stop(self, search: Evolution) -> bool:
         if search.generation == 0 or search.generation % self.every:
             return False
-        return bool((search.best_log_probs() >= self._log).all())
+        return search.reported_at(self.confidence)  # the float32 confidences a result reports, at any precision
 
 
 class ProgressBar(Callback):
@@ -217,7 +219,7 @@ class Checkpointer(Callback):
 
 
 def _summary(search: Evolution) -> dict[str, Any]:
-    conf = search.best_log_probs().double().exp().cpu()
+    conf = search.best_log_probs().cpu().double().exp()
     return {
         "generation": search.generation,
         "evaluations": search.evaluations,
@@ -257,7 +259,7 @@ class JSONLLogger(Callback):
             return
         row = _summary(search)
         if self.per_class:
-            row["confidence"] = search.best_log_probs().double().exp().cpu().tolist()
+            row["confidence"] = search.best_log_probs().cpu().double().exp().tolist()
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
 

@@ -120,9 +120,18 @@ class LocalEvaluator:
         return log_probs if columns is None else log_probs.index_select(1, columns.to(log_probs.device))
 
 
-def check_encoding(encoding: object) -> None:
-    """Raise :class:`InvalidTypeError` unless ``encoding`` has the Encoding members a search uses."""
-    for attr in ("image_shape", "sample", "mutate", "render"):
+_SCORED = ("image_shape", "sample", "mutate", "render")  # what an evaluator calls
+_SEARCHED = (*_SCORED, "config", "genomes_to_state", "genomes_from_state")  # and a search's result and checkpoints
+
+
+def check_encoding(encoding: object, *, search: bool = False) -> None:
+    """Raise :class:`InvalidTypeError` unless ``encoding`` has the Encoding members its user calls.
+
+    An evaluator renders and scores; a search (``search=True``) also reports its settings (``config``) and
+    saves and loads genomes (``genomes_to_state``, ``genomes_from_state``) in its result and checkpoints,
+    so it checks those before it spends its budget.
+    """
+    for attr in _SEARCHED if search else _SCORED:
         if not hasattr(encoding, attr):
             raise InvalidTypeError(f"encoding must follow foolbench.encodings.Encoding (missing {attr!r})")
 

@@ -32,6 +32,7 @@ from foolbench.search._evaluator import (
     Evaluator,
     LocalEvaluator,
     _bounds,
+    _device_of,
     check_encoding,
     check_shapes,
     render_in_bounds,
@@ -41,6 +42,7 @@ from foolbench.search._operators import (
     MutationSchedule,
     NearStrength,
     ParentSelector,
+    log_level,
     parent_selector,
     weighted_draw,
 )
@@ -118,7 +120,7 @@ class Evolution(ABC):
         mutation_schedule: float | MutationSchedule | None,
     ) -> None:
         self.classifier = check_classifier(classifier)
-        check_encoding(encoding)
+        check_encoding(encoding, search=True)
         check_shapes(encoding, self.classifier)
         if evaluator is not None and not isinstance(evaluator, Evaluator):
             raise InvalidTypeError(
@@ -139,6 +141,7 @@ class Evolution(ABC):
         reference = self.classifier.reference()  # the float32 twin of a reduced-precision classifier
         # its evaluator (None when the classifier is its own reference), shared by verify and the reported confidences
         self._reference_eval = None if reference is self.classifier else LocalEvaluator(reference, encoding)
+        self._reported_cache: tuple[float, torch.Tensor, bool] | None = None  # reported_at's last answer
         self.classes = classes
         self.batch_size = _checks.positive_int("batch_size", batch_size)
         self.seed = secrets.randbits(62) if seed is None else _checks.seed_int("seed", seed)
@@ -351,7 +354,8 @@ class Evolution(ABC):
         continues where the search stopped: a run extended or resumed this way is
         bit-for-bit equal to one uninterrupted run with the same seed. A generation
         is never cut short, so the search may pass ``max_evaluations`` by less than
-        one batch.
+        one generation (one batch; generation 0 evaluates all of ``initial`` or, in
+        :class:`SingleClassEvolution`, the whole population).
 
         Args:
             max_evaluations: stop at the first generation boundary at or past this many evaluations.
@@ -436,8 +440,12 @@ class Evolution(ABC):
 
         :class:`StopAtTarget` checks generations ``every``, ``2 * every``, ...; the saved history holds
         each generation's best, so an earlier checked generation with every class at the target means
-        an uninterrupted run would have stopped there, with fewer evaluations than the checkpoint's.
+        an uninterrupted run would have stopped there, with fewer evaluations than the checkpoint's. With a
+        classifier at reduced precision or compiled, the history holds the fast scores while the stop waits
+        for the float32 ones (:meth:`reported_at`), which the file does not keep: no check.
         """
+        if self._reference_eval is not None:
+            return
         generation = len(hist_e)
         checked = range(every, generation, every)  # not the last one: the run stops at once there, as it would
         if not checked:
@@ -513,6 +521,26 @@ class Evolution(ABC):
         # a niche nobody entered holds a placeholder: confidence 0, as the float32 search reports it
         return genomes, confidence.masked_fill(torch.isneginf(fast).cpu(), 0.0), self._found_at()
 
+    def reported_at(self, confidence: float) -> bool:
+        """Whether every class's reported confidence (the one :meth:`result` gives) is at ``confidence`` or above.
+
+        With a float32 classifier these are the search's own scores. A classifier run at reduced precision
+        or compiled searches with its fast scores and reports its float32 reference's, which can sit on the
+        other side of a target: this re-scores the elites (M images) once the fast scores have all reached
+        it, and again only after an elite has changed, so a run never stops at a target its result misses.
+        """
+        fast = self.best_log_probs()
+        if not bool((fast >= log_level(confidence)).all()):
+            return False
+        if self._reference_eval is None:
+            return True
+        cached = self._reported_cache
+        if cached is not None and cached[0] == confidence and torch.equal(cached[1], fast):
+            return cached[2]
+        met = bool((self._reported()[1] >= confidence).all())
+        self._reported_cache = (confidence, fast.clone(), met)
+        return met
+
     def _reference_confidence(self, genomes: Genomes, fast: torch.Tensor) -> torch.Tensor:
         """(N,) float64 float32-model confidence of ``genomes[i]`` for the i-th niche's class.
 
@@ -521,17 +549,17 @@ class Evolution(ABC):
         """
         reference = self._reference_eval
         if reference is None:
-            return fast.double().exp().cpu()
+            return fast.cpu().double().exp()
         n, m = len(fast), len(self.classes)
         columns = torch.tensor(self.classes)
-        scores = reference(genomes, columns=columns).double()  # (N, M): the target classes' columns
-        return scores[torch.arange(n), torch.arange(n) % m].exp().cpu()
+        scores = reference(genomes, columns=columns).cpu().double()  # (N, M): the target classes' columns
+        return scores[torch.arange(n), torch.arange(n) % m].exp()
 
     def _history_confidence(self) -> torch.Tensor:
         """(G, M) float64 best confidence per class after each generation (kept as log-probs until asked)."""
         if not self._hist_conf:
             return torch.zeros(0, len(self.classes), dtype=torch.float64)
-        return torch.stack(self._hist_conf).double().exp().cpu()
+        return torch.stack(self._hist_conf).cpu().double().exp()  # on the CPU first: MPS has no float64
 
     def _found_at(self) -> torch.Tensor:
         return torch.full((len(self.classes),), self.evaluations, dtype=torch.long)
@@ -775,6 +803,8 @@ class MAPElites(Evolution):
                 validate(initial)
             except (InvalidArgumentError, InvalidTypeError) as err:
                 raise type(err)(f"initial does not fit the encoding: {err}") from None
+        if initial is not None and _device_of(initial) != self.device and callable(getattr(initial, "to", None)):
+            self.initial = initial.to(self.device)  # the archive, parents and RNG live on the search's device
         self.crossover = _checks.real("crossover", crossover, low=0.0, high=1.0)
         self.verify = _checks.boolean("verify", verify)
         self.verifications = 0

@@ -588,7 +588,7 @@ class NearStrength:
                 f"near_strength={self.near_strength:g} equals the base strength: the schedule would change "
                 "nothing but the random stream"
             )
-        self.near_log_prob = math.log(self.near_confidence)
+        self.near_log_prob = log_level(self.near_confidence)  # float32 fitness compared as results decide
 
     def __call__(self, generation: int) -> float:
         return float(self.base(generation))

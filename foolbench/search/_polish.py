@@ -15,6 +15,7 @@ from foolbench.errors import InvalidArgumentError
 from foolbench.models import Classifier
 from foolbench.search import _calls
 from foolbench.search._evaluator import in_bounds
+from foolbench.search._operators import log_level
 
 __all__ = ["GradientPolish"]
 
@@ -107,8 +108,9 @@ class GradientPolish:
             None if from_evaluations is None else _checks.nonnegative_int("from_evaluations", from_evaluations)
         )
         self.from_seconds = None if from_seconds is None else _checks.real("from_seconds", from_seconds, low=0.0)
-        self.below_log_prob = math.log(self.below)
-        self.above_log_prob = -math.inf if self.above == 0.0 else math.log(self.above)
+        # compared with float32 fitness at the levels results decide by (as unmet-first parents and targets)
+        self.below_log_prob = log_level(self.below)
+        self.above_log_prob = -math.inf if self.above == 0.0 else log_level(self.above)
 
     def due(self, generation: int, *, evaluations: int, seconds: float) -> bool:
         """Whether generation ``generation`` polishes.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,16 @@ def test_a_timed_endgame_starts_once_the_search_has_run_that_long(lenet: fb.mode
     s.seconds = 3600.0  # as a resumed run that computed for an hour would have it
     s.step()  # generation 5: the endgame
     assert s.gradient_images > before
+
+
+@pytest.mark.parametrize("level", [0.5, 0.99, 0.9999])
+def test_polish_and_near_levels_decide_as_results_do(level: float) -> None:
+    # float32(log c) rounds below log c for these levels: an elite scored exactly that is below c in float64
+    # (unmet for the parents, not fooled in a result) and must count as below for the polish and NearStrength
+    edge = torch.tensor([math.log(level)], dtype=torch.float32)  # fitness is float32, as in the archive
+    assert math.exp(float(edge)) < level
+    polish = fb.search.GradientPolish(below=level, above=level / 2)
+    assert bool(edge < polish.below_log_prob)  # polished, as the unmet-first parents would breed it
+    above = fb.search.GradientPolish(below=0.99999, above=level)
+    assert not bool(edge >= above.above_log_prob)  # below the polish's floor
+    assert not bool(edge >= fb.search.NearStrength(2.0, near_confidence=level).near_log_prob)  # not yet near

@@ -524,3 +524,24 @@ def test_a_random_search_report_is_not_titled_evolved(tmp_path: Path) -> None:
     fb.search.run_evolution(tmp_path, method="random-search", max_evaluations=32, batch_size=32, classes=[1],
                             progress=False)  # fmt: skip
     assert "Random-search images for lenet-mnist" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize("missing", ["config", "genomes_to_state", "genomes_from_state"])
+def test_an_encoding_without_its_report_or_checkpoint_members_is_refused_before_the_search(
+    clf: fb.models.TorchClassifier, missing: str
+) -> None:
+    # result() and checkpoints call these: a search without them ran its whole budget, then failed
+    members: dict[str, Any] = {
+        "image_shape": (1, 28, 28),
+        "sample": lambda self, n, g: torch.rand(n, 1, 28, 28, generator=g),
+        "mutate": lambda self, x, g, strength=1.0: x,
+        "render": lambda self, x: x,
+        "config": lambda self: {},
+        "genomes_to_state": lambda self, x: {"x": x},
+        "genomes_from_state": lambda self, state: state["x"],
+    }
+    del members[missing]
+    encoding = type("Partial", (), members)()
+    with pytest.raises(InvalidTypeError, match=f"encoding must follow .*missing '{missing}'"):
+        MAPElites(clf, encoding, batch_size=8, seed=0)
+    fb.search.LocalEvaluator(clf, encoding)  # an evaluator only renders and scores

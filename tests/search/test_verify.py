@@ -103,3 +103,24 @@ def test_a_reduced_precision_search_refuses_a_float32_checkpoint(wrap: str) -> N
     assert fast.state_dict()["config"]["precision"] in ("bf16", "reduced")
     with pytest.raises(fb.errors.CheckpointError, match="precision"):
         fast.load_state_dict(exact.state_dict())
+
+
+def test_a_fast_model_stops_only_once_the_reported_confidences_meet_the_target() -> None:
+    # the stop read the bf16 scores while result() reports the float32 ones: a run stopped "at the target"
+    # with a result that was not fooled at it
+    fast = fb.models.lenet_mnist().replace(precision="bf16")
+    enc = fb.encodings.DirectEncoding((1, 28, 28))
+    g = enc.sample(64, torch.Generator().manual_seed(0))
+    pf = fb.search.LocalEvaluator(fast, enc)(g).exp()[:, 3]
+    pr = fb.search.LocalEvaluator(fast.reference(), enc)(g).exp()[:, 3]
+    i = int(((pf - pr) / pr).argmax())
+    assert float(pf[i]) > float(pr[i])  # bf16 above float32 for this genome
+    target = float((pf[i] + pr[i]) / 2)
+    search = fb.search.MAPElites(fast, enc, classes=[3], batch_size=4, seed=0, initial=g[i : i + 1])
+    result = search.run(target_confidence=target, generations=40, progress=False)
+    assert search.generation > 1  # the bf16 score of generation 0 met the target; the float32 one did not
+    assert bool(result.fooled(target).all()) or search.generation == 40
+    float32 = fb.search.MAPElites(fast.reference(), enc, classes=[3], batch_size=4, seed=0, initial=g[i : i + 1])
+    assert float32.reported_at(0.5) is False  # nothing evaluated yet: -inf
+    float32.run(generations=1, progress=False)
+    assert float32.reported_at(float(pr[i]) * 0.999) is True and float32.reported_at(1.0) is False
