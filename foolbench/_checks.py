@@ -285,6 +285,20 @@ def class_list(name: str, classes: Any, *, num_classes: int) -> list[int]:
     return out
 
 
+def torch_generator(name: str, value: Any) -> torch.Generator:
+    """Return ``value`` when it is a :class:`torch.Generator`; anything else (a seed, None) is refused.
+
+    Examples:
+        >>> torch_generator("generator", 0)
+        Traceback (most recent call last):
+        ...
+        foolbench.errors.InvalidTypeError: generator must be a torch.Generator, got int
+    """
+    if not isinstance(value, torch.Generator):
+        raise InvalidTypeError(f"{name} must be a torch.Generator, got {type(value).__name__}")
+    return value
+
+
 def generator(name: str, seed: Any, device: torch.device | str = "cpu") -> torch.Generator:
     """Make a :class:`torch.Generator` from an int seed, or pass a generator through."""
     if isinstance(seed, torch.Generator):

@@ -181,7 +181,14 @@ class MapElitesParams(Params):
     max_evaluations: int = param(30_000, "evaluation budget", type="int", lo=1)
     max_seconds: float | None = param(None, "time budget in seconds (default: none)", type="float", lo=0, lo_open=True)
     batch_size: int = param(64, "images per generation", type="int", lo=1, hi=1_000_000)
-    mutation_rate: float = param(0.02, "share of pixels mutated (direct)", type="float", lo=0, hi=1, lo_open=True)
+    mutation_rate: float = param(
+        0.02,
+        "mutations drawn per pixel, with replacement: about 1 - exp(-rate) of the pixels change (direct)",
+        type="float",
+        lo=0,
+        hi=1,
+        lo_open=True,
+    )
     eta: float | None = param(
         None, "polynomial-mutation eta (default 1 direct, 15 CPPN)", type="float", lo=0, lo_open=True
     )

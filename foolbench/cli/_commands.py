@@ -179,7 +179,10 @@ def _evolve_options(p: argparse.ArgumentParser, *, max_evaluations: int) -> None
         "--mutation-rate",
         type=float,
         default=None,
-        help=f"direct only: share of pixels mutated (default: {MNIST_RECIPE.mutation_rate:g})",
+        help=(
+            "direct only: mutations drawn per pixel, with replacement: about 1 - exp(-rate) of the pixels change "
+            f"(default: {MNIST_RECIPE.mutation_rate:g})"
+        ),
     )
     p.add_argument("--eta", type=float, default=None, help="polynomial mutation index (default: direct 1, cppn 15)")
     p.add_argument("--max-nodes", type=int, default=None, help="cppn only: node slots per genome (default: 32)")

@@ -46,15 +46,17 @@ def polynomial_mutation(x: torch.Tensor, u: torch.Tensor, eta: float) -> torch.T
 class DirectEncoding:
     """Genomes are images: one gene per pixel and channel, values in [0, 1].
 
-    Initial genomes are uniform random noise. Mutation picks ``mutation_rate`` of
-    all genes of the batch (positions drawn uniformly, so each gene is hit with
-    probability close to the rate) and applies bounded polynomial mutation with
-    distribution index ``eta``. A schedule (the rate decay of Nguyen et al. 2015)
-    belongs to the search, which passes ``strength`` to :meth:`mutate`.
+    Initial genomes are uniform random noise. Mutation draws ``mutation_rate`` times
+    as many positions as the batch has genes, uniformly and with replacement, and applies
+    bounded polynomial mutation with distribution index ``eta`` at each; since a gene may
+    be drawn more than once, the share of genes mutated is ``1 - exp(-mutation_rate)``
+    (0.095 at 0.1, 0.63 at 1), a little less than the rate. A schedule (the rate decay of
+    Nguyen et al. 2015) belongs to the search, which passes ``strength`` to :meth:`mutate`.
 
     Args:
         image_shape: (C, H, W) of the images.
-        mutation_rate: share of genes mutated per generation, in (0, 1].
+        mutation_rate: positions drawn per generation, as a share of the batch's genes, in (0, 1];
+            drawn with replacement, so about ``1 - exp(-mutation_rate)`` of the genes change.
         eta: polynomial mutation distribution index (> 0; the paper's 15).
 
     Raises:
@@ -86,19 +88,24 @@ class DirectEncoding:
         return f"DirectEncoding(image_shape={self.image_shape}, mutation_rate={self.mutation_rate:g}, eta={self.eta:g})"
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """``n`` uniform-noise genomes, (n, C, H, W), on the generator's device."""
+        """``n`` uniform-noise genomes, (n, C, H, W), on the generator's device.
+
+        Raises:
+            InvalidTypeError: ``generator`` not a :class:`torch.Generator`.
+        """
         _checks.positive_int("n", n)
+        generator = _checks.torch_generator("generator", generator)
         return torch.rand((n, *self.image_shape), generator=generator, device=generator.device)
 
-    def _check(self, genomes: Any) -> torch.Tensor:
+    def _check(self, genomes: Any, name: str = "genomes") -> torch.Tensor:
         if not isinstance(genomes, torch.Tensor) or not genomes.is_floating_point():
             raise InvalidTypeError(
-                f"genomes must be a floating tensor of shape (B, {', '.join(map(str, self.image_shape))}), "
+                f"{name} must be a floating tensor of shape (B, {', '.join(map(str, self.image_shape))}), "
                 f"got {type(genomes).__name__}"
             )
         if genomes.dim() != 4 or tuple(genomes.shape[1:]) != self.image_shape:
             raise InvalidArgumentError(
-                f"genomes must have shape (B, {', '.join(map(str, self.image_shape))}), got {tuple(genomes.shape)}"
+                f"{name} must have shape (B, {', '.join(map(str, self.image_shape))}), got {tuple(genomes.shape)}"
             )
         return genomes
 
@@ -113,36 +120,44 @@ class DirectEncoding:
             >>> DirectEncoding((1, 2, 2)).validate(torch.full((1, 1, 2, 2), 2.0))
             Traceback (most recent call last):
             ...
-            foolbench.errors.InvalidArgumentError: genomes must hold values in [0, 1], got values up to 2
+            foolbench.errors.InvalidArgumentError: genomes must hold values in [0, 1], got values in [2, 2]
         """
         g = self._check(genomes)
         if not bool(((g >= 0) & (g <= 1)).all()):
             if bool(g.isnan().any()):
                 raise InvalidArgumentError("genomes must hold values in [0, 1], got NaN")
-            raise InvalidArgumentError(f"genomes must hold values in [0, 1], got values up to {float(g.abs().max()):g}")
+            lo, hi = torch.aminmax(g)
+            raise InvalidArgumentError(
+                f"genomes must hold values in [0, 1], got values in [{float(lo):g}, {float(hi):g}]"
+            )
 
     def mutate(self, genomes: torch.Tensor, generator: torch.Generator, *, strength: float = 1.0) -> torch.Tensor:
         """Mutated copies of ``genomes``; the input is not modified.
 
         Args:
-            genomes: a batch of images in [0, 1].
+            genomes: a batch of images in [0, 1]; a value outside is clipped into it first (polynomial mutation
+                of a value past a bound is NaN), a NaN stays NaN.
             generator: the source of every random draw.
             strength: multiplies the rate: ``max(1, round(min(1, mutation_rate * strength) * genes))``
-                positions of the batch are drawn (with replacement; a gene drawn twice takes its last draw) and mutated. 1 is the encoding's
-                own rate; the search's schedule lowers it over time.
+                positions of the batch are drawn (with replacement, so about ``1 - exp(-rate)`` of the genes
+                change; a gene drawn twice takes its last draw) and mutated. 1 is the encoding's own rate; the
+                search's schedule lowers it over time.
 
         Returns:
-            The mutated batch, same dtype and device.
+            The mutated batch, same dtype and device, in [0, 1].
 
         Raises:
             InvalidArgumentError: ``strength`` not a finite number > 0; genomes of the wrong shape.
+            InvalidTypeError: ``generator`` not a :class:`torch.Generator`.
 
         Shape:
             - genomes, output: (B, C, H, W)
         """
         strength = _checks.real("strength", strength, low=0.0, low_open=True)
         parents = self._check(genomes)
-        child = parents.clone(memory_format=torch.contiguous_format)
+        generator = _checks.torch_generator("generator", generator)
+        # clipped rather than refused: a range check would read the batch back from the device every generation
+        child = parents.clone(memory_format=torch.contiguous_format).clamp_(0.0, 1.0)
         if not len(child):  # an empty batch has nothing to mutate (and draws nothing)
             return child
         flat = child.view(-1)
@@ -176,6 +191,8 @@ class DirectEncoding:
 
         Raises:
             InvalidArgumentError: shapes that differ or do not fit, or ``probability`` outside [0, 1].
+            InvalidTypeError: ``genomes`` or ``mates`` not a floating tensor, ``generator`` not a
+                :class:`torch.Generator`.
 
         Shape:
             - genomes, mates, output: (B, C, H, W)
@@ -189,7 +206,8 @@ class DirectEncoding:
             (True, True)
         """
         probability = _checks.real("probability", probability, low=0.0, high=1.0)
-        a, b = self._check(genomes), self._check(mates)
+        a, b = self._check(genomes), self._check(mates, "mates")
+        generator = _checks.torch_generator("generator", generator)
         if a.shape != b.shape:
             raise InvalidArgumentError(f"mates must have the shape of genomes {tuple(a.shape)}, got {tuple(b.shape)}")
         do = torch.rand(a.shape[0], generator=generator, device=generator.device).to(a.device) < probability
@@ -207,20 +225,35 @@ class DirectEncoding:
         """A copy of the pixels: the genes a gradient moves, (B, C, H, W)."""
         return self._check(genomes).detach().clone()
 
+    def _check_genes(self, g: torch.Tensor, genes: Any) -> torch.Tensor:
+        if not isinstance(genes, torch.Tensor) or not genes.is_floating_point():
+            got = f"dtype {genes.dtype}" if isinstance(genes, torch.Tensor) else type(genes).__name__
+            raise InvalidTypeError(f"genes must be a float tensor of shape {tuple(g.shape)}, got {got}")
+        if genes.shape != g.shape:
+            raise InvalidArgumentError(f"genes must have the genomes' shape {tuple(g.shape)}, got {tuple(genes.shape)}")
+        return genes
+
     def render_genes(self, genomes: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
-        """The image ``genes`` paint (the pixels themselves, clipped to [0, 1]; autograd reaches ``genes``)."""
-        g = self._check(genomes)
-        if not isinstance(genes, torch.Tensor) or genes.shape != g.shape or not genes.is_floating_point():
-            got = tuple(genes.shape) if isinstance(genes, torch.Tensor) else type(genes).__name__
-            raise InvalidArgumentError(f"genes must be a float tensor of shape {tuple(g.shape)}, got {got}")
-        return genes.clamp(0.0, 1.0)
+        """The image ``genes`` paint (the pixels themselves, clipped to [0, 1]; autograd reaches ``genes``).
+
+        Raises:
+            InvalidTypeError: ``genes`` not a floating tensor.
+            InvalidArgumentError: ``genes`` of another shape than ``genomes``.
+        """
+        return self._check_genes(self._check(genomes), genes).clamp(0.0, 1.0)
 
     def with_genes(self, genomes: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
-        """The genomes ``genes`` stand for, clipped to [0, 1] (NaN refused)."""
-        pixels = self.render_genes(genomes, genes).detach().to(self._check(genomes).dtype)
-        if not torch.isfinite(pixels).all():
+        """The genomes ``genes`` stand for, clipped to [0, 1].
+
+        Raises:
+            InvalidTypeError: ``genes`` not a floating tensor.
+            InvalidArgumentError: ``genes`` of another shape than ``genomes``, or not finite (NaN or inf).
+        """
+        g = self._check(genomes)
+        genes = self._check_genes(g, genes).detach()
+        if not torch.isfinite(genes).all():  # before the clip, which would turn inf into a bound
             raise InvalidArgumentError("genes must be finite, got NaN or inf")
-        return pixels.clone()
+        return genes.clamp(0.0, 1.0).to(g.dtype)
 
     def config(self) -> dict[str, Any]:
         """The genome space, and the mutation settings that differ from the defaults.

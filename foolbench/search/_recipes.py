@@ -35,7 +35,8 @@ class EvolutionRecipe:
 
     Attributes:
         batch_size: genomes per generation.
-        mutation_rate: share of pixels each mutation changes.
+        mutation_rate: mutations drawn per pixel, at positions drawn with replacement: about
+            ``1 - exp(-mutation_rate)`` of the pixels change.
         eta: polynomial-mutation index (small: large pixel moves).
 
     Examples:
@@ -239,8 +240,8 @@ def run_evolution(
             selection (default: ``target_confidence``; 0.9999 gives foolbench 0.1.0's parents at any
             target).
         batch_size: genomes per generation.
-        mutation_rate: direct encoding only: share of pixels each mutation changes (default
-            0.02, the MNIST recipe's).
+        mutation_rate: direct encoding only: mutations drawn per pixel, at positions drawn with
+            replacement, so about ``1 - exp(-mutation_rate)`` of the pixels change (default 0.02, the MNIST recipe's).
         eta: polynomial-mutation index (default: direct 1, cppn 15).
         max_nodes: cppn encoding only: node slots per genome (default 32).
         max_connections: cppn encoding only: connections per genome (default 128).

@@ -624,3 +624,83 @@ def test_crossover_bad_input() -> None:
         enc.crossover(a, a, rng, probability=1.5)
     with pytest.raises(InvalidArgumentError, match="do not fit"):
         enc.crossover(a, CPPNEncoding((1, 8, 8), max_nodes=16).sample(4, rng), rng)
+
+
+def test_a_batch_for_another_number_of_outputs_is_checked_not_painted() -> None:
+    """The clean mark named only the activations: a grayscale batch was clean for a colour encoding of the
+    same max_nodes, whose render painted its hidden nodes as colour channels and whose mutate marked the
+    broken children clean; an unmarked one passed render's check (finiteness and ids only) all the same."""
+    from foolbench.encodings import is_clean
+
+    gray, colour = CPPNEncoding((1, 8, 8)), CPPNEncoding((3, 8, 8))
+    g = gray.sample(2, gen())
+    for i in range(10):
+        g = gray.mutate(g, gen(i))
+    fresh = gray.sample(2, gen())  # no hidden nodes: the colour outputs' slots are free
+    pickled = pickle.loads(pickle.dumps(g))  # unmarked
+    for batch in (g, fresh, pickled):
+        with pytest.raises(InvalidArgumentError, match=r"genomes\.(active|order) must be"):
+            colour.render(batch)
+    child = colour.mutate(g, gen())
+    assert not is_clean(child, owner=colour._owner)
+    with pytest.raises(InvalidArgumentError, match=r"genomes\.(active|order) must be"):
+        colour.render(child)
+    assert gray.render(g).shape == (2, 1, 8, 8) and is_clean(gray.mutate(g, gen()), owner=gray._owner)
+    h = colour.mutate(colour.sample(2, gen()), gen())
+    h.order[:, 5] = 0.5  # an output's key off 1 (the active check passes)
+    with pytest.raises(InvalidArgumentError, match="genomes.order must be 0 for inputs and 1 for outputs"):
+        colour.render(h)
+
+
+@pytest.mark.parametrize("bad", [-1, 7])
+def test_render_genes_and_with_genes_refuse_activation_ids_out_of_range(bad: int) -> None:
+    """render() refused an id out of range; render_genes() painted -1 with the last activation and raised a
+    bare IndexError for 7, and with_genes() passed either on."""
+    enc = CPPNEncoding((1, 8, 8))
+    g = enc.sample(2, gen())
+    g.activation[:, 4] = bad
+    with pytest.raises(InvalidArgumentError, match=r"genomes.activation must hold ids in \[0, 3\]"):
+        enc.render_genes(g, enc.genes(g))
+    with pytest.raises(InvalidArgumentError, match=r"genomes.activation must hold ids in \[0, 3\]"):
+        enc.with_genes(g, enc.genes(g))
+    ok = enc.sample(2, gen())
+    ok.activation[:, 4] = 3  # in range, unmarked by the write: checked and accepted
+    assert enc.render_genes(ok, enc.genes(ok)).shape == (2, 1, 8, 8)
+    assert torch.equal(enc.with_genes(ok, enc.genes(ok)).activation, ok.activation)
+
+
+@pytest.mark.parametrize("generator", [0, None, "0"], ids=["int", "None", "str"])
+def test_every_random_entry_refuses_what_is_not_a_generator(generator: object) -> None:
+    """An int or None failed deep inside with AttributeError: 'int' object has no attribute 'device'."""
+    enc = CPPNEncoding((1, 8, 8))
+    g = enc.sample(2, gen())
+    calls = [
+        lambda: enc.sample(2, generator),  # type: ignore[arg-type]
+        lambda: enc.mutate(g, generator),  # type: ignore[arg-type]
+        lambda: enc.refine(g, generator),  # type: ignore[arg-type]
+        lambda: enc.crossover(g, g, generator),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(
+            InvalidTypeError, match=f"generator must be a torch.Generator, got {type(generator).__name__}"
+        ):
+            call()
+
+
+def test_crossover_blames_mates_for_bad_mates() -> None:
+    enc = CPPNEncoding((1, 4, 4))
+    g = enc.sample(2, gen())
+    with pytest.raises(InvalidTypeError, match="^mates must be CPPNGenomes"):
+        enc.crossover(g, torch.rand(2, 1, 4, 4), gen())
+    with pytest.raises(InvalidArgumentError, match="^mates do not fit"):
+        enc.crossover(g, CPPNEncoding((1, 4, 4), max_nodes=12).sample(2, gen()), gen())
+    with pytest.raises(InvalidTypeError, match="^genomes must be CPPNGenomes"):
+        enc.crossover(torch.rand(2, 1, 4, 4), g, gen())
+
+
+def test_genomes_compare_and_hash_by_identity() -> None:
+    """The dataclass's generated __eq__ compared the tensors with ==: g == g.clone() raised
+    'Boolean value of Tensor with more than one value is ambiguous', and the batches were unhashable."""
+    g = CPPNEncoding((1, 4, 4)).sample(3, gen())
+    assert g == g and g != g.clone()  # noqa: PLR0124
+    assert len({g, g, g.clone()}) == 2

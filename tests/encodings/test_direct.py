@@ -120,3 +120,65 @@ def test_crossover_mixes_genes_per_child() -> None:
         enc.crossover(a, b[:3], torch.Generator())
     with pytest.raises(InvalidArgumentError, match="probability"):
         enc.crossover(a, b, torch.Generator(), probability=-0.1)
+
+
+@pytest.mark.parametrize("value", [1.0001, -0.0001, float("inf"), -float("inf")])
+def test_mutate_clips_genomes_past_the_bounds_instead_of_turning_them_into_nan(value: float) -> None:
+    """With a non-integer eta, polynomial mutation of 1.0001 or -0.0001 is NaN: mutate() returned NaN genes."""
+    enc = DirectEncoding((1, 4, 4), eta=2.5, mutation_rate=1.0)
+    x = torch.full((2, 1, 4, 4), value)
+    child = enc.mutate(x, gen())
+    assert bool(torch.isfinite(child).all()) and float(child.min()) >= 0 and float(child.max()) <= 1
+    assert torch.equal(child, enc.mutate(x.clamp(0.0, 1.0), gen()))  # as the clipped batch
+    assert torch.equal(x, torch.full((2, 1, 4, 4), value))  # the input untouched
+
+
+@pytest.mark.parametrize("generator", [0, None])
+def test_every_random_entry_refuses_what_is_not_a_generator(generator: object) -> None:
+    """An int or None failed deep inside with AttributeError: 'int' object has no attribute 'device'."""
+    enc = DirectEncoding((1, 4, 4))
+    g = enc.sample(2, gen())
+    for call in (
+        lambda: enc.sample(2, generator),  # type: ignore[arg-type]
+        lambda: enc.mutate(g, generator),  # type: ignore[arg-type]
+        lambda: enc.crossover(g, g, generator),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(
+            InvalidTypeError, match=f"generator must be a torch.Generator, got {type(generator).__name__}"
+        ):
+            call()
+
+
+def test_error_messages_name_the_argument_and_the_values() -> None:
+    """crossover blamed genomes for bad mates; validate reported abs().max() (3 for -3); render_genes of
+    integer genes said 'float tensor of shape (2, 1, 4, 4), got (2, 1, 4, 4)' as an InvalidArgumentError."""
+    enc = DirectEncoding((1, 2, 2))
+    a = enc.sample(2, gen())
+    with pytest.raises(InvalidArgumentError, match=r"^mates must have shape \(B, 1, 2, 2\), got \(2, 3, 2, 2\)"):
+        enc.crossover(a, torch.rand(2, 3, 2, 2), gen())
+    with pytest.raises(InvalidTypeError, match="^mates must be a floating tensor"):
+        enc.crossover(a, a.long(), gen())
+    with pytest.raises(InvalidArgumentError, match=r"got values in \[-3, -3\]"):
+        enc.validate(torch.full((1, 1, 2, 2), -3.0))
+    with pytest.raises(InvalidArgumentError, match=r"got values in \[-3, 1.5\]"):
+        enc.validate(torch.tensor([[[[0.5, -3.0], [1.5, 0.2]]]]))
+    with pytest.raises(
+        InvalidTypeError, match=r"genes must be a float tensor of shape \(2, 1, 2, 2\), got dtype torch.int64"
+    ):
+        enc.render_genes(a, a.long())
+    with pytest.raises(InvalidTypeError, match="genes must be a float tensor"):
+        enc.with_genes(a, a.long())
+    with pytest.raises(InvalidArgumentError, match=r"genes must have the genomes' shape \(2, 1, 2, 2\)"):
+        enc.render_genes(a, a[:1])
+
+
+@pytest.mark.parametrize("value", [float("inf"), -float("inf"), float("nan")])
+def test_with_genes_refuses_what_is_not_finite(value: float) -> None:
+    """with_genes() said it refused NaN or inf but clipped inf to 1 first, and passed it."""
+    enc = DirectEncoding((1, 2, 2))
+    a = enc.sample(2, gen())
+    genes = a.clone()
+    genes[1, 0, 1, 1] = value
+    with pytest.raises(InvalidArgumentError, match="genes must be finite, got NaN or inf"):
+        enc.with_genes(a, genes)
+    assert torch.equal(enc.with_genes(a, torch.full_like(a, 2.0)), torch.ones_like(a))  # finite: still clipped

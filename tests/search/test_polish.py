@@ -60,7 +60,7 @@ def test_genes_bad_input() -> None:
         enc.with_genes(g, torch.full(g.weight.shape, float("nan")))
     direct = DirectEncoding((1, 4, 4))
     pixels = torch.rand(2, 1, 4, 4)
-    with pytest.raises(InvalidArgumentError, match="genes must be a float tensor of shape"):
+    with pytest.raises(InvalidArgumentError, match="genes must have the genomes' shape"):
         direct.render_genes(pixels, torch.rand(2, 1, 4, 5))
     with pytest.raises(InvalidArgumentError, match="genes must be finite"):
         direct.with_genes(pixels, torch.full_like(pixels, float("nan")))
