@@ -47,7 +47,7 @@ class Model:
         name: its suite name.
         classifier: the wrapped classifier.
         factory: makes a fresh module of the architecture (``num_classes -> nn.Module``), or None.
-        identity: a hash of its weights (changes whenever the model does).
+        identity: a hash of its weights (a factory model's: and of its architecture; changes whenever the model does).
     """
 
     name: str
