@@ -98,11 +98,14 @@ class _Driver:
     def task(self, model: str, dspec: Spec, mspec: Spec) -> CellTask:
         seed = cell_seed(self.cfg.seed, model, dspec.name, mspec.name)
         m = self.ws.model(model)
+        params = METHODS[mspec.kind].Params.identity(mspec.params)
+        if mspec.run is not None:  # one of runs = N: its seed and key are its name's, whatever N (a run reads no N)
+            params = {k: v for k, v in params.items() if k != "runs"}
         determined_by = {
             "schema": SCHEMA,
             "model": [self.ws.model_spec(model).params, m.identity],
             "defense": [dspec.kind, dspec.params, self.ws.defense_digest(model, dspec)],
-            "method": [mspec.kind, METHODS[mspec.kind].Params.identity(mspec.params), *_revision(mspec)],
+            "method": [mspec.kind, params, *_revision(mspec)],
             "seed": seed,
             "data": [self.cfg.data, self.ws.data_identity(model)],
         }

@@ -198,3 +198,18 @@ def test_precision_needs_a_torch_classifier_and_a_known_value(tmp_path: Path) ->
     (failed,) = res["failed"]
     assert failed["defense"] == "median"
     assert "precision = 'bf16' needs a model the suite runs as a TorchClassifier" in failed["error"]
+
+
+def test_more_runs_keep_the_cells_of_the_earlier_runs(tmp_path: Path) -> None:
+    """``runs = 3`` raised to 5: runs 1-3 have the same names, seeds and keys, so the same digests (reused)."""
+    from foolbench.bench._suite import _Driver
+    from foolbench.bench._workspace import Workspace
+
+    def tasks(runs: int) -> dict[str, tuple[str, int, str]]:
+        cfg = parse_config(runs_suite(runs))
+        driver = _Driver(cfg, tmp_path, Workspace(cfg, tmp_path, None), None, False)
+        cells = (driver.task("lenet-mnist", cfg.defenses[0], m) for m in cfg.methods)
+        return {t.method: (t.key, t.seed, t.digest) for t in cells}
+
+    three, five = tasks(3), tasks(5)
+    assert len(five) == 6 and all(five[name] == cell for name, cell in three.items())
