@@ -213,3 +213,47 @@ def test_more_runs_keep_the_cells_of_the_earlier_runs(tmp_path: Path) -> None:
 
     three, five = tasks(3), tasks(5)
     assert len(five) == 6 and all(five[name] == cell for name, cell in three.items())
+
+
+class HeadFirst(torch.nn.Module):
+    """A head registered before the body it follows: the last Linear registered is the first one run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(32, 10)
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class TwiceAtTheEnd(torch.nn.Module):
+    """Its last Linear runs twice per pass: the features are the input of its second call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+        self.square = torch.nn.Linear(10, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.square(torch.relu(self.square(self.body(x))))
+
+
+@pytest.mark.parametrize("batch_size", [256, 2])
+def test_penultimate_features_are_the_input_of_the_last_linear_run(batch_size: int) -> None:
+    torch.manual_seed(0)
+    x = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    head_first = HeadFirst().eval()
+    clf = fb.models.TorchClassifier(head_first, input_shape=(1, 28, 28), num_classes=10, batch_size=batch_size)
+    feats = penultimate(clf, x)
+    assert feats is not None and feats.shape == (5, 32), "raw pixels were taken for the features"
+    torch.testing.assert_close(feats, head_first.body(x).double().detach(), atol=1e-5, rtol=1e-5)
+    twice = TwiceAtTheEnd().eval()
+    clf = fb.models.TorchClassifier(twice, input_shape=(1, 28, 28), num_classes=10, batch_size=batch_size)
+    feats = penultimate(clf, x)
+    assert feats is not None and feats.shape == (5, 10)
+    expected = torch.relu(twice.square(twice.body(x))).double().detach()
+    torch.testing.assert_close(feats, expected, atol=1e-5, rtol=1e-5)
+    assert not any(m._forward_pre_hooks for m in [*head_first.modules(), *twice.modules()])  # hooks removed
+    no_linear = torch.nn.Sequential(torch.nn.Conv2d(1, 10, 28), torch.nn.Flatten()).eval()
+    assert penultimate(fb.models.TorchClassifier(no_linear, input_shape=(1, 28, 28), num_classes=10), x) is None
