@@ -251,7 +251,7 @@ class _Driver:
             dataset = self.ws.model_spec(model).params.get("dataset") or self.cfg.data["dataset"]
             reference = (
                 f"real images of the class from the held-out split of {dataset!r} (at most 100 per class)"
-                if any(measured["real_count"]) and dataset != "imagenet-photos"
+                if any(n >= 2 for n in measured["real_count"])  # one image of a class gives no pairwise distance
                 else f"real images of the class in {dataset!r}: too few (fewer than 2 per class) for a reference"
             )
             out.append({"model": model, "defense": defense, "defense_kind": dspec.kind, "method": group,

@@ -257,3 +257,20 @@ def test_penultimate_features_are_the_input_of_the_last_linear_run(batch_size: i
     assert not any(m._forward_pre_hooks for m in [*head_first.modules(), *twice.modules()])  # hooks removed
     no_linear = torch.nn.Sequential(torch.nn.Conv2d(1, 10, 28), torch.nn.Flatten()).eval()
     assert penultimate(fb.models.TorchClassifier(no_linear, input_shape=(1, 28, 28), num_classes=10), x) is None
+
+
+def test_one_real_image_per_class_is_no_reference(tmp_path: Path) -> None:
+    """A held-out split with one image of each class has no pairwise distance to compare with: said so."""
+    import numpy as np
+
+    x, y = fb.models.mnist_digits("test", limit=200)
+    one = torch.stack([(y == c).nonzero()[0, 0] for c in range(10)])
+    np.savez(tmp_path / "one.npz", x_train=x.numpy(), y_train=y.numpy(), x_test=x[one].numpy(), y_test=y[one].numpy())
+    cfg = runs_suite(2)
+    cfg["data"] = {"dataset": "one.npz"}
+    cfg["methods"] = [{**cfg["methods"][0], "max_evaluations": 64}]
+    res = run_suite(parse_config(cfg, folder=tmp_path), out=tmp_path / "out", progress=False)
+    (div,) = res["diversity"]
+    assert div["real_count"] == [1, 1] and div["real_pixel"] == [None, None]
+    assert "too few" in div["reference"], div["reference"]
+    assert "held-out split" not in (tmp_path / "out" / "report.md").read_text()
