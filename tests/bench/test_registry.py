@@ -109,6 +109,26 @@ def test_registration_is_checked() -> None:
         register_method(type("NoParams", (MeanConfidence,), {"kind": "x", "Params": dict}))
 
 
+def test_a_params_field_not_made_with_param_is_refused_at_registration() -> None:
+    """A plain field (``n: int = 8``) made parsing fail with KeyError('type') and broke the reference."""
+    from foolbench.bench import json_schema, reference_markdown
+
+    @dataclass(frozen=True)
+    class PlainParams(Params):
+        n: int = 8
+
+    plain = type("Plain", (MeanConfidence,), {"kind": "plain", "Params": PlainParams})
+    try:
+        with pytest.raises(InvalidArgumentError, match=r"Plain\.Params field 'n' .* param\(default, doc, type="):
+            register_method(plain)
+        with pytest.raises(InvalidArgumentError, match="field 'n'"):
+            register_defense(type("PlainDefense", (Flattened,), {"kind": "plain", "Params": PlainParams}))
+    finally:
+        unregister("plain")
+    assert "plain" not in METHODS and "plain" not in DEFENSES
+    assert "### `pgd`" in reference_markdown() and "pgd" in str(json_schema())
+
+
 def test_every_builtin_kind_owns_documented_parameters() -> None:
     import dataclasses
 
