@@ -178,6 +178,35 @@ def test_reference_and_schema_cover_every_kind_and_key() -> None:
     jsonschema.validate({**bad, "methods": [{"kind": "pgd", "n": 5, "eps": 0.1}]}, schema)
 
 
+def test_the_schema_refuses_what_the_loader_refuses() -> None:
+    """Empty lists and models with neither or both of zoo and factory passed the schema; the loader refuses them."""
+    from foolbench.bench import json_schema
+
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json_schema()
+    zoo = {"zoo": "lenet-mnist"}
+    factory = {"factory": "foolbench.bench.factories:mlp", "input_shape": [1, 28, 28], "num_classes": 10}
+    good = {"models": [zoo, factory], "methods": [{"kind": "map-elites", "classes": [1]}]}
+    jsonschema.validate(good, schema)
+    parse_config(good)
+    refused = [
+        {**good, "methods": [{"kind": "map-elites", "classes": []}]},
+        {**good, "methods": [{"kind": "random", "models": []}]},
+        {**good, "defenses": [{"kind": "ensemble", "members": []}]},
+        {**good, "models": [{"name": "nothing"}]},
+        {**good, "models": [{**zoo, **factory}]},
+        {**good, "models": [{**zoo, "num_classes": 10}]},
+        {**good, "models": [{k: v for k, v in factory.items() if k != "num_classes"}]},
+        {**good, "models": [{**factory, "input_shape": [28, 28]}]},
+        {**good, "models": [{**factory, "bounds": [0.0]}]},
+    ]
+    for raw in refused:
+        with pytest.raises(ConfigError):
+            parse_config(raw)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(raw, schema)
+
+
 class NaNMethod(MeanConfidence):
     kind = "nan-method"
 
