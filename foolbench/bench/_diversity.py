@@ -3,7 +3,7 @@
 For each target class, the elites that ``N`` independent runs found are compared pairwise in two
 spaces: pixels (the L2 distance of the images scaled to [0, 1], divided by the square root of the
 number of pixel values, i.e. a root-mean-square difference per pixel) and the model's penultimate
-features (the input of the last ``nn.Linear`` of its network, L2 divided by the square root of the
+features (the input of the last ``nn.Linear`` its network runs, L2 divided by the square root of the
 feature count). The same measure over real images of that class (the suite's held-out images
 labelled with it) is the reference a reader compares against.
 """
@@ -42,7 +42,7 @@ def mean_pairwise(x: torch.Tensor) -> float | None:
     return float(d.sum() / (n * (n - 1)) / math.sqrt(flat.shape[1]))
 
 
-def _last_linear(classifier: Any) -> nn.Linear | None:
+def _network(classifier: Any) -> nn.Module | None:
     network = getattr(classifier, "network", None)
     if not callable(network):
         return None
@@ -51,24 +51,52 @@ def _last_linear(classifier: Any) -> nn.Linear | None:
 
     if isinstance(net, Ensemble):  # several networks, no one penultimate layer (the last Linear: a member's)
         return None
-    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
-    return linears[-1] if linears else None
+    return net if isinstance(net, nn.Module) else None
+
+
+def _last_linear(classifier: Any, net: nn.Module, probe: torch.Tensor) -> tuple[nn.Linear, int] | None:
+    """The last ``nn.Linear`` that one forward pass of ``probe`` calls, and how many times the pass calls it.
+
+    The order the layers run in, not the order a module registers them (a head registered before its
+    body is still the last layer run).
+    """
+    calls: list[nn.Linear] = []
+
+    def hook(module: nn.Module, _inputs: tuple[torch.Tensor, ...]) -> None:
+        if isinstance(module, nn.Linear):
+            calls.append(module)
+
+    handles = [m.register_forward_pre_hook(hook) for m in net.modules() if isinstance(m, nn.Linear)]
+    try:
+        classifier.log_probs(probe.to(classifier.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not calls:
+        return None
+    return calls[-1], sum(1 for m in calls if m is calls[-1])
 
 
 def penultimate(classifier: Any, images: torch.Tensor) -> torch.Tensor | None:
-    """The input of the last ``nn.Linear`` of ``classifier.network()`` for ``images`` (None: none, or an ensemble).
+    """The input of the last ``nn.Linear`` ``classifier.network()`` runs, for ``images`` (None: none, or an ensemble).
 
     Shape:
         - images: (B, C, H, W) raw images inside the classifier's bounds.
         - output: (B, D) float64 on the CPU.
     """
-    layer = _last_linear(classifier)
-    if layer is None:
+    net = _network(classifier)
+    found = None if net is None else _last_linear(classifier, net, images[:1])
+    if found is None:
         return None
+    layer, per_pass = found
     captured: list[torch.Tensor] = []
+    calls = 0
 
     def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        captured.append(inputs[0].detach().flatten(1).double().cpu())
+        nonlocal calls
+        calls += 1
+        if calls % per_pass == 0:  # a layer a pass runs more than once: its last call's input
+            captured.append(inputs[0].detach().flatten(1).double().cpu())
 
     handle = layer.register_forward_pre_hook(hook)
     try:

@@ -248,7 +248,8 @@ class MapElitesParams(Params):
     islands: int = param(
         1, "independent archives, each with one elite per class: a child competes in its parent's island "
         "only, a class met in one island draws no parents in any, the best over the islands is reported "
-        "(MAPElites(islands=); 1: the paper's single archive)", type="int", lo=1, hi=64, late=True,
+        "(MAPElites(islands=); 1: the paper's single archive; at most batch_size)", type="int", lo=1, hi=64,
+        late=True,
     )  # fmt: skip
     polish_every: int | None = param(
         None, "every this many generations, Adam steps through the model on the weights (CPPN) or pixels "
@@ -331,6 +332,11 @@ class MapElitesParams(Params):
             raise ConfigError(
                 f"map-elites: polish_above (got {self.polish_above:g}) must be below target_confidence "
                 f"({self.target_confidence:g}), the level a polish aims at"
+            )
+        if self.islands > self.batch_size:  # MAPElites refuses it too, but only when each cell runs
+            raise ConfigError(
+                f"map-elites: islands (got {self.islands}) must be at most batch_size (got {self.batch_size}): "
+                "generation 0 deals its genomes out to the islands in turn, and an island without one would stay empty"
             )
         if self.warmup > 0 and self.classes is None:
             raise ConfigError(

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from foolbench.bench._config import DATA_KEYS, MODEL_KEYS, SUITE_KEYS
+from foolbench.bench._config import _FACTORY_KEYS, _ZOO_KEYS, DATA_KEYS, MODEL_KEYS, SUITE_KEYS
 from foolbench.bench._registry import DEFENSES, METHODS, table
 
 __all__ = ["json_schema", "reference_markdown"]
@@ -103,8 +103,8 @@ def reference_markdown() -> str:
 def _schema_of(meta: Mapping[str, Any]) -> dict[str, Any]:
     kind = meta["type"]
     item_kind = {"floats": "float", "ints": "int", "strs": "str"}.get(kind)
-    if item_kind:
-        return {"type": "array", "items": _schema_of({**meta, "type": item_kind})}
+    if item_kind:  # the loader refuses an empty list (leave the key out for its default)
+        return {"type": "array", "items": _schema_of({**meta, "type": item_kind}), "minItems": 1}
     if kind == "float-or-floats":
         number = _schema_of({**meta, "type": "float"})
         return {"anyOf": [number, {"type": "array", "items": number, "minItems": 1}]}
@@ -125,6 +125,18 @@ def _object(keys: Mapping[str, Mapping[str, Any]], required: list[str] | None = 
     if required:
         out["required"] = required
     return out
+
+
+def _models() -> dict[str, Any]:
+    """A ``[[models]]`` entry: exactly one of ``zoo`` or ``factory``, each with its own keys (as the loader checks)."""
+    entry = _object(MODEL_KEYS)
+    entry["properties"]["input_shape"].update(minItems=3, maxItems=3)  # [C, H, W]
+    entry["properties"]["bounds"].update(minItems=2, maxItems=2)  # [low, high]
+    entry["oneOf"] = [
+        {"required": ["zoo"], "propertyNames": {"enum": sorted(_ZOO_KEYS)}},
+        {"required": ["factory", "input_shape", "num_classes"], "propertyNames": {"enum": sorted(_FACTORY_KEYS)}},
+    ]
+    return {"type": "array", "minItems": 1, "items": entry}
 
 
 def _entries(registry: Mapping[str, type[Any]]) -> dict[str, Any]:
@@ -157,7 +169,7 @@ def json_schema() -> dict[str, Any]:
         "properties": {
             "suite": _object(SUITE_KEYS),
             "data": _object(DATA_KEYS),
-            "models": {"type": "array", "minItems": 1, "items": _object(MODEL_KEYS)},
+            "models": _models(),
             "defenses": _entries(DEFENSES),
             "methods": _entries(METHODS),
         },

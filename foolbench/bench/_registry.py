@@ -47,7 +47,7 @@ class Model:
         name: its suite name.
         classifier: the wrapped classifier.
         factory: makes a fresh module of the architecture (``num_classes -> nn.Module``), or None.
-        identity: a hash of its weights (changes whenever the model does).
+        identity: a hash of its weights (a factory model's: and of its architecture; changes whenever the model does).
     """
 
     name: str
@@ -253,6 +253,12 @@ def _register(registry: dict[str, Any], base: type, cls: T, replace: bool) -> T:
     params = getattr(cls, "Params", None)
     if not (isinstance(params, type) and issubclass(params, Params) and dataclasses.is_dataclass(params)):
         raise InvalidArgumentError(f"{cls.__name__}.Params must be a Params dataclass, got {params!r}")
+    for f in dataclasses.fields(params):  # a plain field has no rules: parsing it and the reference would fail
+        if "type" not in f.metadata or "doc" not in f.metadata:
+            raise InvalidArgumentError(
+                f"{cls.__name__}.Params field {f.name!r} is a plain dataclass field: make it with "
+                "param(default, doc, type=...) so suite files can check it and the reference can describe it"
+            )
     if kind in registry and registry[kind] is not cls and not replace:
         raise InvalidArgumentError(
             f"kind {kind!r} is already registered ({registry[kind].__name__}); pass replace=True"
@@ -265,7 +271,8 @@ def register_method(cls: T, *, replace: bool = False) -> T:
     """Add a method kind (usable as a class decorator); ``kind = cls.kind`` in suites then runs it.
 
     Raises:
-        InvalidArgumentError: not a :class:`Method` subclass, no ``kind`` or ``Params``, or the kind is taken.
+        InvalidArgumentError: not a :class:`Method` subclass, no ``kind`` or ``Params``, a ``Params`` field not
+            made with :func:`param`, or the kind is taken.
     """
     return _register(_METHODS, Method, cls, replace)
 
@@ -274,7 +281,8 @@ def register_defense(cls: T, *, replace: bool = False) -> T:
     """Add a defense kind (usable as a class decorator).
 
     Raises:
-        InvalidArgumentError: not a :class:`Defense` subclass, no ``kind`` or ``Params``, or the kind is taken.
+        InvalidArgumentError: not a :class:`Defense` subclass, no ``kind`` or ``Params``, a ``Params`` field not
+            made with :func:`param`, or the kind is taken.
     """
     return _register(_DEFENSES, Defense, cls, replace)
 

@@ -98,13 +98,19 @@ class _Driver:
     def task(self, model: str, dspec: Spec, mspec: Spec) -> CellTask:
         seed = cell_seed(self.cfg.seed, model, dspec.name, mspec.name)
         m = self.ws.model(model)
+        params = METHODS[mspec.kind].Params.identity(mspec.params)
+        if mspec.run is not None:  # one of runs = N: its seed and key are its name's, whatever N (a run reads no N)
+            params = {k: v for k, v in params.items() if k != "runs"}
+        spec = self.ws.model_spec(model)
+        # the [data] settings only where the model's data is the suite's (another dataset's cells ignore them)
+        suites_data = (spec.params.get("dataset") or self.cfg.data["dataset"]) == self.cfg.data["dataset"]
         determined_by = {
             "schema": SCHEMA,
-            "model": [self.ws.model_spec(model).params, m.identity],
+            "model": [spec.params, m.identity],
             "defense": [dspec.kind, dspec.params, self.ws.defense_digest(model, dspec)],
-            "method": [mspec.kind, METHODS[mspec.kind].Params.identity(mspec.params), *_revision(mspec)],
+            "method": [mspec.kind, params, *_revision(mspec)],
             "seed": seed,
-            "data": [self.cfg.data, self.ws.data_identity(model)],
+            "data": [self.cfg.data if suites_data else {}, self.ws.data_identity(model)],
         }
         kind = torch.device(self.device or "cpu").type
         if kind != "cpu":  # another device draws other random numbers: its cells are its own (CPU digests as before)
@@ -245,7 +251,7 @@ class _Driver:
             dataset = self.ws.model_spec(model).params.get("dataset") or self.cfg.data["dataset"]
             reference = (
                 f"real images of the class from the held-out split of {dataset!r} (at most 100 per class)"
-                if any(measured["real_count"]) and dataset != "imagenet-photos"
+                if any(n >= 2 for n in measured["real_count"])  # one image of a class gives no pairwise distance
                 else f"real images of the class in {dataset!r}: too few (fewer than 2 per class) for a reference"
             )
             out.append({"model": model, "defense": defense, "defense_kind": dspec.kind, "method": group,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -118,6 +119,33 @@ def _user_data(dataset: str, folder: str | None) -> tuple[Batch, Batch]:
     return train, _as_batch(arrays[2], arrays[3], f"data.dataset {dataset!r} test")
 
 
+def architecture(module: nn.Module) -> str:
+    """A digest of ``module``'s architecture: its ``repr`` and the source of its user-defined module classes.
+
+    Weights alone do not tell two architectures apart (a ReLU and a Sigmoid have none): a factory model's
+    identity and its trained-weights cache key take this too. The classes are those among
+    ``module.modules()`` not defined in torch (their source, where :func:`inspect.getsource` finds it, so an
+    edited ``forward`` counts).
+
+    Examples:
+        >>> relu = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+        >>> architecture(relu) == architecture(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))
+        True
+        >>> architecture(relu) == architecture(nn.Sequential(nn.Linear(2, 2), nn.Sigmoid()))
+        False
+    """
+    sources = []
+    for cls in dict.fromkeys(type(m) for m in module.modules()):
+        if cls.__module__ == "torch" or cls.__module__.startswith("torch."):
+            continue
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):  # defined in a REPL or a C extension: its name and the repr stand for it
+            source = ""
+        sources.append([f"{cls.__module__}.{cls.__qualname__}", source])
+    return digest([repr(module), sources])
+
+
 class Workspace:
     """A suite's data, models and defended models, built lazily and kept for the process."""
 
@@ -186,7 +214,8 @@ class Workspace:
         clf = self._wrap(module, spec)
         if p.get("train_epochs"):
             self._train(module, clf, spec)
-        return Model(spec.name, clf, fn, tensors_digest(module.state_dict()))
+        # the architecture too: two factories' models with the same weights (a ReLU edited to a Sigmoid) differ
+        return Model(spec.name, clf, fn, digest([tensors_digest(module.state_dict()), architecture(module)]))
 
     def _fresh_module(self, fn: Callable[..., Any], spec: Spec) -> nn.Module:
         p = spec.params
@@ -234,7 +263,10 @@ class Workspace:
     def _train(self, module: nn.Module, clf: Any, spec: Spec) -> None:
         from foolbench.models import train_classifier
 
-        key = digest([spec.params, self.cfg.seed, tensors_digest(module.state_dict()), self.data_identity(spec.name)])
+        key = digest(
+            [spec.params, self.cfg.seed, tensors_digest(module.state_dict()), architecture(module),
+             self.data_identity(spec.name)]
+        )  # fmt: skip
         cache = self.out / "models" / f"{file_key(spec.name)}-{key}.pt"
         state = None
         if cache.is_file() and not self.fresh:

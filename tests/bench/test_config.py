@@ -159,6 +159,18 @@ def test_settings_that_would_change_nothing_are_refused(entry: dict[str, Any], m
     assert parse_config({**cfg, "methods": [fixed]}).methods[0].kind == entry["kind"]
 
 
+def test_more_islands_than_batch_size_are_refused_when_the_suite_is_read() -> None:
+    """Every cell of such a method failed at run time (MAPElites refuses it); the file is refused instead."""
+    cfg = copy.deepcopy(BASE)
+    cfg["methods"] = [{"kind": "map-elites", "islands": 8, "batch_size": 4}]
+    with pytest.raises(
+        ConfigError, match=r"methods\[0\]: map-elites: islands \(got 8\) must be at most batch_size \(got 4\)"
+    ):
+        parse_config(cfg)
+    cfg["methods"][0]["batch_size"] = 8  # as many islands as genomes per generation: each has one
+    assert parse_config(cfg).methods[0].params["islands"] == 8
+
+
 def test_an_ensemble_needs_members() -> None:
     cfg = copy.deepcopy(BASE)
     cfg["defenses"] = [{"kind": "ensemble"}]

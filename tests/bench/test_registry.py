@@ -109,6 +109,26 @@ def test_registration_is_checked() -> None:
         register_method(type("NoParams", (MeanConfidence,), {"kind": "x", "Params": dict}))
 
 
+def test_a_params_field_not_made_with_param_is_refused_at_registration() -> None:
+    """A plain field (``n: int = 8``) made parsing fail with KeyError('type') and broke the reference."""
+    from foolbench.bench import json_schema, reference_markdown
+
+    @dataclass(frozen=True)
+    class PlainParams(Params):
+        n: int = 8
+
+    plain = type("Plain", (MeanConfidence,), {"kind": "plain", "Params": PlainParams})
+    try:
+        with pytest.raises(InvalidArgumentError, match=r"Plain\.Params field 'n' .* param\(default, doc, type="):
+            register_method(plain)
+        with pytest.raises(InvalidArgumentError, match="field 'n'"):
+            register_defense(type("PlainDefense", (Flattened,), {"kind": "plain", "Params": PlainParams}))
+    finally:
+        unregister("plain")
+    assert "plain" not in METHODS and "plain" not in DEFENSES
+    assert "### `pgd`" in reference_markdown() and "pgd" in str(json_schema())
+
+
 def test_every_builtin_kind_owns_documented_parameters() -> None:
     import dataclasses
 
@@ -156,6 +176,35 @@ def test_reference_and_schema_cover_every_kind_and_key() -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**bad, "methods": [{"kind": "pgd", "stepz": 3}]}, schema)
     jsonschema.validate({**bad, "methods": [{"kind": "pgd", "n": 5, "eps": 0.1}]}, schema)
+
+
+def test_the_schema_refuses_what_the_loader_refuses() -> None:
+    """Empty lists and models with neither or both of zoo and factory passed the schema; the loader refuses them."""
+    from foolbench.bench import json_schema
+
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json_schema()
+    zoo = {"zoo": "lenet-mnist"}
+    factory = {"factory": "foolbench.bench.factories:mlp", "input_shape": [1, 28, 28], "num_classes": 10}
+    good = {"models": [zoo, factory], "methods": [{"kind": "map-elites", "classes": [1]}]}
+    jsonschema.validate(good, schema)
+    parse_config(good)
+    refused = [
+        {**good, "methods": [{"kind": "map-elites", "classes": []}]},
+        {**good, "methods": [{"kind": "random", "models": []}]},
+        {**good, "defenses": [{"kind": "ensemble", "members": []}]},
+        {**good, "models": [{"name": "nothing"}]},
+        {**good, "models": [{**zoo, **factory}]},
+        {**good, "models": [{**zoo, "num_classes": 10}]},
+        {**good, "models": [{k: v for k, v in factory.items() if k != "num_classes"}]},
+        {**good, "models": [{**factory, "input_shape": [28, 28]}]},
+        {**good, "models": [{**factory, "bounds": [0.0]}]},
+    ]
+    for raw in refused:
+        with pytest.raises(ConfigError):
+            parse_config(raw)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(raw, schema)
 
 
 class NaNMethod(MeanConfidence):

@@ -198,3 +198,79 @@ def test_precision_needs_a_torch_classifier_and_a_known_value(tmp_path: Path) ->
     (failed,) = res["failed"]
     assert failed["defense"] == "median"
     assert "precision = 'bf16' needs a model the suite runs as a TorchClassifier" in failed["error"]
+
+
+def test_more_runs_keep_the_cells_of_the_earlier_runs(tmp_path: Path) -> None:
+    """``runs = 3`` raised to 5: runs 1-3 have the same names, seeds and keys, so the same digests (reused)."""
+    from foolbench.bench._suite import _Driver
+    from foolbench.bench._workspace import Workspace
+
+    def tasks(runs: int) -> dict[str, tuple[str, int, str]]:
+        cfg = parse_config(runs_suite(runs))
+        driver = _Driver(cfg, tmp_path, Workspace(cfg, tmp_path, None), None, False)
+        cells = (driver.task("lenet-mnist", cfg.defenses[0], m) for m in cfg.methods)
+        return {t.method: (t.key, t.seed, t.digest) for t in cells}
+
+    three, five = tasks(3), tasks(5)
+    assert len(five) == 6 and all(five[name] == cell for name, cell in three.items())
+
+
+class HeadFirst(torch.nn.Module):
+    """A head registered before the body it follows: the last Linear registered is the first one run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(32, 10)
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class TwiceAtTheEnd(torch.nn.Module):
+    """Its last Linear runs twice per pass: the features are the input of its second call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+        self.square = torch.nn.Linear(10, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.square(torch.relu(self.square(self.body(x))))
+
+
+@pytest.mark.parametrize("batch_size", [256, 2])
+def test_penultimate_features_are_the_input_of_the_last_linear_run(batch_size: int) -> None:
+    torch.manual_seed(0)
+    x = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    head_first = HeadFirst().eval()
+    clf = fb.models.TorchClassifier(head_first, input_shape=(1, 28, 28), num_classes=10, batch_size=batch_size)
+    feats = penultimate(clf, x)
+    assert feats is not None and feats.shape == (5, 32), "raw pixels were taken for the features"
+    torch.testing.assert_close(feats, head_first.body(x).double().detach(), atol=1e-5, rtol=1e-5)
+    twice = TwiceAtTheEnd().eval()
+    clf = fb.models.TorchClassifier(twice, input_shape=(1, 28, 28), num_classes=10, batch_size=batch_size)
+    feats = penultimate(clf, x)
+    assert feats is not None and feats.shape == (5, 10)
+    expected = torch.relu(twice.square(twice.body(x))).double().detach()
+    torch.testing.assert_close(feats, expected, atol=1e-5, rtol=1e-5)
+    assert not any(m._forward_pre_hooks for m in [*head_first.modules(), *twice.modules()])  # hooks removed
+    no_linear = torch.nn.Sequential(torch.nn.Conv2d(1, 10, 28), torch.nn.Flatten()).eval()
+    assert penultimate(fb.models.TorchClassifier(no_linear, input_shape=(1, 28, 28), num_classes=10), x) is None
+
+
+def test_one_real_image_per_class_is_no_reference(tmp_path: Path) -> None:
+    """A held-out split with one image of each class has no pairwise distance to compare with: said so."""
+    import numpy as np
+
+    x, y = fb.models.mnist_digits("test", limit=200)
+    one = torch.stack([(y == c).nonzero()[0, 0] for c in range(10)])
+    np.savez(tmp_path / "one.npz", x_train=x.numpy(), y_train=y.numpy(), x_test=x[one].numpy(), y_test=y[one].numpy())
+    cfg = runs_suite(2)
+    cfg["data"] = {"dataset": "one.npz"}
+    cfg["methods"] = [{**cfg["methods"][0], "max_evaluations": 64}]
+    res = run_suite(parse_config(cfg, folder=tmp_path), out=tmp_path / "out", progress=False)
+    (div,) = res["diversity"]
+    assert div["real_count"] == [1, 1] and div["real_pixel"] == [None, None]
+    assert "too few" in div["reference"], div["reference"]
+    assert "held-out split" not in (tmp_path / "out" / "report.md").read_text()

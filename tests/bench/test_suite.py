@@ -744,3 +744,88 @@ def test_an_interrupted_run_leaves_no_report_of_an_earlier_run(tmp_path: Path, m
     res = run_suite(parse_config(cfg), out=tmp_path, progress=False)
     assert json.loads((tmp_path / "results.json").read_text())["seed"] == res["seed"] == 1
     assert "seed 1," in (tmp_path / "report.md").read_text()
+
+
+def test_an_edited_factory_architecture_is_a_new_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A factory's ReLU edited to a Sigmoid has the same weights: its cells and trained weights were reused."""
+    import sys
+
+    from foolbench.bench._store import tensors_digest
+    from foolbench.bench._suite import _Driver
+    from foolbench.bench._workspace import Workspace
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    monkeypatch.syspath_prepend(str(pkg))
+    cfg = parse_config(
+        {
+            "data": {"dataset": "mnist", "train": 64, "test": 32},
+            "models": [
+                {"zoo": "lenet-mnist"},
+                {
+                    "name": "m",
+                    "factory": "edited_arch:net",
+                    "input_shape": [1, 28, 28],
+                    "num_classes": 10,
+                    "train_epochs": 1,
+                },
+            ],
+            "methods": [{"kind": "random", "n": 8}],
+        }
+    )
+    out = tmp_path / "out"
+
+    def build(activation: str) -> tuple[str, str, str]:
+        (pkg / "edited_arch.py").write_text(
+            "from torch import nn\n\ndef net(num_classes):\n"
+            f"    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.{activation}(), nn.Linear(32, num_classes))\n"
+        )
+        sys.modules.pop("edited_arch", None)
+        ws = Workspace(cfg, out, None)
+        driver = _Driver(cfg, out, ws, None, False)
+        m, lenet = (driver.task(name, cfg.defenses[0], cfg.methods[0]).digest for name in ("m", "lenet-mnist"))
+        return m, lenet, ws.model("lenet-mnist").identity
+
+    relu, sigmoid = build("ReLU"), build("Sigmoid")
+    assert relu[0] != sigmoid[0], "the edited architecture kept the cells of the old one"
+    assert len(list((out / "models").glob("m-*.pt"))) == 2, "the trained weights of the old architecture were reused"
+    # a zoo model's identity is its weights' digest, as before
+    assert relu[1:] == sigmoid[1:] and relu[2] == tensors_digest(fb.models.lenet_mnist().module.state_dict())
+
+
+def test_the_suites_data_settings_leave_the_cells_of_a_model_with_its_own_data(tmp_path: Path) -> None:
+    """Another [data] dataset recomputes the cells on the suite's data, not those of a model with its own."""
+    import numpy as np
+
+    from foolbench.bench._suite import _Driver
+    from foolbench.bench._workspace import Workspace
+
+    gen = np.random.default_rng(0)
+    for name, n in (("a.npz", 20), ("b.npz", 30)):
+        x, y = gen.random((n, 1, 28, 28), dtype=np.float32), np.arange(n) % 10
+        np.savez(tmp_path / name, x_train=x, y_train=y, x_test=x, y_test=y)
+
+    def digests(dataset: str) -> dict[str, str]:
+        cfg = parse_config(
+            {
+                "data": {"dataset": dataset},
+                "models": [
+                    {"zoo": "lenet-mnist", "dataset": "mnist"},
+                    {
+                        "name": "m",
+                        "factory": "foolbench.bench.factories:mlp",
+                        "input_shape": [1, 28, 28],
+                        "num_classes": 10,
+                    },
+                ],
+                "methods": [{"kind": "random", "n": 8}],
+            },
+            folder=tmp_path,
+        )
+        driver = _Driver(cfg, tmp_path, Workspace(cfg, tmp_path, None), None, False)
+        return {m.name: driver.task(m.name, cfg.defenses[0], cfg.methods[0]).digest for m in cfg.models}
+
+    a, b = digests("a.npz"), digests("b.npz")
+    assert a["m"] != b["m"]  # on the suite's data: recomputed
+    assert a["lenet-mnist"] == b["lenet-mnist"], "a model on its own dataset was recomputed for the suite's data"
