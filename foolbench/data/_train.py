@@ -94,8 +94,9 @@ def train_classifier(
 
     Args:
         module: the network to train in place.
-        images: (N, C, H, W) raw training images in [0, 1].
-        labels: (N,) class indices.
+        images: (N, C, H, W) raw training images, cast to the module's dtype and device batch by batch;
+            in [0, 1] when ``noise_share`` > 0 (the noise images are drawn there).
+        labels: (N,) class indices, each below the module's number of outputs.
         epochs: passes over the data.
         batch_size: mini-batch size.
         lr: Adam peak learning rate (one-cycle schedule: warm-up, then cosine decay to near zero).
@@ -146,7 +147,7 @@ def train_classifier(
     _checks.real("noise_weight", noise_weight, low=0.0)
     _checks.seed_int("seed", seed)
     _checks.optional_positive_int("threads", threads)
-    x = _checks.images("images", images)
+    x = _checks.images("images", images, bounds=(0.0, 1.0) if noise_share else None)
     y = _checks.labels("labels", labels, batch=x.shape[0], num_classes=1 << 30)
     height, width = x.shape[2:]
     if max_shift >= min(height, width):
@@ -158,6 +159,9 @@ def train_classifier(
     steps = epochs * -(-x.shape[0] // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     flags = [(m, m.training) for m in module.modules()]
+    param = next((p for p in module.parameters() if p.is_floating_point()), None)
+    device, dtype = (param.device, param.dtype) if param is not None else (x.device, x.dtype)
+    checked = False
     module.train()
     try:
         with torch_threads(threads):
@@ -168,9 +172,18 @@ def train_classifier(
                     extra = round(noise_share * len(idx))
                     if extra:
                         xb = torch.cat([xb, _noise(extra, tuple(x.shape[1:]), gen).to(xb.device, xb.dtype)])
+                    xb = xb.to(device, dtype)  # float64 data for a float32 module, CPU data for a CUDA one
                     if preprocess is not None:
                         xb = preprocess(xb)
                     logits = module(xb)
+                    if not checked:  # once: the module's outputs are known only now
+                        checked = True
+                        if logits.dim() != 2 or int(y.max()) >= logits.shape[1]:
+                            raise InvalidArgumentError(
+                                f"labels must be class indices below the module's {logits.shape[-1]} outputs "
+                                f"(logits of shape (B, classes)), got labels up to {int(y.max())} and logits of "
+                                f"shape {tuple(logits.shape)}"
+                            )
                     loss = F.cross_entropy(logits[: len(idx)], y[idx].to(xb.device))
                     if extra:
                         loss = loss - noise_weight * logits[len(idx) :].log_softmax(1).mean()

@@ -26,7 +26,7 @@ from foolbench import _checkpoint, _checks
 from foolbench.encodings import DirectEncoding, Encoding
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 from foolbench.models import Classifier, TorchClassifier, check_classifier, train_classifier, weights_digest
-from foolbench.models._classifier import tensors_digest
+from foolbench.models._classifier import architecture_digest, tensors_digest
 from foolbench.search import PGD, MAPElites, MapExecutor, SerialMap, UniversalPerturbation, fooling_rate
 
 __all__ = ["AdversarialFineTuning", "FoolingClassRetraining", "RoundTable", "accuracy"]
@@ -132,6 +132,7 @@ class _Rounds:
             **self._config(),
             "model": weights_digest(self.original),
             "scoring": scoring,
+            "original_architecture": architecture_digest(self.original),  # what its weights do not show
             "data": tensors_digest(self._data),
         }
 
@@ -154,7 +155,7 @@ class _Rounds:
             version=self.version,
             config=key,
             source=str(path),
-            added=("scoring", "uap_exact"),
+            added=("scoring", "uap_exact", "original_architecture"),
         )
         rows, models = state.get("rows"), state.get("models")
         if not isinstance(rows, list) or not isinstance(models, list) or not 0 < len(rows) == len(models):

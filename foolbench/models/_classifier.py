@@ -222,7 +222,7 @@ class BaseClassifier(nn.Module):
         if len(names) != self.num_classes:
             raise InvalidArgumentError(f"class_names must hold num_classes={self.num_classes} names, got {len(names)}")
         self.class_names: list[str] = [str(n) for n in names]
-        self.check_inputs = bool(check_inputs)
+        self.check_inputs = _checks.boolean("check_inputs", check_inputs)
 
     # -- to implement -------------------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -285,8 +285,8 @@ class BaseClassifier(nn.Module):
         buffer is replaced (``module.fc.weight = ...``, ``p.data = ...``, ``vector_to_parameters``) or
         changed in place by a tensor operation (an optimiser step, ``load_state_dict``, ``p.mul_(2)``
         under ``torch.no_grad()``). An in-place change through ``.data`` (``p.data.mul_(2)``,
-        ``p.data[0] = 0``) changes neither the tensor, nor its address, nor its version counter: call
-        ``refresh()`` after one. It drops the private copies of every classifier built on the same network
+        ``p.data[0] = 0``) or by a fused optimiser (``Adam(fused=True)``) changes neither the tensor, nor
+        its address, nor its version counter: call ``refresh()`` after one. It drops the private copies of every classifier built on the same network
         (the :meth:`~foolbench.models.TorchClassifier.replace` and :meth:`reference` twins too, whichever
         one it is called on); each builds a new one at its next call without gradients. Calls with
         gradients always run the network itself. On a classifier without such a copy it does nothing.
@@ -561,6 +561,30 @@ def tensors_digest(tensors: dict[str, torch.Tensor], length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+def architecture_digest(classifier: BaseClassifier, length: int = 16) -> str:
+    """A short hash of what :func:`weights_digest` cannot see of a classifier's network.
+
+    For an ``nn.Module`` network, its ``repr``: the layers and their settings (a ReLU and a Sigmoid have no
+    weights; a convolution's stride or a BatchNorm's eps neither). For an object that follows the
+    :class:`Classifier` protocol without being a module (its network is the adapter, with no weights), its
+    type and the tensors it holds in its attributes (a module attribute's state dict included). A search's
+    checkpoint keeps it next to the weights' digest. An edited ``forward`` with the same layers is not seen.
+    """
+    net = classifier.network()
+    wrapped = getattr(classifier, "wrapped", None)
+    if net is classifier and wrapped is not None and not isinstance(wrapped, nn.Module):
+        tensors: dict[str, torch.Tensor] = {}
+        for name, value in sorted(vars(wrapped).items()):
+            if isinstance(value, torch.Tensor):
+                tensors[name] = value.detach()
+            elif isinstance(value, nn.Module):
+                tensors.update({f"{name}.{k}": t for k, t in value.state_dict().items()})
+        text = f"{type(wrapped).__module__}.{type(wrapped).__qualname__}|{tensors_digest(tensors, 64)}"
+    else:
+        text = repr(net)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
 def weights_digest(model: nn.Module | BaseClassifier) -> str:
     """A short stable hash of a model's weights (its state dict), for keying caches.
 
@@ -688,8 +712,8 @@ class TorchClassifier(BaseClassifier):
             after a parameter or buffer of the module is replaced (``module.fc.weight = ...``,
             ``p.data = ...``, ``vector_to_parameters``, ``.to()`` / ``.double()``) or changed in place
             by a tensor operation (an optimiser step, ``load_state_dict``, ``p.mul_(2)`` under
-            ``torch.no_grad()``). An in-place change through ``.data`` (``p.data.mul_(2)``) is not
-            seen: call :meth:`refresh` after one. Calls with gradients use the module itself. Scores
+            ``torch.no_grad()``). An in-place change through ``.data`` (``p.data.mul_(2)``) or a fused
+            optimiser's step (``Adam(fused=True)``) is not seen: call :meth:`refresh` after one. Calls with gradients use the module itself. Scores
             differ from the unfolded module's by float rounding (about 1e-5 in the logits), so
             :meth:`reference` is the unfolded twin.
 
@@ -891,7 +915,13 @@ class TorchClassifier(BaseClassifier):
             raise InvalidArgumentError(
                 f"replace() got unknown setting(s) {unknown}; valid: {sorted([*self._settings, 'module'])}"
             )
-        settings = {**self._settings, "device": self.device, **changes}
+        # the public attributes as they are now (a later ``clf.batch_size = 8`` included), then the changes
+        current = {
+            "batch_size": self.batch_size,
+            "check_inputs": self.check_inputs,
+            "class_names": list(self.class_names),
+        }
+        settings = {**self._settings, **current, "device": self.device, **changes}
         module = settings.pop("module", None)
         if module is None:
             module = self.module
@@ -934,10 +964,19 @@ class TorchClassifier(BaseClassifier):
 
     def _weights_version(self) -> tuple[int, ...]:
         """Changes when a parameter or buffer of the module is replaced (``p.data = ...`` too: a new address)
-        or changed in place by a tensor operation (its version counter), and at each :meth:`refresh`."""
+        or changed in place by a tensor operation (its version counter), and at each :meth:`refresh`.
+
+        A cache entry keyed on it keeps :meth:`_weights_alive` beside it: were the old weights freed, a
+        tensor set later (twice replaced between two calls) could take their address and look unchanged.
+        Fused optimisers (``Adam(fused=True)``) write in place without a version bump: call :meth:`refresh`.
+        """
         tensors = itertools.chain(self.module.parameters(), self.module.buffers())
         keys = (v for t in tensors for v in (id(t), t._version, t.data_ptr()))
         return (_refreshes(self.module), *keys)
+
+    def _weights_alive(self) -> list[torch.Tensor]:
+        """Aliases of the module's parameters and buffers: their memory stays taken while a cache entry holds them."""
+        return [t.detach() for t in itertools.chain(self.module.parameters(), self.module.buffers())]
 
     def refresh(self) -> None:
         """Signal that the module's weights were changed in place through ``.data``; see :meth:`BaseClassifier.refresh`.
@@ -983,7 +1022,7 @@ class TorchClassifier(BaseClassifier):
                 RuntimeWarning,
                 stacklevel=4,
             )
-        self._cache["folded"] = (version, folded)
+        self._cache["folded"] = (version, folded, self._weights_alive())
         return folded
 
     def _callable(self) -> nn.Module:
@@ -1025,7 +1064,7 @@ class TorchClassifier(BaseClassifier):
             self._cache["compile_failed"] = True
             fn = module
             out = self._run(fn, x)
-        self._cache[key] = (version, fn)
+        self._cache[key] = (version, fn, self._weights_alive() if frozen else None)
         return out
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from foolbench.encodings import Encoding, Genomes
 from foolbench.encodings._base import Differentiable, select_rows
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 from foolbench.models import Classifier, check_classifier, weights_digest
+from foolbench.models._classifier import architecture_digest
 from foolbench.search._archive import ClassArchive
 from foolbench.search._callbacks import Budget, Callback, Checkpointer, ProgressBar, StopAtTarget, _path
 from foolbench.search._evaluator import (
@@ -131,6 +132,8 @@ class Evolution(ABC):
         self._model_digest = weights_digest(self.classifier.network())
         # and with the same weights behind other preprocessing or a defense
         self._scoring_digest = _checkpoint.digest(self.classifier.identity())[:16]
+        # and with the same weights in another architecture (a ReLU and a Sigmoid have no weights)
+        self._architecture_digest = architecture_digest(self.classifier)
         remote = getattr(evaluator, "model_digest", None)  # RayEvaluator: the weights its replicas built
         if isinstance(remote, str) and remote != self._model_digest:
             raise InvalidArgumentError(
@@ -193,6 +196,7 @@ class Evolution(ABC):
             "num_classes": self.classifier.num_classes,
             "model": self._model_digest,
             "scoring": self._scoring_digest,
+            "architecture": self._architecture_digest,
             "mutation_schedule": self.schedule.config(),
             "rng_device": self.device.type,
         }
@@ -601,7 +605,12 @@ class Evolution(ABC):
         if not isinstance(state, dict):
             raise CheckpointError(f"{source!r} must be a dict made by state_dict(), got {type(state).__name__}")
         return _checkpoint.check(
-            state, fmt=_FORMAT, version=_VERSION, config=self._config(), source=source, added=("scoring",)
+            state,
+            fmt=_FORMAT,
+            version=_VERSION,
+            config=self._config(),
+            source=source,
+            added=("scoring", "architecture"),
         )
 
     def _saved_history(self, p: dict[str, Any], source: str) -> tuple[list[int], torch.Tensor, int]:

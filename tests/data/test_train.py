@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import foolbench as fb
-from foolbench.data._train import torch_threads
+from foolbench.data._train import torch_threads, train_classifier
 from foolbench.errors import InvalidArgumentError, InvalidTypeError
 
 
@@ -150,3 +150,26 @@ def test_bad_arguments_are_refused_naming_them(case: str) -> None:
     call, err, match = _BAD[case]
     with pytest.raises(err, match=match):
         call()
+
+
+def test_float64_images_train_a_float32_module_as_float32_ones_do() -> None:
+    def fresh() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
+
+    x, y = torch.rand(24, 1, 8, 8, generator=torch.Generator().manual_seed(1)), torch.arange(24) % 4
+    a = train_classifier(fresh(), x, y, epochs=1, batch_size=8, max_shift=0)
+    b = train_classifier(fresh(), x.double(), y, epochs=1, batch_size=8, max_shift=0)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert p.dtype == q.dtype == torch.float32
+        torch.testing.assert_close(p, q)
+
+
+def test_labels_past_the_modules_outputs_and_noise_on_another_scale_are_named() -> None:
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
+    x = torch.rand(16, 1, 8, 8)
+    with pytest.raises(InvalidArgumentError, match="labels must be class indices below the module's 4 outputs"):
+        train_classifier(net, x, torch.arange(16) % 5, epochs=1, batch_size=8)
+    with pytest.raises(InvalidArgumentError, match=r"images must .*\[0, 1\]"):
+        train_classifier(net, x * 255, torch.arange(16) % 4, epochs=1, batch_size=8, noise_share=0.5)
+    train_classifier(net, x * 255, torch.arange(16) % 4, epochs=1, batch_size=8)  # no noise: the scale is yours

@@ -222,3 +222,20 @@ def test_fresh_models_leave_the_gpu_generators_alone(
     assert torch.equal(cpu, torch.random.get_rng_state())
     assert fb.models.weights_digest(first) == fb.models.weights_digest(again)  # still seeded
     assert fb.models.weights_digest(first) != fb.models.weights_digest(defense._fresh(2))
+
+
+def test_a_retraining_checkpoint_of_another_original_architecture_is_refused(
+    digits_train: Digits, digits_test: Digits, tmp_path: Path
+) -> None:
+    # the original's weights and identity alone: a ReLU and a Sigmoid network with the same weights shared them
+    def original(act: torch.nn.Module) -> fb.models.TorchClassifier:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), act, torch.nn.Linear(16, 10))
+        return fb.models.TorchClassifier(net.eval(), input_shape=(1, 28, 28), num_classes=10)
+
+    train, test = (digits_train[0][:200], digits_train[1][:200]), (digits_test[0][:100], digits_test[1][:100])
+    opts = {"max_evaluations": 64, "epochs": 1}
+    ckpt = tmp_path / "fcr.pt"
+    retraining(original(torch.nn.ReLU()), train, test, **opts).run(checkpoint=ckpt, progress=False)
+    with pytest.raises(CheckpointError, match=r"another configuration \(original_architecture: saved"):
+        retraining(original(torch.nn.Sigmoid()), train, test, **opts).run(checkpoint=ckpt, progress=False)

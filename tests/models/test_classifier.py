@@ -495,3 +495,15 @@ def test_replace_on_the_same_cuda_device_shares_the_module() -> None:
     module (twice the GPU memory), and the twins stopped following each other's .to()."""
     clf = fb.models.lenet_mnist(device="cuda")
     assert clf.replace(device="cuda").module is clf.module
+
+
+def test_replace_and_reference_keep_public_settings_changed_after_construction() -> None:
+    clf = fb.models.lenet_mnist()
+    clf.batch_size = 8
+    clf.check_inputs = False
+    clf.class_names = [f"digit {i}" for i in range(10)]
+    for twin in (clf.replace(precision="bf16"), clf.reference(), clf.replace(std=0.5)):
+        assert (twin.batch_size, twin.check_inputs, twin.class_names) == (8, False, clf.class_names)
+    assert clf.replace(batch_size=4).batch_size == 4  # a change still wins
+    with pytest.raises(InvalidArgumentError, match="check_inputs must be True or False, got 'no'"):
+        fb.models.TorchClassifier(clf.module, input_shape=(1, 28, 28), num_classes=10, check_inputs="no")

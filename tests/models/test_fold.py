@@ -255,3 +255,22 @@ def test_pickled_and_copied_without_the_cache() -> None:
         assert twin._cache == {} and twin.fold_batchnorm
         assert torch.equal(twin.log_probs(x), want)  # the same fold, rebuilt on first use
     assert "folded" in fast._cache  # the original keeps its own
+
+
+def test_weights_replaced_twice_between_calls_are_seen_though_memory_is_reused() -> None:
+    """The version key includes each tensor's address; weights set twice between two calls could land where the
+    freed old weights were and look unchanged (11 logits off in the reviewer's run). The cache keeps the old
+    weights alive, so a new tensor never takes their address."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    clf = fb.models.TorchClassifier(net, input_shape=(1, 8, 8), num_classes=3, fold_batchnorm=True)
+    x = torch.rand(4, 1, 8, 8)
+    v = parameters_to_vector(net.parameters())
+    vector_to_parameters(v.clone(), net.parameters())  # the weights live in one vector
+    clf.log_probs(x)
+    worst = 0.0
+    for _ in range(6):
+        vector_to_parameters(v + 0.3 * torch.randn_like(v), net.parameters())  # the first vector freed
+        vector_to_parameters(v + 0.3 * torch.randn_like(v), net.parameters())  # can take its address
+        worst = max(worst, float((clf.log_probs(x) - clf.reference().log_probs(x)).abs().max()))
+    assert worst < 1e-4

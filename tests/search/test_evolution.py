@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
 import foolbench as fb
 from foolbench.encodings import DirectEncoding
@@ -13,7 +15,7 @@ from foolbench.search import MAPElites, SingleClassEvolution
 ENC = DirectEncoding((1, 28, 28), mutation_rate=0.02, eta=1.0)
 
 
-def search(clf: fb.models.TorchClassifier, seed: int = 0, **kw: object) -> MAPElites:
+def search(clf: Any, seed: int = 0, **kw: object) -> MAPElites:
     return MAPElites(clf, ENC, batch_size=64, seed=seed, **kw)  # type: ignore[arg-type]
 
 
@@ -136,6 +138,53 @@ def test_checkpoint_of_the_same_weights_behind_other_scoring_is_refused(
     resumed = search(lenet, seed=3)
     resumed.load_checkpoint(ckpt)
     assert resumed.generation == 3
+
+
+def test_checkpoint_of_the_same_weights_in_another_architecture_is_refused(tmp_path: Path) -> None:
+    """A ReLU and a Sigmoid have no weights: two networks differing only there shared the weights' digest and
+    the identity, and one resumed the other's checkpoint and reported its confidences."""
+    from foolbench import _checkpoint
+
+    def net(act: nn.Module) -> fb.models.TorchClassifier:
+        torch.manual_seed(0)
+        module = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), act, nn.Linear(16, 10)).eval()
+        return fb.models.TorchClassifier(module, input_shape=(1, 28, 28), num_classes=10)
+
+    relu, sigmoid = net(nn.ReLU()), net(nn.Sigmoid())
+    assert fb.models.weights_digest(relu) == fb.models.weights_digest(sigmoid)
+    ckpt = tmp_path / "run.pt"
+    search(relu, seed=3).run(generations=2, progress=False, checkpoint=ckpt)
+    with pytest.raises(CheckpointError, match=r"another configuration \(architecture"):
+        search(sigmoid, seed=3).run(generations=4, progress=False, checkpoint=ckpt)
+    assert search(net(nn.ReLU()), seed=3).run(generations=3, progress=False, checkpoint=ckpt).evaluations
+    # a checkpoint written before the key existed still resumes (on the other keys)
+    state = _checkpoint.load(ckpt)
+    old = {k: v for k, v in state["config"].items() if k != "architecture"}
+    _checkpoint.save(ckpt, _checkpoint.wrap(fmt=state["format"], version=state["version"], config=old,
+                                            payload=state["payload"]))  # fmt: skip
+    resumed = search(relu, seed=3)
+    resumed.load_checkpoint(ckpt)
+    assert resumed.generation == 3
+
+
+class _Plain:
+    """A classifier that follows the protocol without being a module: its weights are a tensor attribute."""
+
+    input_shape, num_classes, bounds = (1, 28, 28), 10, (0.0, 1.0)
+
+    def __init__(self, scale: float) -> None:
+        self.w = torch.full((784, 10), scale)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.w
+
+
+def test_a_plain_object_classifiers_checkpoint_is_keyed_on_its_tensors(tmp_path: Path) -> None:
+    ckpt = tmp_path / "run.pt"
+    search(_Plain(0.01), seed=3).run(generations=2, progress=False, checkpoint=ckpt)
+    with pytest.raises(CheckpointError, match=r"another configuration \(architecture"):
+        search(_Plain(0.02), seed=3).run(generations=4, progress=False, checkpoint=ckpt)
+    assert search(_Plain(0.01), seed=3).run(generations=3, progress=False, checkpoint=ckpt).evaluations
 
 
 def test_corrupt_checkpoint_is_refused_and_kept(lenet: fb.models.TorchClassifier, tmp_path: Path) -> None:
