@@ -592,9 +592,13 @@ class PGDMethod(Method[PGDParams]):
     @classmethod
     def revision(cls, params: Mapping[str, Any]) -> int:
         """2 since the cells keep which images the attack fooled (their transfer is measured on those alone);
-        3 for an ``eps`` list out of ascending order (its kept images are now the largest eps's, not the last's)."""
+        3 for an ``eps`` list out of ascending order (its kept images are now the largest eps's, not the last's).
+
+        2 more (4 or 5) with ``norm="2"``: images that rounding left just outside the L2 ball are moved back in.
+        """
         eps = params.get("eps")
-        return 3 if isinstance(eps, list) and eps != sorted(eps) else 2
+        base = 3 if isinstance(eps, list) and eps != sorted(eps) else 2
+        return base + 2 if params.get("norm", "inf") == "2" else base
 
     @classmethod
     def transfer_rate(cls, classifier: Any, tensors: dict[str, torch.Tensor], images: torch.Tensor) -> float | None:

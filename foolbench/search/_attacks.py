@@ -24,31 +24,60 @@ __all__ = ["FGSM", "PGD", "Attack", "AttackResult", "DeepFool", "deepfool_step",
 
 
 def lp_norm(x: torch.Tensor, norm: str) -> torch.Tensor:
-    """Per-sample norm of a (B, ...) batch: ``"inf"`` or ``"2"`` -> (B,).
+    """Per-sample norm of a (B, ...) batch (two or more dimensions): ``"inf"`` or ``"2"`` -> (B,).
+
+    Raises:
+        InvalidTypeError: ``x`` is not a tensor.
+        InvalidArgumentError: ``norm`` is not ``"inf"`` or ``"2"``, or ``x`` has fewer than two dimensions.
 
     Examples:
         >>> import torch
         >>> lp_norm(torch.ones(2, 1, 2, 2), "2").tolist()
         [2.0, 2.0]
     """
+    norm = _checks.choice("norm", norm, ("inf", "2"))
+    if not isinstance(x, torch.Tensor):
+        raise InvalidTypeError(f"x must be a tensor, got {type(x).__name__}")
+    if x.dim() < 2:
+        raise InvalidArgumentError(f"x must be a (B, ...) batch of two or more dimensions, got shape {tuple(x.shape)}")
     flat = x.flatten(1)
     return flat.abs().amax(1) if norm == "inf" else flat.norm(dim=1)
 
 
 def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
-    """Project each perturbation of a (B, ...) batch (or a single one) onto the ``norm`` ball of radius ``eps``.
+    """Project each perturbation of a batch (or a single one) onto the ``norm`` ball of radius ``eps``.
+
+    A (C, H, W) tensor is one perturbation (of one image); any other tensor of two or more
+    dimensions, such as (B, C, H, W) images or (B, D) flat vectors, is a batch with one
+    perturbation per row.
+
+    Raises:
+        InvalidTypeError: ``delta`` is not a tensor.
+        InvalidArgumentError: ``norm`` is not ``"inf"`` or ``"2"``, ``eps`` is negative, or ``delta``
+            has fewer than two dimensions.
 
     Examples:
         >>> import torch
         >>> round(float(project(torch.full((1, 1, 2, 2), 0.5), 0.1, "inf").max()), 6)
         0.1
+        >>> project(torch.ones(3, 4), 1.0, "2").norm(dim=1).tolist()
+        [1.0, 1.0, 1.0]
     """
+    norm = _checks.choice("norm", norm, ("inf", "2"))
+    eps = _checks.real("eps", eps, low=0.0)
+    if not isinstance(delta, torch.Tensor):
+        raise InvalidTypeError(f"delta must be a tensor, got {type(delta).__name__}")
+    if delta.dim() < 2:
+        raise InvalidArgumentError(
+            f"delta must be a (C, H, W) perturbation or a (B, ...) batch of them, got shape {tuple(delta.shape)}"
+        )
     if norm == "inf":
         return delta.clamp(-eps, eps)
-    batch = delta if delta.dim() == 4 else delta[None]
+    single = delta.dim() == 3
+    batch = delta[None] if single else delta
     n = batch.flatten(1).norm(dim=1).clamp_min(1e-12)
     scaled: torch.Tensor = batch * (eps / n).clamp(max=1.0).view(-1, *([1] * (batch.dim() - 1)))
-    return scaled if delta.dim() == 4 else scaled[0]
+    return scaled[0] if single else scaled
 
 
 @dataclass(frozen=True)
@@ -177,6 +206,27 @@ class AttackResult:
         }
 
 
+def _inside_l2_ball(x: torch.Tensor, adv: torch.Tensor, eps: float, lower: float, upper: float) -> torch.Tensor:
+    """``adv`` with every image whose exact (float64) L2 distance to ``x`` exceeds ``eps`` moved back inside.
+
+    ``x + delta`` rounds at the pixels' scale (half a unit in the last place, about 8e-6 at 255), so a
+    perturbation projected onto the ball can land just outside it. Such an image's perturbation is
+    scaled (in float64) onto the sphere and each pixel then moved one unit in the last place towards
+    ``x``: no pixel then moves further from ``x`` than the scaled perturbation does, so the norm is <= eps.
+    """
+    view = (-1, *([1] * (x.dim() - 1)))
+    for _ in range(8):  # once is enough; the loop re-checks
+        delta = adv.double() - x.double()
+        n = delta.flatten(1).norm(dim=1)
+        over = n > eps
+        if not bool(over.any()):
+            break
+        inside = (x.double() + delta * (eps / n.clamp_min(1e-300)).view(view)).to(adv.dtype)
+        inside = torch.nextafter(inside, x).clamp(lower, upper)
+        adv = torch.where(over.view(view), inside, adv)
+    return adv
+
+
 def _concat(results: list[AttackResult]) -> AttackResult:
     """One result from the results of consecutive batches."""
     first = results[0]
@@ -292,6 +342,8 @@ class Attack(ABC):
         adv = adv.clamp(lower, upper).detach()
         if self.eps is not None and self.norm == "inf":  # x + delta rounds at the pixels' scale (bounds like 0-255)
             adv = torch.where((adv - x).abs() > self.eps, torch.nextafter(adv, x), adv)
+        elif self.eps is not None:
+            adv = _inside_l2_ball(x, adv, self.eps, lower, upper)
         if not bool(torch.isfinite(adv).all()):
             raise ModelOutputError(
                 f"{type(self).__name__} produced NaN images from finite inputs: the model's gradient is NaN or "
@@ -302,7 +354,8 @@ class Attack(ABC):
         return AttackResult(
             adversarial=adv,
             success=success,
-            norms=lp_norm(adv - x, self.norm),
+            # exact differences, rounded once: a norm computed in float32 could round past eps
+            norms=lp_norm(adv.double() - x.double(), self.norm).to(adv.dtype),
             queries=queries + 1,
             labels=y,
             target=t,
@@ -477,7 +530,7 @@ class PGD(Attack):
         self.steps = _checks.positive_int("steps", steps)
         self.step_size = None if step_size is None else _checks.real("step_size", step_size, low=0.0, low_open=True)
         self.norm = _checks.choice("norm", norm, ("inf", "2"))
-        self.random_start = bool(random_start)
+        self.random_start = _checks.boolean("random_start", random_start)
 
     def __repr__(self) -> str:
         return (

@@ -744,3 +744,14 @@ def test_an_interrupted_run_leaves_no_report_of_an_earlier_run(tmp_path: Path, m
     res = run_suite(parse_config(cfg), out=tmp_path, progress=False)
     assert json.loads((tmp_path / "results.json").read_text())["seed"] == res["seed"] == 1
     assert "seed 1," in (tmp_path / "report.md").read_text()
+
+
+def test_cells_of_fixed_attacks_move_to_new_revisions() -> None:
+    """PGD L2 images moved back inside the ball, gradient ascent's found_at and history, DeepFool's nudge:
+    cells stored before had the same digests and would have been reused with the old results."""
+    from foolbench.bench import METHODS
+
+    pgd = METHODS["pgd"].revision
+    assert pgd({"eps": 0.3, "norm": "inf"}) == pgd({"eps": 0.3}) == 2  # L-inf: unchanged
+    assert pgd({"eps": 1.0, "norm": "2"}) not in {2, 3}
+    assert pgd({"eps": [3.0, 1.0], "norm": "2"}) not in {2, 3, pgd({"eps": 1.0, "norm": "2"})}

@@ -342,3 +342,59 @@ def test_sweep_needs_a_list_of_budgets(
     for bad in (0.1, []):
         with pytest.raises(InvalidArgumentError, match="eps must be a non-empty sequence of budgets"):
             PGD(0.1, steps=2).sweep(lenet, x[:4], y[:4], eps=bad)  # type: ignore[arg-type]
+
+
+def test_l2_results_stay_in_the_ball_at_the_scale_of_0_255_pixels() -> None:
+    """x + delta rounded at 255's scale put 17 of 64 images up to 8e-6 outside an L2 ball of radius 1."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3)).eval()
+    clf = fb.models.TorchClassifier(net, input_shape=(3, 16, 16), num_classes=3, bounds=(0.0, 255.0))
+    x = torch.rand(64, 3, 16, 16) * 200 + 20
+    y = clf.predict(x)
+    for eps in (1.0, 3.0, 10.0):
+        res = PGD(eps=eps, steps=5, norm="2")(clf, x, y)
+        exact = fb.search.lp_norm(res.adversarial.double() - x.double(), "2")
+        assert float(exact.max()) <= eps and float(res.norms.max()) <= eps
+        assert float(exact.max()) > eps * (1 - 1e-5)  # moved back just inside, not shrunk
+        assert float(res.adversarial.min()) >= 0.0 and float(res.adversarial.max()) <= 255.0
+
+
+def test_pgd_random_start_must_be_a_bool(
+    lenet: fb.models.TorchClassifier, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    """random_start="False" was read with bool(): a random start, the opposite of what was asked."""
+    with pytest.raises(InvalidArgumentError, match="random_start must be True or False, got 'False'"):
+        PGD(0.3, steps=1, random_start="False")  # type: ignore[arg-type]
+    x, y = batch
+    off = PGD(0.3, steps=1, random_start=False)
+    assert torch.equal(off(lenet, x[:4], y[:4], seed=0).adversarial, off(lenet, x[:4], y[:4], seed=1).adversarial)
+
+
+@pytest.mark.parametrize(
+    ("call", "err", "match"),
+    [
+        (lambda: fb.search.lp_norm(torch.ones(2, 4), "1"), InvalidArgumentError, "norm must be one of 'inf', '2'"),
+        (lambda: fb.search.project(torch.ones(2, 4), 1.0, "l2"), InvalidArgumentError, "norm must be one of"),
+        (lambda: fb.search.project(torch.ones(2, 4), 1.0, 2), InvalidArgumentError, "norm must be one of"),
+        (lambda: fb.search.project(torch.ones(4), 1.0, "2"), InvalidArgumentError, r"delta must be a \(C, H, W\)"),
+        (lambda: fb.search.lp_norm(torch.ones(4), "2"), InvalidArgumentError, r"x must be a \(B, ...\) batch"),
+        (lambda: fb.search.project(torch.ones(2, 4), -1.0, "2"), InvalidArgumentError, "eps must be"),
+        (lambda: fb.search.project([1.0, 2.0], 1.0, "2"), InvalidTypeError, "delta must be a tensor"),
+    ],
+)
+def test_lp_norm_and_project_refuse_unknown_norms_and_shapes(call: object, err: type[Exception], match: str) -> None:
+    """Any norm but "inf" was taken for L2 and a 1-D tensor failed deep inside torch."""
+    with pytest.raises(err, match=match):
+        call()  # type: ignore[operator]
+
+
+def test_project_treats_each_row_of_a_batch_as_one_perturbation() -> None:
+    """A (B, D) batch was projected as one perturbation: three unit-norm-2 rows scaled by 1/sqrt(12), not 1/2."""
+    rows = fb.search.project(torch.ones(3, 4), 1.0, "2")
+    assert torch.allclose(rows.norm(dim=1), torch.ones(3))
+    images = fb.search.project(torch.ones(3, 1, 2, 2), 1.0, "2")
+    assert torch.allclose(images.flatten(1).norm(dim=1), torch.ones(3))
+    one = fb.search.project(torch.ones(1, 2, 2), 1.0, "2")  # (C, H, W): one perturbation
+    assert one.shape == (1, 2, 2) and float(one.norm()) == pytest.approx(1.0)
+    small = torch.full((2, 5), 0.1)
+    assert torch.equal(fb.search.project(small, 1.0, "2"), small)  # inside the ball: unchanged
