@@ -205,6 +205,10 @@ class GradientAscent:
             target_log = math.log(
                 _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
             )
+        with _calls.gradients("GradientAscent"):  # under the caller's no_grad or inference_mode too
+            return self._run(chosen, target_log, progress)
+
+    def _run(self, chosen: list[int], target_log: float | None, progress: bool) -> FoolingResult:
         cls = torch.tensor(chosen, device=self.classifier.device)
 
         def objective(x: torch.Tensor, clf: Classifier = self.classifier) -> torch.Tensor:
@@ -255,9 +259,12 @@ class GradientAscent:
             raise InvalidArgumentError(
                 f"channels must be a channel index or a non-empty list of them, got {channels!r}"
             )
-        chans = list(chans)
+        with _calls.gradients(f"visualize({layer!r})"):  # under the caller's no_grad or inference_mode too
+            return self._visualize(names[layer], layer, list(chans), progress)
+
+    def _visualize(self, module: torch.nn.Module, layer: str, chans: list[int], progress: bool) -> UnitVisualization:
         captured: dict[str, torch.Tensor] = {}
-        handle = names[layer].register_forward_hook(lambda m, i, o: captured.__setitem__("out", o))
+        handle = module.register_forward_hook(lambda m, i, o: captured.__setitem__("out", o))
         idx = torch.tensor(chans)
 
         # through the plain float32 module the hook is on: a folded or compiled copy runs without it

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from foolbench import _checks, _io
 from foolbench.errors import InvalidArgumentError, InvalidTypeError, ModelOutputError
-from foolbench.models import Classifier, check_classifier
+from foolbench.models import BaseClassifier, Classifier, check_classifier
 from foolbench.search import _calls
 
 __all__ = ["FGSM", "PGD", "Attack", "AttackResult", "DeepFool", "deepfool_step", "lp_norm", "project"]
@@ -252,7 +252,9 @@ class Attack(ABC):
     ``attack.run_batches(classifier, loader)`` on a stream of ``(images, labels)``
     batches (a ``DataLoader`` or any iterable). The step loops read nothing back
     to the host (no ``.item()``, no data-dependent Python branches) except where
-    an attack says so, so they run at the device's pace.
+    an attack says so, so they run at the device's pace. The gradient attacks turn autograd on for
+    themselves, so they run under the caller's ``torch.no_grad()`` or ``torch.inference_mode()`` too
+    (the model itself must not have been built or loaded under inference mode).
 
     Examples:
         >>> import foolbench as fb
@@ -309,7 +311,7 @@ class Attack(ABC):
 
         Raises:
             InvalidArgumentError: bad shapes, labels or targets out of range, targets equal to labels,
-                images outside the bounds.
+                images outside the bounds; a gradient attack on a model built under ``torch.inference_mode()``.
             ModelOutputError: the model returned integer logits, or NaN / inf for these finite inputs.
         """
         clf = check_classifier(classifier)
@@ -331,6 +333,20 @@ class Attack(ABC):
                     f"target must differ from labels for a targeted attack; they are equal at "
                     f"{torch.nonzero(t == y).flatten()[:5].tolist()}"
                 )
+        with _calls.gradients(type(self).__name__):  # under the caller's no_grad or inference_mode too
+            return self._attack(clf, _calls.usable(x), _calls.usable(y), _calls.usable(t), seed, progress)
+
+    def _attack(
+        self,
+        clf: BaseClassifier,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        t: torch.Tensor | None,
+        seed: int | torch.Generator | None,
+        progress: bool,
+    ) -> AttackResult:
+        """:meth:`__call__` on checked inputs, with autograd on."""
+        device = clf.device
         gen = _checks.generator("seed", seed, device=device)
         guard = _calls.FiniteGuard(type(self).__name__)
         with _calls.progress_bar(self._total_steps(), progress, type(self).__name__) as bar:
@@ -696,6 +712,20 @@ class DeepFool(Attack):
             bar: a progress bar to advance once per step.
             guard: records non-finite model outputs.
         """
+        with _calls.gradients("DeepFool"):  # under the caller's no_grad or inference_mode too
+            u = _calls.usable
+            return self._perturb(clf, u(x), u(start), keep=u(keep), bar=bar, guard=guard)
+
+    def _perturb(
+        self,
+        clf: Classifier,
+        x: torch.Tensor,
+        start: torch.Tensor | None,
+        *,
+        keep: torch.Tensor | None,
+        bar: Any,
+        guard: _calls.FiniteGuard | None,
+    ) -> tuple[torch.Tensor, int]:
         lower, upper = clf.bounds
         base = x if start is None else (x + start).clamp(lower, upper)
         with torch.no_grad():

@@ -147,3 +147,15 @@ def test_visualize_reports_the_activation_of_its_images(setting: dict[str, bool]
         handle.remove()
     want = torch.stack([seen["out"][0, 0].mean(), seen["out"][1, 2].mean()])
     torch.testing.assert_close(vis.activation.float(), want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
+def test_ascent_and_visualize_run_under_no_grad_and_inference_mode(
+    lenet: fb.models.TorchClassifier, context: object
+) -> None:
+    """Under torch.no_grad() both failed: "element 0 of tensors does not require grad"."""
+    ascent = GradientAscent(lenet, steps=5, seed=0)
+    expected, vis = ascent.run(classes=[0, 1]), ascent.visualize("conv2", [0, 5])
+    with context():  # type: ignore[operator]
+        res, inside = ascent.run(classes=[0, 1]), ascent.visualize("conv2", [0, 5])
+    assert torch.equal(res.images, expected.images) and torch.equal(inside.images, vis.images)

@@ -398,3 +398,30 @@ def test_project_treats_each_row_of_a_batch_as_one_perturbation() -> None:
     assert one.shape == (1, 2, 2) and float(one.norm()) == pytest.approx(1.0)
     small = torch.full((2, 5), 0.1)
     assert torch.equal(fb.search.project(small, 1.0, "2"), small)  # inside the ball: unchanged
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
+@pytest.mark.parametrize(
+    "attack",
+    [FGSM(0.2), PGD(0.2, steps=3), DeepFool(steps=5), fb.search.CarliniWagnerL2(steps=3, binary_steps=1)],
+    ids=["fgsm", "pgd", "deepfool", "cw"],
+)
+def test_gradient_attacks_run_under_no_grad_and_inference_mode(
+    lenet: fb.models.TorchClassifier, batch: tuple[torch.Tensor, torch.Tensor], attack: object, context: object
+) -> None:
+    """Under torch.no_grad() every gradient attack failed: "element 0 of tensors does not require grad"."""
+    x, y = batch
+    x, y = x[:8], y[:8]
+    expected = attack(lenet, x, y)  # type: ignore[operator]
+    with context():  # type: ignore[operator]
+        images, labels = x.clone(), y.clone()  # made in the context: inference tensors under inference_mode
+        res = attack(lenet, images, labels)  # type: ignore[operator]
+    assert torch.equal(res.adversarial, expected.adversarial) and torch.equal(res.success, expected.success)
+
+
+def test_a_model_built_under_inference_mode_is_named(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, y = batch
+    with torch.inference_mode():
+        clf = fb.models.lenet_mnist()  # its weights are inference tensors: autograd cannot go through them
+        with pytest.raises(InvalidArgumentError, match=r"PGD differentiates the model, .* torch.inference_mode\(\)"):
+            PGD(0.1, steps=2)(clf, x[:4], y[:4])
