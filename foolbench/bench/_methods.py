@@ -526,8 +526,12 @@ class GradientAscentMethod(Method[GradientAscentParams]):
 
     @classmethod
     def revision(cls, params: Mapping[str, Any]) -> int:
-        """2: confidences from the float32 reference (a bf16, compiled or folded model's cells reported its own)."""
-        return 2
+        """2: confidences from the float32 reference (a bf16, compiled or folded model's cells reported its own).
+
+        3: the history records the images kept (its last row the result's, at evaluations counting every pass)
+        and ``found_at`` is each image's own count, not the total.
+        """
+        return 3
 
     @classmethod
     def report(cls, cells: list[dict[str, Any]]) -> list[str]:

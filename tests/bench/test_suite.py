@@ -755,3 +755,4 @@ def test_cells_of_fixed_attacks_move_to_new_revisions() -> None:
     assert pgd({"eps": 0.3, "norm": "inf"}) == pgd({"eps": 0.3}) == 2  # L-inf: unchanged
     assert pgd({"eps": 1.0, "norm": "2"}) not in {2, 3}
     assert pgd({"eps": [3.0, 1.0], "norm": "2"}) not in {2, 3, pgd({"eps": 1.0, "norm": "2"})}
+    assert METHODS["gradient-ascent"].revision({}) not in {1, 2}
