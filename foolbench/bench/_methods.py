@@ -730,6 +730,12 @@ class UAPMethod(Method[UAPParams]):
         return [f"## {cls.title}", "", *table(header, rows), ""]
 
     @classmethod
+    def revision(cls, params: Mapping[str, Any]) -> int:
+        """2 with ``method="deepfool"``: DeepFool's 1e-4 nudge past the boundary is now on the distance (as in the
+        reference code), not on the logit gap; the SGD fit is unchanged."""
+        return 2 if params.get("method", "sgd") == "deepfool" else 1
+
+    @classmethod
     def transfer_rate(cls, classifier: Any, tensors: dict[str, torch.Tensor], images: torch.Tensor) -> float | None:
         from foolbench.search import fooling_rate
 

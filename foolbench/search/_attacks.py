@@ -620,11 +620,13 @@ def deepfool_step(
     dist = f.abs() / wn.clamp_min(1e-12)
     best = dist.argmin(1)
     idx = torch.arange(x.shape[0], device=x.device)
-    wb, fb_, nb = w[idx, best], f[idx, best].abs() + 1e-4, wn[idx, best].clamp_min(1e-12)
+    # the 1e-4 nudge past the boundary is on the distance, as in the reference code (r = (d + 1e-4) w / |w|);
+    # on the logit gap instead it left the images about 5e-5 in log-probability from the boundary
+    wb, step, nb = w[idx, best], dist[idx, best] + 1e-4, wn[idx, best].clamp_min(1e-12)
     shape = (-1, 1, 1, 1)
     if norm == "inf":
-        return (fb_ / nb).view(shape) * wb.sign(), still
-    return (fb_ / nb**2).view(shape) * wb, still
+        return step.view(shape) * wb.sign(), still
+    return (step / nb).view(shape) * wb, still
 
 
 class DeepFool(Attack):
@@ -700,8 +702,10 @@ class DeepFool(Attack):
 
         The step loop reads nothing back to the host except every ``check_every`` steps, where it
         stops once every image has left its class and drops the finished images from the batch.
-        An image is updated only while it keeps its class, so its result does not depend on
-        when the checks run.
+        An image is updated only while it keeps its class, so when the checks run changes its result
+        only by the rounding of the model's batched arithmetic (the batch shrinks at other steps), far
+        less than the 1e-4 nudge that takes each step past the boundary: on 256 MNIST digits and the
+        shipped LeNet, ``check_every`` from 1 to 100 gave the same successes, in both norms.
 
         Args:
             clf: the classifier.
@@ -779,4 +783,5 @@ class DeepFool(Attack):
         # only images the model still gives their label are pushed: one already misclassified is a success as it
         # is, where pushing it off its (wrong) prediction would often land it on its label
         r, used = self.perturb(clf, x, keep=y, bar=bar, guard=guard)
-        return x + r, used * (min(self.candidates, clf.num_classes) + 1)  # a forward and k gradients per step
+        # the first forward pass (the candidates), then a forward and k gradients per step
+        return x + r, 1 + used * (min(self.candidates, clf.num_classes) + 1)

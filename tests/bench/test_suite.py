@@ -756,3 +756,5 @@ def test_cells_of_fixed_attacks_move_to_new_revisions() -> None:
     assert pgd({"eps": 1.0, "norm": "2"}) not in {2, 3}
     assert pgd({"eps": [3.0, 1.0], "norm": "2"}) not in {2, 3, pgd({"eps": 1.0, "norm": "2"})}
     assert METHODS["gradient-ascent"].revision({}) not in {1, 2}
+    assert METHODS["uap"].revision({"method": "deepfool"}) != 1  # DeepFool's nudge moved
+    assert METHODS["uap"].revision({"method": "sgd"}) == METHODS["uap"].revision({}) == 1

@@ -425,3 +425,64 @@ def test_a_model_built_under_inference_mode_is_named(batch: tuple[torch.Tensor, 
         clf = fb.models.lenet_mnist()  # its weights are inference tensors: autograd cannot go through them
         with pytest.raises(InvalidArgumentError, match=r"PGD differentiates the model, .* torch.inference_mode\(\)"):
             PGD(0.1, steps=2)(clf, x[:4], y[:4])
+
+
+@pytest.mark.parametrize("norm", ["2", "inf"])
+def test_deepfool_success_does_not_depend_on_when_the_checks_run(
+    lenet: fb.models.TorchClassifier, batch: tuple[torch.Tensor, torch.Tensor], norm: str
+) -> None:
+    """The 1e-4 nudge was on the logit gap, not on the distance as in the reference code: the images sat about
+    5e-5 in log-probability from the boundary and, on 16 digits, check_every=1 gave 0.9375 where 3, 4 and 100
+    gave 1.0 (the batch's rounding decided)."""
+    x, y = batch
+    x, y = x[:16], y[:16]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the rounding the failure was seen with (the checks' timing mattered through it)
+    try:
+        results = [DeepFool(steps=20, check_every=c, norm=norm)(lenet, x, y) for c in (1, 3, 4, 100)]
+    finally:
+        torch.set_num_threads(threads)
+    for res in results:
+        assert res.success_rate == 1.0
+        assert torch.allclose(res.adversarial, results[0].adversarial, atol=1e-6)
+
+
+def test_deepfool_steps_go_the_reference_distance_past_the_boundary() -> None:
+    """On a linear model one L2 step lands (d + 1e-4) along w / |w| from the start, d the distance to the boundary."""
+    from foolbench.search._attacks import deepfool_step
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2)).eval()
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+        net[1].bias.zero_()
+    clf = fb.models.TorchClassifier(net, input_shape=(1, 1, 2), num_classes=2, bounds=(-10, 10))
+    x = torch.tensor([[[[3.0, 1.0]]]])  # class 0 by a logit gap of 2; boundary at distance 2 / sqrt(2)
+    r, _ = deepfool_step(clf, x, torch.tensor([[0, 1]]), "2")
+    d = 2 / 2**0.5
+    assert float(r.norm()) == pytest.approx(d + 1e-4, abs=1e-6)
+    assert torch.allclose(r.flatten(), (d + 1e-4) * torch.tensor([-1.0, 1.0]) / 2**0.5, atol=1e-6)
+    r_inf, _ = deepfool_step(clf, x, torch.tensor([[0, 1]]), "inf")  # |w|_1 = 2: distance 1
+    assert torch.allclose(r_inf.flatten(), (1 + 1e-4) * torch.tensor([-1.0, 1.0]), atol=1e-6)
+
+
+class _Counting(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = fb.models.lenet_mnist().module
+        self.forwards = 0
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        self.forwards += 1
+        out: torch.Tensor = self.net(t)
+        return out
+
+
+def test_deepfool_queries_count_every_pass(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """queries left out perturb's first forward pass (the one that picks the candidate classes)."""
+    x, y = batch
+    module = _Counting().eval()
+    clf = fb.models.TorchClassifier(module, input_shape=(1, 28, 28), num_classes=10)
+    steps, k = 3, 4
+    module.forwards = 0  # not the passes that built the classifier
+    res = DeepFool(steps=steps, candidates=k, check_every=100)(clf, x[:4], y[:4])
+    assert res.queries == module.forwards + steps * k  # each step: a forward and k gradients through it
