@@ -539,8 +539,12 @@ class GradientAscentMethod(Method[GradientAscentParams]):
 
     @classmethod
     def revision(cls, params: Mapping[str, Any]) -> int:
-        """2: confidences from the float32 reference (a bf16, compiled or folded model's cells reported its own)."""
-        return 2
+        """2: confidences from the float32 reference (a bf16, compiled or folded model's cells reported its own).
+
+        3: the history records the images kept (its last row the result's, at evaluations counting every pass)
+        and ``found_at`` is each image's own count, not the total.
+        """
+        return 3
 
     @classmethod
     def report(cls, cells: list[dict[str, Any]]) -> list[str]:
@@ -605,9 +609,13 @@ class PGDMethod(Method[PGDParams]):
     @classmethod
     def revision(cls, params: Mapping[str, Any]) -> int:
         """2 since the cells keep which images the attack fooled (their transfer is measured on those alone);
-        3 for an ``eps`` list out of ascending order (its kept images are now the largest eps's, not the last's)."""
+        3 for an ``eps`` list out of ascending order (its kept images are now the largest eps's, not the last's).
+
+        2 more (4 or 5) with ``norm="2"``: images that rounding left just outside the L2 ball are moved back in.
+        """
         eps = params.get("eps")
-        return 3 if isinstance(eps, list) and eps != sorted(eps) else 2
+        base = 3 if isinstance(eps, list) and eps != sorted(eps) else 2
+        return base + 2 if params.get("norm", "inf") == "2" else base
 
     @classmethod
     def transfer_rate(cls, classifier: Any, tensors: dict[str, torch.Tensor], images: torch.Tensor) -> float | None:
@@ -733,6 +741,12 @@ class UAPMethod(Method[UAPParams]):
         ]
         header = ["model", "defense", "method", "eps", "fooling rate", "detected"]
         return [f"## {cls.title}", "", *table(header, rows), ""]
+
+    @classmethod
+    def revision(cls, params: Mapping[str, Any]) -> int:
+        """2 with ``method="deepfool"``: DeepFool's 1e-4 nudge past the boundary is now on the distance (as in the
+        reference code), not on the logit gap; the SGD fit is unchanged."""
+        return 2 if params.get("method", "sgd") == "deepfool" else 1
 
     @classmethod
     def transfer_rate(cls, classifier: Any, tensors: dict[str, torch.Tensor], images: torch.Tensor) -> float | None:

@@ -43,6 +43,27 @@ class UnitVisualization:
     channels: tuple[int, ...]
 
 
+@dataclass
+class _Ascent:
+    """What :meth:`GradientAscent._optimise` returns.
+
+    Attributes:
+        images: (K, C, H, W) the images kept.
+        final: (K,) their scores.
+        evaluations: the running evaluation count at each record of ``history``.
+        history: (K,) scores of the images kept, after the start, each step and at the end (the last is ``final``).
+        found_at: (K,) the evaluation count when each image was scored as it is returned (it changed no more).
+        used: images evaluated in all (forward-backward and forward-only passes alike).
+    """
+
+    images: torch.Tensor
+    final: torch.Tensor
+    evaluations: list[int]
+    history: list[torch.Tensor]
+    found_at: torch.Tensor
+    used: int
+
+
 class GradientAscent:
     """Fooling images by gradient ascent from noise (white box; Nguyen et al. 2015, Simonyan et al. 2014).
 
@@ -124,19 +145,34 @@ class GradientAscent:
         return lower + (upper - lower) * noise
 
     def _optimise(
-        self, objective: Any, n: int, target_log: float | None, progress: bool = False, what: str = "gradient ascent"
-    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], int]:
+        self,
+        objective: Any,
+        n: int,
+        target_log: float | None,
+        progress: bool = False,
+        what: str = "gradient ascent",
+        record: bool = False,
+    ) -> _Ascent:
         device, dtype = self.classifier.device, self.classifier.dtype
         gen = _checks.generator("seed", self.seed, device=device)
         lower, upper = self.classifier.bounds
         mid, width = (lower + upper) / 2, upper - lower
         x = self._init(n, gen, device, dtype)
         active = torch.ones(n, dtype=torch.bool, device=device)
-        history: list[torch.Tensor] = []
-        used = 0
-        score = torch.full((n,), -torch.inf, device=device)
+        out = _Ascent(x, torch.empty(0), [], [], torch.zeros(n, dtype=torch.long, device=device), 0)
+        changed = torch.ones(n, dtype=torch.bool, device=device)  # images not scored since they last changed
+
+        def kept(scores: torch.Tensor) -> None:
+            """Record the scores of the images as they stand (the unshifted ones), after their pass is counted."""
+            nonlocal changed
+            out.evaluations.append(out.used)
+            out.history.append(scores)
+            out.found_at = torch.where(changed, out.used, out.found_at)
+            changed = torch.zeros_like(changed)
+
         guard = _calls.FiniteGuard(what)
         bar = _calls.progress_bar(self.steps, progress, "gradient ascent")
+        stopped = False
         for step in range(self.steps):
             xin = x.detach().requires_grad_(True)
             shifted = xin
@@ -148,18 +184,25 @@ class GradientAscent:
                 shifted = torch.roll(xin, shifts=(dy, dx), dims=(2, 3))
             score = objective(shifted)
             guard.update(score)
-            used += n
+            out.used += n
             (g,) = torch.autograd.grad(score.sum(), xin)
-            history.append(score.detach())
             bar.update(1)
-            if target_log is not None:
-                reached = score.detach()
-                if dy or dx:  # the image returned is the unshifted one: it decides when to stop
+            current: torch.Tensor | None = score.detach()
+            if dy or dx:  # the image kept is the unshifted one: it is scored (where needed) and decides when to stop
+                current = None
+                if record or target_log is not None:
                     with torch.no_grad():
-                        reached = objective(x)
-                    used += n
-                active = reached < target_log
+                        current = objective(x)
+                    guard.update(current)
+                    out.used += n
+            if current is not None:
+                kept(current)
+            if target_log is not None:
+                assert current is not None
+                active = current < target_log
                 if not bool(active.any()):
+                    stopped = True
+                    out.final = current
                     break
             g = g / g.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
             new = x + self.lr * width * g
@@ -169,12 +212,17 @@ class GradientAscent:
                 new = gaussian_blur(new, self.blur_sigma)
             new = new.clamp(lower, upper)
             x = torch.where(active.view(-1, 1, 1, 1), new, x).detach()
+            changed = changed | active
         bar.close()
-        with torch.no_grad():
-            final = objective(x)
-        guard.update(final)
+        if not stopped:  # the images changed after their last score: the result's pass, recorded too
+            with torch.no_grad():
+                out.final = objective(x)
+            guard.update(out.final)
+            out.used += n
+            kept(out.final)
         guard.check()
-        return x, final, history, used
+        out.images = x
+        return out
 
     def run(
         self, classes: Any = None, *, target_confidence: float | None = 0.9999, progress: bool = False
@@ -189,10 +237,16 @@ class GradientAscent:
 
         Returns:
             A :class:`FoolingResult` (same plotting and saving as evolution); ``evaluations``
-            counts forward-backward passes per image. Its ``confidence`` is the float32
-            :meth:`~foolbench.models.BaseClassifier.reference`'s, as a search reports (one more pass
-            where the classifier runs in bf16, compiled or folded); ``target_confidence`` and the
-            history use the classifier's own scores.
+            counts the images passed through the model: one per class in each step's forward-backward
+            pass, in the forward pass that scores the unshifted images where ``jitter`` shifted them,
+            and in the pass that scores the images returned (where a step changed them after their
+            last score). The history has a row for each score of the images as they stand (the
+            noise, then after each step), at the evaluations counted so far; its last row holds the
+            returned images' scores. ``found_at`` is the count when each image was scored as it is
+            returned: when it reached ``target_confidence`` and stopped changing, or at the end.
+            Its ``confidence`` is the float32 :meth:`~foolbench.models.BaseClassifier.reference`'s,
+            as a search reports (one more pass where the classifier runs in bf16, compiled or
+            folded); ``target_confidence`` and the history use the classifier's own scores.
 
         Raises:
             InvalidArgumentError: unknown classes or a target outside (0, 1].
@@ -205,30 +259,35 @@ class GradientAscent:
             target_log = math.log(
                 _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
             )
+        with _calls.gradients("GradientAscent"):  # under the caller's no_grad or inference_mode too
+            return self._run(chosen, target_log, progress)
+
+    def _run(self, chosen: list[int], target_log: float | None, progress: bool) -> FoolingResult:
         cls = torch.tensor(chosen, device=self.classifier.device)
 
         def objective(x: torch.Tensor, clf: Classifier = self.classifier) -> torch.Tensor:
             return F.log_softmax(_calls.logits(clf, x).float(), dim=1).gather(1, cls[:, None])[:, 0]
 
         t0 = time.perf_counter()
-        x, final, history, used = self._optimise(objective, len(chosen), target_log, progress)
+        out = self._optimise(objective, len(chosen), target_log, progress, record=True)
+        x, final = out.images, out.final
         reference = self.classifier.reference()
         if reference is not self.classifier:  # bf16, compiled or folded: report the float32 twin's scores
             with torch.no_grad():
                 final = objective(x, reference)
-        conf = torch.stack(history).double().exp().cpu() if history else torch.zeros(0, len(chosen))
         names = self.classifier.class_names
-        evals = torch.arange(1, conf.shape[0] + 1, dtype=torch.long) * len(chosen)
         return FoolingResult(
             images=x,
             confidence=final.double().exp().cpu(),
             classes=cls.cpu(),
-            evaluations=used,
+            evaluations=out.used,
             seconds=time.perf_counter() - t0,
-            history=History(evals, conf),
+            history=History(
+                torch.tensor(out.evaluations, dtype=torch.long), torch.stack(out.history).double().exp().cpu()
+            ),
             class_names=tuple(names[c] for c in chosen),
             method="gradient_ascent",
-            found_at=torch.full((len(chosen),), used, dtype=torch.long),
+            found_at=out.found_at.cpu(),
             settings={"repr": repr(self)},
         )
 
@@ -255,9 +314,12 @@ class GradientAscent:
             raise InvalidArgumentError(
                 f"channels must be a channel index or a non-empty list of them, got {channels!r}"
             )
-        chans = list(chans)
+        with _calls.gradients(f"visualize({layer!r})"):  # under the caller's no_grad or inference_mode too
+            return self._visualize(names[layer], layer, list(chans), progress)
+
+    def _visualize(self, module: torch.nn.Module, layer: str, chans: list[int], progress: bool) -> UnitVisualization:
         captured: dict[str, torch.Tensor] = {}
-        handle = names[layer].register_forward_hook(lambda m, i, o: captured.__setitem__("out", o))
+        handle = module.register_forward_hook(lambda m, i, o: captured.__setitem__("out", o))
         idx = torch.tensor(chans)
 
         # through the plain float32 module the hook is on: a folded or compiled copy runs without it
@@ -279,7 +341,9 @@ class GradientAscent:
             return sel.flatten(1).mean(1)
 
         try:
-            x, final, _, _ = self._optimise(objective, len(chans), None, progress, f"visualize({layer!r})")
+            out = self._optimise(objective, len(chans), None, progress, f"visualize({layer!r})")
         finally:
             handle.remove()
-        return UnitVisualization(images=x, activation=final.detach().cpu(), layer=layer, channels=tuple(chans))
+        return UnitVisualization(
+            images=out.images, activation=out.final.detach().cpu(), layer=layer, channels=tuple(chans)
+        )

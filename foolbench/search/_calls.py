@@ -11,15 +11,57 @@ that reads one flag back when asked.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from foolbench.errors import InvalidArgumentError, InvalidTypeError, ModelOutputError
 from foolbench.models import BaseClassifier, Classifier
 
-__all__ = ["FiniteGuard", "batches", "logits", "progress_bar"]
+__all__ = ["FiniteGuard", "batches", "gradients", "logits", "progress_bar", "usable"]
+
+_T = TypeVar("_T")
+
+
+@contextlib.contextmanager
+def gradients(what: str) -> Iterator[None]:
+    """Autograd on inside the block, even under the caller's ``torch.no_grad()`` or ``torch.inference_mode()``.
+
+    Gradient attacks differentiate the model with respect to its inputs, which neither context allows.
+    Tensors the caller made under inference mode go through :func:`usable` inside the block. A model
+    whose own tensors were made under inference mode (built or loaded there) cannot be differentiated:
+    autograd's error is then re-raised naming ``what`` and inference_mode.
+
+    Raises:
+        InvalidArgumentError: the model holds inference-mode tensors.
+
+    Examples:
+        >>> import torch
+        >>> with torch.no_grad(), gradients("PGD"):
+        ...     torch.is_grad_enabled()
+        True
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        try:
+            yield
+        except RuntimeError as err:
+            # torch's words: "Inference tensors cannot be saved for backward", "... on inference tensor ..."
+            if "inference tensor" not in str(err).lower():
+                raise
+            raise InvalidArgumentError(
+                f"{what} differentiates the model, but the model holds tensors made under torch.inference_mode() "
+                "(it was built or loaded there), which autograd refuses: build or load it outside inference_mode "
+                f"(calling {what} itself under torch.inference_mode() or torch.no_grad() is fine)"
+            ) from err
+
+
+def usable(t: _T) -> _T:
+    """``t``, or a normal copy of it where it is an inference-mode tensor (call inside :func:`gradients`)."""
+    if isinstance(t, torch.Tensor) and t.is_inference():
+        return t.clone()  # type: ignore[return-value]
+    return t
 
 
 def logits(clf: Classifier, x: torch.Tensor) -> torch.Tensor:

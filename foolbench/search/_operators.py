@@ -384,6 +384,11 @@ def parent_selector(spec: str | ParentSelector, *, confidence: float | None = No
         if confidence is None or issubclass(kind, Uniform):
             return kind()
         return kind(confidence=confidence)
+    if isinstance(spec, type):  # a class passes the protocol check too, then fails at the first draw
+        raise InvalidTypeError(
+            f"parents must be a name or a ParentSelector instance, got the class {spec.__name__}: "
+            f"pass an instance, e.g. {spec.__name__}()"
+        )
     if not isinstance(spec, ParentSelector):
         raise InvalidTypeError(
             f"parents must be a name or a ParentSelector (callable with config()), got {type(spec).__name__}"
@@ -568,7 +573,7 @@ class NearStrength:
         near_strength: float | None = None,
         refine: float | None = None,
     ) -> None:
-        self.base = mutation_schedule(base)
+        self.base = mutation_schedule(base, name="base")
         if isinstance(self.base, NearStrength):
             raise InvalidArgumentError("base must not be another NearStrength")
         self.near_confidence = _checks.real(
@@ -606,14 +611,30 @@ class NearStrength:
         return f"NearStrength({self.base!r}, near_confidence={self.near_confidence:g}, {near})"
 
 
-def mutation_schedule(spec: float | MutationSchedule | None) -> MutationSchedule:
-    """None -> strength 1, a number -> constant strength, or a schedule object as it is."""
+def mutation_schedule(spec: float | MutationSchedule | None, *, name: str = "mutation_schedule") -> MutationSchedule:
+    """None -> strength 1, a number -> constant strength, or a schedule object as it is.
+
+    Args:
+        spec: None, a strength > 0 or a schedule instance.
+        name: the argument's name in error messages.
+
+    Raises:
+        InvalidArgumentError: a strength that is not a finite number > 0.
+        InvalidTypeError: a schedule class instead of an instance, or anything else that is not a schedule.
+
+    Examples:
+        >>> mutation_schedule(0.5)
+        ConstantStrength(0.5)
+    """
     if spec is None:
         return ConstantStrength()
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        return ConstantStrength(float(spec))
-    if not isinstance(spec, MutationSchedule):
+        return ConstantStrength(_checks.real(name, spec, low=0.0, low_open=True))
+    if isinstance(spec, type):  # a class passes the protocol check too, then fails at the first generation
         raise InvalidTypeError(
-            f"mutation_schedule must be a number, None or a MutationSchedule, got {type(spec).__name__}"
+            f"{name} must be a number, None or a MutationSchedule instance, got the class {spec.__name__}: "
+            f"pass an instance, e.g. {spec.__name__}()"
         )
+    if not isinstance(spec, MutationSchedule):
+        raise InvalidTypeError(f"{name} must be a number, None or a MutationSchedule, got {type(spec).__name__}")
     return spec

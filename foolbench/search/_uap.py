@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from foolbench import _checks, _io
 from foolbench.errors import InvalidArgumentError, ModelOutputError
-from foolbench.models import Classifier, check_classifier
+from foolbench.models import BaseClassifier, Classifier, check_classifier
 from foolbench.search import _calls
 from foolbench.search._attacks import DeepFool, project
 
@@ -342,6 +342,11 @@ class UniversalPerturbation:
         x = _checks.images("images", images, shape=clf.input_shape, bounds=clf.bounds)
         device = clf.device
         x = _checks.at_least_float32(x.detach().to(device))  # the perturbation is float32 for half images
+        with _calls.gradients("UniversalPerturbation"):  # under the caller's no_grad or inference_mode too
+            return self._fit(clf, _calls.usable(x), progress)
+
+    def _fit(self, clf: BaseClassifier, x: torch.Tensor, progress: bool) -> UAPResult:
+        device = clf.device
         gen = _checks.generator("seed", self.seed, device="cpu")
         t0 = time.perf_counter()
         clean = clf.log_probs(x).argmax(1)

@@ -829,3 +829,17 @@ def test_the_suites_data_settings_leave_the_cells_of_a_model_with_its_own_data(t
     a, b = digests("a.npz"), digests("b.npz")
     assert a["m"] != b["m"]  # on the suite's data: recomputed
     assert a["lenet-mnist"] == b["lenet-mnist"], "a model on its own dataset was recomputed for the suite's data"
+
+
+def test_cells_of_fixed_attacks_move_to_new_revisions() -> None:
+    """PGD L2 images moved back inside the ball, gradient ascent's found_at and history, DeepFool's nudge:
+    cells stored before had the same digests and would have been reused with the old results."""
+    from foolbench.bench import METHODS
+
+    pgd = METHODS["pgd"].revision
+    assert pgd({"eps": 0.3, "norm": "inf"}) == pgd({"eps": 0.3}) == 2  # L-inf: unchanged
+    assert pgd({"eps": 1.0, "norm": "2"}) not in {2, 3}
+    assert pgd({"eps": [3.0, 1.0], "norm": "2"}) not in {2, 3, pgd({"eps": 1.0, "norm": "2"})}
+    assert METHODS["gradient-ascent"].revision({}) not in {1, 2}
+    assert METHODS["uap"].revision({"method": "deepfool"}) != 1  # DeepFool's nudge moved
+    assert METHODS["uap"].revision({"method": "sgd"}) == METHODS["uap"].revision({}) == 1

@@ -147,3 +147,48 @@ def test_visualize_reports_the_activation_of_its_images(setting: dict[str, bool]
         handle.remove()
     want = torch.stack([seen["out"][0, 0].mean(), seen["out"][1, 2].mean()])
     torch.testing.assert_close(vis.activation.float(), want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
+def test_ascent_and_visualize_run_under_no_grad_and_inference_mode(
+    lenet: fb.models.TorchClassifier, context: object
+) -> None:
+    """Under torch.no_grad() both failed: "element 0 of tensors does not require grad"."""
+    ascent = GradientAscent(lenet, steps=5, seed=0)
+    expected, vis = ascent.run(classes=[0, 1]), ascent.visualize("conv2", [0, 5])
+    with context():  # type: ignore[operator]
+        res, inside = ascent.run(classes=[0, 1]), ascent.visualize("conv2", [0, 5])
+    assert torch.equal(res.images, expected.images) and torch.equal(inside.images, vis.images)
+
+
+@pytest.mark.parametrize(
+    ("kw", "target"),
+    [({"steps": 17}, 0.9999), ({"steps": 300, "jitter": 4}, 0.99), ({"steps": 6, "jitter": 2}, None)],
+    ids=["plain", "jitter", "no-target"],
+)
+def test_history_ends_on_the_returned_images_and_found_at_is_per_image(
+    lenet: fb.models.TorchClassifier, kw: dict[str, int], target: float | None
+) -> None:
+    """The history held each step's score before its update (with jitter the shifted image's), never the returned
+    images', at evaluations that skipped the unshifted passes: steps=17 gave fooled [F, F, T] but evaluations_to
+    [None] * 3. found_at was the total count for every class."""
+    res = GradientAscent(lenet, seed=0, **kw).run(classes=[0, 1, 2], target_confidence=target)
+    hist = res.history
+    assert torch.equal(hist.confidence[-1], res.confidence)  # the last row is the result's
+    assert int(hist.evaluations[-1]) == res.evaluations
+    assert bool((hist.evaluations.diff() > 0).all()) and int(hist.evaluations[0]) > 0
+    level = 0.9999 if target is None else target
+    reached = res.evaluations_to(level)
+    assert [r is not None for r in reached] == res.fooled(level).tolist()
+    for k, at in enumerate(res.found_at.tolist()):
+        # an image that reached the target stopped changing there; the others changed until the end
+        assert at == (reached[k] if target is not None and reached[k] is not None else res.evaluations)
+    if target is None:  # a row for the noise, one after each step, the last for the result
+        assert len(hist) == kw["steps"] + 1
+
+
+def test_found_at_tells_the_classes_apart(lenet: fb.models.TorchClassifier) -> None:
+    res = GradientAscent(lenet, steps=100, seed=0).run(classes=[0, 1, 2])
+    assert bool(res.fooled(0.9999).all())
+    assert res.found_at.tolist() == res.evaluations_to(0.9999)
+    assert int(res.found_at.min()) < res.evaluations  # a class that got there first stopped there

@@ -342,3 +342,147 @@ def test_sweep_needs_a_list_of_budgets(
     for bad in (0.1, []):
         with pytest.raises(InvalidArgumentError, match="eps must be a non-empty sequence of budgets"):
             PGD(0.1, steps=2).sweep(lenet, x[:4], y[:4], eps=bad)  # type: ignore[arg-type]
+
+
+def test_l2_results_stay_in_the_ball_at_the_scale_of_0_255_pixels() -> None:
+    """x + delta rounded at 255's scale put 17 of 64 images up to 8e-6 outside an L2 ball of radius 1."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3)).eval()
+    clf = fb.models.TorchClassifier(net, input_shape=(3, 16, 16), num_classes=3, bounds=(0.0, 255.0))
+    x = torch.rand(64, 3, 16, 16) * 200 + 20
+    y = clf.predict(x)
+    for eps in (1.0, 3.0, 10.0):
+        res = PGD(eps=eps, steps=5, norm="2")(clf, x, y)
+        exact = fb.search.lp_norm(res.adversarial.double() - x.double(), "2")
+        assert float(exact.max()) <= eps and float(res.norms.max()) <= eps
+        assert float(exact.max()) > eps * (1 - 1e-5)  # moved back just inside, not shrunk
+        assert float(res.adversarial.min()) >= 0.0 and float(res.adversarial.max()) <= 255.0
+
+
+def test_pgd_random_start_must_be_a_bool(
+    lenet: fb.models.TorchClassifier, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    """random_start="False" was read with bool(): a random start, the opposite of what was asked."""
+    with pytest.raises(InvalidArgumentError, match="random_start must be True or False, got 'False'"):
+        PGD(0.3, steps=1, random_start="False")  # type: ignore[arg-type]
+    x, y = batch
+    off = PGD(0.3, steps=1, random_start=False)
+    assert torch.equal(off(lenet, x[:4], y[:4], seed=0).adversarial, off(lenet, x[:4], y[:4], seed=1).adversarial)
+
+
+@pytest.mark.parametrize(
+    ("call", "err", "match"),
+    [
+        (lambda: fb.search.lp_norm(torch.ones(2, 4), "1"), InvalidArgumentError, "norm must be one of 'inf', '2'"),
+        (lambda: fb.search.project(torch.ones(2, 4), 1.0, "l2"), InvalidArgumentError, "norm must be one of"),
+        (lambda: fb.search.project(torch.ones(2, 4), 1.0, 2), InvalidArgumentError, "norm must be one of"),
+        (lambda: fb.search.project(torch.ones(4), 1.0, "2"), InvalidArgumentError, r"delta must be a \(C, H, W\)"),
+        (lambda: fb.search.lp_norm(torch.ones(4), "2"), InvalidArgumentError, r"x must be a \(B, ...\) batch"),
+        (lambda: fb.search.project(torch.ones(2, 4), -1.0, "2"), InvalidArgumentError, "eps must be"),
+        (lambda: fb.search.project([1.0, 2.0], 1.0, "2"), InvalidTypeError, "delta must be a tensor"),
+    ],
+)
+def test_lp_norm_and_project_refuse_unknown_norms_and_shapes(call: object, err: type[Exception], match: str) -> None:
+    """Any norm but "inf" was taken for L2 and a 1-D tensor failed deep inside torch."""
+    with pytest.raises(err, match=match):
+        call()  # type: ignore[operator]
+
+
+def test_project_treats_each_row_of_a_batch_as_one_perturbation() -> None:
+    """A (B, D) batch was projected as one perturbation: three unit-norm-2 rows scaled by 1/sqrt(12), not 1/2."""
+    rows = fb.search.project(torch.ones(3, 4), 1.0, "2")
+    assert torch.allclose(rows.norm(dim=1), torch.ones(3))
+    images = fb.search.project(torch.ones(3, 1, 2, 2), 1.0, "2")
+    assert torch.allclose(images.flatten(1).norm(dim=1), torch.ones(3))
+    one = fb.search.project(torch.ones(1, 2, 2), 1.0, "2")  # (C, H, W): one perturbation
+    assert one.shape == (1, 2, 2) and float(one.norm()) == pytest.approx(1.0)
+    small = torch.full((2, 5), 0.1)
+    assert torch.equal(fb.search.project(small, 1.0, "2"), small)  # inside the ball: unchanged
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
+@pytest.mark.parametrize(
+    "attack",
+    [FGSM(0.2), PGD(0.2, steps=3), DeepFool(steps=5), fb.search.CarliniWagnerL2(steps=3, binary_steps=1)],
+    ids=["fgsm", "pgd", "deepfool", "cw"],
+)
+def test_gradient_attacks_run_under_no_grad_and_inference_mode(
+    lenet: fb.models.TorchClassifier, batch: tuple[torch.Tensor, torch.Tensor], attack: object, context: object
+) -> None:
+    """Under torch.no_grad() every gradient attack failed: "element 0 of tensors does not require grad"."""
+    x, y = batch
+    x, y = x[:8], y[:8]
+    expected = attack(lenet, x, y)  # type: ignore[operator]
+    with context():  # type: ignore[operator]
+        images, labels = x.clone(), y.clone()  # made in the context: inference tensors under inference_mode
+        res = attack(lenet, images, labels)  # type: ignore[operator]
+    assert torch.equal(res.adversarial, expected.adversarial) and torch.equal(res.success, expected.success)
+
+
+def test_a_model_built_under_inference_mode_is_named(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, y = batch
+    with torch.inference_mode():
+        clf = fb.models.lenet_mnist()  # its weights are inference tensors: autograd cannot go through them
+        with pytest.raises(InvalidArgumentError, match=r"PGD differentiates the model, .* torch.inference_mode\(\)"):
+            PGD(0.1, steps=2)(clf, x[:4], y[:4])
+
+
+@pytest.mark.parametrize("norm", ["2", "inf"])
+def test_deepfool_success_does_not_depend_on_when_the_checks_run(
+    lenet: fb.models.TorchClassifier, batch: tuple[torch.Tensor, torch.Tensor], norm: str
+) -> None:
+    """The 1e-4 nudge was on the logit gap, not on the distance as in the reference code: the images sat about
+    5e-5 in log-probability from the boundary and, on 16 digits, check_every=1 gave 0.9375 where 3, 4 and 100
+    gave 1.0 (the batch's rounding decided)."""
+    x, y = batch
+    x, y = x[:16], y[:16]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the rounding the failure was seen with (the checks' timing mattered through it)
+    try:
+        results = [DeepFool(steps=20, check_every=c, norm=norm)(lenet, x, y) for c in (1, 3, 4, 100)]
+    finally:
+        torch.set_num_threads(threads)
+    for res in results:
+        assert res.success_rate == 1.0
+        assert torch.allclose(res.adversarial, results[0].adversarial, atol=1e-6)
+
+
+def test_deepfool_steps_go_the_reference_distance_past_the_boundary() -> None:
+    """On a linear model one L2 step lands (d + 1e-4) along w / |w| from the start, d the distance to the boundary."""
+    from foolbench.search._attacks import deepfool_step
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2)).eval()
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+        net[1].bias.zero_()
+    clf = fb.models.TorchClassifier(net, input_shape=(1, 1, 2), num_classes=2, bounds=(-10, 10))
+    x = torch.tensor([[[[3.0, 1.0]]]])  # class 0 by a logit gap of 2; boundary at distance 2 / sqrt(2)
+    r, _ = deepfool_step(clf, x, torch.tensor([[0, 1]]), "2")
+    d = 2 / 2**0.5
+    assert float(r.norm()) == pytest.approx(d + 1e-4, abs=1e-6)
+    assert torch.allclose(r.flatten(), (d + 1e-4) * torch.tensor([-1.0, 1.0]) / 2**0.5, atol=1e-6)
+    r_inf, _ = deepfool_step(clf, x, torch.tensor([[0, 1]]), "inf")  # |w|_1 = 2: distance 1
+    assert torch.allclose(r_inf.flatten(), (1 + 1e-4) * torch.tensor([-1.0, 1.0]), atol=1e-6)
+
+
+class _Counting(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = fb.models.lenet_mnist().module
+        self.forwards = 0
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        self.forwards += 1
+        out: torch.Tensor = self.net(t)
+        return out
+
+
+def test_deepfool_queries_count_every_pass(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """queries left out perturb's first forward pass (the one that picks the candidate classes)."""
+    x, y = batch
+    module = _Counting().eval()
+    clf = fb.models.TorchClassifier(module, input_shape=(1, 28, 28), num_classes=10)
+    steps, k = 3, 4
+    module.forwards = 0  # not the passes that built the classifier
+    res = DeepFool(steps=steps, candidates=k, check_every=100)(clf, x[:4], y[:4])
+    assert res.queries == module.forwards + steps * k  # each step: a forward and k gradients through it

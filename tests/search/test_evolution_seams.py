@@ -108,6 +108,32 @@ def test_parent_selectors(lenet: fb.models.TorchClassifier) -> None:
         search(lenet, parents=3)
 
 
+@pytest.mark.parametrize(
+    ("kw", "err", "match"),
+    [
+        ({"parents": fb.search.Weakest}, InvalidTypeError, r"parents must .* got the class Weakest: .* Weakest\(\)"),
+        ({"parents": fb.search.Uniform}, InvalidTypeError, r"pass an instance, e.g. Uniform\(\)"),
+        ({"mutation_schedule": fb.search.StepDecay}, InvalidTypeError, r"mutation_schedule .* e.g. StepDecay\(\)"),
+        ({"mutation_schedule": -1}, InvalidArgumentError, r"mutation_schedule must be a finite number in \(0, inf\)"),
+        ({"mutation_schedule": 0.0}, InvalidArgumentError, "mutation_schedule must be a finite number"),
+    ],
+)
+def test_a_selector_or_schedule_class_is_refused_when_the_search_is_built(
+    lenet: fb.models.TorchClassifier, kw: dict[str, Any], err: type[Exception], match: str
+) -> None:
+    """A class passed the protocol check (isinstance is True for it) and the run failed at its first draw
+    with a TypeError; a negative strength was refused as "strength must be...", naming no argument of the search."""
+    with pytest.raises(err, match=match):
+        search(lenet, **kw)
+
+
+def test_a_near_strength_names_its_base() -> None:
+    with pytest.raises(InvalidTypeError, match=r"base must be .* e.g. StepDecay\(\)"):
+        fb.search.NearStrength(fb.search.StepDecay, near_confidence=0.9)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="base must be a finite number"):
+        fb.search.NearStrength(-1.0, near_confidence=0.9)
+
+
 def test_parent_selector_names_take_the_unmet_level() -> None:
     from foolbench.search._operators import parent_selector
 

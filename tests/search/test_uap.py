@@ -210,3 +210,17 @@ def test_deepfool_settings_and_seed_are_checked_under_their_own_names() -> None:
         with pytest.raises(InvalidArgumentError, match="seed must be"):
             UniversalPerturbation(eps=0.3, seed=bad)
     assert UniversalPerturbation(eps=0.3, seed=None).seed is None
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
+@pytest.mark.parametrize("method", ["sgd", "deepfool"])
+def test_fit_runs_under_no_grad_and_inference_mode(
+    lenet: fb.models.TorchClassifier, digits_train: tuple[torch.Tensor, torch.Tensor], method: str, context: object
+) -> None:
+    """Under torch.no_grad() the fit failed: "element 0 of tensors does not require grad"."""
+    uap = UniversalPerturbation(eps=0.3, method=method, max_passes=1, batch_size=16, seed=0, deepfool_steps=2)
+    fit = digits_train[0][:32]
+    expected = uap.fit(lenet, fit).perturbation
+    with context():  # type: ignore[operator]
+        got = uap.fit(lenet, fit.clone()).perturbation
+    assert torch.equal(got, expected)
