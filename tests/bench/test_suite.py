@@ -829,3 +829,22 @@ def test_the_suites_data_settings_leave_the_cells_of_a_model_with_its_own_data(t
     a, b = digests("a.npz"), digests("b.npz")
     assert a["m"] != b["m"]  # on the suite's data: recomputed
     assert a["lenet-mnist"] == b["lenet-mnist"], "a model on its own dataset was recomputed for the suite's data"
+
+
+def test_squeezer_defense_cells_whose_inputs_are_now_clamped_move_to_revision_2() -> None:
+    """The squeezed images are clamped to the bounds: a float32 blur ending a rounding error above them
+    now gives other numbers, so Gaussian cells (and median / bit-depth ones off [0, 1] bounds) are run again."""
+    from foolbench.bench import DEFENSES
+    from foolbench.bench._config import Spec
+    from foolbench.bench._suite import _defense_revision
+
+    unit, other = (0.0, 1.0), (-0.4242, 2.8215)
+    assert DEFENSES["gaussian"].revision({"sigma": 1.0}, unit) == 2
+    for kind, params in (("median", {"size": 3}), ("bit-depth", {"bits": 1})):
+        assert DEFENSES[kind].revision(params, unit) == 1  # in-bounds inputs: the same numbers, the same cells
+        assert DEFENSES[kind].revision(params, other) == 2
+    for kind in ("none", "ensemble", "feature-squeezing", "fooling-class", "uap-fine-tuning"):
+        assert DEFENSES[kind].revision({}, other) == 1
+    lenet = type("M", (), {"classifier": fb.models.lenet_mnist()})()
+    assert _defense_revision(Spec("g", "gaussian", {"sigma": 1.0}, None), lenet) == [2]
+    assert _defense_revision(Spec("m", "median", {"size": 3}, None), lenet) == []  # digest as before
