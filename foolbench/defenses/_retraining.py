@@ -98,7 +98,7 @@ def _seed(seed: Any, largest_offset: int) -> int:
     return value
 
 
-def _pgd_text(pgd: PGD | None, num: Callable[[float], str]) -> str:
+def _pgd_text(pgd: PGD | None, num: Callable[[Any], str]) -> str:
     """The PGD attack's settings as text, its ``eps`` written by ``num`` (None: ``"None"``).
 
     With ``f"{x:g}"`` it is the text of ``repr(pgd)`` that checkpoints were keyed on before the exact text.
