@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from foolbench.bench._methods import encoding
 from foolbench.bench._params import Params, param
@@ -66,6 +68,11 @@ class GaussianDefense(Defense[GaussianParams]):
 
         return Target(GaussianSmoothing(model.classifier, self.params.sigma), _classes(model))
 
+    @classmethod
+    def revision(cls, params: Mapping[str, Any], bounds: tuple[float, float]) -> int:
+        """2: the blurred images are clamped to the bounds (a float32 blur can end 2.4e-7 above the top)."""
+        return 2
+
 
 @dataclass(frozen=True)
 class MedianParams(Params):
@@ -89,6 +96,12 @@ class MedianDefense(Defense[MedianParams]):
 
         return Target(MedianSmoothing(model.classifier, self.params.size), _classes(model))
 
+    @classmethod
+    def revision(cls, params: Mapping[str, Any], bounds: tuple[float, float]) -> int:
+        """2 on a model whose bounds are not [0, 1]: the squeezed images are clamped to the bounds, which an
+        image mapped into them (``lower + (upper - lower) * x`` in float32) can pass by a rounding error."""
+        return 1 if tuple(bounds) == (0.0, 1.0) else 2
+
 
 @dataclass(frozen=True)
 class BitDepthParams(Params):
@@ -108,6 +121,12 @@ class BitDepthDefense(Defense[BitDepthParams]):
         from foolbench.defenses import BitDepthReduction
 
         return Target(BitDepthReduction(model.classifier, self.params.bits), _classes(model))
+
+    @classmethod
+    def revision(cls, params: Mapping[str, Any], bounds: tuple[float, float]) -> int:
+        """2 on a model whose bounds are not [0, 1]: the squeezed images are clamped to the bounds, which an
+        image mapped into them (``lower + (upper - lower) * x`` in float32) can pass by a rounding error."""
+        return 1 if tuple(bounds) == (0.0, 1.0) else 2
 
 
 @dataclass(frozen=True)

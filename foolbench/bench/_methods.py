@@ -254,7 +254,8 @@ class MapElitesParams(Params):
     polish_every: int | None = param(
         None, "every this many generations, Adam steps through the model on the weights (CPPN) or pixels "
         "(direct) of the elites between polish_above and target_confidence (fb.search.GradientPolish: "
-        "white box, through the defense too: a bit-depth squeezer has no gradient to follow; default: none)",
+        "white box, through the defense too: a median or bit-depth squeezer passes the gradient straight through, "
+        "BPDA; default: none)",
         type="int", lo=1, hi=10**9, late=True,
     )  # fmt: skip
     polish_steps: int = param(50, "Adam steps per polish", type="int", lo=1, hi=10_000, late=True)

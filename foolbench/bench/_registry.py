@@ -219,6 +219,20 @@ class Defense(ABC, Generic[P]):
         """
         return []
 
+    @classmethod
+    def revision(cls, params: Mapping[str, Any], bounds: tuple[float, float]) -> int:
+        """The revision of this kind's behaviour for ``params`` on a model of input ``bounds`` (default 1).
+
+        Part of the digest of every cell on this defense, as :meth:`Method.revision`: raise it where a new
+        version defends differently with the same parameters, and the cells of the older behaviour are run
+        again. Revision 1 adds nothing to the digest.
+
+        Examples:
+            >>> DEFENSES["median"].revision({"size": 3}, (0.0, 1.0))
+            1
+        """
+        return 1
+
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     """A Markdown table."""

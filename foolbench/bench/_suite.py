@@ -22,7 +22,7 @@ import foolbench
 from foolbench import _checks, _io
 from foolbench.bench._config import Spec, SuiteConfig, load_config
 from foolbench.bench._executor import CellResult, CellTask, Executor, LocalExecutor, forget_workspaces, workspace
-from foolbench.bench._registry import METHODS
+from foolbench.bench._registry import DEFENSES, METHODS, Model
 from foolbench.bench._report import claims, in_sample, write_reports
 from foolbench.bench._store import (
     bytes_digest,
@@ -84,6 +84,13 @@ def _revision(mspec: Spec) -> list[int]:
     return [] if rev == 1 else [rev]
 
 
+def _defense_revision(dspec: Spec, model: Model) -> list[int]:
+    """The defense kind's behaviour revision on ``model`` for the digest: nothing for revision 1."""
+    lower, upper = model.classifier.bounds
+    rev = DEFENSES[dspec.kind].revision(dspec.params, (float(lower), float(upper)))
+    return [] if rev == 1 else [rev]
+
+
 class _Driver:
     """Builds the tasks, loads valid cached cells, writes finished ones, computes the transfer matrices."""
 
@@ -107,7 +114,7 @@ class _Driver:
         determined_by = {
             "schema": SCHEMA,
             "model": [spec.params, m.identity],
-            "defense": [dspec.kind, dspec.params, self.ws.defense_digest(model, dspec)],
+            "defense": [dspec.kind, dspec.params, self.ws.defense_digest(model, dspec), *_defense_revision(dspec, m)],
             "method": [mspec.kind, params, *_revision(mspec)],
             "seed": seed,
             "data": [self.cfg.data if suites_data else {}, self.ws.data_identity(model)],

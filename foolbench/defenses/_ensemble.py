@@ -23,6 +23,25 @@ def _shared(c: BaseClassifier) -> dict[str, object]:
     return {"input_shape": c.input_shape, "num_classes": c.num_classes, "bounds": (*map(float, c.bounds),)}
 
 
+def _same_classes(members: list[BaseClassifier]) -> None:
+    """Refuse members that name their classes differently (outputs are combined index by index).
+
+    The default names (``"0"``, ``"1"``, ...) say nothing about the classes, so they agree with any.
+    """
+    named = [(i, m.class_names) for i, m in enumerate(members) if m.class_names != _default_names(m.num_classes)]
+    for i, names in named[1:]:
+        j, first = named[0]
+        if names != first:
+            raise InvalidArgumentError(
+                f"classifiers[{i}] has class_names={names}, but classifiers[{j}] has class_names={first}; "
+                "ensemble members must share their classes, in the same order"
+            )
+
+
+def _default_names(num_classes: int) -> list[str]:
+    return [str(i) for i in range(num_classes)]
+
+
 class Ensemble(BaseClassifier):
     """Several classifiers answer together.
 
@@ -32,11 +51,13 @@ class Ensemble(BaseClassifier):
     probabilities; gradients flow through the mean probabilities, BPDA-style).
 
     Args:
-        classifiers: two or more members sharing input shape, bounds and number of classes.
+        classifiers: two or more members sharing input shape, bounds and classes (the same class
+            names in the same order, where two members name them other than ``"0"``, ``"1"``, ...).
         combine: ``"mean_probs"``, ``"mean_logits"`` or ``"vote"``.
 
     Raises:
-        InvalidArgumentError: fewer than two members, mismatched members, unknown ``combine``.
+        InvalidArgumentError: fewer than two members, mismatched members (class names included),
+            unknown ``combine``.
 
     Shape:
         - x: (B, C, H, W) raw inputs; output logits (B, K).
@@ -66,6 +87,7 @@ class Ensemble(BaseClassifier):
                         f"classifiers[{i}] has {attr}={b}, but classifiers[0] has {attr}={a}; "
                         "ensemble members must share input shape, bounds and classes"
                     )
+        _same_classes(members)
         self.combine = _checks.choice("combine", combine, _COMBINE)
         super().__init__(
             input_shape=first.input_shape,

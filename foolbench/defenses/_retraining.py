@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from foolbench import _checkpoint, _checks
+from foolbench import _checkpoint, _checks, _io
 from foolbench.encodings import DirectEncoding, Encoding
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 from foolbench.models import Classifier, TorchClassifier, check_classifier, train_classifier, weights_digest
@@ -79,9 +79,36 @@ class RoundTable:
 
 
 def _data(name: str, images: torch.Tensor, labels: torch.Tensor, clf: TorchClassifier) -> tuple[torch.Tensor, ...]:
+    """The images on the CPU, in float32 or the classifier's dtype (others, e.g. float64 for a float32 model, are
+    converted to float32; float32 images keep their bytes, so the checkpoints' data digest), and the labels."""
     x = _checks.images(f"{name}_images", images, shape=clf.input_shape, bounds=clf.bounds)  # refuses empty batches
     y = _checks.labels(f"{name}_labels", labels, batch=x.shape[0], num_classes=clf.num_classes)
-    return x.detach().cpu(), y.cpu()
+    dtype = x.dtype if x.dtype in (torch.float32, clf.dtype) else torch.float32
+    return x.detach().to("cpu", dtype), y.cpu()
+
+
+def _seed(seed: Any, largest_offset: int) -> int:
+    """``seed`` checked as a seed whose derived seeds, up to ``seed + largest_offset``, are seeds too."""
+    value = _checks.seed_int("seed", seed)
+    if value + largest_offset >= _checks.SEED_LIMIT:
+        raise InvalidArgumentError(
+            f"seed must be an int in [0, {_checks.SEED_LIMIT - 1 - largest_offset}] (2**64 - 1 - {largest_offset}: "
+            f"the rounds are seeded with up to seed + {largest_offset}), got {value}"
+        )
+    return value
+
+
+def _pgd_text(pgd: PGD | None, num: Callable[[Any], str]) -> str:
+    """The PGD attack's settings as text, its ``eps`` written by ``num`` (None: ``"None"``).
+
+    With ``f"{x:g}"`` it is the text of ``repr(pgd)`` that checkpoints were keyed on before the exact text.
+    """
+    if pgd is None:
+        return "None"
+    return (
+        f"PGD(eps={num(pgd.eps)}, steps={pgd.steps}, step_size={pgd.step_size}, norm={pgd.norm!r}, "
+        f"random_start={pgd.random_start})"
+    )
 
 
 def _classifier(value: Any) -> TorchClassifier:
@@ -155,7 +182,7 @@ class _Rounds:
             version=self.version,
             config=key,
             source=str(path),
-            added=("scoring", "uap_exact", "original_architecture"),
+            added=("scoring", "uap_exact", "original_architecture", "pgd_exact"),
         )
         rows, models = state.get("rows"), state.get("models")
         if not isinstance(rows, list) or not isinstance(models, list) or not 0 < len(rows) == len(models):
@@ -217,10 +244,15 @@ class FoolingClassRetraining(_Rounds):
         fine_tune: start each model from the previous one's weights (layers whose shape
             changed start fresh) instead of from scratch.
         epochs, batch_size, lr: the training loop (Adam, one-cycle schedule, seeded).
-        seed: seeds training and searches.
+        seed: seeds training and searches (round r's searches with ``seed + 1000 r + s``, so at most
+            ``2**64 - 1000 R - searches_per_round``).
+
+    Images in another dtype than float32 or the classifier's (float64 for a float32 model) are kept
+    in float32; each model trains on them in its own dtype.
 
     Raises:
-        InvalidArgumentError: zero rounds or searches, empty data, labels outside the classes.
+        InvalidArgumentError: zero rounds or searches, empty data, labels outside the classes, a seed
+            whose derived seeds pass ``2**64 - 1``.
         InvalidTypeError: ``classifier`` is not a TorchClassifier or ``model_fn`` is not callable.
 
     Examples:
@@ -277,7 +309,8 @@ class FoolingClassRetraining(_Rounds):
         self.epochs = _checks.positive_int("epochs", epochs)
         self.batch_size = _checks.positive_int("batch_size", batch_size)
         self.lr = _checks.real("lr", lr, low=0.0, low_open=True)
-        self.seed = _checks.seed_int("seed", seed)
+        # the searches of the last round are seeded with seed + 1000 * rounds + searches_per_round - 1
+        self.seed = _seed(seed, 1000 * self.rounds + self.searches_per_round - 1)
         self.num_classes = self.original.num_classes
         self.class_names = [*self.original.class_names, "fooling"]  # of the retrained models
         self.classifier: TorchClassifier = self.original
@@ -344,7 +377,7 @@ class FoolingClassRetraining(_Rounds):
         else:  # a draw from the whole pool: the first rows alone were the oldest rounds' images
             draw = torch.Generator().manual_seed(self.seed + round_)
             extra = fooling[torch.randperm(fooling.shape[0], generator=draw)[:per_class].to(fooling.device)]
-        x = torch.cat([self.train_x, extra]).to(clf.device)
+        x = torch.cat([self.train_x, extra]).to(clf.device, clf.dtype)  # the fresh module's dtype
         y = torch.cat([self.train_y, torch.full((extra.shape[0],), k, dtype=torch.long)]).to(clf.device)
         train_classifier(
             module, x, y, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
@@ -441,10 +474,15 @@ class AdversarialFineTuning(_Rounds):
         rounds: fine-tuning rounds R >= 1.
         pgd: when given, each fine-tuning batch also holds PGD examples from this attack.
         epochs, batch_size, lr: the fine-tuning loop (Adam, one-cycle schedule, seeded).
-        seed: seeds the fine-tuning and the choice of fitting images.
+        seed: seeds the fine-tuning and the choice of fitting images (round r with ``seed + r``, so at
+            most ``2**64 - 1 - R``).
+
+    Images in another dtype than float32 or the classifier's are kept in float32, and fine-tuning
+    feeds them to the model in its dtype.
 
     Raises:
-        InvalidArgumentError: zero rounds, empty data, too few fitting images.
+        InvalidArgumentError: zero rounds, empty data, too few fitting images, a seed whose derived
+            seeds pass ``2**64 - 1``.
 
     Examples:
         >>> import foolbench as fb
@@ -492,7 +530,7 @@ class AdversarialFineTuning(_Rounds):
         self.epochs = _checks.positive_int("epochs", epochs)
         self.batch_size = _checks.positive_int("batch_size", batch_size)
         self.lr = _checks.real("lr", lr, low=0.0, low_open=True)
-        self.seed = _checks.seed_int("seed", seed)
+        self.seed = _seed(seed, self.rounds)  # round r fine-tunes (and attacks) with seed + r
         self.classifier: TorchClassifier = self.original
         self.perturbations: list[torch.Tensor] = []
         self.table = RoundTable("Fine-tuning on universal perturbations (Moosavi-Dezfooli et al. 2017)")
@@ -504,7 +542,9 @@ class AdversarialFineTuning(_Rounds):
             # six digits, as checkpoints before the exact text had it; the exact text tells 8/255 from 0.0313725
             "uap": self.uap._text(lambda x: f"{x:g}"),
             "uap_exact": repr(self.uap),
-            "pgd": repr(self.pgd),
+            # six digits, as checkpoints before the exact text had it; the exact text tells 8/255 from 0.0313725
+            "pgd": _pgd_text(self.pgd, lambda x: f"{x:g}"),
+            "pgd_exact": _pgd_text(self.pgd, _io.exact_number),
             "fit_images": self.fit_images,
             "epochs": self.epochs,
             "batch_size": self.batch_size,
@@ -525,7 +565,7 @@ class AdversarialFineTuning(_Rounds):
             adv = attack.adversarial.detach().cpu()
             x, y = torch.cat([x, adv]), torch.cat([y, y])
         train_classifier(
-            module, x.to(new.device), y.to(new.device), epochs=self.epochs, batch_size=self.batch_size,
+            module, x.to(new.device, new.dtype), y.to(new.device), epochs=self.epochs, batch_size=self.batch_size,
             lr=self.lr, max_shift=0, preprocess=new.preprocess, seed=self.seed + round_,
         )  # fmt: skip
         module.eval()

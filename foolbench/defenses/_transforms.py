@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from foolbench import _checks
+from foolbench import _checks, _io
 from foolbench._filters import gaussian_blur, median_filter, reduce_bit_depth
 from foolbench.errors import InvalidArgumentError, InvalidTypeError
 from foolbench.models import BaseClassifier, Bounds, Classifier, check_classifier
@@ -96,7 +96,9 @@ def gaussian(sigma: float) -> Squeezer:
         torch.Size([2, 1, 8, 8])
     """
     s = _checks.real("sigma", sigma, low=0.0, low_open=True)
-    return Squeezer(f"gaussian sigma={s:g}", functools.partial(gaussian_blur, sigma=s), straight_through=False)
+    # the exact number (its name is in the classifier's identity: 0.5 and 0.4999996 are other squeezers)
+    name = f"gaussian sigma={_io.exact_number(s)}"
+    return Squeezer(name, functools.partial(gaussian_blur, sigma=s), straight_through=False)
 
 
 def median(size: int) -> Squeezer:
@@ -147,6 +149,12 @@ def bit_depth(bits: int, bounds: Sequence[float] = (0.0, 1.0)) -> Squeezer:
 
 class InputTransformation(BaseClassifier):
     """A classifier that transforms its input before the wrapped classifier sees it.
+
+    The transformed batch is clamped to the classifier's bounds (as
+    :class:`~foolbench.defenses.FeatureSqueezingDetector` does), so a squeezer that leaves them (a
+    contrast stretch; a Gaussian blur, which can end a rounding error above the upper bound) still
+    gives the wrapped classifier valid inputs. Behind a straight-through squeezer the clamp passes the
+    gradient straight through as well; behind a differentiable one it is part of the function.
 
     Args:
         classifier: the model to defend.
@@ -199,7 +207,11 @@ class InputTransformation(BaseClassifier):
         return self if ref is self.classifier else InputTransformation(ref, self.squeezer)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.classifier(self.squeezer(x))
+        squeezed = self.squeezer(x)
+        inside = squeezed.clamp(self.bounds.lower, self.bounds.upper)  # as FeatureSqueezingDetector
+        if self.squeezer.straight_through and squeezed.requires_grad:
+            inside = squeezed + (inside - squeezed).detach()  # the clamp passes the gradient through too
+        out: torch.Tensor = self.classifier(inside)
         return out
 
     def identity(self) -> dict[str, Any]:

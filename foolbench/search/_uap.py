@@ -323,8 +323,10 @@ class UniversalPerturbation:
     def fit(self, classifier: Classifier, images: torch.Tensor, *, progress: bool = False) -> UAPResult:
         """Fit a universal perturbation on ``images``; labels are the clean predictions.
 
-        The mini-batch updates read nothing back to the host; the fooling rate on the fitting
-        images is read once per pass (it decides whether to stop).
+        The ``sgd`` method's mini-batch updates read nothing back to the host; the ``deepfool``
+        method's read one count every ``deepfool.check_every`` DeepFool steps
+        (:meth:`~foolbench.search.DeepFool.perturb` stops once every image has left its class). The
+        fooling rate on the fitting images is read once per pass (it decides whether to stop).
 
         Args:
             classifier: the model.

@@ -843,3 +843,22 @@ def test_cells_of_fixed_attacks_move_to_new_revisions() -> None:
     assert METHODS["gradient-ascent"].revision({}) not in {1, 2}
     assert METHODS["uap"].revision({"method": "deepfool"}) != 1  # DeepFool's nudge moved
     assert METHODS["uap"].revision({"method": "sgd"}) == METHODS["uap"].revision({}) == 1
+
+
+def test_squeezer_defense_cells_whose_inputs_are_now_clamped_move_to_revision_2() -> None:
+    """The squeezed images are clamped to the bounds: a float32 blur ending a rounding error above them
+    now gives other numbers, so Gaussian cells (and median / bit-depth ones off [0, 1] bounds) are run again."""
+    from foolbench.bench import DEFENSES
+    from foolbench.bench._config import Spec
+    from foolbench.bench._suite import _defense_revision
+
+    unit, other = (0.0, 1.0), (-0.4242, 2.8215)
+    assert DEFENSES["gaussian"].revision({"sigma": 1.0}, unit) == 2
+    for kind, params in (("median", {"size": 3}), ("bit-depth", {"bits": 1})):
+        assert DEFENSES[kind].revision(params, unit) == 1  # in-bounds inputs: the same numbers, the same cells
+        assert DEFENSES[kind].revision(params, other) == 2
+    for kind in ("none", "ensemble", "feature-squeezing", "fooling-class", "uap-fine-tuning"):
+        assert DEFENSES[kind].revision({}, other) == 1
+    lenet = type("M", (), {"classifier": fb.models.lenet_mnist()})()
+    assert _defense_revision(Spec("g", "gaussian", {"sigma": 1.0}, None), lenet) == [2]
+    assert _defense_revision(Spec("m", "median", {"size": 3}, None), lenet) == []  # digest as before

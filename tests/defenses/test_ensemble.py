@@ -115,3 +115,15 @@ def test_ensemble_refresh_refreshes_its_members() -> None:
         net[0].weight.data.mul_(-3.0)  # through .data: only refresh() can say so
     ens.refresh()
     torch.testing.assert_close(member.probs(x), member.reference().probs(x), rtol=0, atol=1e-5)
+
+
+def test_ensemble_refuses_members_that_order_their_classes_differently() -> None:
+    """Members were checked for their number of classes only: other class orders were averaged index by index."""
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    make = lambda names: fb.models.TorchClassifier(net, input_shape=(1, 2, 2), num_classes=3, class_names=names)
+    cat_dog, bird_first = make(["cat", "dog", "bird"]), make(["bird", "dog", "cat"])
+    with pytest.raises(InvalidArgumentError, match=r"classifiers\[2\] has class_names=\['bird', 'dog', 'cat'\]"):
+        Ensemble([cat_dog, make(None), bird_first])
+    # default names ("0", "1", ...) agree with any; the same names in the same order are one set of classes
+    assert Ensemble([make(None), cat_dog, make(["cat", "dog", "bird"])]).num_classes == 3
+    assert Ensemble([make(None), bird_first]).class_names == ["0", "1", "2"]

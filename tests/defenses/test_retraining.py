@@ -239,3 +239,74 @@ def test_a_retraining_checkpoint_of_another_original_architecture_is_refused(
     retraining(original(torch.nn.ReLU()), train, test, **opts).run(checkpoint=ckpt, progress=False)
     with pytest.raises(CheckpointError, match=r"another configuration \(original_architecture: saved"):
         retraining(original(torch.nn.Sigmoid()), train, test, **opts).run(checkpoint=ckpt, progress=False)
+
+
+def test_retraining_trains_on_float64_images_as_on_their_float32_values(lenet: fb.models.TorchClassifier) -> None:
+    """Float64 images were kept as float64 and fed to the float32 model's training after round 0 had run:
+    "Input type (double) and bias type (float) should be the same"."""
+    xtr, ytr = fb.models.mnist_digits("train", limit=40)
+    xte, yte = fb.models.mnist_digits("test", limit=20)
+    uap = fb.search.UniversalPerturbation(eps=0.2, max_passes=1)
+    aft = lambda x: AdversarialFineTuning(lenet, x, ytr, xte.double(), yte, uap=uap, fit_images=20, rounds=1, epochs=1)
+    doubled, single = aft(xtr.double()), aft(xtr)
+    assert strip(doubled.run(progress=False).rows) == strip(single.run(progress=False).rows)
+    assert fb.models.weights_digest(doubled.classifier) == fb.models.weights_digest(single.classifier)
+    assert doubled._key()["data"] == single._key()["data"]
+    # float32 images keep their bytes: the data digest of existing checkpoints
+    raw = {"train_x": xtr, "train_y": ytr, "test_x": xte, "test_y": yte}
+    same = AdversarialFineTuning(lenet, xtr, ytr, xte, yte, uap=uap, fit_images=20, rounds=1, epochs=1)
+    assert same._key()["data"] == fb.models._classifier.tensors_digest(raw)
+    fcr = lambda x: FoolingClassRetraining(
+        lenet, fb.models.LeNet, x, ytr, xte, yte, rounds=1, searches_per_round=1, max_evaluations=64, epochs=1
+    )
+    doubled_fcr, single_fcr = fcr(xtr.double()), fcr(xtr)
+    assert strip(doubled_fcr.run(progress=False).rows) == strip(single_fcr.run(progress=False).rows)
+    assert fb.models.weights_digest(doubled_fcr.classifier) == fb.models.weights_digest(single_fcr.classifier)
+
+
+def test_adversarial_fine_tuning_keys_checkpoints_on_the_exact_pgd_eps(
+    lenet: fb.models.TorchClassifier, tmp_path: Path
+) -> None:
+    """The key held repr(pgd), whose eps has six digits: PGD(eps=8/255) resumed PGD(eps=0.0313725)'s checkpoint."""
+    xtr, ytr = fb.models.mnist_digits("train", limit=20)
+    xte, yte = fb.models.mnist_digits("test", limit=10)
+    uap = fb.search.UniversalPerturbation(eps=0.2, max_passes=1)
+    make = lambda eps: AdversarialFineTuning(
+        lenet, xtr, ytr, xte, yte, uap=uap, fit_images=10, rounds=1, epochs=1, pgd=fb.search.PGD(eps=eps, steps=2)
+    )
+    assert make(8 / 255)._key() != make(0.0313725)._key()
+    # the six-digit text of repr(pgd), as before
+    legacy = "PGD(eps=0.0313725, steps=2, step_size=None, norm='inf', random_start=True)"
+    assert make(8 / 255)._key()["pgd"] == make(0.0313725)._key()["pgd"] == legacy
+    ckpt = tmp_path / "aft.pt"
+    make(8 / 255).run(checkpoint=ckpt, progress=False)
+    with pytest.raises(CheckpointError, match=r"another configuration \(pgd_exact: saved"):
+        make(0.0313725).run(checkpoint=ckpt, progress=False)
+    # a checkpoint from before the exact text (no pgd_exact) still resumes
+    state = torch.load(ckpt, weights_only=True)
+    del state["config"]["pgd_exact"]
+    state["checksum"] = _checkpoint.digest([state["config"], state["payload"]])
+    torch.save(state, tmp_path / "old.pt")
+    again = make(8 / 255)
+    assert len(again.run(checkpoint=tmp_path / "old.pt", progress=False).rows) == 2
+    assert AdversarialFineTuning(lenet, xtr, ytr, xte, yte, uap=uap, fit_images=10, rounds=1, epochs=1)._key()[
+        "pgd"
+    ] == repr(None)
+
+
+def test_retraining_refuses_a_seed_whose_derived_seeds_overflow(lenet: fb.models.TorchClassifier) -> None:
+    """A seed near 2**64 was accepted and failed in a later round: "Overflow when unpacking long long"."""
+    x, y = fb.models.mnist_digits("train", limit=20)
+    top = 2**64 - 1
+    for rounds, searches in ((1, 1), (2, 3)):
+        largest = 1000 * rounds + searches - 1  # the last round's last search
+        kw = {"rounds": rounds, "searches_per_round": searches}
+        assert (
+            FoolingClassRetraining(lenet, fb.models.LeNet, x, y, x, y, seed=top - largest, **kw).seed == top - largest
+        )
+        with pytest.raises(InvalidArgumentError, match=rf"seed must be an int in \[0, {top - largest}\]"):
+            FoolingClassRetraining(lenet, fb.models.LeNet, x, y, x, y, seed=top - largest + 1, **kw)
+    uap = fb.search.UniversalPerturbation(eps=0.1)
+    assert AdversarialFineTuning(lenet, x, y, x, y, uap=uap, fit_images=10, rounds=3, seed=top - 3).seed == top - 3
+    with pytest.raises(InvalidArgumentError, match=rf"seed must be an int in \[0, {top - 3}\]"):
+        AdversarialFineTuning(lenet, x, y, x, y, uap=uap, fit_images=10, rounds=3, seed=top - 2)

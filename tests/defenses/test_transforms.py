@@ -132,3 +132,47 @@ def test_squeezer_defenses_survive_a_pickle_round_trip(lenet: fb.models.TorchCla
         assert torch.equal(torch.load(buffer, weights_only=False).probs(x), clf.probs(x)), clf
     det = FeatureSqueezingDetector(lenet, [bit_depth(1), median(3)], threshold=0.5)
     assert torch.equal(pickle.loads(pickle.dumps(det)).score(x), det.score(x))
+
+
+def _stretch(x: torch.Tensor) -> torch.Tensor:
+    return (x - 0.5) * 1.5 + 0.5
+
+
+def test_a_squeezer_leaving_the_bounds_is_clamped_to_them(lenet: fb.models.TorchClassifier) -> None:
+    """The squeezed batch went to the classifier unclamped (the detector clamps it): a contrast stretch
+    failed with "x must lie inside the classifier's bounds", blaming the caller's valid x."""
+    x = fb.models.mnist_digits("test", limit=4)[0]
+    for st in (False, True):
+        defended = InputTransformation(lenet, fb.defenses.Squeezer("contrast x1.5", _stretch, straight_through=st))
+        expected = lenet.log_probs(_stretch(x).clamp(0.0, 1.0))
+        torch.testing.assert_close(defended.log_probs(x), expected, rtol=0, atol=0)
+        xg = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(defended(xg)[:, 3].sum(), xg)
+        assert bool(grad.abs().sum() > 0)
+        if st:  # straight through: the clamp passes the gradient too, at pixels stretched past the bounds
+            squeezed = _stretch(x).clamp(0.0, 1.0).requires_grad_(True)
+            (ref,) = torch.autograd.grad(lenet(squeezed)[:, 3].sum(), squeezed)
+            torch.testing.assert_close(grad, ref)
+            assert bool((grad[(x == 0) | (x == 1)] != 0).any())
+
+
+def test_shipped_squeezers_inside_the_bounds_are_not_changed_by_the_clamp(lenet: fb.models.TorchClassifier) -> None:
+    x = torch.cat([fb.models.mnist_digits("test", limit=8)[0], torch.ones(2, 1, 28, 28), torch.zeros(2, 1, 28, 28)])
+    for squeezer in (median(3), median(5), bit_depth(1), bit_depth(4)):
+        out = squeezer(x)
+        assert bool((out >= 0).all() and (out <= 1).all())
+        defended = InputTransformation(lenet, squeezer)
+        assert torch.equal(defended.log_probs(x), lenet.log_probs(out))
+        xg = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(defended(xg)[:, 2].sum(), xg)
+        squeezed = out.clone().requires_grad_(True)
+        (ref,) = torch.autograd.grad(lenet(squeezed)[:, 2].sum(), squeezed)
+        assert torch.equal(grad, ref)  # BPDA: the gradient at the squeezed input, unchanged
+
+
+def test_gaussian_names_its_exact_sigma(lenet: fb.models.TorchClassifier) -> None:
+    """The name wrote sigma with six digits: sigma 0.5 and 0.4999996 shared an identity (search checkpoints)."""
+    assert fb.defenses.gaussian(0.5).name == "gaussian sigma=0.5"  # short where :g is exact, as before
+    assert fb.defenses.gaussian(0.4999996).name == "gaussian sigma=0.4999996"
+    assert fb.defenses.gaussian(1 / 3).name == f"gaussian sigma={1 / 3!r}"
+    assert GaussianSmoothing(lenet, 0.5).identity() != GaussianSmoothing(lenet, 0.4999996).identity()
