@@ -317,7 +317,8 @@ def seeded_init(seed: int) -> Iterator[None]:
 
     The CPU generator is seeded and restored; the CUDA generators only where CUDA is already initialised
     (restoring them would initialise it), so a fresh model never reseeds the GPUs for the rest of the
-    process, as ``torch.manual_seed`` would.
+    process, as ``torch.manual_seed`` would. A factory that creates its weights on a GPU before anything
+    initialised CUDA gets the GPU's default seed: build them on the CPU (the classifier moves them).
     """
     cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
     with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):

@@ -351,6 +351,11 @@ def _verify_needs_reduced_precision(kind: str, verify: bool, precision: str) -> 
         raise ConfigError(f"{kind}: verify = true needs precision = 'bf16' or 'fp16' (it re-scores those in fp32)")
 
 
+def _fast_stop(params: Mapping[str, Any]) -> bool:
+    """Whether a search cell's stop at its target moved in this release (fast scores, unverified elites)."""
+    return params.get("precision", "fp32") != "fp32" and not params.get("verify", False)
+
+
 def _at_precision(clf: Any, precision: str) -> Any:
     """``clf`` scoring at ``precision``: a TorchClassifier's ``replace(precision=...)``; fp32 leaves it as is."""
     if precision == "fp32":
@@ -446,6 +451,9 @@ class MapElitesMethod(Method[MapElitesParams]):
 
         10 more with ``polish_every``: the polish now scores the genes after its last step (11, 12 or 13).
 
+        20 more at a reduced ``precision`` without ``verify``: the stop at the target now waits for the
+        float32 confidences the cell reports (it read the fast ones).
+
         (0.1.0 drew them from the classes below 0.9999 whatever the target.)
         """
         if params.get("warmup", 0) and params.get("max_seconds") is not None:
@@ -453,7 +461,8 @@ class MapElitesMethod(Method[MapElitesParams]):
         else:
             target = params.get("target_confidence", 0.9999)
             base = 2 if target != 0.9999 and params.get("parents", "unmet-first") != "uniform" else 1
-        return base + 10 if params.get("polish_every") is not None else base
+        base += 10 if params.get("polish_every") is not None else 0
+        return base + 20 if _fast_stop(params) else base
 
     @classmethod
     def report(cls, cells: list[dict[str, Any]]) -> list[str]:
@@ -502,6 +511,12 @@ class RandomSearchMethod(Method[RandomSearchParams]):
             progress=ctx.show_progress, checkpoint=ctx.scratch / "random-search.pt",
         )  # fmt: skip
         return _fooling_metrics(res, classes, target, ctx)
+
+    @classmethod
+    def revision(cls, params: Mapping[str, Any]) -> int:
+        """2 at a reduced ``precision`` without ``verify``: the stop at the target waits for the float32
+        confidences the cell reports (it read the fast ones)."""
+        return 2 if _fast_stop(params) else 1
 
     @classmethod
     def report(cls, cells: list[dict[str, Any]]) -> list[str]:

@@ -564,25 +564,39 @@ def tensors_digest(tensors: dict[str, torch.Tensor], length: int = 16) -> str:
 def architecture_digest(classifier: BaseClassifier, length: int = 16) -> str:
     """A short hash of what :func:`weights_digest` cannot see of a classifier's network.
 
-    For an ``nn.Module`` network, its ``repr``: the layers and their settings (a ReLU and a Sigmoid have no
-    weights; a convolution's stride or a BatchNorm's eps neither). For an object that follows the
-    :class:`Classifier` protocol without being a module (its network is the adapter, with no weights), its
-    type and the tensors it holds in its attributes (a module attribute's state dict included). A search's
+    Each submodule of :meth:`~BaseClassifier.network` by name, with its type and, for a plain
+    ``nn.Module``, its ``extra_repr`` (a ReLU and a Sigmoid have no weights; a convolution's stride or a
+    BatchNorm's eps neither). A foolbench classifier inside it (an ensemble's members) counts by its type
+    alone: its speed settings (batch size, precision) and counters are not the network; an object that
+    follows the :class:`Classifier` protocol without being a module (its adapter holds no weights) counts by
+    its type and the tensors in its attributes (a module attribute's state dict included). A search's
     checkpoint keeps it next to the weights' digest. An edited ``forward`` with the same layers is not seen.
+
+    Examples:
+        >>> import torch.nn as nn, foolbench as fb
+        >>> def clf(act):
+        ...     return fb.models.TorchClassifier(nn.Sequential(nn.Flatten(), nn.Linear(4, 2), act).eval(),
+        ...                                      input_shape=(1, 2, 2), num_classes=2)
+        >>> architecture_digest(clf(nn.ReLU())) == architecture_digest(clf(nn.Sigmoid()))
+        False
     """
-    net = classifier.network()
-    wrapped = getattr(classifier, "wrapped", None)
-    if net is classifier and wrapped is not None and not isinstance(wrapped, nn.Module):
-        tensors: dict[str, torch.Tensor] = {}
-        for name, value in sorted(vars(wrapped).items()):
-            if isinstance(value, torch.Tensor):
-                tensors[name] = value.detach()
-            elif isinstance(value, nn.Module):
-                tensors.update({f"{name}.{k}": t for k, t in value.state_dict().items()})
-        text = f"{type(wrapped).__module__}.{type(wrapped).__qualname__}|{tensors_digest(tensors, 64)}"
-    else:
-        text = repr(net)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
+    parts: list[str] = []
+    for name, m in classifier.network().named_modules():
+        kind = f"{type(m).__module__}.{type(m).__qualname__}"
+        if isinstance(m, _ProtocolClassifier) and not isinstance(m.wrapped, nn.Module):
+            tensors: dict[str, torch.Tensor] = {}
+            for key, value in sorted(vars(m.wrapped).items()):
+                if isinstance(value, torch.Tensor):
+                    tensors[key] = value.detach()
+                elif isinstance(value, nn.Module):
+                    tensors.update({f"{key}.{k}": t for k, t in value.state_dict().items()})
+            wrapped = type(m.wrapped)
+            parts.append(f"{name}|{wrapped.__module__}.{wrapped.__qualname__}|{tensors_digest(tensors, 64)}")
+        elif isinstance(m, BaseClassifier):
+            parts.append(f"{name}|{kind}")
+        else:
+            parts.append(f"{name}|{kind}|{m.extra_repr()}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:length]
 
 
 def weights_digest(model: nn.Module | BaseClassifier) -> str:
@@ -937,6 +951,9 @@ class TorchClassifier(BaseClassifier):
         if "reference" not in self._cache:
             self._cache["reference"] = self.replace(precision="fp32", compile=False, fold_batchnorm=False)
         ref: BaseClassifier = self._cache["reference"]
+        # the public settings as they are now (replace() reads them too), on the one twin kept
+        ref.batch_size, ref.check_inputs = self.batch_size, self.check_inputs
+        ref.class_names = list(self.class_names)
         return ref
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:

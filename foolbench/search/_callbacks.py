@@ -122,7 +122,9 @@ class StopAtTarget(Callback):
 
     Args:
         confidence: the target probability, in (0, 1].
-        every: check every this many generations (each check reads one bool from the device).
+        every: check every this many generations (each check reads one bool from the device; with a fast
+            model whose fast scores all meet the target, the float32 re-scoring of the elites as well, once
+            per change of the elites).
 
     Examples:
         >>> StopAtTarget(0.9999)

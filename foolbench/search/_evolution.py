@@ -538,11 +538,15 @@ class Evolution(ABC):
             return False
         if self._reference_eval is None:
             return True
+        # keyed on every elite's score (with islands, one of another island than the class's best can change
+        # the float32 choice), so a resumed search answers as the uninterrupted one did
+        archive = getattr(self, "archive", None)
+        elites = archive.fitness if isinstance(archive, ClassArchive) else fast
         cached = self._reported_cache
-        if cached is not None and cached[0] == confidence and torch.equal(cached[1], fast):
+        if cached is not None and cached[0] == confidence and torch.equal(cached[1], elites):
             return cached[2]
         met = bool((self._reported()[1] >= confidence).all())
-        self._reported_cache = (confidence, fast.clone(), met)
+        self._reported_cache = (confidence, elites.clone(), met)
         return met
 
     def _reference_confidence(self, genomes: Genomes, fast: torch.Tensor) -> torch.Tensor:

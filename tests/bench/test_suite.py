@@ -862,3 +862,15 @@ def test_squeezer_defense_cells_whose_inputs_are_now_clamped_move_to_revision_2(
     lenet = type("M", (), {"classifier": fb.models.lenet_mnist()})()
     assert _defense_revision(Spec("g", "gaussian", {"sigma": 1.0}, None), lenet) == [2]
     assert _defense_revision(Spec("m", "median", {"size": 3}, None), lenet) == []  # digest as before
+
+
+def test_cells_whose_stop_now_waits_for_float32_move_to_new_revisions() -> None:
+    """At a reduced precision without verify the stop at the target read the fast scores: cells stored
+    before had the same digests and would have been reused with the earlier stop."""
+    from foolbench.bench import METHODS
+
+    for kind in ("map-elites", "random-search"):
+        revision = METHODS[kind].revision
+        assert revision({"precision": "bf16"}) != revision({}) == revision({"precision": "fp32"})
+        assert revision({"precision": "bf16", "verify": True}) == revision({})  # verified elites: as before
+    assert METHODS["map-elites"].revision({"precision": "bf16", "polish_every": 200}) not in {11, 12, 13}

@@ -505,5 +505,9 @@ def test_replace_and_reference_keep_public_settings_changed_after_construction()
     for twin in (clf.replace(precision="bf16"), clf.reference(), clf.replace(std=0.5)):
         assert (twin.batch_size, twin.check_inputs, twin.class_names) == (8, False, clf.class_names)
     assert clf.replace(batch_size=4).batch_size == 4  # a change still wins
+    fast = fb.models.lenet_mnist().replace(precision="bf16")
+    twin = fast.reference()
+    fast.batch_size, fast.check_inputs = 8, False  # after the twin was built
+    assert fast.reference() is twin and (twin.batch_size, twin.check_inputs) == (8, False)
     with pytest.raises(InvalidArgumentError, match="check_inputs must be True or False, got 'no'"):
         fb.models.TorchClassifier(clf.module, input_shape=(1, 28, 28), num_classes=10, check_inputs="no")

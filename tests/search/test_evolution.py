@@ -330,3 +330,26 @@ def test_grids_show_images_of_other_bounds_scaled_not_clipped(bounds: tuple[floa
         tile = np.asarray(img.convert("L"))[: 8 * 14, : 8 * 14]  # the first image, enlarged 14x
     expected = ((res.images[0, 0] - res.images.min()) / (res.images.max() - res.images.min()) * 255).round()
     assert np.abs(tile[::14, ::14].astype(float) - expected.numpy()).max() <= 1
+
+
+def test_the_architecture_key_ignores_speed_settings_and_sees_plain_objects_behind_wrappers(
+    tmp_path: Path,
+) -> None:
+    # an ensemble's members' batch size or evaluation counter is not its architecture; a plain object's
+    # tensors are, also behind a counter or a defense
+    ckpt = tmp_path / "ens.pt"
+    counted = fb.models.CountingClassifier(fb.models.lenet_mnist())
+    ensemble = fb.defenses.Ensemble([fb.models.lenet_mnist(), counted])
+    search(ensemble, seed=3).run(generations=2, progress=False, checkpoint=ckpt)
+    again = fb.defenses.Ensemble([fb.models.lenet_mnist(batch_size=64), counted])  # counted has counted more now
+    assert search(again, seed=3).run(generations=3, progress=False, checkpoint=ckpt).evaluations
+    for wrap in (fb.models.CountingClassifier, lambda c: fb.defenses.GaussianSmoothing(c, 1.0)):
+        ckpt = tmp_path / "plain.pt"
+        ckpt.unlink(missing_ok=True)
+        search(wrap(fb.models.check_classifier(_Plain(0.01))), seed=3).run(
+            generations=2, progress=False, checkpoint=ckpt
+        )
+        with pytest.raises(CheckpointError, match=r"another configuration \(architecture"):
+            search(wrap(fb.models.check_classifier(_Plain(0.02))), seed=3).run(
+                generations=3, progress=False, checkpoint=ckpt
+            )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -124,3 +126,23 @@ def test_a_fast_model_stops_only_once_the_reported_confidences_meet_the_target()
     assert float32.reported_at(0.5) is False  # nothing evaluated yet: -inf
     float32.run(generations=1, progress=False)
     assert float32.reported_at(float(pr[i]) * 0.999) is True and float32.reported_at(1.0) is False
+
+
+def test_a_fast_island_search_resumed_stops_where_the_uninterrupted_one_does(tmp_path: Path) -> None:
+    # the stop's float32 answer was cached on each class's best fast score; with islands, an elite of another
+    # island can change the float32 choice while those stay the same: the running search kept a stale "no"
+    fast = fb.models.lenet_mnist().replace(precision="bf16")
+    enc = fb.encodings.DirectEncoding((1, 28, 28))
+
+    def search() -> fb.search.MAPElites:
+        return fb.search.MAPElites(fast, enc, classes=[9, 4], batch_size=16, seed=0, islands=4)
+
+    target = 0.000515
+    whole = search()
+    result = whole.run(target_confidence=target, max_evaluations=4000, progress=False)
+    ckpt = tmp_path / "run.pt"
+    search().run(max_evaluations=1456, checkpoint=ckpt, progress=False)
+    resumed = search()
+    again = resumed.run(target_confidence=target, max_evaluations=4000, checkpoint=ckpt, progress=False)
+    assert resumed.generation == whole.generation < 4000 // 16
+    assert torch.equal(again.confidence, result.confidence) and bool(result.fooled(target).all())
