@@ -75,7 +75,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_dir():
         raise IsADirectoryError(21, "a folder is in the way of an output file", str(target))
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    # the name's first 40 characters: the whole of a long name (240+) would pass the file system's 255
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:40]}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             if hasattr(os, "fchmod"):
@@ -265,10 +266,11 @@ def save_grid(
     if not images.shape[0]:
         raise InvalidArgumentError("images must hold at least one image, got an empty batch")
     imgs = images.detach().float().cpu()
-    lo, hi = float(imgs.min()), float(imgs.max())
+    finite = imgs[torch.isfinite(imgs)]  # one NaN pixel must not decide the scale of every image
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.numel() else (0.0, 1.0)
     if lo < 0 or hi > 1:  # bounds other than [0, 1]: clamping would show 0-255 images all white
         imgs = (imgs - lo) / max(hi - lo, 1e-12)
-    imgs = imgs.clamp(0, 1)
+    imgs = imgs.nan_to_num(nan=0.0).clamp(0, 1)
     if imgs.shape[1] == 1:
         imgs = imgs.expand(-1, 3, -1, -1)
     b = imgs.shape[0]

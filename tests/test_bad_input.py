@@ -609,3 +609,46 @@ def test_private_checks_take_tensors_and_empty_lists_and_refuse_odd_digits(tmp_p
         _checks.labels("y", [[1], [2, 3]], batch=2, num_classes=10)
     with pytest.raises(InvalidArgumentError, match="images must hold at least one image"):
         _io.save_grid(torch.zeros(0, 1, 4, 4), [], tmp_path / "grid.png")
+
+
+def test_evaluator_columns_are_checked_naming_them() -> None:
+    clf = fb.models.lenet_mnist()
+    enc = fb.encodings.DirectEncoding((1, 28, 28))
+    ev = fb.search.LocalEvaluator(clf, enc)
+    g = enc.sample(2, torch.Generator().manual_seed(0))
+    assert ev(g, columns=torch.tensor([3, 9])).shape == (2, 2)
+    for bad, match in [
+        (torch.tensor([10]), r"columns must hold class indices in \[0, 9\], got values in \[10, 10\]"),
+        (torch.tensor([-1, 2]), r"columns must hold class indices in \[0, 9\], got values in \[-1, 2\]"),
+        (torch.tensor([1.0]), "columns must be a 1-D integer tensor of class indices, got torch.float32"),
+        (torch.tensor([[1, 2]]), r"columns must be a 1-D integer tensor .* shape \(1, 2\)"),
+        ([1, 2], "columns must be a 1-D integer tensor of class indices, got list"),
+    ]:
+        with pytest.raises(InvalidArgumentError, match=match):
+            ev(g, columns=bad)
+
+
+def test_a_long_file_name_is_written_atomically(tmp_path: Path) -> None:
+    from foolbench import _io
+
+    target = tmp_path / ("a" * 248 + ".json")  # 253 characters: the temporary name once passed 255
+    _io.atomic_write_bytes(target, b"{}")
+    assert target.read_bytes() == b"{}" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_one_nan_pixel_does_not_change_the_scale_of_a_grid(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from foolbench import _io
+
+    ramp = torch.linspace(0, 255, 16).view(1, 1, 4, 4).repeat(2, 1, 1, 1)  # 0-255 images
+    holed = ramp.clone()
+    holed[1, 0, 0, 0] = float("nan")
+    _io.save_grid(ramp, ["a", "b"], tmp_path / "clean.png")
+    _io.save_grid(holed, ["a", "b"], tmp_path / "holed.png")
+    def pixels(name: str) -> torch.Tensor:
+        with Image.open(tmp_path / name) as im:
+            return torch.from_numpy(np.array(im.convert("RGB"))).reshape(-1, 3)
+
+    clean, with_nan = pixels("clean.png"), pixels("holed.png")
+    assert int((clean != with_nan).any(dim=1).sum()) < clean.shape[0] // 20  # only the NaN pixel's cell differs

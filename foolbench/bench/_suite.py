@@ -315,10 +315,14 @@ def _run_tasks(driver: _Driver, executor: Executor, tasks: list[CellTask], bar: 
                 failed.append((task, result))
         if not failed:
             return
+    from foolbench.distributed._executor import CellFailed  # here: foolbench.distributed imports foolbench.bench
+
     for task, err in failed:
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        # a cell failed on a Ray worker comes back as CellFailed("ValueError: ..."): the same text as locally
+        error = message if isinstance(err, CellFailed) else f"{type(err).__name__}: {message}"
         driver.failed.append({"key": task.key, "model": task.model, "defense": task.defense,
-                              "method": task.method, "error": f"{type(err).__name__}: {message}"})  # fmt: skip
+                              "method": task.method, "error": error})  # fmt: skip
         bar.update(1)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -116,8 +116,34 @@ class LocalEvaluator:
         # On CUDA the rendered images are in bounds by construction: skip the checks that read values
         # back (a NaN score then simply never enters the archive).
         checked = self.checked if self.checked is not None else torch.device(self.classifier.device).type != "cuda"
+        if columns is not None:
+            _check_columns(columns, self.classifier.num_classes, read=checked)
         log_probs = self.classifier.log_probs(self.images(genomes), checked=checked)
         return log_probs if columns is None else log_probs.index_select(1, columns.to(log_probs.device))
+
+
+def _check_columns(columns: Any, num_classes: int, *, read: bool) -> None:
+    """Refuse ``columns`` that are not a 1-D integer tensor of class indices (values read only where ``read``)."""
+    if (
+        not isinstance(columns, torch.Tensor)
+        or columns.dim() != 1
+        or columns.is_floating_point()
+        or columns.is_complex()
+    ):
+        got = (
+            f"{columns.dtype} tensor of shape {tuple(columns.shape)}"
+            if isinstance(columns, torch.Tensor)
+            else (type(columns).__name__)
+        )
+        raise InvalidArgumentError(f"columns must be a 1-D integer tensor of class indices, got {got}")
+    if columns.dtype == torch.bool:
+        raise InvalidArgumentError("columns must be a 1-D integer tensor of class indices, got a bool tensor")
+    if read and columns.numel():
+        lo, hi = int(columns.min()), int(columns.max())
+        if lo < 0 or hi >= num_classes:
+            raise InvalidArgumentError(
+                f"columns must hold class indices in [0, {num_classes - 1}], got values in [{lo}, {hi}]"
+            )
 
 
 _SCORED = ("image_shape", "sample", "mutate", "render")  # what an evaluator calls

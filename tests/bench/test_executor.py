@@ -115,3 +115,20 @@ def test_the_progress_bar_shows_the_running_cell(tmp_path: Path, capsys: pytest.
     assert "lenet-mnist / none / p" in err and "50%" in err  # one of two budgets done, inside the cell
     run_suite(parse_config(cfg), out=tmp_path / "b", progress=False)
     assert capsys.readouterr().err == ""
+
+
+class RemoteFailure(LocalExecutor):
+    """Every UAP task fails as a Ray worker reports it: the error's first line, type name included."""
+
+    def map(self, tasks: Iterable[CellTask]) -> Iterator[tuple[CellTask, CellResult | Exception]]:
+        from foolbench.distributed._executor import CellFailed
+
+        for task in tasks:
+            yield task, (CellFailed("ValueError: run 2 diverged") if task.method.startswith("uap") else task.run())
+
+
+def test_a_cell_failed_on_a_worker_is_reported_as_a_local_failure_is(tmp_path: Path) -> None:
+    cfg = suite()
+    cfg["defenses"] = [{"kind": "none"}]
+    res = run_suite(parse_config(cfg), out=tmp_path, progress=False, executor=RemoteFailure())
+    assert {f["error"] for f in res["failed"]} == {"ValueError: run 2 diverged"}  # not "CellFailed: ValueError: ..."
