@@ -646,6 +646,7 @@ def test_one_nan_pixel_does_not_change_the_scale_of_a_grid(tmp_path: Path) -> No
     holed[1, 0, 0, 0] = float("nan")
     _io.save_grid(ramp, ["a", "b"], tmp_path / "clean.png")
     _io.save_grid(holed, ["a", "b"], tmp_path / "holed.png")
+
     def pixels(name: str) -> torch.Tensor:
         with Image.open(tmp_path / name) as im:
             return torch.from_numpy(np.array(im.convert("RGB"))).reshape(-1, 3)

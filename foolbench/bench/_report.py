@@ -88,9 +88,23 @@ def _evolved(
         parts.append(
             f"{label}: {_count(mean('fooled_0_9999'), n)}/{n} classes >= 99.99%, "
             f"{_count(mean('fooled_0_99'), n)}/{n} >= 99%{extra} "
-            f"(median {fmt(mean('median_confidence'))}, {mean('evaluations'):,.0f} evals)"
+            f"(median {_pct_down(mean('median_confidence'))}, {mean('evaluations'):,.0f} evals)"
         )
     return "; ".join(parts) or None
+
+
+def _pct_down(x: float | None) -> str:
+    """A confidence as a percentage rounded down to two decimals, as the claims compare it with thresholds.
+
+    A median of 99.987% must not read as the 99.99% it is compared with (``fmt`` rounds to nearest).
+
+    Examples:
+        >>> _pct_down(0.999872), _pct_down(0.999996), _pct_down(0.5), _pct_down(None)
+        ('99.98%', '99.99%', '50.00%', '-')
+    """
+    if x is None:
+        return "-"
+    return f"{math.floor(round(x * 1e4, 6)) / 100:.2f}%"
 
 
 def _count(share: float, n: int) -> str:
@@ -161,7 +175,7 @@ def _random_search(results: dict[str, Any]) -> str | None:
 def _ascent(results: dict[str, Any]) -> str | None:
     return _joined([
         f"{c['model']}: {fmt(c['metrics']['fooled_0_9999'])} of classes >= 99.99% "
-        f"({c['metrics']['evaluations']} forward-backward passes)"
+        f"({c['metrics']['evaluations']} images through the model)"
         for c in _cells(results, method_kind="gradient-ascent", defense_kind="none")
     ])  # fmt: skip
 
@@ -169,7 +183,7 @@ def _ascent(results: dict[str, Any]) -> str | None:
 def _retraining(results: dict[str, Any]) -> str | None:
     fcr = [t for t in results["defense_tables"] if t["rows"] and "fresh_median_confidence" in t["rows"][0]]
     return _joined([
-        f"{t['model']}: fresh search median {fmt(t['rows'][-1]['fresh_median_confidence'])} after "
+        f"{t['model']}: fresh search median {_pct_down(t['rows'][-1]['fresh_median_confidence'])} after "
         f"{t['rows'][-1]['round']} round(s), {fmt(t['rows'][-1]['fresh_fooled'])} of classes >= 99.99%; "
         "evolution after retraining (this suite's budget): "
         f"{_evolved(results, 'direct', 'fooling-class', model=t['model'], defense=t['defense']) or '-'}"

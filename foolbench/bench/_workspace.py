@@ -43,8 +43,33 @@ def _where(folder: str | None) -> list[str]:
     return list(dict.fromkeys([*([folder] if folder else []), str(Path.cwd())]))
 
 
+# a module name resolved from a suite's or the current folder -> (its file, the file's (mtime, size)) then
+_IMPORTED: dict[str, tuple[Path, tuple[int, int] | None]] = {}
+
+
+def _user_file(module_name: str, where: list[str]) -> Path | None:
+    """The file ``module_name`` is imported from in the first of the ``where`` folders that holds it."""
+    rel = Path(*module_name.split("."))
+    for folder in where:
+        for candidate in (Path(folder) / rel.with_suffix(".py"), Path(folder) / rel / "__init__.py"):
+            if candidate.is_file():
+                return candidate.resolve()
+    return None
+
+
+def _stamp(file: Path | None) -> tuple[int, int] | None:
+    if file is None:
+        return None
+    st = file.stat()
+    return st.st_mtime_ns, st.st_size
+
+
 def resolve(path: str, what: str, folder: str | None) -> Callable[..., Any]:
     """Import ``"module:function"``, looking in the suite file's folder, then the current directory, then sys.path.
+
+    A module this function imported from another folder, or from this file before it was edited, is
+    imported again from the file found: a suite never runs another suite's or an old factory. (Modules
+    imported otherwise, and foolbench itself, are left as they are.)
 
     Raises:
         ConfigError: a malformed path, an import that fails (naming where it looked), not callable.
@@ -53,9 +78,20 @@ def resolve(path: str, what: str, folder: str | None) -> Callable[..., Any]:
     if not module_name or not attr:
         raise ConfigError(f"{what}: factory must look like 'package.module:function', got {path!r}")
     where = _where(folder)
+    file = _user_file(module_name, where)
+    top = module_name.partition(".")[0]
+    seen = _IMPORTED.get(module_name)  # (file, stamp) of this name's last import here
+    if file is not None and seen is not None and seen != (file, _stamp(file)) and top != "foolbench":
+        # another folder's module of that name, or this file edited since: import it afresh
+        for name in [k for k in sys.modules if k == top or k.startswith(top + ".")]:
+            del sys.modules[name]
     try:
         with _search_path(where):
-            fn = getattr(importlib.import_module(module_name), attr)
+            module = importlib.import_module(module_name)
+            fn = getattr(module, attr)
+        loaded = getattr(module, "__file__", None)
+        if file is not None and loaded is not None and Path(loaded).resolve() == file:
+            _IMPORTED[module_name] = (file, _stamp(file))
     except KeyboardInterrupt:
         raise
     except BaseException as err:  # noqa: BLE001 - the user's module may raise anything, SystemExit included
@@ -260,12 +296,17 @@ class Workspace:
                 "dataset = ... in its [[models]] entry)"
             )
 
+    def _device_kind(self) -> list[str]:
+        """``[]`` on the CPU (keys as before), else the device's kind: another device trains other weights."""
+        kind = torch.device(self.device or "cpu").type
+        return [] if kind == "cpu" else [kind]
+
     def _train(self, module: nn.Module, clf: Any, spec: Spec) -> None:
         from foolbench.models import train_classifier
 
         key = digest(
             [spec.params, self.cfg.seed, tensors_digest(module.state_dict()), architecture(module),
-             self.data_identity(spec.name)]
+             self.data_identity(spec.name), *self._device_kind()]
         )  # fmt: skip
         cache = self.out / "models" / f"{file_key(spec.name)}-{key}.pt"
         state = None
@@ -294,7 +335,14 @@ class Workspace:
         A defense built from other models of the suite (an ensemble) adds their identities, in order.
         """
         m = self.model(model)
-        parts = [m.identity, defense.kind, defense.params, self.cfg.seed, self.data_identity(model)]
+        parts = [
+            m.identity,
+            defense.kind,
+            defense.params,
+            self.cfg.seed,
+            self.data_identity(model),
+            *self._device_kind(),
+        ]
         others = defense.build(DEFENSES).depends_on(model)
         return digest(parts + [[name, self.model(name).identity] for name in others] if others else parts)
 

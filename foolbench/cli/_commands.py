@@ -221,7 +221,8 @@ def _evolve_options(p: argparse.ArgumentParser, *, max_evaluations: int) -> None
         "--polish",
         action="store_true",
         help="map-elites: every 200 generations, 50 gradient steps on the weights (cppn) or pixels (direct) of "
-        "the elites between 90%% and the target (white box: fb.search.GradientPolish)",
+        "the elites between 90%% and the parents' level (--parents-confidence, default the target; from 0 when "
+        "that level is 90%% or less) (white box: fb.search.GradientPolish)",
     )
     p.add_argument(
         "--islands",

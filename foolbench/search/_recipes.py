@@ -7,6 +7,7 @@ and returns that summary. The output folder is locked while a run writes to it.
 
 from __future__ import annotations
 
+import numbers
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import torch
 
 from foolbench import _checks, _io
 from foolbench.encodings import CPPNEncoding, DirectEncoding, Encoding
-from foolbench.errors import CheckpointError, InvalidArgumentError
+from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 from foolbench.models import auto_precision, load_model, mnist_digits
 from foolbench.search._ascent import GradientAscent
 from foolbench.search._callbacks import Callback
@@ -59,6 +60,25 @@ class EvolutionRecipe:
 MNIST_RECIPE = EvolutionRecipe(batch_size=64, mutation_rate=0.02, eta=1.0)
 """The tuned direct-encoding recipe for MNIST (see ``benchmarks/bench_evolution.py``): small
 generations, sparse but large pixel moves. ``foolbench demo`` and ``evolve`` use it by default."""
+
+
+def _json_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` as the summary writes them, checked before the run (a ``torch.device`` or a tensor of
+    classes is accepted by the checks and failed only when the finished run wrote its summary)."""
+    if settings.get("device") is not None:
+        settings["device"] = str(settings["device"])
+    classes = settings.get("classes")
+    if classes is not None:
+        if isinstance(classes, (str, int)) or not hasattr(classes, "__iter__"):
+            raise InvalidTypeError(
+                f"classes must be a list of class indices or names, got {type(classes).__name__} {classes!r}"
+            )
+        items = classes.tolist() if hasattr(classes, "tolist") else list(classes)
+        # numpy and torch integers as ints (a bool stays a bool: the class checks refuse it)
+        settings["classes"] = [
+            c if isinstance(c, bool) or not isinstance(c, numbers.Integral) else int(c) for c in items
+        ]
+    return settings
 
 
 def _model(model: str, device: Any, image_size: int | None, precision: str = "fp32", compile: bool = False) -> Any:
@@ -301,7 +321,7 @@ def run_evolution(
     _checks.boolean("fresh", fresh)
     _checks.boolean("progress", progress)
     settings["checkpoint"] = None if checkpoint is None else str(checkpoint)
-    settings["classes"] = None if classes is None else list(classes)
+    _json_settings(settings)
 
     _checks.choice("method", method, ("map-elites", "random-search"))
     _checks.choice("precision", precision, ("fp32", "bf16", "fp16", "auto"))
@@ -380,6 +400,11 @@ def run_evolution(
             raise CheckpointError(
                 f"checkpoint path {str(ckpt)!r} is not a regular file (a directory?); give a file path"
             )
+        if ckpt.parent.exists() and not ckpt.parent.is_dir():  # found at the first save, after the search ran
+            raise CheckpointError(f"checkpoint path {str(ckpt)!r} is inside {str(ckpt.parent)!r}, which is a file")
+        for up in ckpt.parent.parents:
+            if up.exists() and not up.is_dir():
+                raise CheckpointError(f"checkpoint path {str(ckpt)!r} is inside {str(up)!r}, which is a file")
 
         def compute() -> Computed:
             if fresh:
@@ -491,7 +516,7 @@ def run_ascent(
     settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh")}
     _checks.boolean("fresh", fresh)
     _checks.boolean("progress", progress)
-    settings["classes"] = None if classes is None else list(classes)
+    _json_settings(settings)
 
     if target_confidence is not None:  # None: every step, as GradientAscent.run
         _checks.real("target_confidence", target_confidence, low=0.0, high=1.0, low_open=True)
@@ -573,7 +598,7 @@ def run_uap(
         >>> s["command"], s["settings"]["eps"], s["results"]["held_out_images"]
         ('uap', 0.3, 10)
     """
-    settings = {k: v for k, v in locals().items() if k not in ("out", "progress", "fresh")}
+    settings = _json_settings({k: v for k, v in locals().items() if k not in ("out", "progress", "fresh")})
     _checks.boolean("fresh", fresh)
     _checks.boolean("progress", progress)
     for name, value, split in (("fit", fit, "train"), ("held_out", held_out, "test")):

@@ -107,3 +107,14 @@ def test_the_cost_benefit_plot_names_each_cells_eps(tmp_path: Path, monkeypatch:
     assert texts == ["lenet/none (pgd-small, eps 0.1)", "lenet/none (pgd-large, eps 0.3)"]
     report._plots(_results(two[1:], clean=clean), tmp_path)
     assert labels["defense_cost_vs_benefit.png"] == ("robust accuracy at eps 0.3 (benefit)", ["lenet/none"])
+
+
+def test_claimed_medians_are_never_rounded_up_to_a_threshold() -> None:
+    """A median of 99.987% read "99.99%" next to the published ">= 99.99%" (and 99.9996% read 100.00%)."""
+    cell = _cell("a", "none", "none", 0.4)
+    cell["metrics"]["median_confidence"] = 0.999872
+    text = _evolved(_results([cell]), "direct")
+    assert text is not None and "median 99.98%" in text and "99.99%)" not in text
+    rows = [{"fresh_median_confidence": 0.999996, "round": 1, "fresh_fooled": 0.1}]
+    tables = [{"model": "lenet", "defense": "none", "rows": rows}]
+    assert "fresh search median 99.99% " in str(_retraining(_results([cell], defense_tables=tables)))

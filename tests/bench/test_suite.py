@@ -874,3 +874,25 @@ def test_cells_whose_stop_now_waits_for_float32_move_to_new_revisions() -> None:
         assert revision({"precision": "bf16"}) != revision({}) == revision({"precision": "fp32"})
         assert revision({"precision": "bf16", "verify": True}) == revision({})  # verified elites: as before
     assert METHODS["map-elites"].revision({"precision": "bf16", "polish_every": 200}) not in {11, 12, 13}
+
+
+def test_trained_models_and_defense_checkpoints_are_keyed_by_device(tmp_path: Path) -> None:
+    """Cells were keyed by device, but a CUDA run into a CPU run's folder loaded its trained and retrained
+    weights (``models/`` and ``defenses/`` keys without the device): results depended on the folder's history."""
+    from foolbench.bench._workspace import Workspace
+
+    cfg = parse_config(
+        {
+            "data": {"dataset": "mnist", "train": 100, "test": 100},
+            "models": [{"zoo": "lenet-mnist"}],
+            "methods": [{"kind": "random", "n": 16}],
+        }
+    )
+    cpu, default, cuda = (Workspace(cfg, tmp_path, d) for d in ("cpu", None, "cuda"))
+    assert cpu._device_kind() == default._device_kind() == [] and cuda._device_kind() == ["cuda"]
+    model = cpu.model("lenet-mnist")
+    cuda.models["lenet-mnist"] = model  # the same model and data, built here on the CPU
+    cuda.data_identity = cpu.data_identity  # type: ignore[method-assign]
+    spec = cfg.defenses[0]
+    assert cpu.defense_digest("lenet-mnist", spec) == default.defense_digest("lenet-mnist", spec)
+    assert cuda.defense_digest("lenet-mnist", spec) != cpu.defense_digest("lenet-mnist", spec)

@@ -180,3 +180,29 @@ def test_model_and_data_shapes_must_agree(project: Path) -> None:
     path.write_text('[data]\ndataset = "bad_labels:f"\n[[models]]\nzoo = "lenet-mnist"\n[[methods]]\nkind = "random"\n')
     with pytest.raises(ConfigError, match=r"'lenet-mnist' has 10 classes, but its data has labels in \[0, 12\]"):
         run_suite(path, out=project / "o", progress=False)
+
+
+def test_a_factory_comes_from_its_own_folder_and_its_file_as_it_is_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # importlib returned the module of that name already loaded: a second suite's "mymods_c:f" ran the
+    # first folder's function, and an edited file kept its old code in the process (its digest the new one's)
+    import os
+
+    from foolbench.bench._workspace import resolve
+
+    monkeypatch.delitem(sys.modules, "mymods_c", raising=False)
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, value in ((a, "A"), (b, "B")):
+        folder.mkdir()
+        (folder / "mymods_c.py").write_text(f"def f():\n    return {value!r}\n")
+    assert resolve("mymods_c:f", "x", str(a))() == "A"
+    assert resolve("mymods_c:f", "x", str(b))() == "B"
+    assert resolve("mymods_c:f", "x", str(a))() == "A"
+    source = a / "mymods_c.py"
+    source.write_text("def f():\n    return 'A, edited'\n")
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a later time, whatever the clock's grain
+    assert resolve("mymods_c:f", "x", str(a))() == "A, edited"
+    assert resolve("mymods_c:f", "x", str(a)) is resolve("mymods_c:f", "x", str(a))  # unchanged: not reloaded
+    monkeypatch.delitem(sys.modules, "mymods_c", raising=False)

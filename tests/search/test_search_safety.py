@@ -546,3 +546,27 @@ def test_an_encoding_without_its_report_or_checkpoint_members_is_refused_before_
     with pytest.raises(InvalidTypeError, match=f"encoding must follow .*missing '{missing}'"):
         MAPElites(clf, encoding, batch_size=8, seed=0)
     fb.search.LocalEvaluator(clf, encoding)  # an evaluator only renders and scores
+
+
+def test_recipes_take_a_torch_device_and_array_classes_and_refuse_a_checkpoint_under_a_file(tmp_path: Path) -> None:
+    # accepted by the checks, these failed only when the finished run wrote its summary (not JSON); a checkpoint
+    # path under a file failed at the first save, after the search
+    import numpy as np
+
+    s = fb.search.run_evolution(
+        tmp_path / "evo", classes=torch.tensor([3, 7]), generations=2, device=torch.device("cpu"), progress=False
+    )
+    assert s["settings"]["classes"] == [3, 7] and s["settings"]["device"] == "cpu"
+    again = fb.search.run_evolution(
+        tmp_path / "evo", classes=np.array([3, 7]), generations=2, device="cpu", progress=False
+    )
+    assert again["settings"] == s["settings"]  # the same run as the first one
+    with pytest.raises(InvalidTypeError, match="classes must be a list of class indices or names, got int 3"):
+        fb.search.run_evolution(tmp_path / "bad", classes=3, generations=2, progress=False)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(CheckpointError, match="which is a file"):
+        fb.search.run_evolution(tmp_path / "ck", generations=2, checkpoint=blocker / "c.pt", progress=False)
+    assert not (tmp_path / "ck" / "summary.json").exists()
+    a = fb.search.run_ascent(tmp_path / "asc", classes=[1], steps=2, device=torch.device("cpu"), progress=False)
+    assert a["settings"]["device"] == "cpu"
