@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from foolbench import _checks
 from foolbench.bench import CellResult, CellTask
-from foolbench.distributed._ray import _first_line, connect
+from foolbench.distributed._ray import _first_line, connect, gpu_share
 from foolbench.errors import InvalidArgumentError
 
 __all__ = ["RayExecutor", "RayMap"]
@@ -30,7 +30,7 @@ class _RayTasks:
 
     def __init__(self, *, address: str | None, num_cpus: float, num_gpus: float, threads: int | None) -> None:
         self.num_cpus = _checks.real("num_cpus", num_cpus, low=0.0)
-        self.num_gpus = _checks.real("num_gpus", num_gpus, low=0.0)
+        self.num_gpus = gpu_share(num_gpus)
         self.threads = _checks.optional_positive_int("threads", threads) or max(1, int(self.num_cpus))
         self.address = address
         self._ray = connect(address)

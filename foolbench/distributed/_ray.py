@@ -90,13 +90,15 @@ def connect(address: str | None = "auto", *, num_cpus: int | None = None, timeou
 
     Raises:
         MissingDependencyError: Ray is not installed.
-        InvalidTypeError: ``address`` is not a string or None.
-        InvalidArgumentError: the address cannot be reached.
+        InvalidTypeError: ``address`` is not a string or None, ``num_cpus`` not an int.
+        InvalidArgumentError: the address cannot be reached; a negative ``num_cpus``.
     """
     if address is not None and not isinstance(address, str):
         raise InvalidTypeError(
             f"address must be 'auto', 'local', 'HOST:PORT', 'ray://HOST:PORT' or None, got {type(address).__name__}"
         )
+    if num_cpus is not None:
+        num_cpus = _checks.nonnegative_int("num_cpus", num_cpus)  # not blamed on the cluster by ray.init
     ray = require_ray()
     if ray.is_initialized():
         return ray
@@ -207,6 +209,47 @@ def identity_digests(classifier: Any, encoding: Any) -> tuple[str | None, str | 
     )
 
 
+def gpu_share(num_gpus: Any) -> float:
+    """``num_gpus`` per replica or task, checked: a number >= 0 that, above 1, is whole (Ray's rule).
+
+    Examples:
+        >>> gpu_share(0.5), gpu_share(2)
+        (0.5, 2.0)
+    """
+    share = _checks.real("num_gpus", num_gpus, low=0.0)
+    if share > 1 and not share.is_integer():
+        raise InvalidArgumentError(
+            f"num_gpus above 1 must be a whole number of GPUs (Ray shares only a part of one GPU), got {share:g}"
+        )
+    return share
+
+
+def check_gpu_packing(num_gpus: float, num_workers: int, gpus_total: float) -> None:
+    """Refuse replicas whose fractional GPU shares cannot all be placed on the cluster's whole GPUs.
+
+    A share ``g < 1`` is placed within one GPU: ``floor(1 / g)`` of them fit on each, so
+    ``floor(1 / g) * floor(gpus_total)`` replicas fit in all (checked on the cluster's total, not per node).
+
+    Examples:
+        >>> check_gpu_packing(0.5, 4, 2.0)
+        >>> check_gpu_packing(0.6, 3, 2.0)
+        Traceback (most recent call last):
+        ...
+        foolbench.errors.InvalidArgumentError: num_workers=3 replicas with num_gpus=0.6 each do not fit on the cluster's 2 GPUs: at most 1 such share fits on one GPU, 2 in all; ask for num_gpus=0.5 or fewer workers
+    """
+    if not 0 < num_gpus < 1 or gpus_total < 1:
+        return
+    per_gpu = math.floor(1 / num_gpus + 1e-9)
+    fit = per_gpu * math.floor(gpus_total)
+    if fit < num_workers:
+        best = math.floor(10_000 / math.ceil(num_workers / math.floor(gpus_total))) / 10_000
+        raise InvalidArgumentError(
+            f"num_workers={num_workers} replicas with num_gpus={num_gpus:g} each do not fit on the cluster's "
+            f"{gpus_total:g} GPUs: at most {per_gpu} such share{'s' if per_gpu > 1 else ''} fit"
+            f"{'' if per_gpu > 1 else 's'} on one GPU, {fit} in all; ask for num_gpus={best:g} or fewer workers"
+        )
+
+
 def default_num_gpus(gpus: float, num_workers: int) -> float:
     """GPUs per replica when none are asked for: an equal share of the cluster's ``gpus``, at most one each.
 
@@ -314,13 +357,14 @@ class RayEvaluator:
         if num_gpus is None:
             self.num_gpus = default_num_gpus(gpus_total, self.num_workers)
         else:
-            self.num_gpus = _checks.real("num_gpus", num_gpus, low=0.0)
+            self.num_gpus = gpu_share(num_gpus)
         cpus_total = float(ray.cluster_resources().get("CPU", 0))
         if self.num_cpus * self.num_workers > cpus_total or self.num_gpus * self.num_workers > gpus_total:
             raise InvalidArgumentError(
                 f"num_workers={self.num_workers} x (num_cpus={self.num_cpus:g}, num_gpus={self.num_gpus:g}) "
                 f"asks for more than the cluster has ({cpus_total:g} CPUs, {gpus_total:g} GPUs)"
             )
+        check_gpu_packing(self.num_gpus, self.num_workers, gpus_total)
         self._ray = ray
         self.model_factory = model_factory
         self.encoding = encoding
@@ -343,7 +387,7 @@ class RayEvaluator:
         except self._ray.exceptions.GetTimeoutError as err:
             self.close()
             raise InvalidArgumentError(
-                f"the {self.num_workers} replicas (num_workers={self.num_workers}, num_cpus={self.num_cpus:g}, "
+                f"the replicas (num_workers={self.num_workers}, num_cpus={self.num_cpus:g}, "
                 f"num_gpus={self.num_gpus:g} each) were not placed and built within 300 s: the cluster may have "
                 f"no node with these resources free, or model_factory {self.model_factory!r} may hang"
             ) from err

@@ -263,3 +263,38 @@ def test_a_search_refuses_an_evaluator_of_another_architecture() -> None:
         fb.search.MAPElites(relu, enc, evaluator=Remote())
     fb.search.MAPElites(sigmoid, enc, evaluator=Remote())
     fb.search.MAPElites(relu, enc, evaluator=fb.search.LocalEvaluator(sigmoid, enc))  # no digests: a user's own
+
+
+def test_connect_names_a_bad_num_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """connect("local", num_cpus=-1) blamed the cluster ("cannot reach the Ray cluster")."""
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: pytest.fail("ray.init must not see a bad num_cpus"))
+    with pytest.raises(InvalidArgumentError, match=r"num_cpus must be an int >= 0, got -1"):
+        fb.distributed.connect("local", num_cpus=-1)
+    with pytest.raises(InvalidTypeError, match="num_cpus"):
+        fb.distributed.connect("local", num_cpus=1.5)  # type: ignore[arg-type]
+
+
+def test_gpu_resources_ray_cannot_place_are_refused(cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """num_gpus=1.5 (Ray takes only whole GPUs above one) and fractional shares that cannot pack onto the GPUs
+    (3 replicas of 0.6 on 2 GPUs) were accepted: the replicas then waited 300 s, blamed on the model factory."""
+    enc = fb.encodings.DirectEncoding((1, 28, 28))
+    with pytest.raises(InvalidArgumentError, match=r"num_gpus above 1 must be a whole number .* got 1.5"):
+        fb.distributed.RayExecutor(num_gpus=1.5)
+    with pytest.raises(InvalidArgumentError, match=r"num_gpus above 1 must be a whole number"):
+        fb.distributed.RayMap(num_gpus=2.5)
+    with pytest.raises(InvalidArgumentError, match=r"num_gpus above 1 must be a whole number"):
+        RayEvaluator(FACTORY, enc, num_workers=1, num_cpus=0, num_gpus=1.5)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 2.0})  # this one has none
+    monkeypatch.setattr(RayEvaluator, "_check_started", lambda self: pytest.fail("must be refused before"))
+    with pytest.raises(InvalidArgumentError, match=r"num_workers=3 .*num_gpus=0.6 .* 2 GPUs.* num_gpus=0.5"):
+        RayEvaluator(FACTORY, enc, num_workers=3, num_cpus=0, num_gpus=0.6)
+    monkeypatch.undo()
+    # replicas Ray cannot place (a GPU this cluster lacks) time out with a message naming the resources
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
+    get = ray.get
+    monkeypatch.setattr(ray, "get", lambda refs, timeout=None: get(refs, timeout=None if timeout is None else 1))
+    with pytest.raises(
+        InvalidArgumentError, match=r"replicas \(num_workers=1, num_cpus=0, num_gpus=1 each\) were not placed and built"
+    ):
+        RayEvaluator(FACTORY, enc, num_workers=1, num_cpus=0, num_gpus=1)
