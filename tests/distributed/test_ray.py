@@ -248,13 +248,16 @@ def test_a_search_refuses_an_evaluator_of_another_architecture() -> None:
 
     enc = fb.encodings.DirectEncoding((1, 4, 4))
     relu, sigmoid = clf(torch.nn.ReLU()), clf(torch.nn.Sigmoid())
-    from foolbench.distributed._ray import identity_digests
+    from foolbench import _checkpoint
+    from foolbench.models._classifier import architecture_digest
 
     class Remote:  # what a RayEvaluator over `sigmoid` reports, without starting replicas
         def __init__(self) -> None:
             self.local = fb.search.LocalEvaluator(sigmoid, enc)
             self.model_digest = fb.models.weights_digest(sigmoid.network())
-            self.scoring_digest, self.architecture_digest, self.encoding_digest = identity_digests(sigmoid, enc)
+            self.scoring_digest = _checkpoint.digest(sigmoid.identity())[:16]
+            self.architecture_digest = architecture_digest(sigmoid)
+            self.encoding_digest = _checkpoint.digest(enc.config())[:16]
 
         def __call__(self, genomes: Any, *, columns: torch.Tensor | None = None) -> torch.Tensor:
             return self.local(genomes, columns=columns)
