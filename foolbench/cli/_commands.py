@@ -115,6 +115,10 @@ def bench(args: argparse.Namespace) -> int:
         from foolbench.distributed import RayExecutor
 
         cpus, gpus = 1.0 if args.ray_cpus is None else args.ray_cpus, 0.0 if args.ray_gpus is None else args.ray_gpus
+        from foolbench.distributed._executor import check_cell_device
+
+        # a cell computes on --device whatever GPUs Ray assigned it: refused before any cluster is joined
+        check_cell_device(args.device, gpus, device_name="--device", gpus_name="--ray-gpus")
         # the cells run with --threads torch threads (0: Ray's default, --ray-cpus rounded down)
         executor = RayExecutor(address=args.ray, num_cpus=cpus, num_gpus=gpus, threads=args.threads or None)
     results = run_suite(

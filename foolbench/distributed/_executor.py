@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from foolbench import _checks
 from foolbench.bench import CellResult, CellTask
-from foolbench.distributed._ray import _first_line, connect
+from foolbench.distributed._ray import _first_line, connect, gpu_share
 from foolbench.errors import InvalidArgumentError
 
 __all__ = ["RayExecutor", "RayMap"]
@@ -30,7 +30,7 @@ class _RayTasks:
 
     def __init__(self, *, address: str | None, num_cpus: float, num_gpus: float, threads: int | None) -> None:
         self.num_cpus = _checks.real("num_cpus", num_cpus, low=0.0)
-        self.num_gpus = _checks.real("num_gpus", num_gpus, low=0.0)
+        self.num_gpus = gpu_share(num_gpus)
         self.threads = _checks.optional_positive_int("threads", threads) or max(1, int(self.num_cpus))
         self.address = address
         self._ray = connect(address)
@@ -41,6 +41,37 @@ class _RayTasks:
                 f"{float(have.get('CPU', 0)):g} CPUs and {float(have.get('GPU', 0)):g} GPUs"
             )
         self._remote = self._ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=0)(_call)
+
+
+def check_cell_device(
+    device: Any, num_gpus: float, *, device_name: str = "device", gpus_name: str = "num_gpus"
+) -> None:
+    """Refuse a cell device that does not match the GPUs Ray gives each cell task.
+
+    A cell computes on its task's ``device`` whatever Ray assigned it: a CUDA device with no GPU per task
+    puts every concurrent cell on the first GPU, outside Ray's scheduling; a GPU per task with a CPU device
+    reserves the GPU and leaves it unused.
+
+    Raises:
+        InvalidArgumentError: a CUDA device with ``num_gpus=0``, or ``num_gpus > 0`` with a CPU device.
+
+    Examples:
+        >>> check_cell_device("cuda", 0.5), check_cell_device(None, 0)
+        (None, None)
+    """
+    import torch
+
+    kind = torch.device(device or "cpu").type
+    if kind == "cuda" and num_gpus == 0:
+        raise InvalidArgumentError(
+            f"{device_name} {str(device)!r} needs a GPU per Ray task ({gpus_name} > 0): with {gpus_name}=0 Ray assigns "
+            "the cells no GPU and every concurrent cell would compute on the first one"
+        )
+    if kind != "cuda" and num_gpus > 0:
+        raise InvalidArgumentError(
+            f"{gpus_name}={num_gpus:g} reserves a GPU for each Ray task, but the cells compute on "
+            f"{device_name} {str(device or 'cpu')!r}: use a CUDA {device_name} or {gpus_name}=0"
+        )
 
 
 class CellFailed(RuntimeError):
@@ -58,12 +89,15 @@ class RayExecutor(_RayTasks):
     Args:
         address: the cluster (see :func:`foolbench.distributed.connect`): ``"auto"``, ``"local"`` or an address.
         num_cpus: CPUs per cell.
-        num_gpus: GPUs per cell (a fraction shares a GPU between cells).
+        num_gpus: GPUs per cell (a fraction shares a GPU between cells; above 1, a whole number). A cell
+            computes on the suite's device whatever Ray assigned it: give a CUDA suite ``num_gpus > 0`` and a
+            CPU suite ``num_gpus=0`` (:meth:`map` refuses the other pairs).
         threads: torch threads per cell (default: ``num_cpus`` rounded down, at least 1).
 
     Raises:
         MissingDependencyError: Ray is not installed.
-        InvalidArgumentError: bad resources, an unreachable cluster, more per cell than the cluster has.
+        InvalidArgumentError: bad resources, an unreachable cluster, more per cell than the cluster has; in
+            :meth:`map`, a suite device that does not match ``num_gpus``.
 
     Examples:
         >>> from foolbench.distributed import RayExecutor
@@ -83,8 +117,16 @@ class RayExecutor(_RayTasks):
         )
 
     def map(self, tasks: Iterable[CellTask]) -> Iterator[tuple[CellTask, CellResult | Exception]]:
-        """Submit every task at once; yield each with its result (or its error) as it finishes."""
+        """Submit every task at once; yield each with its result (or its error) as it finishes.
+
+        Raises:
+            InvalidArgumentError: before any task is submitted, a task whose device does not match
+                ``num_gpus`` (see :func:`check_cell_device`).
+        """
         ray = self._ray
+        tasks = list(tasks)
+        for task in tasks:
+            check_cell_device(task.device, self.num_gpus, device_name="run_suite's device")
         pending = {self._remote.remote(CellTask.run, task, self.threads): task for task in tasks}
         try:
             while pending:

@@ -90,13 +90,15 @@ def connect(address: str | None = "auto", *, num_cpus: int | None = None, timeou
 
     Raises:
         MissingDependencyError: Ray is not installed.
-        InvalidTypeError: ``address`` is not a string or None.
-        InvalidArgumentError: the address cannot be reached.
+        InvalidTypeError: ``address`` is not a string or None, ``num_cpus`` not an int.
+        InvalidArgumentError: the address cannot be reached; a negative ``num_cpus``.
     """
     if address is not None and not isinstance(address, str):
         raise InvalidTypeError(
             f"address must be 'auto', 'local', 'HOST:PORT', 'ray://HOST:PORT' or None, got {type(address).__name__}"
         )
+    if num_cpus is not None:
+        num_cpus = _checks.nonnegative_int("num_cpus", num_cpus)  # not blamed on the cluster by ray.init
     ray = require_ray()
     if ray.is_initialized():
         return ray
@@ -146,7 +148,9 @@ class _Replica:
         from foolbench.models import weights_digest
 
         network = getattr(clf, "network", None)
-        self.digest = weights_digest(network()) if callable(network) else None
+        weights = weights_digest(network()) if callable(network) else None
+        # what else decides the scores: preprocessing or a defense, the architecture, the encoding's settings
+        self.digests = (weights, *identity_digests(clf, encoding))
         import ray
 
         # only a replica Ray gave a GPU uses one: Ray does not hide the GPUs from a zero-GPU actor, and
@@ -155,16 +159,95 @@ class _Replica:
             clf = clf.to("cuda")
         self.local = LocalEvaluator(clf, encoding)
 
-    def score(self, genomes: Genomes, columns: torch.Tensor | None) -> tuple[torch.Tensor, str | None]:
-        """The scores, with the digest of the weights that gave them (a restarted replica built its model anew)."""
+    def score(
+        self, genomes: Genomes, columns: torch.Tensor | None
+    ) -> tuple[torch.Tensor, tuple[str | None, str | None, str | None, str | None]]:
+        """The scores, with the digests of the model that gave them (a restarted replica built its model anew)."""
         with torch.no_grad():
-            return self.local(genomes, columns=columns).cpu(), self.digest
+            return self.local(genomes, columns=columns).cpu(), self.digests
 
     def pid(self) -> int:
         return os.getpid()
 
-    def model_digest(self) -> str | None:
-        return self.digest
+    def model_digests(self) -> tuple[str | None, str | None, str | None, str | None]:
+        return self.digests
+
+
+def encoding_digest(encoding: Any) -> str | None:
+    """A short digest of ``encoding.config()`` (None for an encoding without one).
+
+    Examples:
+        >>> import foolbench as fb
+        >>> a, b = fb.encodings.DirectEncoding((1, 4, 4)), fb.encodings.DirectEncoding((1, 4, 4), eta=5.0)
+        >>> encoding_digest(a) == encoding_digest(fb.encodings.DirectEncoding((1, 4, 4))) != encoding_digest(b)
+        True
+    """
+    from foolbench import _checkpoint
+
+    config = getattr(encoding, "config", None)
+    return _checkpoint.digest(config())[:16] if callable(config) else None
+
+
+def identity_digests(classifier: Any, encoding: Any) -> tuple[str | None, str | None, str | None]:
+    """The scoring, architecture and encoding digests of a classifier and encoding, as a search keeps them.
+
+    The scoring digest is that of :meth:`~foolbench.models.BaseClassifier.identity` (preprocessing, a
+    defense), the architecture's that of :func:`~foolbench.models._classifier.architecture_digest`; either
+    is None for an object the classifier checks refuse.
+    """
+    from foolbench import _checkpoint
+    from foolbench.models._classifier import architecture_digest, check_classifier
+
+    try:
+        checked = check_classifier(classifier)
+    except FoolbenchError:
+        return None, None, encoding_digest(encoding)
+    return (
+        _checkpoint.digest(checked.identity())[:16],
+        architecture_digest(checked),
+        encoding_digest(encoding),
+    )
+
+
+def gpu_share(num_gpus: Any) -> float:
+    """``num_gpus`` per replica or task, checked: a number >= 0 that, above 1, is whole (Ray's rule).
+
+    Examples:
+        >>> gpu_share(0.5), gpu_share(2)
+        (0.5, 2.0)
+    """
+    share = _checks.real("num_gpus", num_gpus, low=0.0)
+    if share > 1 and not share.is_integer():
+        raise InvalidArgumentError(
+            f"num_gpus above 1 must be a whole number of GPUs (Ray shares only a part of one GPU), got {share:g}"
+        )
+    return share
+
+
+def check_gpu_packing(num_gpus: float, num_workers: int, gpus_total: float) -> None:
+    """Refuse replicas whose fractional GPU shares cannot all be placed on the cluster's whole GPUs.
+
+    A share ``g < 1`` is placed within one GPU: ``floor(1 / g)`` of them fit on each, so
+    ``floor(1 / g) * floor(gpus_total)`` replicas fit in all (checked on the cluster's total, not per node).
+
+    Examples:
+        >>> check_gpu_packing(0.5, 4, 2.0)
+        >>> check_gpu_packing(0.6, 3, 2.0)
+        Traceback (most recent call last):
+        ...
+        foolbench.errors.InvalidArgumentError: num_workers=3 replicas with num_gpus=0.6 each do not fit on the cluster's 2 GPUs: at most 1 such share fits on one GPU, 2 in all; ask for num_gpus=0.5 or fewer workers
+    """
+    if not 0 < num_gpus < 1 or gpus_total < 1:
+        return
+    per_gpu = math.floor(1 / num_gpus + 1e-9)
+    fit = per_gpu * math.floor(gpus_total)
+    if fit < num_workers:
+        best = math.floor(10_000 / math.ceil(num_workers / math.floor(gpus_total))) / 10_000
+        raise InvalidArgumentError(
+            f"num_workers={num_workers} replicas with num_gpus={num_gpus:g} each do not fit on the cluster's "
+            f"{gpus_total:g} GPUs: at most {per_gpu} such share{'s' if per_gpu > 1 else ''} fit"
+            f"{'' if per_gpu > 1 else 's'} on one GPU, {fit} in all; ask for num_gpus={best:g} or fewer workers"
+        )
 
 
 def default_num_gpus(gpus: float, num_workers: int) -> float:
@@ -229,6 +312,13 @@ class RayEvaluator:
         model_digest: :func:`~foolbench.models.weights_digest` of the replicas' model (None where it has no
             ``network()``); a search whose classifier has other weights refuses this evaluator.
             Every replica's digest is checked against it, at start and after Ray restarts one.
+        scoring_digest: digest of the replicas' classifier's :meth:`~foolbench.models.BaseClassifier.identity`
+            (preprocessing, a defense), as a search keeps it; a search whose classifier differs refuses this
+            evaluator (None when unknown).
+        architecture_digest: :func:`~foolbench.models._classifier.architecture_digest` of the replicas' model
+            (None when unknown); checked by a search like the weights.
+        encoding_digest: digest of the replicas' ``encoding.config()``; a search with another encoding (even
+            of the same image shape) refuses this evaluator.
 
     Raises:
         MissingDependencyError: Ray is not installed.
@@ -267,13 +357,14 @@ class RayEvaluator:
         if num_gpus is None:
             self.num_gpus = default_num_gpus(gpus_total, self.num_workers)
         else:
-            self.num_gpus = _checks.real("num_gpus", num_gpus, low=0.0)
+            self.num_gpus = gpu_share(num_gpus)
         cpus_total = float(ray.cluster_resources().get("CPU", 0))
         if self.num_cpus * self.num_workers > cpus_total or self.num_gpus * self.num_workers > gpus_total:
             raise InvalidArgumentError(
                 f"num_workers={self.num_workers} x (num_cpus={self.num_cpus:g}, num_gpus={self.num_gpus:g}) "
                 f"asks for more than the cluster has ({cpus_total:g} CPUs, {gpus_total:g} GPUs)"
             )
+        check_gpu_packing(self.num_gpus, self.num_workers, gpus_total)
         self._ray = ray
         self.model_factory = model_factory
         self.encoding = encoding
@@ -292,19 +383,39 @@ class RayEvaluator:
     def _check_started(self) -> None:
         try:
             self._ray.get([a.pid.remote() for a in self._actors], timeout=300)
-            digests: list[str | None] = self._ray.get([a.model_digest.remote() for a in self._actors], timeout=300)
+            reported = self._ray.get([a.model_digests.remote() for a in self._actors], timeout=300)
+        except self._ray.exceptions.GetTimeoutError as err:
+            self.close()
+            raise InvalidArgumentError(
+                f"the replicas (num_workers={self.num_workers}, num_cpus={self.num_cpus:g}, "
+                f"num_gpus={self.num_gpus:g} each) were not placed and built within 300 s: the cluster may have "
+                f"no node with these resources free, or model_factory {self.model_factory!r} may hang"
+            ) from err
         except Exception as err:
             self.close()
             raise InvalidArgumentError(
                 f"model_factory {self.model_factory!r} could not build a model on the Ray workers: {_first_line(err)}"
             ) from err
-        if len(set(digests)) > 1:  # an unseeded factory: each replica its own random weights
+        digests: list[tuple[str | None, ...]] = [tuple(d) for d in reported]
+        weights = [d[0] for d in digests]
+        if len(set(weights)) > 1:  # an unseeded factory: each replica its own random weights
             self.close()
             raise _different_weights(
-                self.model_factory, f"built replicas with different weights (digests {', '.join(map(str, digests))})"
+                self.model_factory, f"built replicas with different weights (digests {', '.join(map(str, weights))})"
             )
-        # the replicas' weights: a search refuses an evaluator that scores with another model than its own
-        self.model_digest: str | None = digests[0]
+        if len(set(digests)) > 1:  # same weights, other preprocessing, defense or architecture
+            self.close()
+            raise InvalidArgumentError(
+                f"model_factory {self.model_factory!r} built replicas that score differently (same weights, other "
+                f"preprocessing, defense or architecture: digests {', '.join(map(str, digests))}); the replicas "
+                "would score their slices of a batch with different models"
+            )
+        self._digests = digests[0]
+        # the replicas' model: a search refuses an evaluator that scores with another model than its own
+        self.model_digest: str | None = digests[0][0]
+        self.scoring_digest: str | None = digests[0][1]
+        self.architecture_digest: str | None = digests[0][2]
+        self.encoding_digest: str | None = digests[0][3]
 
     def __repr__(self) -> str:
         return (
@@ -339,18 +450,26 @@ class RayEvaluator:
         # still fails after that is a dead worker or an error in the model: one clear WorkerError.
         ray = self._ray
         try:
-            scores, digest = ray.get(future)
+            scores, reported = ray.get(future)
         except ray.exceptions.RayActorError as err:
             raise WorkerError(
                 f"Ray worker {i} died while scoring genomes and was not brought back: {_first_line(err)}"
             ) from err
         except ray.exceptions.RayTaskError as err:
             raise WorkerError(f"a Ray worker failed while scoring genomes: {_first_line(err)}") from err
+        digest = reported[0]
         if digest != self.model_digest:  # Ray restarted the replica, and the factory built other weights
             self.close()
             raise _different_weights(
                 self.model_factory,
                 f"built other weights when Ray restarted worker {i} (digest {digest}, the replicas' {self.model_digest})",
+            )
+        if tuple(reported) != self._digests:  # same weights, another preprocessing, defense or architecture
+            self.close()
+            raise InvalidArgumentError(
+                f"model_factory {self.model_factory!r} built another model when Ray restarted worker {i} (same "
+                f"weights, digests {tuple(reported)} against the replicas' {self._digests}): the replicas would "
+                "score their slices of a batch with different models"
             )
         return scores  # type: ignore[no-any-return]
 

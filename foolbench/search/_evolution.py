@@ -140,6 +140,19 @@ class Evolution(ABC):
                 f"evaluator scores with another model (weights {remote}) than classifier (weights "
                 f"{self._model_digest}): the search would report the evaluator's confidences as the classifier's"
             )
+        # and what the weights do not show: preprocessing or a defense, the architecture, the encoding
+        encoding_digest = _checkpoint.digest(encoding.config())[:16]
+        for attr, ours, what in (
+            ("scoring_digest", self._scoring_digest, "other preprocessing or defense than classifier"),
+            ("architecture_digest", self._architecture_digest, "another architecture than classifier"),
+            ("encoding_digest", encoding_digest, "another encoding than encoding (its config() differs)"),
+        ):
+            theirs = getattr(evaluator, attr, None)
+            if isinstance(theirs, str) and theirs != ours:
+                raise InvalidArgumentError(
+                    f"evaluator scores with {what} ({attr} {theirs}, the search's {ours}): the search would "
+                    "report the evaluator's confidences as the classifier's"
+                )
         self.evaluator: Evaluator = LocalEvaluator(self.classifier, encoding) if evaluator is None else evaluator
         reference = self.classifier.reference()  # the float32 twin of a reduced-precision classifier
         # its evaluator (None when the classifier is its own reference), shared by verify and the reported confidences

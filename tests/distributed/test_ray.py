@@ -209,3 +209,95 @@ def test_worker_errors_name_the_exception_and_its_first_line(cluster: Any) -> No
         ray.get(ray.remote(max_retries=0)(fails).remote(3))
     assert _first_line(caught.value) == "ValueError: no cell 3"
     assert _first_line(RuntimeError("")) == "RuntimeError"
+
+
+def test_a_search_refuses_replicas_with_other_preprocessing_defense_or_encoding(
+    cluster: Any, lenet: fb.models.TorchClassifier
+) -> None:
+    """Only the weights' digest was compared: replicas scoring behind other preprocessing (std=0.5), a defense,
+    or with another encoding of the same image shape were accepted, and their scores reported as the search's."""
+    enc = fb.encodings.CPPNEncoding((1, 28, 28))
+    with RayEvaluator(lambda: fb.models.lenet_mnist().replace(std=0.5), enc, num_workers=1, threads=1) as remote:
+        assert remote.model_digest == fb.models.weights_digest(lenet.network())  # same weights
+        with pytest.raises(InvalidArgumentError, match=r"evaluator scores with other preprocessing or defense"):
+            fb.search.MAPElites(lenet, enc, evaluator=remote)
+        fb.search.MAPElites(lenet.replace(std=0.5), enc, evaluator=remote)  # the replicas' own model: accepted
+    defended = fb.defenses.BitDepthReduction(fb.models.lenet_mnist(), bits=1)
+    with RayEvaluator(lambda: fb.defenses.BitDepthReduction(fb.models.lenet_mnist(), bits=1), enc,
+                      num_workers=1, threads=1) as remote:  # fmt: skip
+        with pytest.raises(InvalidArgumentError, match="evaluator scores with other preprocessing or defense"):
+            fb.search.MAPElites(lenet, enc, evaluator=remote)
+        fb.search.MAPElites(defended, enc, evaluator=remote)
+    other = fb.encodings.CPPNEncoding((1, 28, 28), activations=("linear", "gaussian", "sigmoid", "sine"))
+    with RayEvaluator(FACTORY, other, num_workers=1, threads=1) as remote:
+        with pytest.raises(InvalidArgumentError, match=r"evaluator scores with another encoding .*encoding_digest"):
+            fb.search.MAPElites(lenet, enc, evaluator=remote)
+        assert isinstance(remote.scoring_digest, str) and isinstance(remote.architecture_digest, str)
+        fb.search.MAPElites(lenet, other, evaluator=remote)
+
+
+def test_a_search_refuses_an_evaluator_of_another_architecture() -> None:
+    """The architecture digest (a ReLU and a Sigmoid have no weights) is compared like the weights; an
+    evaluator without the digests (a user's own) is still accepted."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(16, 3)
+
+    def clf(act: torch.nn.Module) -> fb.models.TorchClassifier:
+        net = torch.nn.Sequential(torch.nn.Flatten(), linear, act).eval()
+        return fb.models.TorchClassifier(net, input_shape=(1, 4, 4), num_classes=3)
+
+    enc = fb.encodings.DirectEncoding((1, 4, 4))
+    relu, sigmoid = clf(torch.nn.ReLU()), clf(torch.nn.Sigmoid())
+    from foolbench import _checkpoint
+    from foolbench.models._classifier import architecture_digest
+
+    class Remote:  # what a RayEvaluator over `sigmoid` reports, without starting replicas
+        def __init__(self) -> None:
+            self.local = fb.search.LocalEvaluator(sigmoid, enc)
+            self.model_digest = fb.models.weights_digest(sigmoid.network())
+            self.scoring_digest = _checkpoint.digest(sigmoid.identity())[:16]
+            self.architecture_digest = architecture_digest(sigmoid)
+            self.encoding_digest = _checkpoint.digest(enc.config())[:16]
+
+        def __call__(self, genomes: Any, *, columns: torch.Tensor | None = None) -> torch.Tensor:
+            return self.local(genomes, columns=columns)
+
+    with pytest.raises(InvalidArgumentError, match="evaluator scores with another architecture"):
+        fb.search.MAPElites(relu, enc, evaluator=Remote())
+    fb.search.MAPElites(sigmoid, enc, evaluator=Remote())
+    fb.search.MAPElites(relu, enc, evaluator=fb.search.LocalEvaluator(sigmoid, enc))  # no digests: a user's own
+
+
+def test_connect_names_a_bad_num_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """connect("local", num_cpus=-1) blamed the cluster ("cannot reach the Ray cluster")."""
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: pytest.fail("ray.init must not see a bad num_cpus"))
+    with pytest.raises(InvalidArgumentError, match=r"num_cpus must be an int >= 0, got -1"):
+        fb.distributed.connect("local", num_cpus=-1)
+    with pytest.raises(InvalidTypeError, match="num_cpus"):
+        fb.distributed.connect("local", num_cpus=1.5)  # type: ignore[arg-type]
+
+
+def test_gpu_resources_ray_cannot_place_are_refused(cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """num_gpus=1.5 (Ray takes only whole GPUs above one) and fractional shares that cannot pack onto the GPUs
+    (3 replicas of 0.6 on 2 GPUs) were accepted: the replicas then waited 300 s, blamed on the model factory."""
+    enc = fb.encodings.DirectEncoding((1, 28, 28))
+    with pytest.raises(InvalidArgumentError, match=r"num_gpus above 1 must be a whole number .* got 1.5"):
+        fb.distributed.RayExecutor(num_gpus=1.5)
+    with pytest.raises(InvalidArgumentError, match=r"num_gpus above 1 must be a whole number"):
+        fb.distributed.RayMap(num_gpus=2.5)
+    with pytest.raises(InvalidArgumentError, match=r"num_gpus above 1 must be a whole number"):
+        RayEvaluator(FACTORY, enc, num_workers=1, num_cpus=0, num_gpus=1.5)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 2.0})  # this one has none
+    monkeypatch.setattr(RayEvaluator, "_check_started", lambda self: pytest.fail("must be refused before"))
+    with pytest.raises(InvalidArgumentError, match=r"num_workers=3 .*num_gpus=0.6 .* 2 GPUs.* num_gpus=0.5"):
+        RayEvaluator(FACTORY, enc, num_workers=3, num_cpus=0, num_gpus=0.6)
+    monkeypatch.undo()
+    # replicas Ray cannot place (a GPU this cluster lacks) time out with a message naming the resources
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
+    get = ray.get
+    monkeypatch.setattr(ray, "get", lambda refs, timeout=None: get(refs, timeout=None if timeout is None else 1))
+    with pytest.raises(
+        InvalidArgumentError, match=r"replicas \(num_workers=1, num_cpus=0, num_gpus=1 each\) were not placed and built"
+    ):
+        RayEvaluator(FACTORY, enc, num_workers=1, num_cpus=0, num_gpus=1)

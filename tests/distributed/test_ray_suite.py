@@ -174,3 +174,44 @@ def test_failed_runs_and_cells_name_the_exception_and_its_first_line(cluster: An
     executor = RayExecutor(threads=1)
     failed = executor._result(executor._remote.remote(fails, 2, 1))
     assert isinstance(failed, CellFailed) and str(failed) == "ValueError: run 2 diverged"
+
+
+def test_cell_device_must_match_the_gpus_ray_assigns(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Ray-run cell computes on the suite's device whatever Ray assigned it: --device cuda with --ray-gpus 0
+    put every concurrent cell on cuda:0, and --ray-gpus 1 without --device cuda reserved a GPU nobody used."""
+    import torch
+
+    import foolbench.distributed
+    from foolbench.cli import main
+
+    def joined(**kwargs: Any) -> None:
+        raise AssertionError("refused before joining a cluster")
+
+    monkeypatch.setattr(foolbench.distributed, "RayExecutor", joined)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # --device cuda parses on this CPU machine
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    out = str(tmp_path / "o")
+    assert main(["bench", "--suite", "quick", "--ray", "--device", "cuda", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "--device 'cuda' needs a GPU per Ray task (--ray-gpus > 0)" in err
+    assert main(["bench", "--suite", "quick", "--ray", "--ray-gpus", "1", "--out", out]) == 2
+    assert "--ray-gpus=1 reserves a GPU for each Ray task, but the cells compute on --device 'cpu'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_ray_executor_refuses_cells_on_a_device_without_its_gpus(cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from foolbench.bench import CellTask
+    from foolbench.errors import InvalidArgumentError
+
+    def task(device: str | None) -> CellTask:
+        return CellTask(config=None, model="m", defense="none", method="pgd", key="k", seed=1, digest="d",
+                        out="o", device=device)  # fmt: skip
+
+    with pytest.raises(InvalidArgumentError, match=r"device 'cuda' needs a GPU per Ray task \(num_gpus > 0\)"):
+        next(iter(RayExecutor(num_gpus=0).map([task("cuda")])))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 1.0})  # this one has none
+    with pytest.raises(InvalidArgumentError, match=r"num_gpus=0.5 reserves a GPU .* device 'cpu'"):
+        next(iter(RayExecutor(num_gpus=0.5).map([task(None)])))
