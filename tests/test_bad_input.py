@@ -623,6 +623,7 @@ def test_evaluator_columns_are_checked_naming_them() -> None:
         (torch.tensor([1.0]), "columns must be a 1-D integer tensor of class indices, got torch.float32"),
         (torch.tensor([[1, 2]]), r"columns must be a 1-D integer tensor .* shape \(1, 2\)"),
         ([1, 2], "columns must be a 1-D integer tensor of class indices, got list"),
+        (torch.tensor([1], dtype=torch.int16), "columns must be a 1-D int64 or int32 tensor .* got torch.int16"),
     ]:
         with pytest.raises(InvalidArgumentError, match=match):
             ev(g, columns=bad)
@@ -634,6 +635,32 @@ def test_a_long_file_name_is_written_atomically(tmp_path: Path) -> None:
     target = tmp_path / ("a" * 248 + ".json")  # 253 characters: the temporary name once passed 255
     _io.atomic_write_bytes(target, b"{}")
     assert target.read_bytes() == b"{}" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_zero_dimensional_class_array_is_named() -> None:
+    import numpy as np
+
+    from foolbench.search._recipes import _json_settings
+
+    for classes in (torch.tensor(3), np.array(3)):
+        with pytest.raises(InvalidTypeError, match="classes must be a list of class indices or names"):
+            _json_settings({"classes": classes})
+    assert fb.search.LocalEvaluator(fb.models.lenet_mnist(), fb.encodings.DirectEncoding((1, 28, 28)))(
+        torch.rand(1, 1, 28, 28), columns=torch.tensor([2], dtype=torch.int32)
+    ).shape == (1, 1)
+
+
+def test_a_ray_cell_device_index_past_the_tasks_gpus_is_refused() -> None:
+    from foolbench.distributed._executor import check_cell_device
+
+    check_cell_device("cuda:0", 1)
+    check_cell_device("cuda:1", 2)
+    with pytest.raises(
+        InvalidArgumentError, match=r"device 'cuda:1': a Ray task with num_gpus=1 sees its GPU as cuda:0"
+    ):
+        check_cell_device("cuda:1", 1)
+    with pytest.raises(InvalidArgumentError, match="sees its GPU as cuda:0"):
+        check_cell_device("cuda:1", 0.5)
 
 
 def test_one_nan_pixel_does_not_change_the_scale_of_a_grid(tmp_path: Path) -> None:

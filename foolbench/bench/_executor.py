@@ -143,9 +143,10 @@ def workspace(cfg: SuiteConfig, out: Path, device: str | None, *, fresh: bool = 
     """The process's :class:`Workspace` for a suite (built on first use, or anew with ``new=True``)."""
     from dataclasses import asdict
 
-    from foolbench.bench._workspace import Workspace
+    from foolbench.bench._workspace import Workspace, factory_stamps
 
-    key = (digest([asdict(cfg)]), str(out.resolve()), device)
+    # the factories' files too: a worker kept between two runs of an edited suite builds its models anew
+    key = (digest([asdict(cfg), factory_stamps(cfg)]), str(out.resolve()), device)
     if new or key not in _WORKSPACES:
         _WORKSPACES.clear()  # one suite at a time per process: do not keep old models alive
         _WORKSPACES[key] = Workspace(cfg, out, device, fresh=fresh)

@@ -64,6 +64,19 @@ def _stamp(file: Path | None) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
+def factory_stamps(cfg: SuiteConfig) -> list[Any]:
+    """Each user factory of the suite (models' ``factory``, ``module:function`` datasets) with its file's
+    ``(mtime, size)`` now: a process keeping a workspace (a Ray worker) builds a new one when a file changed."""
+    paths = [m.params.get("factory") for m in cfg.models] + [m.params.get("dataset") for m in cfg.models]
+    paths.append(cfg.data.get("dataset"))
+    where = _where(cfg.folder)
+    out: list[Any] = []
+    for path in dict.fromkeys(p for p in paths if isinstance(p, str) and ":" in p):
+        file = _user_file(path.partition(":")[0], where)
+        out.append([path, None if file is None else [str(file), *(_stamp(file) or ())]])
+    return out
+
+
 def resolve(path: str, what: str, folder: str | None) -> Callable[..., Any]:
     """Import ``"module:function"``, looking in the suite file's folder, then the current directory, then sys.path.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -53,7 +54,8 @@ def check_cell_device(
     reserves the GPU and leaves it unused.
 
     Raises:
-        InvalidArgumentError: a CUDA device with ``num_gpus=0``, or ``num_gpus > 0`` with a CPU device.
+        InvalidArgumentError: a CUDA device with ``num_gpus=0``, or ``num_gpus > 0`` with a CPU device, or a
+            CUDA index past the GPUs a task sees (``cuda:1`` with ``num_gpus=1``).
 
     Examples:
         >>> check_cell_device("cuda", 0.5), check_cell_device(None, 0)
@@ -66,6 +68,12 @@ def check_cell_device(
         raise InvalidArgumentError(
             f"{device_name} {str(device)!r} needs a GPU per Ray task ({gpus_name} > 0): with {gpus_name}=0 Ray assigns "
             "the cells no GPU and every concurrent cell would compute on the first one"
+        )
+    index = torch.device(device or "cpu").index
+    if kind == "cuda" and num_gpus > 0 and index is not None and index >= max(1, math.ceil(num_gpus)):
+        raise InvalidArgumentError(
+            f"{device_name} {str(device)!r}: a Ray task with {gpus_name}={num_gpus:g} sees its GPU as cuda:0 "
+            f"(and no cuda:{index}); give {device_name} 'cuda'"
         )
     if kind != "cuda" and num_gpus > 0:
         raise InvalidArgumentError(

@@ -136,8 +136,8 @@ def _check_columns(columns: Any, num_classes: int, *, read: bool) -> None:
             else (type(columns).__name__)
         )
         raise InvalidArgumentError(f"columns must be a 1-D integer tensor of class indices, got {got}")
-    if columns.dtype == torch.bool:
-        raise InvalidArgumentError("columns must be a 1-D integer tensor of class indices, got a bool tensor")
+    if columns.dtype not in (torch.int32, torch.int64):  # what index_select takes
+        raise InvalidArgumentError(f"columns must be a 1-D int64 or int32 tensor of class indices, got {columns.dtype}")
     if read and columns.numel():
         lo, hi = int(columns.min()), int(columns.max())
         if lo < 0 or hi >= num_classes:

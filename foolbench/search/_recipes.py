@@ -69,7 +69,7 @@ def _json_settings(settings: dict[str, Any]) -> dict[str, Any]:
         settings["device"] = str(settings["device"])
     classes = settings.get("classes")
     if classes is not None:
-        if isinstance(classes, (str, int)) or not hasattr(classes, "__iter__"):
+        if isinstance(classes, (str, int)) or not hasattr(classes, "__iter__") or getattr(classes, "ndim", 1) == 0:
             raise InvalidTypeError(
                 f"classes must be a list of class indices or names, got {type(classes).__name__} {classes!r}"
             )

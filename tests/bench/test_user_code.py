@@ -206,3 +206,22 @@ def test_a_factory_comes_from_its_own_folder_and_its_file_as_it_is_now(
     assert resolve("mymods_c:f", "x", str(a))() == "A, edited"
     assert resolve("mymods_c:f", "x", str(a)) is resolve("mymods_c:f", "x", str(a))  # unchanged: not reloaded
     monkeypatch.delitem(sys.modules, "mymods_c", raising=False)
+
+
+def test_a_kept_workspace_is_built_anew_when_a_factory_file_changes(project: Path) -> None:
+    # a Ray worker keeps its workspace between runs of a suite: keyed on the config alone, it went on with
+    # the models an edited factory file had built before
+    import os
+
+    from foolbench.bench._executor import forget_workspaces, workspace
+
+    cfg = load_config(project / "suite.toml")
+    out = project.parent / "out"
+    first = workspace(cfg, out, None)
+    assert workspace(cfg, out, None) is first
+    source = project / "own_models_a.py"
+    source.write_text(source.read_text() + "\n# edited\n")
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert workspace(cfg, out, None) is not first
+    forget_workspaces()
