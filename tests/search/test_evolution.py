@@ -109,12 +109,21 @@ def test_checkpoint_from_other_configuration(lenet: fb.models.TorchClassifier, t
         search(lenet, seed=3, classes=[1, 2]).run(generations=4, progress=False, checkpoint=ckpt)
 
 
+def _drop_config_key(ckpt: Path, key: str) -> None:
+    """Rewrite a checkpoint as one written before its configuration had ``key``."""
+    from foolbench import _checkpoint
+
+    state = _checkpoint.load(ckpt)
+    old = {k: v for k, v in state["config"].items() if k != key}
+    _checkpoint.save(ckpt, _checkpoint.wrap(fmt=state["format"], version=state["version"], config=old,
+                                            payload=state["payload"]))  # fmt: skip
+
+
 def test_checkpoint_of_the_same_weights_behind_other_scoring_is_refused(
     lenet: fb.models.TorchClassifier, tmp_path: Path
 ) -> None:
     """The checkpoint named the model by its weights alone: a search on ``bit_depth(1)`` of the same
     LeNet, or on the LeNet with another normalisation, resumed it and reported its confidences."""
-    from foolbench import _checkpoint
 
     ckpt = tmp_path / "run.pt"
     search(lenet, seed=3).run(generations=2, progress=False, checkpoint=ckpt)
@@ -131,10 +140,7 @@ def test_checkpoint_of_the_same_weights_behind_other_scoring_is_refused(
     votes, mean = (fb.defenses.Ensemble([lenet, lenet], combine=c).identity() for c in ("vote", "mean_probs"))
     assert votes != mean and votes["members"] == mean["members"] == [lenet.identity()] * 2
     # a checkpoint written before the key existed is still resumed (on the other keys)
-    state = _checkpoint.load(ckpt)
-    old = {k: v for k, v in state["config"].items() if k != "scoring"}
-    _checkpoint.save(ckpt, _checkpoint.wrap(fmt=state["format"], version=state["version"], config=old,
-                                            payload=state["payload"]))  # fmt: skip
+    _drop_config_key(ckpt, "scoring")
     resumed = search(lenet, seed=3)
     resumed.load_checkpoint(ckpt)
     assert resumed.generation == 3
@@ -143,7 +149,6 @@ def test_checkpoint_of_the_same_weights_behind_other_scoring_is_refused(
 def test_checkpoint_of_the_same_weights_in_another_architecture_is_refused(tmp_path: Path) -> None:
     """A ReLU and a Sigmoid have no weights: two networks differing only there shared the weights' digest and
     the identity, and one resumed the other's checkpoint and reported its confidences."""
-    from foolbench import _checkpoint
 
     def net(act: nn.Module) -> fb.models.TorchClassifier:
         torch.manual_seed(0)
@@ -158,10 +163,7 @@ def test_checkpoint_of_the_same_weights_in_another_architecture_is_refused(tmp_p
         search(sigmoid, seed=3).run(generations=4, progress=False, checkpoint=ckpt)
     assert search(net(nn.ReLU()), seed=3).run(generations=3, progress=False, checkpoint=ckpt).evaluations
     # a checkpoint written before the key existed still resumes (on the other keys)
-    state = _checkpoint.load(ckpt)
-    old = {k: v for k, v in state["config"].items() if k != "architecture"}
-    _checkpoint.save(ckpt, _checkpoint.wrap(fmt=state["format"], version=state["version"], config=old,
-                                            payload=state["payload"]))  # fmt: skip
+    _drop_config_key(ckpt, "architecture")
     resumed = search(relu, seed=3)
     resumed.load_checkpoint(ckpt)
     assert resumed.generation == 3
