@@ -33,7 +33,7 @@ from foolbench.bench._store import (
     tensors_digest,
     validate_cell,
 )
-from foolbench.bench._workspace import Workspace
+from foolbench.bench._workspace import Workspace, device_kind
 from foolbench.errors import CheckpointError, ConfigError, InvalidTypeError
 
 __all__ = ["SCHEMA", "run_suite"]
@@ -119,8 +119,7 @@ class _Driver:
             "seed": seed,
             "data": [self.cfg.data if suites_data else {}, self.ws.data_identity(model)],
         }
-        kind = torch.device(self.device or "cpu").type
-        if kind != "cpu":  # another device draws other random numbers: its cells are its own (CPU digests as before)
+        for kind in device_kind(self.device):  # another device's cells are its own (CPU digests as before)
             determined_by["device"] = kind
         key = file_key(model, dspec.name, mspec.name)
         self.specs[key] = (dspec, mspec)

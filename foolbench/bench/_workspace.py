@@ -64,6 +64,13 @@ def _stamp(file: Path | None) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
+def device_kind(device: str | None) -> list[str]:
+    """What a key records of ``device``: nothing on the CPU (keys as before), else its kind (``["cuda"]``):
+    another device draws other random numbers and trains other weights."""
+    kind = torch.device(device or "cpu").type
+    return [] if kind == "cpu" else [kind]
+
+
 def factory_stamps(cfg: SuiteConfig) -> list[Any]:
     """Each user factory of the suite (models' ``factory``, ``module:function`` datasets) with its file's
     ``(mtime, size)`` now: a process keeping a workspace (a Ray worker) builds a new one when a file changed."""
@@ -311,8 +318,7 @@ class Workspace:
 
     def _device_kind(self) -> list[str]:
         """``[]`` on the CPU (keys as before), else the device's kind: another device trains other weights."""
-        kind = torch.device(self.device or "cpu").type
-        return [] if kind == "cpu" else [kind]
+        return device_kind(self.device)
 
     def _train(self, module: nn.Module, clf: Any, spec: Spec) -> None:
         from foolbench.models import train_classifier

@@ -143,6 +143,7 @@ class _Replica:
         if threads is not None:
             torch.set_num_threads(threads)
         from foolbench.search import LocalEvaluator
+        from foolbench.search._evaluator import identity_digests
 
         clf = resolve_factory(factory)()
         from foolbench.models import weights_digest
@@ -171,42 +172,6 @@ class _Replica:
 
     def model_digests(self) -> tuple[str | None, str | None, str | None, str | None]:
         return self.digests
-
-
-def encoding_digest(encoding: Any) -> str | None:
-    """A short digest of ``encoding.config()`` (None for an encoding without one).
-
-    Examples:
-        >>> import foolbench as fb
-        >>> a, b = fb.encodings.DirectEncoding((1, 4, 4)), fb.encodings.DirectEncoding((1, 4, 4), eta=5.0)
-        >>> encoding_digest(a) == encoding_digest(fb.encodings.DirectEncoding((1, 4, 4))) != encoding_digest(b)
-        True
-    """
-    from foolbench import _checkpoint
-
-    config = getattr(encoding, "config", None)
-    return _checkpoint.digest(config())[:16] if callable(config) else None
-
-
-def identity_digests(classifier: Any, encoding: Any) -> tuple[str | None, str | None, str | None]:
-    """The scoring, architecture and encoding digests of a classifier and encoding, as a search keeps them.
-
-    The scoring digest is that of :meth:`~foolbench.models.BaseClassifier.identity` (preprocessing, a
-    defense), the architecture's that of :func:`~foolbench.models._classifier.architecture_digest`; either
-    is None for an object the classifier checks refuse.
-    """
-    from foolbench import _checkpoint
-    from foolbench.models._classifier import architecture_digest, check_classifier
-
-    try:
-        checked = check_classifier(classifier)
-    except FoolbenchError:
-        return None, None, encoding_digest(encoding)
-    return (
-        _checkpoint.digest(checked.identity())[:16],
-        architecture_digest(checked),
-        encoding_digest(encoding),
-    )
 
 
 def gpu_share(num_gpus: Any) -> float:

@@ -6,9 +6,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from foolbench import _checkpoint
 from foolbench.encodings import Encoding, Genomes
-from foolbench.errors import InvalidArgumentError, InvalidTypeError
+from foolbench.errors import FoolbenchError, InvalidArgumentError, InvalidTypeError
 from foolbench.models import Classifier, check_classifier
+from foolbench.models._classifier import architecture_digest
 
 __all__ = ["Evaluator", "LocalEvaluator", "render_in_bounds"]
 
@@ -179,3 +181,34 @@ def _bounds(classifier: Classifier) -> tuple[float, float]:
 def _device_of(genomes: Genomes) -> torch.device:
     device = getattr(genomes, "device", None)
     return device if isinstance(device, torch.device) else torch.device("cpu")
+
+
+def encoding_digest(encoding: Any) -> str | None:
+    """A short digest of ``encoding.config()`` (None for an encoding without one).
+
+    Examples:
+        >>> import foolbench as fb
+        >>> a, b = fb.encodings.DirectEncoding((1, 4, 4)), fb.encodings.DirectEncoding((1, 4, 4), eta=5.0)
+        >>> encoding_digest(a) == encoding_digest(fb.encodings.DirectEncoding((1, 4, 4))) != encoding_digest(b)
+        True
+    """
+    config = getattr(encoding, "config", None)
+    return _checkpoint.digest(config())[:16] if callable(config) else None
+
+
+def identity_digests(classifier: Any, encoding: Any) -> tuple[str | None, str | None, str | None]:
+    """The scoring, architecture and encoding digests of a classifier and encoding, as a search keeps them.
+
+    The scoring digest is that of :meth:`~foolbench.models.BaseClassifier.identity` (preprocessing, a
+    defense), the architecture's that of :func:`~foolbench.models._classifier.architecture_digest`; either
+    is None for an object the classifier checks refuse.
+    """
+    try:
+        checked = check_classifier(classifier)
+    except FoolbenchError:
+        return None, None, encoding_digest(encoding)
+    return (
+        _checkpoint.digest(checked.identity())[:16],
+        architecture_digest(checked),
+        encoding_digest(encoding),
+    )

@@ -26,7 +26,6 @@ from foolbench.encodings import Encoding, Genomes
 from foolbench.encodings._base import Differentiable, select_rows
 from foolbench.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 from foolbench.models import Classifier, check_classifier, weights_digest
-from foolbench.models._classifier import architecture_digest
 from foolbench.search._archive import ClassArchive
 from foolbench.search._callbacks import Budget, Callback, Checkpointer, ProgressBar, StopAtTarget, _path
 from foolbench.search._evaluator import (
@@ -36,6 +35,7 @@ from foolbench.search._evaluator import (
     _device_of,
     check_encoding,
     check_shapes,
+    identity_digests,
     render_in_bounds,
 )
 from foolbench.search._operators import (
@@ -131,9 +131,11 @@ class Evolution(ABC):
         # a checkpoint resumed with another model (even of the same shape) is refused
         self._model_digest = weights_digest(self.classifier.network())
         # and with the same weights behind other preprocessing or a defense
-        self._scoring_digest = _checkpoint.digest(self.classifier.identity())[:16]
-        # and with the same weights in another architecture (a ReLU and a Sigmoid have no weights)
-        self._architecture_digest = architecture_digest(self.classifier)
+        # and with the same weights in another architecture (a ReLU and a Sigmoid have no weights); the digests
+        # a RayEvaluator's replicas report, computed by the same function
+        scoring, architecture, encoding_digest = identity_digests(self.classifier, encoding)
+        assert scoring is not None and architecture is not None  # a checked classifier, an encoding with config
+        self._scoring_digest, self._architecture_digest = scoring, architecture
         remote = getattr(evaluator, "model_digest", None)  # RayEvaluator: the weights its replicas built
         if isinstance(remote, str) and remote != self._model_digest:
             raise InvalidArgumentError(
@@ -141,7 +143,6 @@ class Evolution(ABC):
                 f"{self._model_digest}): the search would report the evaluator's confidences as the classifier's"
             )
         # and what the weights do not show: preprocessing or a defense, the architecture, the encoding
-        encoding_digest = _checkpoint.digest(encoding.config())[:16]
         for attr, ours, what in (
             ("scoring_digest", self._scoring_digest, "other preprocessing or defense than classifier"),
             ("architecture_digest", self._architecture_digest, "another architecture than classifier"),
